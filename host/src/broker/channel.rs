@@ -1,0 +1,530 @@
+//! A channel: one copy of every message of its topic, shared by its consumers.
+//!
+//! Each channel owns its queues behind its own lock, so publishing to or
+//! consuming from one channel never waits on another. Consumers pull: a
+//! consumer with spare RDY takes a batch with [`Channel::take`]; when the
+//! ready queue is empty it waits on [`Channel::messages_ready`], which fires
+//! when the queue stops being empty or the channel is unpaused. One
+//! timekeeper task per channel moves timed-out in-flight messages and due
+//! deferred messages back to the ready queue.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{Client, ClientStats};
+use super::deferred::DeferredQueue;
+use super::in_flight::{InFlight, InFlightError, InFlightQueue};
+use super::message::{Message, MessageId};
+use super::names::is_ephemeral;
+
+/// The channel is being deleted; nsqd's error text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("exiting")]
+pub struct Exiting;
+
+#[derive(Debug)]
+pub struct Channel {
+    pub name: String,
+    pub topic_name: String,
+    pub ephemeral: bool,
+    state: Mutex<ChannelState>,
+    messages_ready: Notify,
+    timer: Notify,
+    paused: AtomicBool,
+    exiting: AtomicBool,
+    closed: CancellationToken,
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    message_count: AtomicU64,
+    requeue_count: AtomicU64,
+    timeout_count: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct ChannelState {
+    ready: VecDeque<Message>,
+    in_flight: InFlightQueue<Arc<Client>>,
+    deferred: DeferredQueue,
+    /// When the timekeeper is due to wake next; `None` when it sleeps idle.
+    timer_due: Option<Instant>,
+}
+
+impl Channel {
+    /// Creates the channel and starts its timekeeper (needs a Tokio runtime).
+    pub fn new(topic_name: &str, name: &str) -> Arc<Channel> {
+        let channel = Arc::new(Channel {
+            name: name.to_string(),
+            topic_name: topic_name.to_string(),
+            ephemeral: is_ephemeral(name),
+            state: Mutex::new(ChannelState::default()),
+            messages_ready: Notify::new(),
+            timer: Notify::new(),
+            paused: AtomicBool::new(false),
+            exiting: AtomicBool::new(false),
+            closed: CancellationToken::new(),
+            clients: Mutex::new(HashMap::new()),
+            message_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            timeout_count: AtomicU64::new(0),
+        });
+        tokio::spawn(run_timekeeper(
+            Arc::downgrade(&channel),
+            channel.closed.clone(),
+        ));
+        channel
+    }
+
+    /// Appends messages to the ready queue.
+    pub fn put(&self, messages: &[Message]) {
+        if messages.is_empty() {
+            return;
+        }
+        let was_empty = {
+            let mut state = self.state.lock();
+            let was_empty = state.ready.is_empty();
+            state.ready.extend(messages.iter().cloned());
+            was_empty
+        };
+        self.message_count
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        if was_empty {
+            self.messages_ready.notify_waiters();
+        }
+    }
+
+    /// Holds messages back until `due` (DPUB).
+    pub fn put_deferred(&self, messages: &[Message], due: Instant) {
+        let mut state = self.state.lock();
+        for message in messages {
+            state.deferred.push(due, message.clone());
+        }
+        self.schedule_timer(&mut state, due);
+        self.message_count
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A future that completes when messages may have become available.
+    ///
+    /// Create it (and `enable` it) *before* calling [`Channel::take`] so a
+    /// message put in between is not missed.
+    pub fn messages_ready(&self) -> Notified<'_> {
+        self.messages_ready.notified()
+    }
+
+    /// Delivers up to `max` ready messages to `client`, marking them in flight
+    /// until `timeout` from now. With a `sample_rate` (1-99), each message is
+    /// kept with that probability and the rest skip this channel, as in nsqd.
+    pub fn take(
+        &self,
+        client: &Arc<Client>,
+        max: usize,
+        timeout: Duration,
+        sample_rate: i32,
+    ) -> Vec<Message> {
+        if max == 0 || self.is_paused() {
+            return Vec::new();
+        }
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        let mut taken = Vec::with_capacity(max.min(state.ready.len()));
+        while taken.len() < max {
+            let Some(mut message) = state.ready.pop_front() else {
+                break;
+            };
+            if sample_rate > 0 && fastrand::i32(0..100) > sample_rate {
+                continue;
+            }
+            message.attempts = message.attempts.saturating_add(1);
+            let entry = InFlight {
+                message: message.clone(),
+                owner_id: client.id,
+                owner: client.clone(),
+                deadline,
+            };
+            if state.in_flight.insert(entry).is_err() {
+                // The same id is already out (a duplicate publish with a reused
+                // id cannot happen here, but never deliver one id twice at once).
+                continue;
+            }
+            taken.push(message);
+        }
+        if !taken.is_empty() {
+            self.schedule_timer(&mut state, deadline);
+            client
+                .in_flight
+                .fetch_add(taken.len() as i64, Ordering::AcqRel);
+            client
+                .message_count
+                .fetch_add(taken.len() as u64, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// FIN: the consumer is done with the message.
+    pub fn finish(&self, client_id: u64, id: &MessageId) -> Result<(), InFlightError> {
+        let entry = self.state.lock().in_flight.remove(client_id, id)?;
+        entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
+        entry.owner.finish_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// REQ: put the message back, at once or after `delay`.
+    pub fn requeue(
+        &self,
+        client_id: u64,
+        id: &MessageId,
+        delay: Duration,
+    ) -> Result<(), InFlightError> {
+        let was_empty = {
+            let mut state = self.state.lock();
+            let entry = state.in_flight.remove(client_id, id)?;
+            entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
+            entry.owner.requeue_count.fetch_add(1, Ordering::Relaxed);
+            if delay.is_zero() {
+                let was_empty = state.ready.is_empty();
+                state.ready.push_back(entry.message);
+                was_empty
+            } else {
+                let due = Instant::now() + delay;
+                state.deferred.push(due, entry.message);
+                self.schedule_timer(&mut state, due);
+                false
+            }
+        };
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        if was_empty {
+            self.messages_ready.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// TOUCH: give the consumer another `timeout` from now.
+    pub fn touch(
+        &self,
+        client_id: u64,
+        id: &MessageId,
+        timeout: Duration,
+    ) -> Result<(), InFlightError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        state.in_flight.touch(client_id, id, deadline)?;
+        self.schedule_timer(&mut state, deadline);
+        Ok(())
+    }
+
+    pub fn add_client(&self, client: Arc<Client>) -> Result<(), Exiting> {
+        let mut clients = self.clients.lock();
+        if self.is_exiting() {
+            return Err(Exiting);
+        }
+        clients.insert(client.id, client);
+        Ok(())
+    }
+
+    /// Removes a consumer and returns what it held to the front of the queue
+    /// at once (nsqd waits for the timeout; nobody can FIN them any more).
+    /// Returns how many consumers remain.
+    pub fn remove_client(&self, client_id: u64) -> usize {
+        let remaining = {
+            let mut clients = self.clients.lock();
+            clients.remove(&client_id);
+            clients.len()
+        };
+        let returned = {
+            let mut state = self.state.lock();
+            let held = state.in_flight.remove_owner(client_id);
+            let was_empty = state.ready.is_empty();
+            for entry in held.iter().rev() {
+                state.ready.push_front(entry.message.clone());
+            }
+            if let Some(first) = held.first() {
+                first
+                    .owner
+                    .in_flight
+                    .fetch_sub(held.len() as i64, Ordering::AcqRel);
+            }
+            was_empty && !held.is_empty()
+        };
+        if returned {
+            self.messages_ready.notify_waiters();
+        }
+        remaining
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    pub fn unpause(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.messages_ready.notify_waiters();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::Acquire)
+    }
+
+    /// Drops every queued, deferred and in-flight message (operator's /empty).
+    pub fn empty(&self) {
+        let in_flight = {
+            let mut state = self.state.lock();
+            state.ready.clear();
+            state.deferred.clear();
+            state.in_flight.drain()
+        };
+        let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
+        for entry in in_flight {
+            per_owner
+                .entry(entry.owner_id)
+                .or_insert_with(|| (entry.owner.clone(), 0))
+                .1 += 1;
+        }
+        for (owner, count) in per_owner.into_values() {
+            owner.lost_in_flight(count);
+        }
+    }
+
+    /// Deletes the channel: stops the timekeeper, disconnects its consumers
+    /// and drops its messages.
+    pub fn close(&self) {
+        self.exiting.store(true, Ordering::Release);
+        self.closed.cancel();
+        let clients: Vec<Arc<Client>> = self.clients.lock().drain().map(|(_, c)| c).collect();
+        for client in clients {
+            client.kick();
+        }
+        self.empty();
+    }
+
+    /// Messages waiting for a consumer (nsqd's `depth`, memory part).
+    pub fn depth(&self) -> usize {
+        self.state.lock().ready.len()
+    }
+
+    pub fn stats(&self, include_clients: bool) -> ChannelStats {
+        let (depth, in_flight_count, deferred_count) = {
+            let state = self.state.lock();
+            (
+                state.ready.len(),
+                state.in_flight.len(),
+                state.deferred.len(),
+            )
+        };
+        let clients = self.clients.lock();
+        let client_count = clients.len();
+        let mut client_stats: Vec<ClientStats> = if include_clients {
+            clients.values().map(|c| c.stats(None)).collect()
+        } else {
+            Vec::new()
+        };
+        drop(clients);
+        client_stats.sort_by_key(|c| c.connect_ts);
+        ChannelStats {
+            channel_name: self.name.clone(),
+            depth: depth as i64,
+            backend_depth: 0,
+            in_flight_count,
+            deferred_count,
+            message_count: self.message_count.load(Ordering::Relaxed),
+            requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            timeout_count: self.timeout_count.load(Ordering::Relaxed),
+            client_count,
+            clients: client_stats,
+            paused: self.is_paused(),
+            e2e_processing_latency: LatencyStats::default(),
+        }
+    }
+
+    /// Makes sure the timekeeper wakes no later than `at`.
+    fn schedule_timer(&self, state: &mut ChannelState, at: Instant) {
+        if state.timer_due.is_none_or(|due| at < due) {
+            state.timer_due = Some(at);
+            self.timer.notify_one();
+        }
+    }
+
+    /// Moves expired in-flight and due deferred messages to the ready queue;
+    /// returns when to look again.
+    fn expire(&self, now: Instant) -> Option<Instant> {
+        let (expired, became_ready, next) = {
+            let mut state = self.state.lock();
+            let was_empty = state.ready.is_empty();
+            let expired = state.in_flight.pop_expired(now);
+            for entry in &expired {
+                state.ready.push_back(entry.message.clone());
+            }
+            let due = state.deferred.pop_due(now);
+            state.ready.extend(due);
+            let next = match (state.in_flight.next_deadline(), state.deferred.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            state.timer_due = next;
+            (expired, was_empty && !state.ready.is_empty(), next)
+        };
+        self.timeout_count
+            .fetch_add(expired.len() as u64, Ordering::Relaxed);
+        for entry in &expired {
+            entry.owner.lost_in_flight(1);
+        }
+        if became_ready {
+            self.messages_ready.notify_waiters();
+        }
+        next
+    }
+}
+
+/// One task per channel: sleeps until the earliest in-flight deadline or
+/// deferred due time, then requeues what is due. Ends when the channel closes.
+async fn run_timekeeper(channel: std::sync::Weak<Channel>, closed: CancellationToken) {
+    loop {
+        let Some(strong) = channel.upgrade() else {
+            return;
+        };
+        let next = strong.expire(Instant::now());
+        let sleep = match next {
+            Some(at) => tokio::time::sleep_until(at.into()),
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            _ = closed.cancelled() => return,
+            _ = strong.timer.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}
+
+/// nsqd's end-to-end latency block; Wasq does not sample it yet, so it
+/// reports what nsqd reports with percentiles disabled.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LatencyStats {
+    pub count: u64,
+    pub percentiles: Option<Vec<serde_json::Value>>,
+}
+
+/// Field names and order as nsqd's `ChannelStats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelStats {
+    pub channel_name: String,
+    pub depth: i64,
+    pub backend_depth: i64,
+    pub in_flight_count: usize,
+    pub deferred_count: usize,
+    pub message_count: u64,
+    pub requeue_count: u64,
+    pub timeout_count: u64,
+    pub client_count: usize,
+    pub clients: Vec<ClientStats>,
+    pub paused: bool,
+    pub e2e_processing_latency: LatencyStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn client(id: u64) -> Arc<Client> {
+        Arc::new(Client::new(id, "127.0.0.1:1".into(), 0))
+    }
+
+    fn message(n: u64) -> Message {
+        let mut id = [b'0'; 16];
+        id[8..].copy_from_slice(format!("{n:08}").as_bytes());
+        Message::new(MessageId(id), Bytes::from(format!("m{n}")))
+    }
+
+    #[tokio::test]
+    async fn take_respects_max_and_counts_attempts() {
+        let channel = Channel::new("t", "c");
+        let c = client(1);
+        channel.put(&[message(1), message(2), message(3)]);
+        let taken = channel.take(&c, 2, Duration::from_secs(60), 0);
+        assert_eq!(taken.len(), 2);
+        assert_eq!(taken[0].attempts, 1);
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 2);
+        assert_eq!(channel.depth(), 1);
+
+        channel.requeue(1, &taken[0].id, Duration::ZERO).unwrap();
+        channel.finish(1, &taken[1].id).unwrap();
+        assert_eq!(
+            channel.finish(1, &taken[1].id),
+            Err(InFlightError::NotInFlight)
+        );
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 0);
+        let again = channel.take(&c, 10, Duration::from_secs(60), 0);
+        assert_eq!(again.len(), 2);
+        let redelivered = again.iter().find(|m| m.id == taken[0].id).unwrap();
+        assert_eq!(redelivered.attempts, 2);
+    }
+
+    #[tokio::test]
+    async fn timeouts_requeue_and_return_capacity() {
+        let channel = Channel::new("t", "c");
+        let c = client(1);
+        channel.put(&[message(1)]);
+        let taken = channel.take(&c, 1, Duration::from_millis(30), 0);
+        assert_eq!(taken.len(), 1);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(channel.depth(), 1);
+        assert_eq!(channel.stats(false).timeout_count, 1);
+    }
+
+    #[tokio::test]
+    async fn paused_channels_deliver_nothing() {
+        let channel = Channel::new("t", "c");
+        let c = client(1);
+        channel.put(&[message(1)]);
+        channel.pause();
+        assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());
+        channel.unpause();
+        assert_eq!(channel.take(&c, 1, Duration::from_secs(1), 0).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_leaving_client_returns_its_messages() {
+        let channel = Channel::new("t", "c");
+        let a = client(1);
+        channel.add_client(a.clone()).unwrap();
+        channel.put(&[message(1), message(2)]);
+        assert_eq!(channel.take(&a, 2, Duration::from_secs(60), 0).len(), 2);
+        assert_eq!(channel.remove_client(1), 0);
+        assert_eq!(channel.depth(), 2);
+        let b = client(2);
+        let again = channel.take(&b, 2, Duration::from_secs(60), 0);
+        assert_eq!(again[0].body, Bytes::from("m1"));
+        assert_eq!(
+            channel.finish(1, &again[0].id),
+            Err(InFlightError::NotOwner)
+        );
+    }
+
+    #[tokio::test]
+    async fn deferred_messages_arrive_when_due() {
+        let channel = Channel::new("t", "c");
+        let c = client(1);
+        channel.put_deferred(&[message(1)], Instant::now() + Duration::from_millis(40));
+        assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());
+        let ready = channel.messages_ready();
+        tokio::time::timeout(Duration::from_secs(2), ready)
+            .await
+            .unwrap();
+        assert_eq!(channel.take(&c, 1, Duration::from_secs(1), 0).len(), 1);
+    }
+}

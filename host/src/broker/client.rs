@@ -1,0 +1,172 @@
+//! What the broker knows of a connected client: the part of a connection's
+//! state that channels and /stats read while the connection's own task runs.
+//!
+//! A channel holds an `Arc<Client>` for each message in flight, so it can
+//! give the client its capacity back when a message times out, and wake the
+//! connection (or, later, a plugin worker) to deliver more.
+
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+/// nsqd's client states, as /stats reports them.
+pub mod state {
+    pub const INIT: i32 = 0;
+    pub const DISCONNECTED: i32 = 1;
+    pub const CONNECTED: i32 = 2;
+    pub const SUBSCRIBED: i32 = 3;
+    pub const CLOSING: i32 = 4;
+}
+
+/// Self-description a client sends with IDENTIFY.
+#[derive(Debug, Clone, Default)]
+pub struct ClientMeta {
+    pub client_id: String,
+    pub hostname: String,
+    pub user_agent: String,
+    pub sample_rate: i32,
+    pub topology_zone: String,
+    pub topology_region: String,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    pub remote_address: String,
+    /// Unix seconds at connect.
+    pub connect_ts: i64,
+    pub meta: Mutex<ClientMeta>,
+    pub state: AtomicI32,
+    pub ready_count: AtomicI64,
+    pub in_flight: AtomicI64,
+    pub message_count: AtomicU64,
+    pub finish_count: AtomicU64,
+    pub requeue_count: AtomicU64,
+    /// Messages published per topic (a producer's part of /stats).
+    pub pub_counts: Mutex<BTreeMap<String, u64>>,
+    /// Wakes the connection: capacity came back or it must close.
+    pub wake: Notify,
+    kicked: AtomicBool,
+}
+
+impl Client {
+    pub fn new(id: u64, remote_address: String, connect_ts: i64) -> Client {
+        Client {
+            id,
+            remote_address,
+            connect_ts,
+            meta: Mutex::new(ClientMeta {
+                hostname: String::new(),
+                ..ClientMeta::default()
+            }),
+            state: AtomicI32::new(state::INIT),
+            ready_count: AtomicI64::new(0),
+            in_flight: AtomicI64::new(0),
+            message_count: AtomicU64::new(0),
+            finish_count: AtomicU64::new(0),
+            requeue_count: AtomicU64::new(0),
+            pub_counts: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            kicked: AtomicBool::new(false),
+        }
+    }
+
+    /// A message this client held went back to the channel (timeout, empty).
+    pub fn lost_in_flight(&self, count: i64) {
+        self.in_flight.fetch_sub(count, Ordering::AcqRel);
+        self.wake.notify_one();
+    }
+
+    /// Asks the connection to close (its channel or topic was deleted).
+    pub fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::Acquire)
+    }
+
+    pub fn record_published(&self, topic: &str, count: u64) {
+        let mut counts = self.pub_counts.lock();
+        *counts.entry(topic.to_string()).or_default() += count;
+    }
+
+    /// nsqd's per-client stats record.
+    pub fn stats(&self, topic_filter: Option<&str>) -> ClientStats {
+        let meta = self.meta.lock().clone();
+        let pub_counts = self
+            .pub_counts
+            .lock()
+            .iter()
+            .filter(|(topic, _)| topic_filter.is_none_or(|t| t == topic.as_str()))
+            .map(|(topic, count)| PubCount {
+                topic: topic.clone(),
+                count: *count,
+            })
+            .collect();
+        ClientStats {
+            client_id: meta.client_id,
+            hostname: meta.hostname,
+            version: "V2",
+            remote_address: self.remote_address.clone(),
+            state: self.state.load(Ordering::Relaxed),
+            ready_count: self.ready_count.load(Ordering::Relaxed),
+            in_flight_count: self.in_flight.load(Ordering::Relaxed),
+            message_count: self.message_count.load(Ordering::Relaxed),
+            finish_count: self.finish_count.load(Ordering::Relaxed),
+            requeue_count: self.requeue_count.load(Ordering::Relaxed),
+            connect_ts: self.connect_ts,
+            sample_rate: meta.sample_rate,
+            deflate: false,
+            snappy: false,
+            user_agent: meta.user_agent,
+            tls: false,
+            tls_cipher_suite: String::new(),
+            tls_version: String::new(),
+            tls_negotiated_protocol: String::new(),
+            tls_negotiated_protocol_is_mutual: false,
+            topology_zone: meta.topology_zone,
+            topology_region: meta.topology_region,
+            pub_counts,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PubCount {
+    pub topic: String,
+    pub count: u64,
+}
+
+/// Field names and order as nsqd's `ClientV2Stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientStats {
+    pub client_id: String,
+    pub hostname: String,
+    pub version: &'static str,
+    pub remote_address: String,
+    pub state: i32,
+    pub ready_count: i64,
+    pub in_flight_count: i64,
+    pub message_count: u64,
+    pub finish_count: u64,
+    pub requeue_count: u64,
+    pub connect_ts: i64,
+    pub sample_rate: i32,
+    pub deflate: bool,
+    pub snappy: bool,
+    pub user_agent: String,
+    pub tls: bool,
+    pub tls_cipher_suite: String,
+    pub tls_version: String,
+    pub tls_negotiated_protocol: String,
+    pub tls_negotiated_protocol_is_mutual: bool,
+    pub topology_zone: String,
+    pub topology_region: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pub_counts: Vec<PubCount>,
+}

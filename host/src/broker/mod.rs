@@ -1,0 +1,291 @@
+//! The broker: topics, channels, messages and the clients that use them.
+//!
+//! The only broker-wide lock guards the topic map (held for a lookup, never
+//! while messages move) and the client registry (held on connect and
+//! disconnect). Everything on the publish and delivery path locks one topic
+//! or one channel at a time.
+
+pub mod channel;
+pub mod client;
+pub mod deferred;
+pub mod in_flight;
+pub mod message;
+pub mod names;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+
+use crate::config::{LogLevel, Options};
+use channel::{Channel, Exiting};
+use client::{Client, ClientStats};
+use message::{IdGenerator, Message};
+use topic::{Topic, TopicStats};
+
+/// Settings an operator may change at run time through PUT /config.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub lookupd_tcp_addresses: Vec<String>,
+    pub log_level: LogLevel,
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub options: Options,
+    pub settings: RwLock<RuntimeSettings>,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    ids: IdGenerator,
+    next_client_id: AtomicU64,
+    start_time: SystemTime,
+    exiting: AtomicBool,
+    listen_addresses: OnceLock<ListenAddresses>,
+}
+
+/// Where the listeners really are (a port of 0 in the options is chosen by the OS).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenAddresses {
+    pub tcp: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Broker {
+    pub fn new(options: Options) -> Arc<Broker> {
+        let settings = RuntimeSettings {
+            lookupd_tcp_addresses: options.lookupd_tcp_addresses.clone(),
+            log_level: options.log_level,
+        };
+        Arc::new(Broker {
+            options,
+            settings: RwLock::new(settings),
+            topics: RwLock::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            ids: IdGenerator::default(),
+            next_client_id: AtomicU64::new(1),
+            start_time: SystemTime::now(),
+            exiting: AtomicBool::new(false),
+            listen_addresses: OnceLock::new(),
+        })
+    }
+
+    pub fn set_listen_addresses(&self, addresses: ListenAddresses) {
+        let _ = self.listen_addresses.set(addresses);
+    }
+
+    pub fn listen_addresses(&self) -> ListenAddresses {
+        self.listen_addresses
+            .get()
+            .copied()
+            .unwrap_or(ListenAddresses {
+                tcp: self.options.tcp_address,
+                http: self.options.http_address,
+            })
+    }
+
+    /// Unix seconds at start.
+    pub fn start_time(&self) -> i64 {
+        self.start_time
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.start_time.elapsed().unwrap_or_default()
+    }
+
+    /// Returns the topic, creating it if needed.
+    pub fn topic(&self, name: &str) -> Arc<Topic> {
+        if let Some(topic) = self.topics.read().get(name) {
+            return topic.clone();
+        }
+        let mut topics = self.topics.write();
+        let topic = topics.entry(name.to_string()).or_insert_with(|| {
+            tracing::info!(topic = name, "TOPIC: created");
+            Arc::new(Topic::new(name))
+        });
+        topic.clone()
+    }
+
+    pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// Deletes a topic with all its channels; false if it did not exist.
+    pub fn delete_topic(&self, name: &str) -> bool {
+        let Some(topic) = self.topics.write().remove(name) else {
+            return false;
+        };
+        topic.close();
+        tracing::info!(topic = name, "TOPIC: deleted");
+        true
+    }
+
+    /// Deletes a channel; an ephemeral topic goes with its last channel.
+    pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> bool {
+        let Some((_, remaining)) = topic.delete_channel(name) else {
+            return false;
+        };
+        tracing::info!(topic = %topic.name, channel = name, "CHANNEL: deleted");
+        if remaining == 0 && topic.ephemeral {
+            self.delete_topic_if_current(topic);
+        }
+        true
+    }
+
+    fn delete_topic_if_current(&self, topic: &Arc<Topic>) {
+        let mut topics = self.topics.write();
+        if topics
+            .get(&topic.name)
+            .is_some_and(|t| Arc::ptr_eq(t, topic))
+            && topic.channels().is_empty()
+        {
+            topics.remove(&topic.name);
+            drop(topics);
+            topic.close();
+            tracing::info!(topic = %topic.name, "TOPIC: deleted (ephemeral, no channels left)");
+        }
+    }
+
+    /// Makes a message with a fresh id and the current time.
+    pub fn new_message(&self, body: Bytes) -> Message {
+        Message::new(self.ids.next_id(), body)
+    }
+
+    /// Publishes bodies to a topic, deferred by `defer` if non-zero.
+    pub fn publish(
+        &self,
+        topic_name: &str,
+        bodies: Vec<Bytes>,
+        defer: Duration,
+    ) -> Result<(), Exiting> {
+        let messages: Vec<Message> = bodies.into_iter().map(|b| self.new_message(b)).collect();
+        let due = (!defer.is_zero()).then(|| Instant::now() + defer);
+        // A topic is removed from the map before it is closed, so a second
+        // lookup finds its successor; the rare race left is reported to the
+        // publisher as nsqd does (E_PUB_FAILED ... exiting).
+        let mut topic = self.topic(topic_name);
+        if topic.is_exiting() {
+            topic = self.topic(topic_name);
+        }
+        topic.publish(messages, due)
+    }
+
+    /// Adds a consumer to topic/channel, creating both as needed.
+    pub fn subscribe(
+        &self,
+        topic_name: &str,
+        channel_name: &str,
+        client: &Arc<Client>,
+    ) -> Result<(Arc<Topic>, Arc<Channel>), Exiting> {
+        // An ephemeral channel or topic may be exiting as its last consumer
+        // leaves; try again once with its successor, as nsqd does.
+        for attempt in 0..2 {
+            let topic = self.topic(topic_name);
+            let Ok((channel, created)) = topic.channel(channel_name) else {
+                continue;
+            };
+            if created {
+                tracing::info!(
+                    topic = topic_name,
+                    channel = channel_name,
+                    "CHANNEL: created"
+                );
+            }
+            if channel.add_client(client.clone()).is_ok() {
+                return Ok((topic, channel));
+            }
+            if attempt == 0 {
+                std::thread::yield_now();
+            }
+        }
+        Err(Exiting)
+    }
+
+    /// Removes a consumer; an ephemeral channel goes with its last consumer.
+    pub fn unsubscribe(&self, topic: &Arc<Topic>, channel: &Arc<Channel>, client_id: u64) {
+        let remaining = channel.remove_client(client_id);
+        if remaining == 0
+            && channel.ephemeral
+            && !channel.is_exiting()
+            && let Some(left) = topic.delete_channel_if_unused(channel)
+        {
+            tracing::info!(topic = %topic.name, channel = %channel.name, "CHANNEL: deleted (ephemeral, no consumers left)");
+            if left == 0 && topic.ephemeral {
+                self.delete_topic_if_current(topic);
+            }
+        }
+    }
+
+    /// Registers a new connection and returns its shared state.
+    pub fn connect_client(&self, remote_address: String) -> Arc<Client> {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let client = Arc::new(Client::new(id, remote_address, unix_now()));
+        self.clients.lock().insert(id, client.clone());
+        client
+    }
+
+    pub fn disconnect_client(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    pub fn is_exiting(&self) -> bool {
+        self.exiting.load(Ordering::Acquire)
+    }
+
+    pub fn set_exiting(&self) {
+        self.exiting.store(true, Ordering::Release);
+    }
+
+    /// nsqd's /stats data: topics sorted by name, filtered as asked.
+    pub fn stats(
+        &self,
+        topic: Option<&str>,
+        channel: Option<&str>,
+        include_clients: bool,
+    ) -> Stats {
+        let mut topics: Vec<Arc<Topic>> = match topic {
+            Some(name) => self.existing_topic(name).into_iter().collect(),
+            None => self.topics.read().values().cloned().collect(),
+        };
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let topics = topics
+            .iter()
+            .map(|t| t.stats(channel, include_clients))
+            .collect();
+        let producers = if include_clients {
+            let clients: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
+            let mut producers: Vec<ClientStats> = clients
+                .iter()
+                .map(|c| c.stats(topic))
+                .filter(|s| !s.pub_counts.is_empty())
+                .collect();
+            producers.sort_by_key(|s| s.connect_ts);
+            producers
+        } else {
+            Vec::new()
+        };
+        Stats { topics, producers }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    pub topics: Vec<TopicStats>,
+    pub producers: Vec<ClientStats>,
+}

@@ -1,0 +1,393 @@
+//! Command-line options of `wasqd`, named and defaulted like nsqd's.
+//!
+//! nsqd users keep their scripts: the flag names are nsqd's, durations use Go's
+//! syntax (`60s`, `1m0s`, `250ms`), and Go's single-dash spelling
+//! (`-tcp-address=...`) is accepted too (see [`normalize_go_flags`]).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The NSQ release whose wire behaviour wasqd reproduces; clients and
+/// nsqadmin read it from IDENTIFY, /info and /stats.
+pub const NSQ_VERSION: &str = "1.3.0";
+
+/// Wasq's own version, shown by `--version` and in /info as `wasq_version`.
+pub const WASQ_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "wasqd",
+    version = VERSION_LINE,
+    about = "Wasq: an NSQ-compatible message broker (nsqd drop-in) with WebAssembly consumers"
+)]
+pub struct Options {
+    /// <addr>:<port> to listen on for TCP clients (protocol V2)
+    #[arg(long, default_value = "127.0.0.1:4150", value_parser = parse_listen_address)]
+    pub tcp_address: SocketAddr,
+
+    /// <addr>:<port> to listen on for HTTP clients
+    #[arg(long, default_value = "127.0.0.1:4151", value_parser = parse_listen_address)]
+    pub http_address: SocketAddr,
+
+    /// address that will be registered with lookupd (defaults to the OS hostname)
+    #[arg(long)]
+    pub broadcast_address: Option<String>,
+
+    /// directory for on-disk data (used by persistence; defaults to the working directory)
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+
+    /// number of messages to keep in memory per topic/channel before spilling to disk
+    #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(i64).range(0..))]
+    pub mem_queue_size: i64,
+
+    /// maximum size of a single message in bytes
+    #[arg(long, default_value_t = 1048576, value_parser = clap::value_parser!(i64).range(1..=i32::MAX as i64))]
+    pub max_msg_size: i64,
+
+    /// maximum size of a single command body (MPUB, IDENTIFY, AUTH)
+    #[arg(long, default_value_t = 5242880, value_parser = clap::value_parser!(i64).range(1..=i32::MAX as i64))]
+    pub max_body_size: i64,
+
+    /// default duration to wait before auto-requeueing an unacknowledged message
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub msg_timeout: Duration,
+
+    /// maximum duration a client may ask for with IDENTIFY msg_timeout
+    #[arg(long, default_value = "15m0s", value_parser = parse_go_duration)]
+    pub max_msg_timeout: Duration,
+
+    /// maximum delay of a REQ or DPUB
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_go_duration)]
+    pub max_req_timeout: Duration,
+
+    /// maximum RDY count a client may set
+    #[arg(long, default_value_t = 2500, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_rdy_count: i64,
+
+    /// maximum heartbeat interval a client may ask for
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub max_heartbeat_interval: Duration,
+
+    /// maximum output buffer size a client may ask for
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(i64).range(64..))]
+    pub max_output_buffer_size: i64,
+
+    /// maximum output buffer timeout a client may ask for
+    #[arg(long, default_value = "30s", value_parser = parse_go_duration)]
+    pub max_output_buffer_timeout: Duration,
+
+    /// minimum output buffer timeout a client may ask for
+    #[arg(long, default_value = "25ms", value_parser = parse_go_duration)]
+    pub min_output_buffer_timeout: Duration,
+
+    /// default output buffer timeout (the longest a buffered message waits)
+    #[arg(long, default_value = "250ms", value_parser = parse_go_duration)]
+    pub output_buffer_timeout: Duration,
+
+    /// timeout after which a silent client is dropped (clients heartbeat at half of it)
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub client_timeout: Duration,
+
+    /// log level: debug, info, warn, error or fatal
+    #[arg(long, default_value = "info", ignore_case = true)]
+    pub log_level: LogLevel,
+
+    /// lookupd TCP address to register with (repeatable)
+    #[arg(long = "lookupd-tcp-address")]
+    pub lookupd_tcp_addresses: Vec<String>,
+
+    /// exit when standard input closes (lets a test harness or supervisor own the process)
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_eof: bool,
+}
+
+/// nsqd's log levels; `fatal` logs only what stops the process.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARNING",
+            LogLevel::Error => "ERROR",
+            LogLevel::Fatal => "FATAL",
+        }
+    }
+
+    /// The `tracing` filter directive for this level.
+    pub fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error | LogLevel::Fatal => "error",
+        }
+    }
+
+    /// Parses nsqd's spellings (`debug`, `INFO`, `warning`, ...).
+    pub fn parse(text: &str) -> Option<LogLevel> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "error" => Some(LogLevel::Error),
+            "fatal" => Some(LogLevel::Fatal),
+            _ => None,
+        }
+    }
+}
+
+impl Options {
+    /// Parses the process arguments, accepting Go-style single-dash flags.
+    pub fn from_args() -> Options {
+        Options::parse_from(normalize_go_flags(std::env::args()))
+    }
+
+    /// Cross-field checks that clap's per-flag parsers cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.msg_timeout > self.max_msg_timeout {
+            return Err(format!(
+                "--msg-timeout ({}) must not exceed --max-msg-timeout ({})",
+                go_duration(self.msg_timeout),
+                go_duration(self.max_msg_timeout)
+            ));
+        }
+        if self.max_msg_size > self.max_body_size {
+            return Err(format!(
+                "--max-msg-size ({}) must not exceed --max-body-size ({})",
+                self.max_msg_size, self.max_body_size
+            ));
+        }
+        if self.min_output_buffer_timeout > self.max_output_buffer_timeout {
+            return Err(
+                "--min-output-buffer-timeout must not exceed --max-output-buffer-timeout".into(),
+            );
+        }
+        if self.max_heartbeat_interval < Duration::from_secs(1) {
+            return Err("--max-heartbeat-interval must be at least 1s".into());
+        }
+        if self.client_timeout < Duration::from_secs(2) {
+            return Err("--client-timeout must be at least 2s".into());
+        }
+        Ok(())
+    }
+
+    /// The address advertised to lookupd and shown in /info.
+    pub fn broadcast_address(&self) -> String {
+        self.broadcast_address.clone().unwrap_or_else(hostname)
+    }
+}
+
+const VERSION_LINE: &str = concat!("v", env!("CARGO_PKG_VERSION"), " (nsqd 1.3.0 compatible)");
+
+/// The machine's host name, as nsqd reports it.
+pub fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Rewrites Go's `-flag` spelling to clap's `--flag`, leaving values alone.
+///
+/// Go's flag package treats `-name` and `--name` alike, and NSQ's docs use the
+/// single dash, so scripts written for nsqd keep working.
+pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut expect_value = false;
+    for (i, arg) in args.into_iter().enumerate() {
+        let is_single_dash_flag = i > 0
+            && !expect_value
+            && arg.len() > 2
+            && arg.starts_with('-')
+            && !arg.starts_with("--")
+            && arg.as_bytes()[1].is_ascii_alphabetic();
+        let arg = if is_single_dash_flag {
+            format!("-{arg}")
+        } else {
+            arg
+        };
+        // A flag without `=` takes the next argument as its value, unless it is
+        // a switch; we only need to avoid rewriting a value that starts with '-'.
+        expect_value = arg.starts_with("--") && !arg.contains('=') && !is_switch(&arg);
+        out.push(arg);
+    }
+    out
+}
+
+fn is_switch(flag: &str) -> bool {
+    matches!(flag, "--version" | "--help" | "--exit-on-stdin-eof")
+}
+
+/// Parses a listen address as Go does: `:4150` means every interface.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    let full = if text.starts_with(':') {
+        format!("0.0.0.0{text}")
+    } else {
+        text.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("invalid address {text:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("address {text:?} resolves to nothing"))
+}
+
+/// Parses a Go duration (`1h0m0s`, `250ms`, `1.5s`, `0`).
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let invalid =
+        || format!("invalid duration {text:?} (expected Go syntax such as 60s, 1m0s, 250ms)");
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(invalid)?;
+        if number_len == 0 {
+            return Err(invalid());
+        }
+        let number: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total += number * nanos_per_unit;
+    }
+    if !total.is_finite() || total > u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(Duration::from_nanos(total as u64))
+}
+
+/// Formats a duration the way Go prints `time.Duration` (`1m0s`, `250ms`).
+pub fn go_duration(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
+    if nanos < 1_000 {
+        return format!("{nanos}ns");
+    }
+    if nanos < 1_000_000 {
+        return format!("{}µs", trim_float(nanos as f64 / 1e3));
+    }
+    if nanos < 1_000_000_000 {
+        return format!("{}ms", trim_float(nanos as f64 / 1e6));
+    }
+    let total_secs = d.as_secs();
+    let hours = total_secs / 3600;
+    let minutes = (total_secs % 3600) / 60;
+    let secs = (total_secs % 60) as f64 + f64::from(d.subsec_nanos()) / 1e9;
+    let secs = trim_float(secs);
+    match (hours, minutes) {
+        (0, 0) => format!("{secs}s"),
+        (0, m) => format!("{m}m{secs}s"),
+        (h, m) => format!("{h}h{m}m{secs}s"),
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.9}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_go_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1m0s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_go_duration("1h0m0s"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_go_duration("").is_err());
+        assert!(parse_go_duration("10").is_err());
+        assert!(parse_go_duration("5x").is_err());
+        assert!(parse_go_duration("ms").is_err());
+    }
+
+    #[test]
+    fn go_durations_format() {
+        assert_eq!(go_duration(Duration::from_secs(60)), "1m0s");
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn single_dash_flags_become_double() {
+        let args = [
+            "wasqd",
+            "-tcp-address=:4150",
+            "-msg-timeout",
+            "-1",
+            "--max-rdy-count",
+            "5",
+        ];
+        let out = normalize_go_flags(args.iter().map(|s| s.to_string()));
+        assert_eq!(
+            out,
+            [
+                "wasqd",
+                "--tcp-address=:4150",
+                "--msg-timeout",
+                "-1",
+                "--max-rdy-count",
+                "5"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_match_nsqd() {
+        let o = Options::parse_from(["wasqd"]);
+        assert_eq!(o.max_msg_size, 1048576);
+        assert_eq!(o.max_body_size, 5242880);
+        assert_eq!(o.mem_queue_size, 10000);
+        assert_eq!(o.max_rdy_count, 2500);
+        assert_eq!(o.msg_timeout, Duration::from_secs(60));
+        assert_eq!(o.max_msg_timeout, Duration::from_secs(900));
+        assert_eq!(o.max_req_timeout, Duration::from_secs(3600));
+        assert_eq!(o.tcp_address.to_string(), "127.0.0.1:4150");
+        assert!(o.validate().is_ok());
+    }
+
+    #[test]
+    fn listen_address_accepts_go_forms() {
+        assert_eq!(
+            parse_listen_address(":4150").unwrap().to_string(),
+            "0.0.0.0:4150"
+        );
+        assert!(parse_listen_address("nonsense").is_err());
+    }
+}

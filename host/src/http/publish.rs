@@ -1,0 +1,165 @@
+//! POST /pub and POST /mpub.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::Bytes;
+
+use super::{ApiError, ApiResponse, ApiResult, AppState, Query};
+use crate::broker::names::is_valid_name;
+use crate::protocol::command::{Limits, parse_mpub_body};
+
+fn too_big(message: &str) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
+}
+
+/// Reads at most `max` bytes of body; `None` if there was more.
+async fn read_body(headers: &HeaderMap, body: Body, max: i64) -> Result<Option<Bytes>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Ok(None);
+    }
+    match axum::body::to_bytes(body, max as usize).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if is_length_limit(&e) => Ok(None),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+        )),
+    }
+}
+
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.to_string().contains("length limit exceeded") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The topic named in the query, checked as nsqd's `getTopicFromQuery`.
+pub(super) fn topic_from_query(query: &Query) -> Result<&str, ApiError> {
+    let topic = query
+        .get("topic")
+        .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
+    if !is_valid_name(topic) {
+        return Err(ApiError::bad_request("INVALID_TOPIC"));
+    }
+    Ok(topic)
+}
+
+pub async fn publish(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let broker = &state.broker;
+    let max = broker.options.max_msg_size;
+    let body = read_body(&headers, body, max)
+        .await?
+        .ok_or_else(|| too_big("MSG_TOO_BIG"))?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("MSG_EMPTY"));
+    }
+    let query = Query::parse(raw.as_deref());
+    let topic = topic_from_query(&query)?;
+    let mut defer = Duration::ZERO;
+    if let Some(value) = query.get("defer") {
+        let ms: i64 = value
+            .parse()
+            .map_err(|_| ApiError::bad_request("INVALID_DEFER"))?;
+        if ms < 0 || ms as u128 > broker.options.max_req_timeout.as_millis() {
+            return Err(ApiError::bad_request("INVALID_DEFER"));
+        }
+        defer = Duration::from_millis(ms as u64);
+    }
+    broker
+        .publish(topic, vec![body], defer)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    Ok(ApiResponse::Text("OK".into()))
+}
+
+pub async fn multi_publish(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let broker = &state.broker;
+    let options = &broker.options;
+    let declared_too_big = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_some_and(|len| len > options.max_body_size);
+    if declared_too_big {
+        return Err(too_big("BODY_TOO_BIG"));
+    }
+    let query = Query::parse(raw.as_deref());
+    let topic = topic_from_query(&query)?;
+    // nsqd creates the topic here, before the body is read.
+    broker.topic(topic);
+    // Text mode is the default; an unrecognised value of `binary` means true.
+    let binary = query
+        .get("binary")
+        .map(|v| super::parse_bool_param(Some(v)).unwrap_or(true))
+        .unwrap_or(false);
+    let body = read_body(&headers, body, options.max_body_size)
+        .await?
+        .ok_or_else(|| too_big("BODY_TOO_BIG"))?;
+    let messages = if binary {
+        let limits = Limits {
+            max_msg_size: options.max_msg_size,
+            max_body_size: options.max_body_size,
+            max_req_timeout_ms: options.max_req_timeout.as_millis() as i64,
+        };
+        // nsqd answers binary-mode errors with 413 and the code minus "E_".
+        parse_mpub_body(body, &limits).map_err(|e| too_big(&e.code[2..]))?
+    } else {
+        split_lines(&body, options.max_msg_size)?
+    };
+    broker
+        .publish(topic, messages, Duration::ZERO)
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    Ok(ApiResponse::Text("OK".into()))
+}
+
+/// Text-mode /mpub: one message per line; empty lines are skipped, as nsqd does.
+fn split_lines(body: &Bytes, max_msg_size: i64) -> Result<Vec<Bytes>, ApiError> {
+    let mut messages = Vec::new();
+    for line in body.split(|&b| b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        if line.len() as i64 > max_msg_size {
+            return Err(too_big("MSG_TOO_BIG"));
+        }
+        messages.push(body.slice_ref(line));
+    }
+    Ok(messages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_mpub_skips_empty_lines() {
+        let body = Bytes::from_static(b"a\n\nbc\n");
+        let lines = split_lines(&body, 10).unwrap();
+        assert_eq!(
+            lines,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]
+        );
+        assert_eq!(split_lines(&body, 1).unwrap_err().message, "MSG_TOO_BIG");
+    }
+}

@@ -1,0 +1,173 @@
+//! GET /stats in nsqd's JSON (`format=json`) and text formats, with the
+//! `topic`, `channel` and `include_clients` filters.
+//!
+//! nsqd's `memory` block reports Go runtime heap figures that have no
+//! meaning here, so it is left out (nsqd omits it too with include_mem=false).
+
+use std::fmt::Write as _;
+
+use axum::extract::{RawQuery, State};
+use serde::Serialize;
+
+use super::{ApiResponse, ApiResult, AppState, Query, parse_bool_param};
+use crate::broker::Stats;
+use crate::broker::client::ClientStats;
+use crate::broker::topic::TopicStats;
+use crate::config::{NSQ_VERSION, WASQ_VERSION, go_duration};
+
+#[derive(Serialize)]
+struct StatsDocument<'a> {
+    version: &'a str,
+    health: &'a str,
+    start_time: i64,
+    /// `null` when a topic filter matched nothing, as nsqd.
+    topics: Option<Vec<TopicStats>>,
+    /// `null` when there are none, as nsqd.
+    producers: Option<Vec<ClientStats>>,
+}
+
+pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
+    let query = Query::parse(raw.as_deref());
+    let topic = query.get("topic").filter(|t| !t.is_empty());
+    let channel = query.get("channel").filter(|c| !c.is_empty());
+    let include_clients = parse_bool_param(query.get("include_clients")).unwrap_or(true);
+    let broker = &state.broker;
+    let stats = broker.stats(topic, channel, include_clients);
+
+    if query.get("format") != Some("json") {
+        return Ok(ApiResponse::Text(render_text(
+            &stats,
+            broker.start_time(),
+            broker.uptime(),
+        )));
+    }
+    let topic_missing = topic.is_some() && stats.topics.is_empty();
+    let document = StatsDocument {
+        version: NSQ_VERSION,
+        health: "OK",
+        start_time: broker.start_time(),
+        topics: (!topic_missing).then_some(stats.topics),
+        producers: (!stats.producers.is_empty()).then_some(stats.producers),
+    };
+    let json = serde_json::to_vec(&document).expect("stats serialize");
+    Ok(ApiResponse::JsonBytes(json))
+}
+
+/// nsqd's text layout (`printStats`), column widths included.
+fn render_text(stats: &Stats, start_time: i64, uptime: std::time::Duration) -> String {
+    let mut w = String::new();
+    let started = chrono_like_rfc3339(start_time);
+    let _ = writeln!(w, "nsqd v{NSQ_VERSION} (built w/wasq v{WASQ_VERSION})");
+    let _ = writeln!(w, "start_time {started}");
+    let _ = writeln!(w, "uptime {}", go_duration(uptime));
+    let _ = writeln!(w, "\nHealth: OK");
+    if stats.topics.is_empty() {
+        let _ = writeln!(w, "\nTopics: None");
+    } else {
+        let _ = write!(w, "\nTopics:");
+    }
+    for t in &stats.topics {
+        let prefix = if t.paused { "*P " } else { "   " };
+        let _ = writeln!(
+            w,
+            "\n{prefix}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
+            t.topic_name, t.depth, t.backend_depth, t.message_count
+        );
+        for c in &t.channels {
+            let prefix = if c.paused { "   *P " } else { "      " };
+            let _ = writeln!(
+                w,
+                "{prefix}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                c.channel_name,
+                c.depth,
+                c.backend_depth,
+                c.in_flight_count,
+                c.deferred_count,
+                c.requeue_count,
+                c.timeout_count,
+                c.message_count
+            );
+            for client in &c.clients {
+                let _ = writeln!(w, "        {}", client_line(client));
+            }
+        }
+    }
+    if stats.producers.is_empty() {
+        let _ = writeln!(w, "\nProducers: None");
+    } else {
+        let _ = writeln!(w, "\nProducers:");
+        for p in &stats.producers {
+            let _ = writeln!(w, "   {}", client_line(p));
+        }
+    }
+    w
+}
+
+/// nsqd's `ClientV2Stats.String()`.
+fn client_line(s: &ClientStats) -> String {
+    let port = s.remote_address.rsplit(':').next().unwrap_or("");
+    let id = format!("{}:{} {}", s.hostname, port, s.user_agent);
+    let connected = go_duration(std::time::Duration::from_secs(
+        (crate::broker::unix_now() - s.connect_ts).max(0) as u64,
+    ));
+    if !s.pub_counts.is_empty() {
+        let total: u64 = s.pub_counts.iter().map(|p| p.count).sum();
+        let topics: Vec<String> = s
+            .pub_counts
+            .iter()
+            .map(|p| format!("{}={}", p.topic, p.count))
+            .collect();
+        return format!(
+            "[{} {:<21}] msgs: {:<8} topics: {} connected: {connected}",
+            s.version,
+            id,
+            total,
+            topics.join(",")
+        );
+    }
+    format!(
+        "[{} {:<21}] state: {} inflt: {:<4} rdy: {:<4} fin: {:<8} re-q: {:<8} msgs: {:<8} connected: {connected}",
+        s.version,
+        id,
+        s.state,
+        s.in_flight_count,
+        s.ready_count,
+        s.finish_count,
+        s.requeue_count,
+        s.message_count
+    )
+}
+
+/// Formats Unix seconds as RFC 3339 in UTC (`2026-11-27T10:46:28Z`).
+fn chrono_like_rfc3339(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_dates() {
+        assert_eq!(chrono_like_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(chrono_like_rfc3339(1_795_776_388), "2026-11-27T10:46:28Z");
+        assert_eq!(chrono_like_rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

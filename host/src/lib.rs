@@ -1,0 +1,12 @@
+//! Wasq host: an NSQ-compatible broker (`wasqd`).
+//!
+//! - [`broker`]: topics, channels, messages, in-flight and deferred queues
+//! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
+//! - [`http`]: nsqd's HTTP API
+//! - [`server`]: start-up, listeners and shutdown
+
+pub mod broker;
+pub mod config;
+pub mod http;
+pub mod protocol;
+pub mod server;

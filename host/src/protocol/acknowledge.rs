@@ -1,0 +1,78 @@
+//! FIN, REQ and TOUCH: a consumer settling the messages it holds.
+//!
+//! A refused acknowledgement (the message timed out and went to someone
+//! else, or was never ours) is not fatal: nsqd answers E_FIN_FAILED,
+//! E_REQ_FAILED or E_TOUCH_FAILED and keeps the connection.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::command::{lossy, parse_base10};
+use super::connection::Connection;
+use super::error::ClientError;
+use crate::broker::channel::Channel;
+use crate::broker::client::state;
+use crate::broker::message::MessageId;
+use std::sync::Arc;
+
+impl Connection {
+    pub(super) fn finish(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
+        let (channel, id) = self.held_message("FIN", params, 1)?;
+        channel
+            .finish(self.client.id, &id)
+            .map_err(|e| ClientError::recoverable("E_FIN_FAILED", format!("FIN {id} failed {e}")))
+    }
+
+    pub(super) fn requeue(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
+        let (channel, id) = self.held_message("REQ", params, 2)?;
+        let raw = &params[1];
+        let timeout_ms = parse_base10(raw).ok_or_else(|| {
+            ClientError::invalid(format!("REQ could not parse timeout {}", lossy(raw)))
+        })? as i64;
+        let max = self.broker.options.max_req_timeout;
+        let delay = Duration::from_millis(timeout_ms.max(0) as u64).min(max);
+        if delay.as_millis() as i64 != timeout_ms {
+            tracing::info!(client = %self.client.remote_address, timeout_ms, clamped_ms = delay.as_millis() as u64, "REQ timeout out of range, clamped");
+        }
+        channel
+            .requeue(self.client.id, &id, delay)
+            .map_err(|e| ClientError::recoverable("E_REQ_FAILED", format!("REQ {id} failed {e}")))
+    }
+
+    pub(super) fn touch(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
+        let (channel, id) = self.held_message("TOUCH", params, 1)?;
+        channel
+            .touch(self.client.id, &id, self.msg_timeout)
+            .map_err(|e| {
+                ClientError::recoverable("E_TOUCH_FAILED", format!("TOUCH {id} failed {e}"))
+            })
+    }
+
+    /// The checks FIN, REQ and TOUCH share, in nsqd's order: state, number
+    /// of parameters, then the id's length.
+    fn held_message(
+        &self,
+        command: &str,
+        params: &[Bytes],
+        needed: usize,
+    ) -> Result<(Arc<Channel>, MessageId), ClientError> {
+        let subscribed = matches!(self.state(), state::SUBSCRIBED | state::CLOSING);
+        let channel = match (&self.subscription, subscribed) {
+            (Some((_, channel)), true) => channel.clone(),
+            _ => {
+                return Err(ClientError::invalid(format!(
+                    "cannot {command} in current state"
+                )));
+            }
+        };
+        if params.len() < needed {
+            return Err(ClientError::invalid(format!(
+                "{command} insufficient number of params"
+            )));
+        }
+        let id = MessageId::from_slice(&params[0])
+            .ok_or_else(|| ClientError::invalid("invalid message ID"))?;
+        Ok((channel, id))
+    }
+}

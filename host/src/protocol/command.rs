@@ -1,0 +1,545 @@
+//! Client-to-server framing of protocol V2: a command line ending in `\n`,
+//! and for IDENTIFY, AUTH, PUB, MPUB and DPUB a 4-byte big-endian length
+//! and a body.
+//!
+//! [`parse`] works on the connection's read buffer and consumes a command
+//! only once all of it has arrived, so the caller can parse every complete
+//! command in the buffer before reading again. Everything nsqd checks before
+//! it reads a body (parameters, topic name, body length) is checked here in
+//! nsqd's order, so a bad length is refused before we would buffer it.
+//! Parameters of body-less commands are checked where the command is
+//! applied, after the state checks, as nsqd does.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::error::ClientError;
+use crate::broker::names::is_valid_name;
+
+/// The longest command line accepted (nsqd's read buffer size).
+pub const MAX_LINE_LEN: usize = 16 * 1024;
+
+/// Size limits from the options, in nsqd's units.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_msg_size: i64,
+    pub max_body_size: i64,
+    pub max_req_timeout_ms: i64,
+}
+
+/// Commands without a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Sub,
+    Rdy,
+    Fin,
+    Req,
+    Touch,
+    Cls,
+    Nop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Identify(Bytes),
+    Auth(Bytes),
+    Pub {
+        topic: String,
+        body: Bytes,
+    },
+    Mpub {
+        topic: String,
+        bodies: Vec<Bytes>,
+    },
+    Dpub {
+        topic: String,
+        defer_ms: i64,
+        body: Bytes,
+    },
+    /// A body-less command and its parameters (without the verb).
+    Line(Verb, Vec<Bytes>),
+}
+
+/// Takes one complete command off the front of `buf`, `Ok(None)` if more
+/// bytes are needed. Every error is fatal to the connection.
+pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, ClientError> {
+    let Some(newline) = memchr::memchr(b'\n', buf) else {
+        if buf.len() > MAX_LINE_LEN {
+            return Err(ClientError::invalid(format!(
+                "command line longer than {MAX_LINE_LEN} bytes"
+            )));
+        }
+        return Ok(None);
+    };
+    let line_len = newline + 1;
+    let line = strip_cr(&buf[..newline]);
+    let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let verb = match params[0] {
+        b"IDENTIFY" => {
+            return body_command(
+                buf,
+                line_len,
+                identify_len_check("IDENTIFY", limits),
+                Command::Identify,
+            );
+        }
+        b"AUTH" => {
+            if params.len() != 1 {
+                return Err(ClientError::invalid("AUTH invalid number of parameters"));
+            }
+            return body_command(
+                buf,
+                line_len,
+                identify_len_check("AUTH", limits),
+                Command::Auth,
+            );
+        }
+        b"PUB" => {
+            let topic = topic_param(&params, 2, "PUB", "PUB")?;
+            return body_command(buf, line_len, message_len_check("PUB", limits), |body| {
+                Command::Pub { topic, body }
+            });
+        }
+        b"DPUB" => {
+            let topic = topic_param(&params, 3, "DPUB", "DPUB")?;
+            let defer_ms = parse_base10(params[2]).ok_or_else(|| {
+                ClientError::invalid(format!("DPUB could not parse timeout {}", lossy(params[2])))
+            })? as i64;
+            if defer_ms < 0 || defer_ms > limits.max_req_timeout_ms {
+                return Err(ClientError::invalid(format!(
+                    "DPUB timeout {defer_ms} out of range 0-{}",
+                    limits.max_req_timeout_ms
+                )));
+            }
+            return body_command(buf, line_len, message_len_check("DPUB", limits), |body| {
+                Command::Dpub {
+                    topic,
+                    defer_ms,
+                    body,
+                }
+            });
+        }
+        b"MPUB" => {
+            // nsqd's message repeats the code here; kept so clients match it.
+            let topic = topic_param(&params, 2, "MPUB", "E_BAD_TOPIC MPUB")?;
+            let max_body = limits.max_body_size;
+            let check = move |len: i32| {
+                if len <= 0 {
+                    Err(ClientError::fatal(
+                        "E_BAD_BODY",
+                        format!("MPUB invalid body size {len}"),
+                    ))
+                } else if i64::from(len) > max_body {
+                    Err(ClientError::fatal(
+                        "E_BAD_BODY",
+                        format!("MPUB body too big {len} > {max_body}"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            };
+            let Some(body) = take_body(buf, line_len, check)? else {
+                return Ok(None);
+            };
+            let bodies = parse_mpub_body(body, limits)?;
+            return Ok(Some(Command::Mpub { topic, bodies }));
+        }
+        b"SUB" => Verb::Sub,
+        b"RDY" => Verb::Rdy,
+        b"FIN" => Verb::Fin,
+        b"REQ" => Verb::Req,
+        b"TOUCH" => Verb::Touch,
+        b"CLS" => Verb::Cls,
+        b"NOP" => Verb::Nop,
+        other => {
+            return Err(ClientError::invalid(format!(
+                "invalid command {}",
+                lossy(other)
+            )));
+        }
+    };
+    let param_count = params.len() - 1;
+    let line = buf.split_to(line_len).freeze();
+    let line = strip_cr_bytes(line.slice(..newline));
+    let params: Vec<Bytes> = line
+        .split(|&b| b == b' ')
+        .skip(1)
+        .map(|p| line.slice_ref(p))
+        .collect();
+    debug_assert_eq!(params.len(), param_count);
+    Ok(Some(Command::Line(verb, params)))
+}
+
+/// Parses MPUB's body: `[count u32]` then `[size u32][bytes]` per message,
+/// with nsqd's error codes. Also used by HTTP /mpub?binary=true.
+pub fn parse_mpub_body(mut body: Bytes, limits: &Limits) -> Result<Vec<Bytes>, ClientError> {
+    if body.len() < 4 {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            "MPUB failed to read message count",
+        ));
+    }
+    let count = body.get_i32();
+    let max_messages = (limits.max_body_size - 4) / 5;
+    if count <= 0 || i64::from(count) > max_messages {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            format!("MPUB invalid message count {count}"),
+        ));
+    }
+    let mut messages = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        if body.len() < 4 {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB failed to read message({i}) body size"),
+            ));
+        }
+        let size = body.get_i32();
+        if size <= 0 {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB invalid message({i}) body size {size}"),
+            ));
+        }
+        if i64::from(size) > limits.max_msg_size {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("MPUB message too big {size} > {}", limits.max_msg_size),
+            ));
+        }
+        if body.len() < size as usize {
+            return Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                "MPUB failed to read message body",
+            ));
+        }
+        messages.push(body.split_to(size as usize));
+    }
+    if !body.is_empty() {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            format!(
+                "MPUB body has {} bytes beyond its {count} messages",
+                body.len()
+            ),
+        ));
+    }
+    Ok(messages)
+}
+
+/// nsqd's `ByteToBase10`: digits only (no sign), empty is 0, wraps on
+/// overflow. `None` for any other byte.
+pub fn parse_base10(digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
+    })
+}
+
+/// Renders client bytes for an error message.
+pub fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Quotes a name as Go's `%q` does for the error texts that use it.
+pub fn go_quote(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for ch in String::from_utf8_lossy(bytes).chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn topic_param(
+    params: &[&[u8]],
+    needed: usize,
+    command: &str,
+    prefix: &str,
+) -> Result<String, ClientError> {
+    if params.len() < needed {
+        return Err(ClientError::invalid(format!(
+            "{command} insufficient number of parameters"
+        )));
+    }
+    let topic = params[1];
+    match std::str::from_utf8(topic) {
+        Ok(name) if is_valid_name(name) => Ok(name.to_string()),
+        _ => Err(ClientError::fatal(
+            "E_BAD_TOPIC",
+            format!("{prefix} topic name {} is not valid", go_quote(topic)),
+        )),
+    }
+}
+
+fn identify_len_check(
+    command: &'static str,
+    limits: &Limits,
+) -> impl Fn(i32) -> Result<(), ClientError> + use<> {
+    let max = limits.max_body_size;
+    move |len| {
+        if i64::from(len) > max {
+            Err(ClientError::fatal(
+                "E_BAD_BODY",
+                format!("{command} body too big {len} > {max}"),
+            ))
+        } else if len <= 0 {
+            Err(ClientError::fatal(
+                "E_BAD_BODY",
+                format!("{command} invalid body size {len}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn message_len_check(
+    command: &'static str,
+    limits: &Limits,
+) -> impl Fn(i32) -> Result<(), ClientError> + use<> {
+    let max = limits.max_msg_size;
+    move |len| {
+        if len <= 0 {
+            Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("{command} invalid message body size {len}"),
+            ))
+        } else if i64::from(len) > max {
+            Err(ClientError::fatal(
+                "E_BAD_MESSAGE",
+                format!("{command} message too big {len} > {max}"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn body_command(
+    buf: &mut BytesMut,
+    line_len: usize,
+    check: impl Fn(i32) -> Result<(), ClientError>,
+    make: impl FnOnce(Bytes) -> Command,
+) -> Result<Option<Command>, ClientError> {
+    Ok(take_body(buf, line_len, check)?.map(make))
+}
+
+/// Checks the length after the command line and, once the whole body has
+/// arrived, consumes line, length and body, returning the body.
+fn take_body(
+    buf: &mut BytesMut,
+    line_len: usize,
+    check: impl Fn(i32) -> Result<(), ClientError>,
+) -> Result<Option<Bytes>, ClientError> {
+    if buf.len() < line_len + 4 {
+        return Ok(None);
+    }
+    let len_bytes: [u8; 4] = buf[line_len..line_len + 4].try_into().expect("four bytes");
+    let len = i32::from_be_bytes(len_bytes);
+    check(len)?;
+    let total = line_len + 4 + len as usize;
+    if buf.len() < total {
+        buf.reserve(total - buf.len());
+        return Ok(None);
+    }
+    buf.advance(line_len + 4);
+    Ok(Some(buf.split_to(len as usize).freeze()))
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn strip_cr_bytes(line: Bytes) -> Bytes {
+    if line.ends_with(b"\r") {
+        line.slice(..line.len() - 1)
+    } else {
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_msg_size: 100,
+        max_body_size: 1000,
+        max_req_timeout_ms: 3_600_000,
+    };
+
+    fn parse_all(input: &[u8]) -> (Vec<Command>, Option<ClientError>, usize) {
+        let mut buf = BytesMut::from(input);
+        let mut commands = Vec::new();
+        loop {
+            match parse(&mut buf, &LIMITS) {
+                Ok(Some(c)) => commands.push(c),
+                Ok(None) => return (commands, None, buf.len()),
+                Err(e) => return (commands, Some(e), buf.len()),
+            }
+        }
+    }
+
+    fn framed(line: &str, body: &[u8]) -> Vec<u8> {
+        let mut v = line.as_bytes().to_vec();
+        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn parses_several_commands_from_one_buffer() {
+        let mut input = framed("PUB t\n", b"hello");
+        input.extend_from_slice(b"NOP\nRDY 10\r\nFIN 0123456789abcdef\n");
+        let (commands, err, left) = parse_all(&input);
+        assert!(err.is_none());
+        assert_eq!(left, 0);
+        assert_eq!(
+            commands[0],
+            Command::Pub {
+                topic: "t".into(),
+                body: Bytes::from_static(b"hello")
+            }
+        );
+        assert_eq!(commands[1], Command::Line(Verb::Nop, vec![]));
+        assert_eq!(
+            commands[2],
+            Command::Line(Verb::Rdy, vec![Bytes::from_static(b"10")])
+        );
+        assert_eq!(
+            commands[3],
+            Command::Line(Verb::Fin, vec![Bytes::from_static(b"0123456789abcdef")])
+        );
+    }
+
+    #[test]
+    fn waits_for_a_complete_frame_at_every_split_point() {
+        let input = framed("PUB topic\n", b"some body");
+        for split in 0..input.len() {
+            let mut buf = BytesMut::from(&input[..split]);
+            assert_eq!(parse(&mut buf, &LIMITS), Ok(None), "split at {split}");
+            assert_eq!(buf.len(), split, "nothing consumed at {split}");
+            buf.extend_from_slice(&input[split..]);
+            assert!(matches!(
+                parse(&mut buf, &LIMITS),
+                Ok(Some(Command::Pub { .. }))
+            ));
+        }
+    }
+
+    #[test]
+    fn refuses_bad_lengths_before_the_body_arrives() {
+        let mut huge = b"PUB t\n".to_vec();
+        huge.extend_from_slice(&i32::MAX.to_be_bytes());
+        let (_, err, _) = parse_all(&huge);
+        assert_eq!(
+            err.unwrap().to_string(),
+            "E_BAD_MESSAGE PUB message too big 2147483647 > 100"
+        );
+
+        let mut negative = b"PUB t\n".to_vec();
+        negative.extend_from_slice(&(-5i32).to_be_bytes());
+        let (_, err, _) = parse_all(&negative);
+        assert_eq!(
+            err.unwrap().to_string(),
+            "E_BAD_MESSAGE PUB invalid message body size -5"
+        );
+
+        let mut identify = b"IDENTIFY\n".to_vec();
+        identify.extend_from_slice(&2000i32.to_be_bytes());
+        let (_, err, _) = parse_all(&identify);
+        assert_eq!(
+            err.unwrap().to_string(),
+            "E_BAD_BODY IDENTIFY body too big 2000 > 1000"
+        );
+    }
+
+    #[test]
+    fn errors_carry_nsqd_texts() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"WAT\n", "E_INVALID invalid command WAT"),
+            (b"PUB\n", "E_INVALID PUB insufficient number of parameters"),
+            (
+                b"PUB bad!name\n",
+                "E_BAD_TOPIC PUB topic name \"bad!name\" is not valid",
+            ),
+            (
+                b"MPUB bad!name\n",
+                "E_BAD_TOPIC E_BAD_TOPIC MPUB topic name \"bad!name\" is not valid",
+            ),
+            (
+                b"DPUB t\n",
+                "E_INVALID DPUB insufficient number of parameters",
+            ),
+            (b"DPUB t x\n", "E_INVALID DPUB could not parse timeout x"),
+            (
+                b"DPUB t 3600001\n",
+                "E_INVALID DPUB timeout 3600001 out of range 0-3600000",
+            ),
+            (b"AUTH x\n", "E_INVALID AUTH invalid number of parameters"),
+        ];
+        for (input, expected) in cases {
+            let (_, err, _) = parse_all(input);
+            let err = err.expect("an error");
+            assert!(err.fatal);
+            assert_eq!(err.to_string(), *expected);
+        }
+    }
+
+    #[test]
+    fn long_lines_without_newline_are_refused() {
+        let (_, err, _) = parse_all(&vec![b'A'; MAX_LINE_LEN + 1]);
+        assert_eq!(err.unwrap().code, "E_INVALID");
+    }
+
+    #[test]
+    fn mpub_bodies_are_checked() {
+        let mut body = 2i32.to_be_bytes().to_vec();
+        for m in [&b"ab"[..], b"c"] {
+            body.extend_from_slice(&(m.len() as i32).to_be_bytes());
+            body.extend_from_slice(m);
+        }
+        let (commands, err, _) = parse_all(&framed("MPUB t\n", &body));
+        assert!(err.is_none());
+        assert_eq!(
+            commands[0],
+            Command::Mpub {
+                topic: "t".into(),
+                bodies: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")]
+            }
+        );
+
+        let zero = 0i32.to_be_bytes();
+        let (_, err, _) = parse_all(&framed("MPUB t\n", &zero));
+        assert_eq!(
+            err.unwrap().to_string(),
+            "E_BAD_BODY MPUB invalid message count 0"
+        );
+
+        let mut short = 1i32.to_be_bytes().to_vec();
+        short.extend_from_slice(&10i32.to_be_bytes());
+        short.extend_from_slice(b"abc");
+        let (_, err, _) = parse_all(&framed("MPUB t\n", &short));
+        assert_eq!(
+            err.unwrap().to_string(),
+            "E_BAD_MESSAGE MPUB failed to read message body"
+        );
+    }
+
+    #[test]
+    fn base10_is_nsqds() {
+        assert_eq!(parse_base10(b"123"), Some(123));
+        assert_eq!(parse_base10(b""), Some(0));
+        assert!(parse_base10(b"-1").is_none());
+        assert!(parse_base10(b"1x").is_none());
+    }
+}

@@ -1,0 +1,313 @@
+//! One TCP client speaking protocol V2, served by one task.
+//!
+//! The task owns the socket, a read buffer and an output buffer. Each turn
+//! of its loop runs every complete command in the read buffer, sends as
+//! many messages as the client's RDY allows, writes everything buffered in
+//! one go, then waits for the next event: bytes from the client, messages
+//! on its channel, capacity coming back (a timeout) or a heartbeat tick.
+//! Writes are thus batched under load and sent at once when idle.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::sync::CancellationToken;
+
+use super::command::{self, Command, Limits, Verb};
+use super::error::ClientError;
+use super::frame::{self, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
+use crate::broker::Broker;
+use crate::broker::channel::Channel;
+use crate::broker::client::{Client, state};
+use crate::broker::topic::Topic;
+
+/// Messages taken from the channel per batch; bounds the output buffer.
+const DELIVERY_BATCH: usize = 128;
+
+/// nsqd's default output buffer size.
+pub const DEFAULT_OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
+
+pub struct Connection {
+    pub(super) broker: Arc<Broker>,
+    pub(super) client: Arc<Client>,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    read_buf: BytesMut,
+    out: Vec<u8>,
+    limits: Limits,
+    /// `None` when the client disabled heartbeats.
+    pub(super) heartbeat_interval: Option<Duration>,
+    pub(super) msg_timeout: Duration,
+    pub(super) output_buffer_size: usize,
+    pub(super) output_buffer_timeout: Duration,
+    pub(super) sample_rate: i32,
+    pub(super) subscription: Option<(Arc<Topic>, Arc<Channel>)>,
+    last_read: Instant,
+}
+
+/// Why the loop ended, for the log.
+enum Ending {
+    ClientClosed,
+    Fatal(ClientError),
+    Kicked,
+    Shutdown,
+    MissedHeartbeats,
+    Io(std::io::Error),
+}
+
+impl Connection {
+    pub fn new(broker: Arc<Broker>, stream: TcpStream, remote: String) -> Connection {
+        let options = &broker.options;
+        let client = broker.connect_client(remote);
+        let limits = Limits {
+            max_msg_size: options.max_msg_size,
+            max_body_size: options.max_body_size,
+            max_req_timeout_ms: options.max_req_timeout.as_millis() as i64,
+        };
+        let heartbeat_interval = Some(options.client_timeout / 2);
+        let msg_timeout = options.msg_timeout;
+        let output_buffer_timeout = options.output_buffer_timeout;
+        let (reader, writer) = stream.into_split();
+        Connection {
+            broker,
+            client,
+            reader,
+            writer,
+            read_buf: BytesMut::with_capacity(16 * 1024),
+            out: Vec::with_capacity(DEFAULT_OUTPUT_BUFFER_SIZE),
+            limits,
+            heartbeat_interval,
+            msg_timeout,
+            output_buffer_size: DEFAULT_OUTPUT_BUFFER_SIZE,
+            output_buffer_timeout,
+            sample_rate: 0,
+            subscription: None,
+            last_read: Instant::now(),
+        }
+    }
+
+    /// Serves the client until it leaves, then cleans up after it.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let remote = self.client.remote_address.clone();
+        tracing::info!(client = %remote, "TCP: new client (V2)");
+        let ending = self.io_loop(&shutdown).await;
+        match &ending {
+            Ending::ClientClosed | Ending::Shutdown => {}
+            Ending::Fatal(e) => {
+                tracing::warn!(client = %remote, error = %e, "closing client after fatal error")
+            }
+            Ending::Kicked => {
+                tracing::info!(client = %remote, "closing client: its channel was deleted")
+            }
+            Ending::MissedHeartbeats => {
+                tracing::warn!(client = %remote, "closing client: missed heartbeats")
+            }
+            Ending::Io(e) => {
+                tracing::info!(client = %remote, error = %e, "closing client after I/O error")
+            }
+        }
+        self.client
+            .state
+            .store(state::DISCONNECTED, Ordering::Release);
+        if let Some((topic, channel)) = self.subscription.take() {
+            self.broker.unsubscribe(&topic, &channel, self.client.id);
+        }
+        self.broker.disconnect_client(self.client.id);
+        let _ = self.writer.shutdown().await;
+        tracing::info!(client = %remote, "TCP: client exited");
+    }
+
+    async fn io_loop(&mut self, shutdown: &CancellationToken) -> Ending {
+        let mut heartbeat = self.heartbeat_timer();
+        let mut heartbeat_period = self.heartbeat_interval;
+        loop {
+            if let Err(ending) = self.run_buffered_commands() {
+                let _ = self.flush().await;
+                return ending;
+            }
+            if heartbeat_period != self.heartbeat_interval {
+                heartbeat = self.heartbeat_timer();
+                heartbeat_period = self.heartbeat_interval;
+            }
+            if self.client.is_kicked() {
+                let _ = self.flush().await;
+                return Ending::Kicked;
+            }
+
+            // Register for "messages ready" before taking, so a message put
+            // between our take and our wait still wakes us.
+            let channel = self.subscription.as_ref().map(|(_, c)| c.clone());
+            let messages_ready = channel.as_deref().map(Channel::messages_ready);
+            let wait_for_messages = match &channel {
+                Some(channel) => match self.deliver(channel).await {
+                    Ok(drained) => drained,
+                    Err(e) => return Ending::Io(e),
+                },
+                None => false,
+            };
+            if let Err(e) = self.flush().await {
+                return Ending::Io(e);
+            }
+
+            let messages_ready = async {
+                match messages_ready {
+                    Some(ready) if wait_for_messages => ready.await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ending::Shutdown,
+                read = self.reader.read_buf(&mut self.read_buf) => match read {
+                    Ok(0) => return Ending::ClientClosed,
+                    Ok(_) => self.last_read = Instant::now(),
+                    Err(e) => return Ending::Io(e),
+                },
+                _ = self.client.wake.notified() => {}
+                _ = messages_ready => {}
+                _ = tick(&mut heartbeat) => {
+                    let interval = self.heartbeat_interval.unwrap_or(Duration::MAX);
+                    if self.last_read.elapsed() > interval.saturating_mul(2) {
+                        return Ending::MissedHeartbeats;
+                    }
+                    frame::write_frame(&mut self.out, FRAME_TYPE_RESPONSE, frame::HEARTBEAT);
+                }
+            }
+        }
+    }
+
+    fn heartbeat_timer(&self) -> Option<tokio::time::Interval> {
+        self.heartbeat_interval.map(|every| {
+            let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            timer
+        })
+    }
+
+    /// Runs every complete command in the read buffer.
+    fn run_buffered_commands(&mut self) -> Result<(), Ending> {
+        loop {
+            let command = match command::parse(&mut self.read_buf, &self.limits) {
+                Ok(Some(command)) => command,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    self.send_error(&e);
+                    return Err(Ending::Fatal(e));
+                }
+            };
+            if let Err(e) = self.execute(command) {
+                self.send_error(&e);
+                if e.fatal {
+                    return Err(Ending::Fatal(e));
+                }
+                tracing::debug!(client = %self.client.remote_address, error = %e, "recoverable client error");
+            }
+        }
+    }
+
+    fn execute(&mut self, command: Command) -> Result<(), ClientError> {
+        match command {
+            Command::Identify(body) => self.identify(&body),
+            Command::Auth(body) => self.auth(&body),
+            Command::Pub { topic, body } => self.publish("PUB", &topic, vec![body], 0),
+            Command::Mpub { topic, bodies } => self.publish("MPUB", &topic, bodies, 0),
+            Command::Dpub {
+                topic,
+                defer_ms,
+                body,
+            } => self.publish("DPUB", &topic, vec![body], defer_ms),
+            Command::Line(verb, params) => match verb {
+                Verb::Sub => self.subscribe(&params),
+                Verb::Rdy => self.ready(&params),
+                Verb::Fin => self.finish(&params),
+                Verb::Req => self.requeue(&params),
+                Verb::Touch => self.touch(&params),
+                Verb::Cls => self.start_close(),
+                Verb::Nop => Ok(()),
+            },
+        }
+    }
+
+    /// Sends as many messages as RDY allows. Returns true when the channel
+    /// ran dry with capacity left (so the caller should wait for messages).
+    async fn deliver(&mut self, channel: &Arc<Channel>) -> std::io::Result<bool> {
+        if self.client.state.load(Ordering::Acquire) != state::SUBSCRIBED {
+            return Ok(false);
+        }
+        loop {
+            let capacity = self.client.ready_count.load(Ordering::Acquire)
+                - self.client.in_flight.load(Ordering::Acquire);
+            if capacity <= 0 {
+                return Ok(false);
+            }
+            let want = (capacity as usize).min(DELIVERY_BATCH);
+            let messages = channel.take(&self.client, want, self.msg_timeout, self.sample_rate);
+            for message in &messages {
+                frame::write_message(&mut self.out, message);
+            }
+            if self.out.len() >= self.output_buffer_size {
+                self.flush().await?;
+            }
+            if messages.len() < want {
+                return Ok(true);
+            }
+        }
+    }
+
+    pub(super) fn respond(&mut self, data: &[u8]) {
+        frame::write_frame(&mut self.out, FRAME_TYPE_RESPONSE, data);
+    }
+
+    fn send_error(&mut self, error: &ClientError) {
+        frame::write_frame(
+            &mut self.out,
+            FRAME_TYPE_ERROR,
+            error.to_string().as_bytes(),
+        );
+    }
+
+    /// Writes the output buffer; a client that does not read for a whole
+    /// heartbeat interval (or client timeout) is given up on.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let limit = self
+            .heartbeat_interval
+            .unwrap_or(self.broker.options.client_timeout);
+        let written = tokio::time::timeout(limit, self.writer.write_all(&self.out)).await;
+        self.out.clear();
+        if self.out.capacity() > 4 * self.output_buffer_size.max(DEFAULT_OUTPUT_BUFFER_SIZE) {
+            self.out
+                .shrink_to(self.output_buffer_size.max(DEFAULT_OUTPUT_BUFFER_SIZE));
+        }
+        match written {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading",
+            )),
+        }
+    }
+
+    pub(super) fn state(&self) -> i32 {
+        self.client.state.load(Ordering::Acquire)
+    }
+
+    pub(super) fn set_state(&self, new_state: i32) {
+        self.client.state.store(new_state, Ordering::Release);
+    }
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

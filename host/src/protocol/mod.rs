@@ -1,0 +1,79 @@
+//! NSQ TCP protocol V2: the listener, framing and one file per command family.
+
+mod acknowledge;
+pub mod command;
+pub mod connection;
+pub mod error;
+pub mod frame;
+mod identify;
+mod publish;
+mod subscribe;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::Broker;
+use connection::Connection;
+
+/// The four bytes a V2 client sends first.
+pub const MAGIC_V2: &[u8; 4] = b"  V2";
+
+/// Accepts TCP clients until `shutdown`, then waits for them to finish.
+pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                let broker = broker.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(handle(stream, remote.to_string(), broker, shutdown));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the rest.
+                tracing::error!(error = %e, "TCP: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn handle(
+    mut stream: TcpStream,
+    remote: String,
+    broker: Arc<Broker>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut magic = [0u8; 4];
+    let timeout = broker.options.client_timeout;
+    let read = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        read = tokio::time::timeout(timeout, stream.read_exact(&mut magic)) => read,
+    };
+    match read {
+        Ok(Ok(_)) if &magic == MAGIC_V2 => {
+            Connection::new(broker, stream, remote).run(shutdown).await
+        }
+        Ok(Ok(_)) => {
+            tracing::warn!(client = %remote, magic = ?String::from_utf8_lossy(&magic), "TCP: bad protocol magic");
+            let mut out = Vec::new();
+            frame::write_frame(&mut out, frame::FRAME_TYPE_ERROR, b"E_BAD_PROTOCOL");
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::debug!(client = %remote, "TCP: client left before sending magic")
+        }
+    }
+}

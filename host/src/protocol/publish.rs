@@ -1,0 +1,34 @@
+//! PUB, MPUB and DPUB. Framing and size checks happened in `command`; here
+//! the messages enter their topic.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::connection::Connection;
+use super::error::ClientError;
+use super::frame;
+
+impl Connection {
+    pub(super) fn publish(
+        &mut self,
+        command: &'static str,
+        topic: &str,
+        bodies: Vec<Bytes>,
+        defer_ms: i64,
+    ) -> Result<(), ClientError> {
+        let count = bodies.len() as u64;
+        let defer = Duration::from_millis(defer_ms.max(0) as u64);
+        self.broker.publish(topic, bodies, defer).map_err(|e| {
+            let code = match command {
+                "MPUB" => "E_MPUB_FAILED",
+                "DPUB" => "E_DPUB_FAILED",
+                _ => "E_PUB_FAILED",
+            };
+            ClientError::fatal(code, format!("{command} failed {e}"))
+        })?;
+        self.client.record_published(topic, count);
+        self.respond(frame::OK);
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! Start-up and shutdown: bind the listeners, serve until a signal, then
+//! stop accepting and let every connection finish its turn.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, ListenAddresses};
+use crate::config::Options;
+use crate::http::{self, AppState, LogControl};
+use crate::protocol;
+
+/// How long shutdown waits for connections to wind down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running broker: its address and the handle that stops it.
+pub struct Running {
+    pub broker: Arc<Broker>,
+    pub addresses: ListenAddresses,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds both listeners and starts serving.
+pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<Running> {
+    let tcp = TcpListener::bind(options.tcp_address)
+        .await
+        .with_context(|| format!("failed to listen on TCP address {}", options.tcp_address))?;
+    let http_listener = TcpListener::bind(options.http_address)
+        .await
+        .with_context(|| format!("failed to listen on HTTP address {}", options.http_address))?;
+    let addresses = ListenAddresses {
+        tcp: tcp.local_addr()?,
+        http: http_listener.local_addr()?,
+    };
+
+    let broker = Broker::new(options);
+    broker.set_listen_addresses(addresses);
+    let shutdown = CancellationToken::new();
+
+    tracing::info!("TCP: listening on {}", addresses.tcp);
+    tracing::info!("HTTP: listening on {}", addresses.http);
+
+    let tcp_task = tokio::spawn(protocol::serve(tcp, broker.clone(), shutdown.clone()));
+    let state = AppState {
+        broker: broker.clone(),
+        log_control,
+    };
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+    Ok(Running {
+        broker,
+        addresses,
+        shutdown,
+        tasks: vec![tcp_task, http_task],
+    })
+}
+
+impl Running {
+    /// Stops accepting, closes connections and waits (bounded) for them.
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        self.broker.set_exiting();
+        self.shutdown.cancel();
+        let all = futures_join(self.tasks);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("some connections did not close within {:?}", SHUTDOWN_GRACE);
+        }
+        tracing::info!("bye");
+    }
+}
+
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Resolves on SIGINT, SIGTERM, or (if asked) standard input closing.
+pub async fn shutdown_signal(exit_on_stdin_eof: bool) {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let stdin_closed = async {
+        if !exit_on_stdin_eof {
+            return std::future::pending().await;
+        }
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut stdin, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = interrupt => tracing::info!("received SIGINT"),
+        _ = terminate => tracing::info!("received SIGTERM"),
+        _ = stdin_closed => tracing::info!("standard input closed"),
+    }
+}
