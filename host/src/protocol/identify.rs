@@ -11,25 +11,49 @@ use super::frame;
 use crate::broker::client::state;
 use crate::config::NSQ_VERSION;
 
-/// What a client may send with IDENTIFY; unknown fields are ignored, as in nsqd.
+/// What a client may send with IDENTIFY. As with Go's decoder, unknown
+/// fields are ignored and `null` means "not given" (tokio-nsq sends
+/// `"sample_rate":null`).
 #[derive(Debug, Default, Deserialize)]
-#[serde(default)]
 pub struct IdentifyData {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub client_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hostname: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub heartbeat_interval: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output_buffer_size: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub output_buffer_timeout: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub feature_negotiation: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tls_v1: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub deflate: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub deflate_level: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub snappy: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub sample_rate: i32,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub user_agent: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub msg_timeout: i64,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub topology_region: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub topology_zone: String,
+}
+
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// nsqd's IDENTIFY response when `feature_negotiation` is set; field order as nsqd.
