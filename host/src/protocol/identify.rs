@@ -88,6 +88,17 @@ impl Connection {
         self.apply_identify(&data)
             .map_err(|e| ClientError::fatal("E_BAD_BODY", format!("IDENTIFY {e}")))?;
 
+        if data.tls_v1 || data.snappy || data.deflate {
+            // Answered `false` below, so clients fall back to a plain stream.
+            tracing::info!(
+                client = %self.client.remote_address,
+                tls_v1 = data.tls_v1,
+                snappy = data.snappy,
+                deflate = data.deflate,
+                deflate_level = data.deflate_level,
+                "client asked for TLS/compression, which this build does not offer yet"
+            );
+        }
         if !data.feature_negotiation {
             self.respond(frame::OK);
             return Ok(());
