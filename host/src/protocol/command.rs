@@ -59,6 +59,28 @@ pub enum Command {
     Line(Verb, Vec<Bytes>),
 }
 
+impl Command {
+    /// The verb as it appears on the wire.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Identify(_) => "IDENTIFY",
+            Command::Auth(_) => "AUTH",
+            Command::Pub { .. } => "PUB",
+            Command::Mpub { .. } => "MPUB",
+            Command::Dpub { .. } => "DPUB",
+            Command::Line(verb, _) => match verb {
+                Verb::Sub => "SUB",
+                Verb::Rdy => "RDY",
+                Verb::Fin => "FIN",
+                Verb::Req => "REQ",
+                Verb::Touch => "TOUCH",
+                Verb::Cls => "CLS",
+                Verb::Nop => "NOP",
+            },
+        }
+    }
+}
+
 /// Takes one complete command off the front of `buf`, `Ok(None)` if more
 /// bytes are needed. Every error is fatal to the connection.
 pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, ClientError> {

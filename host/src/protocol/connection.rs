@@ -210,6 +210,7 @@ impl Connection {
     }
 
     fn execute(&mut self, command: Command) -> Result<(), ClientError> {
+        tracing::debug!(client = %self.client.remote_address, command = command.name(), "PROTOCOL(V2)");
         match command {
             Command::Identify(body) => self.identify(&body),
             Command::Auth(body) => self.auth(&body),
