@@ -21,6 +21,7 @@ pub const WASQ_VERSION: &str = env!("CARGO_PKG_VERSION");
 #[command(
     name = "wasqd",
     version = VERSION_LINE,
+    allow_negative_numbers = true,
     about = "Wasq: an NSQ-compatible message broker (nsqd drop-in) with WebAssembly consumers"
 )]
 pub struct Options {

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let exit_on_stdin_eof = options.exit_on_stdin_eof;
         let running = match server::start(options, log_control).await {
             Ok(running) => running,
@@ -54,5 +54,9 @@ fn main() -> ExitCode {
         server::shutdown_signal(exit_on_stdin_eof).await;
         running.stop().await;
         ExitCode::SUCCESS
-    })
+    });
+    // A blocking read of stdin (for --exit-on-stdin-eof) never returns on
+    // its own; do not let it hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
