@@ -126,13 +126,15 @@ impl<O> InFlightQueue<O> {
         expired
     }
 
-    /// Removes and returns every message held by one owner (it went away).
+    /// Removes and returns every message held by one owner (it went away),
+    /// oldest deadline first, and among equal deadlines in id order, which
+    /// for the ids we make is publish order.
     pub fn remove_owner(&mut self, owner_id: u64) -> Vec<InFlight<O>> {
         let ids: Vec<MessageId> = self
-            .by_id
+            .by_deadline
             .iter()
-            .filter(|(_, e)| e.owner_id == owner_id)
-            .map(|(id, _)| *id)
+            .map(|(_, id)| *id)
+            .filter(|id| self.by_id.get(id).is_some_and(|e| e.owner_id == owner_id))
             .collect();
         ids.iter()
             .filter_map(|id| self.remove(owner_id, id).ok())
