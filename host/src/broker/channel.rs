@@ -258,6 +258,18 @@ impl Channel {
         remaining
     }
 
+    /// Marks the channel as exiting if it has no consumer, atomically with
+    /// respect to [`Channel::add_client`], so a consumer arriving at the same
+    /// moment is refused (and subscribes to the successor) rather than lost.
+    pub fn retire_if_unused(&self) -> bool {
+        let clients = self.clients.lock();
+        if !clients.is_empty() || self.is_exiting() {
+            return false;
+        }
+        self.exiting.store(true, Ordering::Release);
+        true
+    }
+
     pub fn client_count(&self) -> usize {
         self.clients.lock().len()
     }

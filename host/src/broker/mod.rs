@@ -214,7 +214,6 @@ impl Broker {
         let remaining = channel.remove_client(client_id);
         if remaining == 0
             && channel.ephemeral
-            && !channel.is_exiting()
             && let Some(left) = topic.delete_channel_if_unused(channel)
         {
             tracing::info!(topic = %topic.name, channel = %channel.name, "CHANNEL: deleted (ephemeral, no consumers left)");

@@ -114,13 +114,13 @@ impl Topic {
         Some((channel, remaining))
     }
 
-    /// Deletes an ephemeral channel only if it still has no consumer,
-    /// checked under the topic's lock so a new subscriber is never dropped.
+    /// Deletes an ephemeral channel only if it still has no consumer; a
+    /// consumer subscribing at the same moment goes to a new channel.
     pub fn delete_channel_if_unused(&self, channel: &Arc<Channel>) -> Option<usize> {
         let remaining = {
             let mut state = self.state.lock();
             let current = state.channels.get(&channel.name)?;
-            if !Arc::ptr_eq(current, channel) || channel.client_count() > 0 {
+            if !Arc::ptr_eq(current, channel) || !channel.retire_if_unused() {
                 return None;
             }
             state.channels.remove(&channel.name);
