@@ -15,13 +15,19 @@ fn too_big(message: &str) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message)
 }
 
+/// The request's Content-Length, if it declares one.
+fn declared_length(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// Reads at most `max` bytes of body; `None` if there was more.
 async fn read_body(headers: &HeaderMap, body: Body, max: i64) -> Result<Option<Bytes>, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    if declared.is_some_and(|len| len > max) {
+    if declared_length(headers).is_some_and(|len| len > max) {
         return Ok(None);
     }
     match axum::body::to_bytes(body, max as usize).await {
@@ -96,12 +102,8 @@ pub async fn multi_publish(
 ) -> ApiResult {
     let broker = &state.broker;
     let options = &broker.options;
-    let declared_too_big = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_some_and(|len| len > options.max_body_size);
-    if declared_too_big {
+    // nsqd refuses a declared oversize body before it looks at the query.
+    if declared_length(&headers).is_some_and(|len| len > options.max_body_size) {
         return Err(too_big("BODY_TOO_BIG"));
     }
     let query = Query::parse(raw.as_deref());

@@ -100,7 +100,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
             return body_command(
                 buf,
                 line_len,
-                identify_len_check("IDENTIFY", limits),
+                LengthRule::body("IDENTIFY", limits),
                 Command::Identify,
             );
         }
@@ -111,13 +111,13 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
             return body_command(
                 buf,
                 line_len,
-                identify_len_check("AUTH", limits),
+                LengthRule::body("AUTH", limits),
                 Command::Auth,
             );
         }
         b"PUB" => {
             let topic = topic_param(&params, 2, "PUB", "PUB")?;
-            return body_command(buf, line_len, message_len_check("PUB", limits), |body| {
+            return body_command(buf, line_len, LengthRule::message("PUB", limits), |body| {
                 Command::Pub { topic, body }
             });
         }
@@ -132,7 +132,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
                     limits.max_req_timeout_ms
                 )));
             }
-            return body_command(buf, line_len, message_len_check("DPUB", limits), |body| {
+            return body_command(buf, line_len, LengthRule::message("DPUB", limits), |body| {
                 Command::Dpub {
                     topic,
                     defer_ms,
@@ -143,22 +143,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
         b"MPUB" => {
             // nsqd's message repeats the code here; kept so clients match it.
             let topic = topic_param(&params, 2, "MPUB", "E_BAD_TOPIC MPUB")?;
-            let max_body = limits.max_body_size;
-            let check = move |len: i32| {
-                if len <= 0 {
-                    Err(ClientError::fatal(
-                        "E_BAD_BODY",
-                        format!("MPUB invalid body size {len}"),
-                    ))
-                } else if i64::from(len) > max_body {
-                    Err(ClientError::fatal(
-                        "E_BAD_BODY",
-                        format!("MPUB body too big {len} > {max_body}"),
-                    ))
-                } else {
-                    Ok(())
-                }
-            };
+            let check = LengthRule::mpub(limits);
             let Some(body) = take_body(buf, line_len, check)? else {
                 return Ok(None);
             };
@@ -302,57 +287,79 @@ fn topic_param(
     }
 }
 
-fn identify_len_check(
+/// One command's body-length check, worded and ordered as nsqd's.
+struct LengthRule {
+    code: &'static str,
     command: &'static str,
-    limits: &Limits,
-) -> impl Fn(i32) -> Result<(), ClientError> + use<> {
-    let max = limits.max_body_size;
-    move |len| {
-        if i64::from(len) > max {
-            Err(ClientError::fatal(
-                "E_BAD_BODY",
-                format!("{command} body too big {len} > {max}"),
-            ))
-        } else if len <= 0 {
-            Err(ClientError::fatal(
-                "E_BAD_BODY",
-                format!("{command} invalid body size {len}"),
-            ))
-        } else {
-            Ok(())
-        }
-    }
+    /// What nsqd calls the length in "invalid ... size" (`body`, `message body`).
+    what: &'static str,
+    /// The noun in "... too big" (`body`, `message`).
+    big: &'static str,
+    max: i64,
 }
 
-fn message_len_check(
-    command: &'static str,
-    limits: &Limits,
-) -> impl Fn(i32) -> Result<(), ClientError> + use<> {
-    let max = limits.max_msg_size;
-    move |len| {
-        if len <= 0 {
-            Err(ClientError::fatal(
-                "E_BAD_MESSAGE",
-                format!("{command} invalid message body size {len}"),
-            ))
-        } else if i64::from(len) > max {
-            Err(ClientError::fatal(
-                "E_BAD_MESSAGE",
-                format!("{command} message too big {len} > {max}"),
-            ))
-        } else {
-            Ok(())
+impl LengthRule {
+    /// IDENTIFY and AUTH bodies.
+    fn body(command: &'static str, limits: &Limits) -> LengthRule {
+        let max = limits.max_body_size;
+        LengthRule {
+            code: "E_BAD_BODY",
+            command,
+            what: "body",
+            big: "body",
+            max,
         }
+    }
+
+    /// A single message (PUB, DPUB).
+    fn message(command: &'static str, limits: &Limits) -> LengthRule {
+        let max = limits.max_msg_size;
+        LengthRule {
+            code: "E_BAD_MESSAGE",
+            command,
+            what: "message body",
+            big: "message",
+            max,
+        }
+    }
+
+    /// The whole MPUB body.
+    fn mpub(limits: &Limits) -> LengthRule {
+        let max = limits.max_body_size;
+        LengthRule {
+            code: "E_BAD_BODY",
+            command: "MPUB",
+            what: "body",
+            big: "body",
+            max,
+        }
+    }
+
+    fn check(&self, len: i32) -> Result<(), ClientError> {
+        // The two bounds never both fail, so their order does not matter.
+        if i64::from(len) > self.max {
+            return Err(ClientError::fatal(
+                self.code,
+                format!("{} {} too big {len} > {}", self.command, self.big, self.max),
+            ));
+        }
+        if len <= 0 {
+            return Err(ClientError::fatal(
+                self.code,
+                format!("{} invalid {} size {len}", self.command, self.what),
+            ));
+        }
+        Ok(())
     }
 }
 
 fn body_command(
     buf: &mut BytesMut,
     line_len: usize,
-    check: impl Fn(i32) -> Result<(), ClientError>,
+    rule: LengthRule,
     make: impl FnOnce(Bytes) -> Command,
 ) -> Result<Option<Command>, ClientError> {
-    Ok(take_body(buf, line_len, check)?.map(make))
+    Ok(take_body(buf, line_len, rule)?.map(make))
 }
 
 /// Checks the length after the command line and, once the whole body has
@@ -360,14 +367,14 @@ fn body_command(
 fn take_body(
     buf: &mut BytesMut,
     line_len: usize,
-    check: impl Fn(i32) -> Result<(), ClientError>,
+    rule: LengthRule,
 ) -> Result<Option<Bytes>, ClientError> {
     if buf.len() < line_len + 4 {
         return Ok(None);
     }
     let len_bytes: [u8; 4] = buf[line_len..line_len + 4].try_into().expect("four bytes");
     let len = i32::from_be_bytes(len_bytes);
-    check(len)?;
+    rule.check(len)?;
     let total = line_len + 4 + len as usize;
     if buf.len() < total {
         buf.reserve(total - buf.len());
