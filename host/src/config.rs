@@ -97,6 +97,10 @@ pub struct Options {
     #[arg(long, default_value = "info", ignore_case = true)]
     pub log_level: LogLevel,
 
+    /// directory of plugins (NAME.wasm or NAME.wat beside NAME.toml)
+    #[arg(long, default_value = "plugins")]
+    pub plugins_dir: PathBuf,
+
     /// lookupd TCP address to register with (repeatable)
     #[arg(long = "lookupd-tcp-address")]
     pub lookupd_tcp_addresses: Vec<String>,

@@ -3,10 +3,12 @@
 //! - [`broker`]: topics, channels, messages, in-flight and deferred queues
 //! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
 //! - [`http`]: nsqd's HTTP API
+//! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
 
 pub mod broker;
 pub mod config;
 pub mod http;
+pub mod plugins;
 pub mod protocol;
 pub mod server;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, ListenAddresses};
 use crate::config::Options;
 use crate::http::{self, AppState, LogControl};
+use crate::plugins::PluginHost;
 use crate::protocol;
 
 /// How long shutdown waits for connections to wind down.
@@ -19,6 +20,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A running broker: its address and the handle that stops it.
 pub struct Running {
     pub broker: Arc<Broker>,
+    pub plugins: Arc<PluginHost>,
     pub addresses: ListenAddresses,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -37,9 +39,15 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         http: http_listener.local_addr()?,
     };
 
+    let plugins_dir = options.plugins_dir.clone();
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
     let shutdown = CancellationToken::new();
+    let plugins =
+        PluginHost::new(broker.clone(), plugins_dir).context("cannot start the Wasm runtime")?;
+    // Compiling modules is CPU work: keep it off the async threads.
+    let loader = plugins.clone();
+    tokio::task::spawn_blocking(move || loader.load_all()).await?;
 
     tracing::info!("TCP: listening on {}", addresses.tcp);
     tracing::info!("HTTP: listening on {}", addresses.http);
@@ -47,6 +55,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let tcp_task = tokio::spawn(protocol::serve(tcp, broker.clone(), shutdown.clone()));
     let state = AppState {
         broker: broker.clone(),
+        plugins: plugins.clone(),
         log_control,
     };
     let http_shutdown = shutdown.clone();
@@ -57,6 +66,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     });
     Ok(Running {
         broker,
+        plugins,
         addresses,
         shutdown,
         tasks: vec![tcp_task, http_task],
@@ -68,6 +78,7 @@ impl Running {
     pub async fn stop(self) {
         tracing::info!("shutting down");
         self.broker.set_exiting();
+        self.plugins.stop_all().await;
         self.shutdown.cancel();
         let all = futures_join(self.tasks);
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {

@@ -86,6 +86,11 @@ impl Client {
         self.wake.notify_one();
     }
 
+    /// Clears a kick once the owner has subscribed again (plugins do).
+    pub fn rearm(&self) {
+        self.kicked.store(false, Ordering::Release);
+    }
+
     pub fn is_kicked(&self) -> bool {
         self.kicked.load(Ordering::Acquire)
     }

@@ -6,6 +6,7 @@
 
 mod config;
 mod info;
+mod plugins;
 mod publish;
 mod stats;
 mod topic_channel;
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::LogLevel;
+use crate::plugins::PluginHost;
 
 /// Changes the process's log level (PUT /config/log_level).
 pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
@@ -28,6 +30,7 @@ pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    pub plugins: Arc<PluginHost>,
     pub log_control: LogControl,
 }
 
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             "/config/{opt}",
             get(config::get_option).put(config::put_option),
         )
+        .route("/plugins", get(plugins::list))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")

@@ -14,6 +14,7 @@ use crate::broker::Stats;
 use crate::broker::client::ClientStats;
 use crate::broker::topic::TopicStats;
 use crate::config::{NSQ_VERSION, WASQ_VERSION, go_duration};
+use crate::plugins::PluginStatus;
 
 #[derive(Serialize)]
 struct StatsDocument<'a> {
@@ -24,6 +25,8 @@ struct StatsDocument<'a> {
     topics: Option<Vec<TopicStats>>,
     /// `null` when there are none, as nsqd.
     producers: Option<Vec<ClientStats>>,
+    /// Wasq's addition: the in-broker consumers (also at GET /plugins).
+    plugins: Vec<PluginStatus>,
 }
 
 pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
@@ -35,11 +38,9 @@ pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Ap
     let stats = broker.stats(topic, channel, include_clients);
 
     if query.get("format") != Some("json") {
-        return Ok(ApiResponse::Text(render_text(
-            &stats,
-            broker.start_time(),
-            broker.uptime(),
-        )));
+        let mut text = render_text(&stats, broker.start_time(), broker.uptime());
+        render_plugins(&mut text, &state.plugins.status());
+        return Ok(ApiResponse::Text(text));
     }
     let topic_missing = topic.is_some() && stats.topics.is_empty();
     let document = StatsDocument {
@@ -48,6 +49,7 @@ pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Ap
         start_time: broker.start_time(),
         topics: (!topic_missing).then_some(stats.topics),
         producers: (!stats.producers.is_empty()).then_some(stats.producers),
+        plugins: state.plugins.status(),
     };
     let json = serde_json::to_vec(&document).expect("stats serialize");
     Ok(ApiResponse::JsonBytes(json))
@@ -101,6 +103,37 @@ fn render_text(stats: &Stats, start_time: i64, uptime: std::time::Duration) -> S
         }
     }
     w
+}
+
+/// Wasq's addition to the text format: one line per plugin.
+fn render_plugins(w: &mut String, plugins: &[PluginStatus]) {
+    if plugins.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "\nPlugins:");
+    for p in plugins {
+        let c = &p.counters;
+        let _ = writeln!(
+            w,
+            "   [{:<15}] {:<7} {}/{} instances: {} handled: {} fin: {} re-q: {} dead: {} traps: {} timeouts: {} p50: {}us p99: {}us",
+            p.name,
+            p.state,
+            p.topic.as_deref().unwrap_or("-"),
+            p.channel.as_deref().unwrap_or("-"),
+            p.instances,
+            c.handled,
+            c.finished,
+            c.requeued,
+            c.dead_lettered,
+            c.traps,
+            c.timeouts,
+            c.handler_time_us_p50,
+            c.handler_time_us_p99
+        );
+        if let Some(error) = &p.last_error {
+            let _ = writeln!(w, "      last error: {error}");
+        }
+    }
 }
 
 /// nsqd's `ClientV2Stats.String()`.

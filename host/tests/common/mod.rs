@@ -372,3 +372,123 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A plugins directory for one test, with example modules and inline WAT.
+pub struct PluginDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for PluginDir {
+    fn default() -> Self {
+        PluginDir {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
+impl PluginDir {
+    /// Where `scripts/build-plugins` leaves the example modules.
+    pub fn example_module(name: &str) -> std::path::PathBuf {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/target/wasm32-wasip1/release")
+            .join(format!("{name}.wasm"));
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/build-plugins (scripts/test does)",
+            path.display()
+        );
+        path
+    }
+
+    /// Adds an example plugin (built Rust module) under `name` with a manifest.
+    pub fn example(&self, example: &str, name: &str, manifest: &str) -> &Self {
+        std::fs::copy(
+            Self::example_module(example),
+            self.dir.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
+        self.manifest(name, manifest)
+    }
+
+    /// Adds a plugin written in WAT.
+    pub fn wat(&self, name: &str, wat: &str, manifest: &str) -> &Self {
+        std::fs::write(self.dir.path().join(format!("{name}.wat")), wat).unwrap();
+        self.manifest(name, manifest)
+    }
+
+    pub fn manifest(&self, name: &str, manifest: &str) -> &Self {
+        std::fs::write(self.dir.path().join(format!("{name}.toml")), manifest).unwrap();
+        self
+    }
+
+    pub fn start(&self) -> Wasqd {
+        Wasqd::start_with(&["--plugins-dir", self.dir.path().to_str().unwrap()])
+    }
+
+    pub fn start_with(&self, extra: &[&str]) -> Wasqd {
+        let mut args = vec!["--plugins-dir", self.dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Wasqd::start_with(&args)
+    }
+}
+
+impl Http {
+    /// One plugin's entry in GET /plugins.
+    pub fn plugin(&self, name: &str) -> serde_json::Value {
+        let (status, body) = self.get("/plugins");
+        assert_eq!(status, 200);
+        let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+        all["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn counter(&self, plugin: &str, counter: &str) -> u64 {
+        self.plugin(plugin)["counters"][counter]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until a channel holds nothing: no queued, in-flight or deferred
+    /// message (so every handler result has been settled and counted).
+    pub fn wait_settled(&self, topic: &str, channel: &str) {
+        let settled = eventually(Duration::from_secs(20), || {
+            self.channel_stats(topic, channel).is_some_and(|c| {
+                c["depth"] == 0 && c["in_flight_count"] == 0 && c["deferred_count"] == 0
+            })
+        });
+        assert!(
+            settled,
+            "{topic}/{channel} did not settle: {:?}",
+            self.channel_stats(topic, channel)
+        );
+    }
+
+    /// Messages that reached a topic so far (its message_count).
+    pub fn topic_count(&self, topic: &str) -> u64 {
+        let stats = self.stats();
+        stats["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["topic_name"] == topic))
+            .map_or(0, |t| t["message_count"].as_u64().unwrap())
+    }
+}
+
+/// A minimal ABI v1 module in WAT whose `wasq_handle` body is `handle_body`
+/// (an expression of type i64) with `extra` definitions beside it.
+pub fn wat_plugin(extra: &str, handle_body: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasq" "publish" (func $publish (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "wasq_abi_version") (result i32) (i32.const 1))
+  (func (export "wasq_alloc") (param i32) (result i32) (i32.const 1024))
+  {extra}
+  (func (export "wasq_handle") (param $ptr i32) (param $len i32) (result i64)
+    {handle_body}))"#
+    )
+}

@@ -1,0 +1,362 @@
+//! A running plugin: an ordinary consumer of its channel.
+//!
+//! One async dispatcher plays the part of a client connection: it holds the
+//! plugin's `Client` (RDY = `max_in_flight`, lowered by backoff), takes
+//! batches from the channel as capacity allows and hands them to worker
+//! threads. Each worker owns one Wasm instance, calls `wasq_handle` for each
+//! message and settles it itself (FIN, REQ or dead-letter) on the channel.
+//! Wasm never runs on the async runtime's threads, so a slow guest cannot
+//! stall connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use wasmtime::InstancePre;
+
+use super::abi::Outcome;
+use super::backoff::Backoff;
+use super::instance::{GuestError, GuestInstance};
+use super::runtime::{GuestState, PluginLink};
+use super::stats::{self, PluginStats};
+use crate::broker::channel::Channel;
+use crate::broker::client::{Client, state};
+use crate::broker::message::Message;
+use crate::broker::topic::Topic;
+
+/// A batch for a worker, with the channel it came from.
+type Batch = (Arc<Channel>, Vec<Message>);
+
+/// How long a worker waits before trying again to create an instance.
+const INSTANCE_RETRY: Duration = Duration::from_millis(500);
+
+/// How long the dispatcher waits before subscribing again after its channel
+/// was deleted, as a reconnecting client would.
+const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+
+pub struct PluginRun {
+    pub link: Arc<PluginLink>,
+    pre: InstancePre<GuestState>,
+    client: Arc<Client>,
+    subscription: Mutex<(Arc<Topic>, Arc<Channel>)>,
+    backoff: Mutex<Backoff>,
+    shutdown: CancellationToken,
+    live_instances: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    stopped: tokio::sync::Notify,
+    finished: std::sync::atomic::AtomicBool,
+}
+
+impl PluginRun {
+    /// Subscribes the plugin and starts its dispatcher and workers.
+    pub fn start(
+        link: Arc<PluginLink>,
+        pre: InstancePre<GuestState>,
+    ) -> anyhow::Result<Arc<PluginRun>> {
+        let broker = link.broker.clone();
+        let manifest = &link.manifest;
+        let client = broker.connect_client(format!("plugin:{}", link.name));
+        {
+            let mut meta = client.meta.lock();
+            meta.client_id = link.name.to_string();
+            meta.hostname = "wasq-plugin".into();
+            meta.user_agent = format!("wasq-plugin/{}", link.name);
+        }
+        let subscription = broker
+            .subscribe(&manifest.topic, &manifest.channel, &client)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot subscribe to {}/{}",
+                    manifest.topic,
+                    manifest.channel
+                )
+            })?;
+        client.state.store(state::SUBSCRIBED, Ordering::Release);
+        let run = Arc::new(PluginRun {
+            backoff: Mutex::new(Backoff::new(manifest.backoff_min, manifest.backoff_max)),
+            link,
+            pre,
+            client,
+            subscription: Mutex::new(subscription),
+            shutdown: CancellationToken::new(),
+            live_instances: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            stopped: tokio::sync::Notify::new(),
+            finished: std::sync::atomic::AtomicBool::new(false),
+        });
+        let (work_tx, work_rx) = crossbeam_channel::unbounded::<Batch>();
+        let mut workers = Vec::new();
+        for index in 0..run.link.manifest.concurrency {
+            let (run, work_rx) = (run.clone(), work_rx.clone());
+            let worker = std::thread::Builder::new()
+                .name(format!("plugin-{}-{index}", run.link.name))
+                .spawn(move || run.work(work_rx))?;
+            workers.push(worker);
+        }
+        tokio::spawn(run.clone().dispatch(work_tx, workers));
+        tracing::info!(
+            plugin = %run.link.name,
+            topic = %run.link.manifest.topic,
+            channel = %run.link.manifest.channel,
+            concurrency = run.link.manifest.concurrency,
+            "PLUGIN: consuming"
+        );
+        Ok(run)
+    }
+
+    /// Stops taking messages, lets workers finish what they are handling,
+    /// and returns held messages to the channel.
+    pub async fn stop(&self) {
+        let stopped = self.stopped.notified();
+        self.shutdown.cancel();
+        if !self.finished.load(Ordering::Acquire) {
+            stopped.await;
+        }
+    }
+
+    pub fn live_instances(&self) -> usize {
+        self.live_instances.load(Ordering::Relaxed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
+    }
+
+    pub fn backoff_level(&self) -> u32 {
+        self.backoff.lock().level()
+    }
+
+    async fn dispatch(
+        self: Arc<Self>,
+        work_tx: Sender<Batch>,
+        workers: Vec<std::thread::JoinHandle<()>>,
+    ) {
+        let manifest = &self.link.manifest;
+        let msg_timeout = self.link.broker.options.msg_timeout;
+        loop {
+            let (ready_count, pause_ends) = self
+                .backoff
+                .lock()
+                .ready_count(Instant::now(), manifest.max_in_flight);
+            self.client
+                .ready_count
+                .store(ready_count, Ordering::Release);
+            let channel = self.subscription.lock().1.clone();
+            let messages_ready = channel.messages_ready();
+            let capacity = ready_count - self.client.in_flight.load(Ordering::Acquire);
+            let mut drained = false;
+            if capacity > 0 {
+                let messages = channel.take(&self.client, capacity as usize, msg_timeout, 0);
+                drained = messages.len() < capacity as usize;
+                // Spread a batch over the workers rather than queue it behind one.
+                let chunk = messages.len().div_ceil(manifest.concurrency).max(1);
+                for part in messages.chunks(chunk) {
+                    let _ = work_tx.send((channel.clone(), part.to_vec()));
+                }
+            }
+            let pause = async {
+                match pause_ends {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let messages_ready = async {
+                if drained {
+                    messages_ready.await
+                } else {
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = self.client.wake.notified() => {}
+                _ = messages_ready => {}
+                _ = pause => {}
+            }
+            if self.client.is_kicked() {
+                self.resubscribe().await;
+            }
+        }
+        drop(work_tx);
+        let _ = tokio::task::spawn_blocking(move || {
+            for worker in workers {
+                let _ = worker.join();
+            }
+        })
+        .await;
+        let (topic, channel) = self.subscription.lock().clone();
+        self.link
+            .broker
+            .unsubscribe(&topic, &channel, self.client.id);
+        self.link.broker.disconnect_client(self.client.id);
+        self.finished.store(true, Ordering::Release);
+        self.stopped.notify_waiters();
+        tracing::info!(plugin = %self.link.name, "PLUGIN: stopped");
+    }
+
+    /// The channel was deleted under the plugin: subscribe again (creating
+    /// it anew), as a reconnecting NSQ client would.
+    async fn resubscribe(&self) {
+        let manifest = &self.link.manifest;
+        tracing::warn!(plugin = %self.link.name, "PLUGIN: channel deleted; subscribing again");
+        tokio::select! {
+            _ = self.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+        }
+        self.client.rearm();
+        match self
+            .link
+            .broker
+            .subscribe(&manifest.topic, &manifest.channel, &self.client)
+        {
+            Ok(subscription) => *self.subscription.lock() = subscription,
+            Err(_) => {
+                *self.last_error.lock() =
+                    Some("cannot subscribe again after channel deletion".into())
+            }
+        }
+    }
+
+    /// A worker thread: one instance, reused until it fails.
+    fn work(self: Arc<Self>, batches: Receiver<Batch>) {
+        let mut instance: Option<GuestInstance> = None;
+        let mut times = stats::new_histogram();
+        while let Ok((channel, messages)) = batches.recv() {
+            for message in messages {
+                if self.shutdown.is_cancelled() {
+                    // Left in flight: unsubscribing returns it to the channel.
+                    continue;
+                }
+                if instance.is_none() {
+                    instance = self.new_instance();
+                }
+                let Some(guest) = instance.as_mut() else {
+                    self.settle(
+                        &channel,
+                        &message,
+                        Err(GuestError::Abi("no instance".into())),
+                    );
+                    continue;
+                };
+                let started = Instant::now();
+                let result = guest.handle(
+                    &message,
+                    &self.link.manifest.topic,
+                    &self.link.manifest.channel,
+                );
+                stats::record(&mut times, started.elapsed());
+                if result.is_err() {
+                    instance = None;
+                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
+                }
+                self.settle(&channel, &message, result);
+            }
+            self.link.stats.merge(&mut times);
+            self.client.wake.notify_one();
+        }
+        if instance.is_some() {
+            self.live_instances.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn new_instance(&self) -> Option<GuestInstance> {
+        match GuestInstance::new(&self.pre, self.link.clone()) {
+            Ok(instance) => {
+                self.live_instances.fetch_add(1, Ordering::Relaxed);
+                Some(instance)
+            }
+            Err(e) => {
+                tracing::error!(plugin = %self.link.name, error = %e, "PLUGIN: cannot create an instance");
+                *self.last_error.lock() = Some(format!("cannot create an instance: {e}"));
+                std::thread::sleep(INSTANCE_RETRY);
+                None
+            }
+        }
+    }
+
+    /// Turns a handler's result into FIN, REQ or dead-letter.
+    fn settle(
+        &self,
+        channel: &Arc<Channel>,
+        message: &Message,
+        result: Result<Outcome, GuestError>,
+    ) {
+        let stats = &self.link.stats;
+        let manifest = &self.link.manifest;
+        PluginStats::bump(&stats.handled);
+        let now = Instant::now();
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                PluginStats::bump(if error == GuestError::Timeout {
+                    &stats.timeouts
+                } else {
+                    &stats.traps
+                });
+                tracing::warn!(plugin = %self.link.name, id = %message.id, error = %error, "PLUGIN: handler failed; instance replaced");
+                *self.last_error.lock() = Some(error.to_string());
+                Outcome::Retry
+            }
+        };
+        let delay = match outcome {
+            Outcome::Success => {
+                self.backoff.lock().on_success(now);
+                if channel.finish(self.client.id, &message.id).is_ok() {
+                    PluginStats::bump(&stats.finished);
+                }
+                return;
+            }
+            Outcome::Fatal => {
+                self.dead_letter(channel, message, "the handler returned FATAL");
+                return;
+            }
+            Outcome::Retry => Backoff::delay_for(
+                manifest.backoff_min,
+                manifest.backoff_max,
+                u32::from(message.attempts),
+            ),
+            Outcome::RetryAfter(delay) => delay.min(self.link.broker.options.max_req_timeout),
+        };
+        self.backoff.lock().on_failure(now);
+        if message.attempts >= manifest.max_attempts {
+            let reason = format!(
+                "retried {} times (max_attempts {})",
+                message.attempts, manifest.max_attempts
+            );
+            self.dead_letter(channel, message, &reason);
+        } else if channel.requeue(self.client.id, &message.id, delay).is_ok() {
+            PluginStats::bump(&stats.requeued);
+        }
+    }
+
+    /// Publishes the body unchanged to the dead-letter topic, then FINs.
+    /// If that publish fails the message is requeued: it is never dropped.
+    fn dead_letter(&self, channel: &Arc<Channel>, message: &Message, reason: &str) {
+        let manifest = &self.link.manifest;
+        let body: Bytes = message.body.clone();
+        match self
+            .link
+            .broker
+            .publish(&manifest.dead_letter_topic, vec![body], Duration::ZERO)
+        {
+            Ok(()) => {
+                if channel.finish(self.client.id, &message.id).is_ok() {
+                    PluginStats::bump(&self.link.stats.dead_lettered);
+                }
+                tracing::warn!(
+                    plugin = %self.link.name,
+                    id = %message.id,
+                    dead_letter_topic = %manifest.dead_letter_topic,
+                    "PLUGIN: dead-lettered: {reason}"
+                );
+            }
+            Err(_) => {
+                let _ = channel.requeue(self.client.id, &message.id, manifest.backoff_min);
+            }
+        }
+    }
+}

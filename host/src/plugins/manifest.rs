@@ -1,0 +1,230 @@
+//! The plugin manifest, `plugins/NAME.toml` (documented in guest-sdk/ABI.md).
+//!
+//! Every problem is reported with the file and the key, and a plugin with a
+//! bad manifest is skipped rather than taking the broker down.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::broker::names::is_valid_name;
+
+/// What the operator wrote, before defaults and checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    topic: String,
+    channel: Option<String>,
+    concurrency: Option<i64>,
+    max_in_flight: Option<i64>,
+    max_attempts: Option<i64>,
+    dead_letter_topic: Option<String>,
+    backoff_min_ms: Option<i64>,
+    backoff_max_ms: Option<i64>,
+    handler_deadline_ms: Option<i64>,
+    memory_limit_mib: Option<i64>,
+    #[serde(default)]
+    publish: Vec<String>,
+}
+
+/// A checked manifest with its defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub topic: String,
+    pub channel: String,
+    /// Instances (worker threads) of the module.
+    pub concurrency: usize,
+    /// The plugin's RDY: messages it may hold at once (default: concurrency).
+    pub max_in_flight: i64,
+    pub max_attempts: u16,
+    pub dead_letter_topic: String,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub handler_deadline: Duration,
+    pub memory_limit_bytes: usize,
+    /// Topics `publish` may use; an entry ending in `*` allows a prefix.
+    pub publish: Vec<String>,
+}
+
+pub const MAX_CONCURRENCY: i64 = 256;
+pub const MAX_MEMORY_MIB: i64 = 1024;
+
+impl Manifest {
+    /// Parses and checks `text`, naming `file` and the offending key in errors.
+    pub fn parse(name: &str, file: &Path, text: &str) -> Result<Manifest, String> {
+        let file = file.display();
+        let raw: RawManifest =
+            toml::from_str(text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
+        let bad = |key: &str, why: String| format!("{file}: key `{key}`: {why}");
+        let in_range = |key: &str,
+                        value: Option<i64>,
+                        default: i64,
+                        min: i64,
+                        max: i64|
+         -> Result<i64, String> {
+            let v = value.unwrap_or(default);
+            if v < min || v > max {
+                return Err(bad(key, format!("{v} is out of range {min}..={max}")));
+            }
+            Ok(v)
+        };
+
+        if !is_valid_name(&raw.topic) {
+            return Err(bad(
+                "topic",
+                format!("{:?} is not a valid NSQ topic name", raw.topic),
+            ));
+        }
+        let channel = raw.channel.unwrap_or_else(|| name.to_string());
+        if !is_valid_name(&channel) {
+            return Err(bad(
+                "channel",
+                format!("{channel:?} is not a valid NSQ channel name"),
+            ));
+        }
+        let concurrency = in_range("concurrency", raw.concurrency, 1, 1, MAX_CONCURRENCY)?;
+        let max_in_flight = in_range(
+            "max_in_flight",
+            raw.max_in_flight,
+            concurrency,
+            concurrency,
+            2500,
+        )?;
+        let max_attempts = in_range("max_attempts", raw.max_attempts, 5, 1, i64::from(u16::MAX))?;
+        let dead_letter_topic = raw
+            .dead_letter_topic
+            .unwrap_or_else(|| format!("{}.{}.dead", raw.topic, channel));
+        if !is_valid_name(&dead_letter_topic) {
+            return Err(bad(
+                "dead_letter_topic",
+                format!(
+                    "{dead_letter_topic:?} is not a valid NSQ topic name (set dead_letter_topic explicitly)"
+                ),
+            ));
+        }
+        let backoff_min = in_range("backoff_min_ms", raw.backoff_min_ms, 1000, 1, 3_600_000)?;
+        let backoff_max = in_range("backoff_max_ms", raw.backoff_max_ms, 120_000, 1, 3_600_000)?;
+        if backoff_min > backoff_max {
+            return Err(bad(
+                "backoff_min_ms",
+                format!("{backoff_min} is larger than backoff_max_ms ({backoff_max})"),
+            ));
+        }
+        let deadline = in_range(
+            "handler_deadline_ms",
+            raw.handler_deadline_ms,
+            5000,
+            1,
+            3_600_000,
+        )?;
+        let memory = in_range(
+            "memory_limit_mib",
+            raw.memory_limit_mib,
+            64,
+            1,
+            MAX_MEMORY_MIB,
+        )?;
+        for (i, topic) in raw.publish.iter().enumerate() {
+            let exact = topic.strip_suffix('*').unwrap_or(topic);
+            let valid = if topic.ends_with('*') {
+                exact.is_empty() || is_valid_name(exact)
+            } else {
+                is_valid_name(topic)
+            };
+            if !valid {
+                return Err(bad(
+                    &format!("publish[{i}]"),
+                    format!("{topic:?} is not a valid topic name or prefix*"),
+                ));
+            }
+        }
+        Ok(Manifest {
+            topic: raw.topic,
+            channel,
+            concurrency: concurrency as usize,
+            max_in_flight,
+            max_attempts: max_attempts as u16,
+            dead_letter_topic,
+            backoff_min: Duration::from_millis(backoff_min as u64),
+            backoff_max: Duration::from_millis(backoff_max as u64),
+            handler_deadline: Duration::from_millis(deadline as u64),
+            memory_limit_bytes: (memory as usize) << 20,
+            publish: raw.publish,
+        })
+    }
+
+    /// Whether the plugin may publish to `topic`.
+    pub fn may_publish(&self, topic: &str) -> bool {
+        self.publish
+            .iter()
+            .any(|allowed| match allowed.strip_suffix('*') {
+                Some(prefix) => topic.starts_with(prefix),
+                None => allowed == topic,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest, String> {
+        Manifest::parse("upper", Path::new("plugins/upper.toml"), text)
+    }
+
+    #[test]
+    fn defaults_are_documented_ones() {
+        let m = parse("topic = \"words\"").unwrap();
+        assert_eq!(m.channel, "upper");
+        assert_eq!(m.concurrency, 1);
+        assert_eq!(m.max_in_flight, 1);
+        assert_eq!(m.max_attempts, 5);
+        assert_eq!(m.dead_letter_topic, "words.upper.dead");
+        assert_eq!(m.backoff_min, Duration::from_secs(1));
+        assert_eq!(m.backoff_max, Duration::from_secs(120));
+        assert_eq!(m.handler_deadline, Duration::from_secs(5));
+        assert_eq!(m.memory_limit_bytes, 64 << 20);
+        assert!(!m.may_publish("anything"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_key() {
+        let cases = [
+            ("topic = \"t\"\nfoo = 1", "unknown field `foo`"),
+            ("channel = \"c\"", "missing field `topic`"),
+            ("topic = \"bad!\"", "key `topic`"),
+            (
+                "topic = \"t\"\nconcurrency = 0",
+                "key `concurrency`: 0 is out of range 1..=256",
+            ),
+            (
+                "topic = \"t\"\nmemory_limit_mib = 5000",
+                "key `memory_limit_mib`",
+            ),
+            (
+                "topic = \"t\"\nbackoff_min_ms = 10\nbackoff_max_ms = 5",
+                "key `backoff_min_ms`",
+            ),
+            (
+                "topic = \"t\"\npublish = [\"ok\", \"no way\"]",
+                "key `publish[1]`",
+            ),
+            ("topic = \"t\"\nconcurrency = \"many\"", "concurrency"),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.starts_with("plugins/upper.toml"), "{err}");
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn publish_allowlist_supports_prefixes() {
+        let m = parse("topic = \"events\"\npublish = [\"events.*\", \"audit\"]").unwrap();
+        assert!(m.may_publish("events.click"));
+        assert!(m.may_publish("audit"));
+        assert!(!m.may_publish("auditx"));
+        assert!(!m.may_publish("other"));
+    }
+}
