@@ -5,6 +5,9 @@
 //! - `pub`: one connection publishes one message per round trip.
 //! - `sub`: consumers with a large RDY drain a prepared backlog and FIN all.
 //!
+//! `wasq-bench plugin` compares a trivial Wasm plugin with an external
+//! tokio-nsq consumer instead (see `plugin.rs`).
+//!
 //! By default it starts `target/release/wasqd` on ephemeral ports. With
 //! `--compare ADDR` it runs the same workload against a second broker (for
 //! example a real nsqd) in the same run and prints the ratio, since this
@@ -19,9 +22,13 @@ use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+mod plugin;
+
 #[derive(Parser, Debug, Clone)]
 #[command(about = "PUB/MPUB/SUB throughput of an NSQ broker over real sockets")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Mode>,
     /// TCP address of the broker to measure; default: start target/release/wasqd
     #[arg(long)]
     target: Option<SocketAddr>,
@@ -48,6 +55,25 @@ struct Args {
     pub_messages: usize,
 }
 
+#[derive(clap::Subcommand, Debug, Clone)]
+enum Mode {
+    /// trivial Wasm plugin versus an external tokio-nsq consumer of the same size backlog
+    Plugin {
+        /// messages to drain
+        #[arg(long, default_value_t = 200_000)]
+        messages: usize,
+        /// body size in bytes
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        /// RDY of both the plugin (max_in_flight) and the consumer
+        #[arg(long, default_value_t = 2500)]
+        rdy: u32,
+        /// plugin instances (worker threads)
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
+}
+
 struct Results {
     mpub: f64,
     publish: f64,
@@ -57,11 +83,26 @@ struct Results {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Mode::Plugin {
+        messages,
+        size,
+        rdy,
+        concurrency,
+    }) = args.command
+    {
+        return plugin::run(plugin::PluginArgs {
+            messages,
+            size,
+            rdy,
+            concurrency,
+        })
+        .await;
+    }
     let mut spawned = None;
     let target = match args.target {
         Some(addr) => addr,
         None => {
-            let (child, addr) = spawn_wasqd()?;
+            let (child, addr, _) = spawn_wasqd(&[])?;
             spawned = Some(child);
             addr
         }
@@ -267,8 +308,8 @@ impl Conn {
 }
 
 /// Starts the release wasqd on ephemeral loopback ports and reads its TCP
-/// address from its start-up log.
-fn spawn_wasqd() -> anyhow::Result<(Child, SocketAddr)> {
+/// and HTTP addresses from its start-up log.
+fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<(Child, SocketAddr, SocketAddr)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let binary = root.join("target/release/wasqd");
     if !binary.exists() {
@@ -285,21 +326,27 @@ fn spawn_wasqd() -> anyhow::Result<(Child, SocketAddr)> {
             "127.0.0.1:0",
             "--exit-on-stdin-eof",
         ])
+        .args(extra)
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .context("spawn wasqd")?;
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let addr = loop {
+    let (mut tcp, mut http) = (None, None);
+    while tcp.is_none() || http.is_none() {
         let Some(line) = lines.next() else {
             bail!("wasqd exited before listening")
         };
-        if let Some(addr) = line?.split("TCP: listening on ").nth(1) {
-            break addr.trim().parse()?;
+        let line = line?;
+        if let Some(addr) = line.split("TCP: listening on ").nth(1) {
+            tcp = Some(addr.trim().parse()?);
         }
-    };
+        if let Some(addr) = line.split("HTTP: listening on ").nth(1) {
+            http = Some(addr.trim().parse()?);
+        }
+    }
     // Keep draining the log so wasqd never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    Ok((child, addr))
+    Ok((child, tcp.unwrap(), http.unwrap()))
 }

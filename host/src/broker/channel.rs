@@ -175,6 +175,24 @@ impl Channel {
         Ok(())
     }
 
+    /// FIN for many messages of one consumer under one lock (plugins settle
+    /// a batch at once). Returns how many were still in flight.
+    pub fn finish_many(&self, client: &Client, ids: &[MessageId]) -> usize {
+        let finished = {
+            let mut state = self.state.lock();
+            ids.iter()
+                .filter(|id| state.in_flight.remove(client.id, id).is_ok())
+                .count()
+        };
+        client
+            .in_flight
+            .fetch_sub(finished as i64, Ordering::AcqRel);
+        client
+            .finish_count
+            .fetch_add(finished as u64, Ordering::Relaxed);
+        finished
+    }
+
     /// REQ: put the message back, at once or after `delay`.
     pub fn requeue(
         &self,
@@ -473,7 +491,7 @@ mod tests {
         assert_eq!(channel.depth(), 1);
 
         channel.requeue(1, &taken[0].id, Duration::ZERO).unwrap();
-        channel.finish(1, &taken[1].id).unwrap();
+        assert_eq!(channel.finish_many(&c, &[taken[1].id, taken[1].id]), 1);
         assert_eq!(
             channel.finish(1, &taken[1].id),
             Err(InFlightError::NotInFlight)

@@ -225,6 +225,7 @@ impl PluginRun {
     fn work(self: Arc<Self>, batches: Receiver<Batch>) {
         let mut instance: Option<GuestInstance> = None;
         let mut times = stats::new_histogram();
+        let mut successes = Vec::new();
         while let Ok((channel, messages)) = batches.recv() {
             for message in messages {
                 if self.shutdown.is_cancelled() {
@@ -249,18 +250,42 @@ impl PluginRun {
                     &self.link.manifest.channel,
                 );
                 stats::record(&mut times, started.elapsed());
-                if result.is_err() {
-                    instance = None;
-                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
+                match result {
+                    // Successes are FINed together when the batch is done.
+                    Ok(Outcome::Success) => successes.push(message.id),
+                    Err(_) => {
+                        instance = None;
+                        self.live_instances.fetch_sub(1, Ordering::Relaxed);
+                        self.settle(&channel, &message, result);
+                    }
+                    Ok(_) => self.settle(&channel, &message, result),
                 }
-                self.settle(&channel, &message, result);
             }
+            self.finish_successes(&channel, &mut successes);
             self.link.stats.merge(&mut times);
             self.client.wake.notify_one();
         }
         if instance.is_some() {
             self.live_instances.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    fn finish_successes(
+        &self,
+        channel: &Channel,
+        successes: &mut Vec<crate::broker::message::MessageId>,
+    ) {
+        if successes.is_empty() {
+            return;
+        }
+        let stats = &self.link.stats;
+        stats
+            .handled
+            .fetch_add(successes.len() as u64, Ordering::Relaxed);
+        let finished = channel.finish_many(&self.client, successes);
+        stats.finished.fetch_add(finished as u64, Ordering::Relaxed);
+        successes.clear();
+        self.backoff.lock().on_success(Instant::now());
     }
 
     fn new_instance(&self) -> Option<GuestInstance> {
