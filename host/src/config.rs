@@ -37,7 +37,7 @@ pub struct Options {
     #[arg(long)]
     pub broadcast_address: Option<String>,
 
-    /// directory for on-disk data (used by persistence; defaults to the working directory)
+    /// directory for on-disk data: compiled plugin cache (and, later, queues); default: working directory
     #[arg(long)]
     pub data_path: Option<PathBuf>,
 
@@ -100,6 +100,10 @@ pub struct Options {
     /// directory of plugins (NAME.wasm or NAME.wat beside NAME.toml)
     #[arg(long, default_value = "plugins")]
     pub plugins_dir: PathBuf,
+
+    /// reload plugins when their files change (false: only POST /plugins/NAME/reload)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub plugins_watch: bool,
 
     /// lookupd TCP address to register with (repeatable)
     #[arg(long = "lookupd-tcp-address")]
@@ -187,6 +191,14 @@ impl Options {
             return Err("--client-timeout must be at least 2s".into());
         }
         Ok(())
+    }
+
+    /// Where compiled plugin modules are cached.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        self.data_path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("plugin-cache")
     }
 
     /// The address advertised to lookupd and shown in /info.

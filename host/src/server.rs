@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{Broker, ListenAddresses};
 use crate::config::Options;
 use crate::http::{self, AppState, LogControl};
-use crate::plugins::PluginHost;
+use crate::plugins::{PluginHost, watcher};
 use crate::protocol;
 
 /// How long shutdown waits for connections to wind down.
@@ -40,14 +40,20 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     };
 
     let plugins_dir = options.plugins_dir.clone();
+    let plugins_watch = options.plugins_watch;
+    let cache_dir = options.plugin_cache_dir();
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
     let shutdown = CancellationToken::new();
-    let plugins =
-        PluginHost::new(broker.clone(), plugins_dir).context("cannot start the Wasm runtime")?;
-    // Compiling modules is CPU work: keep it off the async threads.
-    let loader = plugins.clone();
-    tokio::task::spawn_blocking(move || loader.load_all()).await?;
+    let plugins = PluginHost::new(broker.clone(), plugins_dir.clone(), Some(cache_dir))
+        .context("cannot start the Wasm runtime")?;
+    plugins.load_all().await;
+    if plugins_watch
+        && plugins_dir.is_dir()
+        && let Err(e) = watcher::spawn(plugins.clone(), plugins_dir, shutdown.clone())
+    {
+        tracing::warn!(error = %e, "PLUGINS: cannot watch the plugins directory; use POST /plugins/NAME/reload");
+    }
 
     tracing::info!("TCP: listening on {}", addresses.tcp);
     tracing::info!("HTTP: listening on {}", addresses.http);

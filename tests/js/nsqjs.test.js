@@ -5,6 +5,8 @@
 const { test } = require('node:test')
 const assert = require('node:assert')
 const { spawn } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const nsq = require('nsqjs')
 
@@ -12,7 +14,10 @@ const binary = process.env.WASQD_BIN || path.join(__dirname, '..', '..', 'target
 
 function startWasqd () {
   return new Promise((resolve, reject) => {
+    // A scratch working directory: no plugins, nothing written in the repository.
+    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-'))
     const child = spawn(binary, ['--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--exit-on-stdin-eof'], {
+      cwd,
       stdio: ['pipe', 'ignore', 'pipe']
     })
     const found = {}
@@ -74,7 +79,7 @@ test('nsqjs publishes, consumes, finishes and requeues', { timeout: 30000 }, asy
     let channel
     for (let i = 0; i < 100; i++) {
       const s = await stats(wasqd.http)
-      channel = s.topics[0].channels[0]
+      channel = s.topics.find(t => t.topic_name === 'js_t').channels.find(c => c.channel_name === 'c')
       if (channel.in_flight_count === 0) break
       await new Promise(resolve => setTimeout(resolve, 20))
     }

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -20,12 +21,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 class Wasqd:
     def __init__(self, *args):
         binary = os.environ.get("WASQD_BIN", os.path.join(ROOT, "target", "debug", "wasqd"))
+        # A scratch working directory: no plugins, nothing written in the repository.
+        self.workdir = tempfile.TemporaryDirectory(prefix="wasq-py-")
         self.proc = subprocess.Popen(
             [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--exit-on-stdin-eof", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            cwd=self.workdir.name,
         )
         self.log = []
         found = {}
@@ -65,6 +69,7 @@ class Wasqd:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.workdir.cleanup()
 
 
 @pytest.fixture

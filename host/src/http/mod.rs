@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
             get(config::get_option).put(config::put_option),
         )
         .route("/plugins", get(plugins::list))
+        .route("/plugins/{name}/reload", post(plugins::reload))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")

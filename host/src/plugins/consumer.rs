@@ -38,6 +38,17 @@ const INSTANCE_RETRY: Duration = Duration::from_millis(500);
 /// was deleted, as a reconnecting client would.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
+/// What a stopping plugin does with the messages its workers hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// Handle every message already taken, then stop (reload, removal):
+    /// their FIN/REQ counts, nothing is redelivered.
+    Drain,
+    /// Finish only the message being handled; the rest go back to the
+    /// channel (broker shutdown).
+    Requeue,
+}
+
 pub struct PluginRun {
     pub link: Arc<PluginLink>,
     pre: InstancePre<GuestState>,
@@ -49,6 +60,7 @@ pub struct PluginRun {
     last_error: Mutex<Option<String>>,
     stopped: tokio::sync::Notify,
     finished: std::sync::atomic::AtomicBool,
+    drain: std::sync::atomic::AtomicBool,
 }
 
 impl PluginRun {
@@ -87,6 +99,7 @@ impl PluginRun {
             last_error: Mutex::new(None),
             stopped: tokio::sync::Notify::new(),
             finished: std::sync::atomic::AtomicBool::new(false),
+            drain: std::sync::atomic::AtomicBool::new(false),
         });
         let (work_tx, work_rx) = crossbeam_channel::unbounded::<Batch>();
         let mut workers = Vec::new();
@@ -108,10 +121,11 @@ impl PluginRun {
         Ok(run)
     }
 
-    /// Stops taking messages, lets workers finish what they are handling,
-    /// and returns held messages to the channel.
-    pub async fn stop(&self) {
+    /// Stops taking messages and waits for the workers (see [`StopMode`]);
+    /// then unsubscribes, which returns anything still held to the channel.
+    pub async fn stop(&self, mode: StopMode) {
         let stopped = self.stopped.notified();
+        self.drain.store(mode == StopMode::Drain, Ordering::Release);
         self.shutdown.cancel();
         if !self.finished.load(Ordering::Acquire) {
             stopped.await;
@@ -228,7 +242,7 @@ impl PluginRun {
         let mut successes = Vec::new();
         while let Ok((channel, messages)) = batches.recv() {
             for message in messages {
-                if self.shutdown.is_cancelled() {
+                if self.shutdown.is_cancelled() && !self.drain.load(Ordering::Acquire) {
                     // Left in flight: unsubscribing returns it to the channel.
                     continue;
                 }

@@ -3,6 +3,7 @@
 //! with the `wasq` imports and WASI preview 1, and an epoch ticker thread
 //! that lets handler deadlines interrupt running guests.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,10 +46,12 @@ pub struct GuestState {
 pub struct WasmRuntime {
     pub engine: Engine,
     linker: Linker<GuestState>,
+    /// Where compiled modules are kept, keyed by the module's hash.
+    cache_dir: Option<PathBuf>,
 }
 
 impl WasmRuntime {
-    pub fn new() -> anyhow::Result<WasmRuntime> {
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<WasmRuntime> {
         let engine = pooled_engine().or_else(|e| {
             tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
             let mut config = Config::new();
@@ -61,19 +64,72 @@ impl WasmRuntime {
         })?;
         add_wasq_imports(&mut linker)?;
         start_epoch_ticker(engine.clone());
-        Ok(WasmRuntime { engine, linker })
+        Ok(WasmRuntime {
+            engine,
+            linker,
+            cache_dir,
+        })
     }
 
     /// Compiles a module (binary or WAT) and checks it against ABI v1.
-    pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<InstancePre<GuestState>> {
-        let module = Module::new(&self.engine, bytes)
-            .map_err(|e| anyhow::Error::from(e).context("invalid WebAssembly module"))?;
+    /// `hash` (the module's SHA-256) keys the compiled-module cache.
+    pub fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<InstancePre<GuestState>> {
+        let module = self.cached_or_compiled(bytes, hash)?;
         check_exports(&module)?;
         check_imports(&module)?;
         self.linker
             .instantiate_pre(&module)
             .map_err(|e| anyhow::Error::from(e).context("cannot link the module's imports"))
     }
+}
+
+impl WasmRuntime {
+    /// A module from the cache when this exact module was compiled before
+    /// (by this wasmtime, with this configuration), else compiled and stored.
+    fn cached_or_compiled(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Module> {
+        let compile = || {
+            Module::new(&self.engine, bytes)
+                .map_err(|e| anyhow::Error::from(e).context("invalid WebAssembly module"))
+        };
+        let Some(dir) = &self.cache_dir else {
+            return compile();
+        };
+        let path = dir.join(format!("{hash}.cwasm"));
+        if path.exists() {
+            match load_compiled(&self.engine, &path) {
+                Ok(module) => return Ok(module),
+                Err(e) => {
+                    // Another wasmtime version or configuration: compile anew.
+                    tracing::info!(file = %path.display(), error = %e, "PLUGINS: cached module not usable");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let module = compile()?;
+        match module.serialize() {
+            Ok(artifact) => {
+                let temporary = dir.join(format!(".{hash}.cwasm.tmp"));
+                let stored = std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&temporary, artifact))
+                    .and_then(|()| std::fs::rename(&temporary, &path));
+                if let Err(e) = stored {
+                    tracing::warn!(file = %path.display(), error = %e, "PLUGINS: cannot cache the compiled module");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "PLUGINS: cannot serialize the compiled module"),
+        }
+        Ok(module)
+    }
+}
+
+/// Loads a precompiled module from the cache.
+#[allow(unsafe_code)]
+fn load_compiled(engine: &Engine, path: &Path) -> anyhow::Result<Module> {
+    // SAFETY: wasmtime trusts a precompiled artifact to be its own output.
+    // This one is: the cache directory is written only by `cached_or_compiled`
+    // (via write-then-rename, so never partially), from `Module::serialize`;
+    // and wasmtime itself refuses artifacts of another version or config.
+    Ok(unsafe { Module::deserialize_file(engine, path) }?)
 }
 
 fn pooled_engine() -> anyhow::Result<Engine> {

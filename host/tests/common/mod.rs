@@ -19,6 +19,9 @@ pub const FRAME_MESSAGE: u32 = 2;
 /// A running `wasqd`.
 pub struct Wasqd {
     child: Child,
+    /// The process's working directory: default paths (plugins/,
+    /// plugin-cache/) land here, never in the repository.
+    _workdir: tempfile::TempDir,
     _stdin: ChildStdin,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
@@ -32,7 +35,9 @@ impl Wasqd {
 
     /// Starts wasqd with extra flags and waits until both listeners are up.
     pub fn start_with(args: &[&str]) -> Wasqd {
+        let workdir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wasqd"))
+            .current_dir(workdir.path())
             .args([
                 "--tcp-address",
                 "127.0.0.1:0",
@@ -78,6 +83,7 @@ impl Wasqd {
         }
         Wasqd {
             child,
+            _workdir: workdir,
             _stdin: stdin,
             tcp: tcp.unwrap(),
             http: http.unwrap(),
