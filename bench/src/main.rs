@@ -6,7 +6,8 @@
 //! - `sub`: consumers with a large RDY drain a prepared backlog and FIN all.
 //!
 //! `wasq-bench plugin` compares a trivial Wasm plugin with an external
-//! tokio-nsq consumer instead (see `plugin.rs`).
+//! tokio-nsq consumer instead (see `plugin.rs`); `wasq-bench reload` times
+//! hot reloads (see `reload.rs`).
 //!
 //! By default it starts `target/release/wasqd` on ephemeral ports. With
 //! `--compare ADDR` it runs the same workload against a second broker (for
@@ -23,6 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 mod plugin;
+mod reload;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "PUB/MPUB/SUB throughput of an NSQ broker over real sockets")]
@@ -72,6 +74,12 @@ enum Mode {
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },
+    /// hot-reload latency: final write of a module file to the first message handled by it
+    Reload {
+        /// reloads to time
+        #[arg(long, default_value_t = 30)]
+        rounds: usize,
+    },
 }
 
 struct Results {
@@ -83,6 +91,9 @@ struct Results {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Mode::Reload { rounds }) = args.command {
+        return reload::run(rounds).await;
+    }
     if let Some(Mode::Plugin {
         messages,
         size,
