@@ -297,6 +297,14 @@ impl Conn {
         Ok((frame_type, data))
     }
 
+    /// FINs the message whose frame data (timestamp, attempts, id, body) is given.
+    async fn finish(&mut self, message: &[u8]) -> anyhow::Result<()> {
+        let mut fin = b"FIN ".to_vec();
+        fin.extend_from_slice(&message[10..26]);
+        fin.push(b'\n');
+        self.send(&fin).await
+    }
+
     fn has_buffered_frame(&self) -> bool {
         let buffered = self.reader.buffer();
         buffered.len() >= 4

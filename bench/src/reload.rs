@@ -79,10 +79,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
                 }
                 continue;
             }
-            let mut fin = b"FIN ".to_vec();
-            fin.extend_from_slice(&data[10..26]);
-            fin.push(b'\n');
-            consumer.send(&fin).await?;
+            consumer.finish(&data).await?;
             if data[26..].starts_with(b"v2:") == expect_prefix {
                 break;
             }
@@ -122,10 +119,7 @@ async fn drain(consumer: &mut Conn) -> anyhow::Result<()> {
     while let Ok(frame) = tokio::time::timeout_at(until, consumer.read_frame()).await {
         let (frame_type, data) = frame?;
         if frame_type == 2 {
-            let mut fin = b"FIN ".to_vec();
-            fin.extend_from_slice(&data[10..26]);
-            fin.push(b'\n');
-            consumer.send(&fin).await?;
+            consumer.finish(&data).await?;
         }
     }
     Ok(())
