@@ -438,3 +438,40 @@ fn the_hand_written_example_from_abi_md_works() {
         .counter("copier", "finished")
         == 1));
 }
+
+#[test]
+fn guest_stdout_and_stderr_reach_the_host_log_under_the_plugin_name() {
+    let wat = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; iovecs at 32 (stdout text at 64) and 40 (stderr text at 96)
+  (data (i32.const 32) "\40\00\00\00\10\00\00\00\60\00\00\00\0e\00\00\00")
+  (data (i32.const 64) "hello from wasm\n")
+  (data (i32.const 96) "oops on stderr")
+  (func (export "wasq_abi_version") (result i32) (i32.const 1))
+  (func (export "wasq_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasq_handle") (param i32 i32) (result i64)
+    (drop (call $fd_write (i32.const 1) (i32.const 32) (i32.const 1) (i32.const 200)))
+    (drop (call $fd_write (i32.const 2) (i32.const 40) (i32.const 1) (i32.const 200)))
+    (i64.const 0)))"#;
+    let plugins = PluginDir::default();
+    plugins.wat("talker", wat, "topic = \"talk\"\n");
+    let wasqd = plugins.start();
+    wasqd.http().post("/pub?topic=talk", b"say something");
+    let logged = |text: &str| {
+        wasqd
+            .log()
+            .iter()
+            .any(|l| l.contains(text) && l.contains("talker"))
+    };
+    assert!(
+        eventually(WAIT, || logged("hello from wasm")
+            && logged("oops on stderr")),
+        "{:?}",
+        wasqd.log()
+    );
+    assert!(eventually(WAIT, || wasqd
+        .http()
+        .counter("talker", "finished")
+        == 1));
+}

@@ -49,6 +49,13 @@ impl LineWriter {
         tracing::info!(plugin = %self.output.plugin, stream = self.output.stream, "{}", text.trim_end_matches('\r'));
     }
 
+    fn emit_pending(&mut self) {
+        let rest = std::mem::take(&mut self.pending);
+        if !rest.is_empty() {
+            self.emit(&rest);
+        }
+    }
+
     fn take_lines(&mut self) {
         while let Some(newline) = memchr::memchr(b'\n', &self.pending) {
             let line: Vec<u8> = self.pending.drain(..=newline).collect();
@@ -72,23 +79,21 @@ impl AsyncWrite for LineWriter {
         Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+    /// WASI flushes after every `fd_write`: a line without its newline is
+    /// written out then rather than held until the instance goes away.
+    fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.emit_pending();
         Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let rest = std::mem::take(&mut self.pending);
-        if !rest.is_empty() {
-            self.emit(&rest);
-        }
+        self.emit_pending();
         Poll::Ready(Ok(()))
     }
 }
 
 impl Drop for LineWriter {
     fn drop(&mut self) {
-        if !self.pending.is_empty() {
-            self.emit(&self.pending);
-        }
+        self.emit_pending();
     }
 }
