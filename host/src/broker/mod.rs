@@ -10,7 +10,7 @@ pub mod client;
 pub mod deferred;
 pub mod in_flight;
 pub mod message;
-pub mod names;
+pub use wasq_nsq::names;
 pub mod topic;
 
 use std::collections::HashMap;

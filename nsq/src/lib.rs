@@ -1,0 +1,8 @@
+//! What NSQ's daemons share, written once for wasqd and wasq-lookupd:
+//! topic/channel name rules, Go's duration syntax, and the "V1" HTTP
+//! response shape (`{"message":"CODE"}` errors, the `X-NSQ-Content-Type`
+//! header, first-value query parameters).
+
+pub mod duration;
+pub mod http_v1;
+pub mod names;
