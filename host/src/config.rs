@@ -4,12 +4,14 @@
 //! syntax (`60s`, `1m0s`, `250ms`), and Go's single-dash spelling
 //! (`-tcp-address=...`) is accepted too (see [`normalize_go_flags`]).
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 pub use wasq_nsq::duration::{go_duration, parse_go_duration};
+use wasq_nsq::flags::normalize_go_flags;
+pub use wasq_nsq::flags::parse_listen_address;
 
 /// The NSQ release whose wire behaviour wasqd reproduces; clients and
 /// nsqadmin read it from IDENTIFY, /info and /stats.
@@ -162,7 +164,7 @@ impl LogLevel {
 impl Options {
     /// Parses the process arguments, accepting Go-style single-dash flags.
     pub fn from_args() -> Options {
-        Options::parse_from(normalize_go_flags(std::env::args()))
+        Options::parse_from(normalize_go_flags(std::env::args(), SWITCHES))
     }
 
     /// Cross-field checks that clap's per-flag parsers cannot express.
@@ -208,6 +210,14 @@ impl Options {
     }
 }
 
+/// Flags that take no value (so the argument after them is not a value).
+const SWITCHES: &[&str] = &[
+    "--version",
+    "--help",
+    "--exit-on-stdin-eof",
+    "--plugins-watch",
+];
+
 const VERSION_LINE: &str = concat!("v", env!("CARGO_PKG_VERSION"), " (nsqd 1.3.0 compatible)");
 
 /// The machine's host name, as nsqd reports it.
@@ -215,77 +225,9 @@ pub fn hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-/// Rewrites Go's `-flag` spelling to clap's `--flag`, leaving values alone.
-///
-/// Go's flag package treats `-name` and `--name` alike, and NSQ's docs use the
-/// single dash, so scripts written for nsqd keep working.
-pub fn normalize_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut expect_value = false;
-    for (i, arg) in args.into_iter().enumerate() {
-        let is_single_dash_flag = i > 0
-            && !expect_value
-            && arg.len() > 2
-            && arg.starts_with('-')
-            && !arg.starts_with("--")
-            && arg.as_bytes()[1].is_ascii_alphabetic();
-        let arg = if is_single_dash_flag {
-            format!("-{arg}")
-        } else {
-            arg
-        };
-        // A flag without `=` takes the next argument as its value, unless it is
-        // a switch; we only need to avoid rewriting a value that starts with '-'.
-        expect_value = arg.starts_with("--") && !arg.contains('=') && !is_switch(&arg);
-        out.push(arg);
-    }
-    out
-}
-
-fn is_switch(flag: &str) -> bool {
-    matches!(flag, "--version" | "--help" | "--exit-on-stdin-eof")
-}
-
-/// Parses a listen address as Go does: `:4150` means every interface.
-pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
-    let full = if text.starts_with(':') {
-        format!("0.0.0.0{text}")
-    } else {
-        text.to_string()
-    };
-    full.to_socket_addrs()
-        .map_err(|e| format!("invalid address {text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("address {text:?} resolves to nothing"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn single_dash_flags_become_double() {
-        let args = [
-            "wasqd",
-            "-tcp-address=:4150",
-            "-msg-timeout",
-            "-1",
-            "--max-rdy-count",
-            "5",
-        ];
-        let out = normalize_go_flags(args.iter().map(|s| s.to_string()));
-        assert_eq!(
-            out,
-            [
-                "wasqd",
-                "--tcp-address=:4150",
-                "--msg-timeout",
-                "-1",
-                "--max-rdy-count",
-                "5"
-            ]
-        );
-    }
 
     #[test]
     fn defaults_match_nsqd() {
@@ -299,14 +241,5 @@ mod tests {
         assert_eq!(o.max_req_timeout, Duration::from_secs(3600));
         assert_eq!(o.tcp_address.to_string(), "127.0.0.1:4150");
         assert!(o.validate().is_ok());
-    }
-
-    #[test]
-    fn listen_address_accepts_go_forms() {
-        assert_eq!(
-            parse_listen_address(":4150").unwrap().to_string(),
-            "0.0.0.0:4150"
-        );
-        assert!(parse_listen_address("nonsense").is_err());
     }
 }

@@ -4,5 +4,7 @@
 //! header, first-value query parameters).
 
 pub mod duration;
+pub mod flags;
 pub mod http_v1;
 pub mod names;
+pub mod signals;
