@@ -344,6 +344,7 @@ fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<(Child, SocketAddr, SocketAddr)
             "--http-address",
             "127.0.0.1:0",
             "--exit-on-stdin-eof",
+            "--no-embedded-lookupd",
         ])
         .args(extra)
         .stdin(Stdio::piped())

@@ -25,6 +25,8 @@ pub const WASQ_VERSION: &str = env!("CARGO_PKG_VERSION");
     name = "wasqd",
     version = VERSION_LINE,
     allow_negative_numbers = true,
+    // Go's flag package lets a later flag override an earlier one.
+    args_override_self = true,
     about = "Wasq: an NSQ-compatible message broker (nsqd drop-in) with WebAssembly consumers"
 )]
 pub struct Options {
@@ -107,6 +109,18 @@ pub struct Options {
     /// reload plugins when their files change (false: only POST /plugins/NAME/reload)
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub plugins_watch: bool,
+
+    /// TCP address of the embedded lookupd (protocol V1)
+    #[arg(long, default_value = "127.0.0.1:4160", value_parser = parse_listen_address)]
+    pub lookupd_embedded_tcp_address: SocketAddr,
+
+    /// HTTP address of the embedded lookupd
+    #[arg(long, default_value = "127.0.0.1:4161", value_parser = parse_listen_address)]
+    pub lookupd_embedded_http_address: SocketAddr,
+
+    /// do not run the embedded lookupd (register only with --lookupd-tcp-address)
+    #[arg(long)]
+    pub no_embedded_lookupd: bool,
 
     /// lookupd TCP address to register with (repeatable)
     #[arg(long = "lookupd-tcp-address")]

@@ -3,12 +3,14 @@
 //! - [`broker`]: topics, channels, messages, in-flight and deferred queues
 //! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
 //! - [`http`]: nsqd's HTTP API
+//! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
 //! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
 
 pub mod broker;
 pub mod config;
 pub mod http;
+pub mod lookup;
 pub mod plugins;
 pub mod protocol;
 pub mod server;

@@ -22,6 +22,7 @@ pub struct Running {
     pub broker: Arc<Broker>,
     pub plugins: Arc<PluginHost>,
     pub addresses: ListenAddresses,
+    pub embedded_lookupd: Option<wasq_lookupd::server::Running>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -39,6 +40,24 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         http: http_listener.local_addr()?,
     };
 
+    let embedded = if options.no_embedded_lookupd {
+        None
+    } else {
+        let lookupd_options = wasq_lookupd::config::LookupdOptions {
+            tcp_address: options.lookupd_embedded_tcp_address,
+            http_address: options.lookupd_embedded_http_address,
+            broadcast_address: options.broadcast_address.clone(),
+            inactive_producer_timeout: Duration::from_secs(300),
+            tombstone_lifetime: Duration::from_secs(45),
+            log_level: options.log_level.filter().to_string(),
+            exit_on_stdin_eof: false,
+        };
+        Some(
+            wasq_lookupd::server::start(&lookupd_options)
+                .await
+                .context("cannot start the embedded lookupd")?,
+        )
+    };
     let plugins_dir = options.plugins_dir.clone();
     let plugins_watch = options.plugins_watch;
     let cache_dir = options.plugin_cache_dir();
@@ -55,6 +74,11 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         tracing::warn!(error = %e, "PLUGINS: cannot watch the plugins directory; use POST /plugins/NAME/reload");
     }
 
+    let always: Vec<String> = embedded
+        .iter()
+        .map(|e| e.lookupd.addresses.tcp.to_string())
+        .collect();
+    let lookup_task = crate::lookup::start(broker.clone(), always, shutdown.clone());
     tracing::info!("TCP: listening on {}", addresses.tcp);
     tracing::info!("HTTP: listening on {}", addresses.http);
 
@@ -74,8 +98,9 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         broker,
         plugins,
         addresses,
+        embedded_lookupd: embedded,
         shutdown,
-        tasks: vec![tcp_task, http_task],
+        tasks: vec![lookup_task, tcp_task, http_task],
     })
 }
 
@@ -89,6 +114,9 @@ impl Running {
         let all = futures_join(self.tasks);
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some connections did not close within {:?}", SHUTDOWN_GRACE);
+        }
+        if let Some(lookupd) = self.embedded_lookupd {
+            lookupd.stop().await;
         }
         tracing::info!("bye");
     }

@@ -55,7 +55,13 @@ fn bad_values_are_clear_errors() {
 fn a_taken_port_is_reported() {
     let wasqd = Wasqd::start();
     let taken = wasqd.tcp.to_string();
-    let (code, _, stderr) = run(&["--tcp-address", &taken, "--http-address", "127.0.0.1:0"]);
+    let (code, _, stderr) = run(&[
+        "--tcp-address",
+        &taken,
+        "--http-address",
+        "127.0.0.1:0",
+        "--no-embedded-lookupd",
+    ]);
     assert_ne!(code, 0);
     assert!(
         stderr.contains(&format!("failed to listen on TCP address {taken}")),

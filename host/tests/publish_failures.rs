@@ -25,12 +25,19 @@ fn read_frame(stream: &mut TcpStream) -> (u32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_to_an_exiting_topic_fails_like_nsqd() {
+    let scratch = tempfile::tempdir().unwrap();
+    let plugins_dir = scratch.path().join("plugins");
     let options = Options::parse_from([
         "wasqd",
         "--tcp-address",
         "127.0.0.1:0",
         "--http-address",
         "127.0.0.1:0",
+        "--data-path",
+        scratch.path().to_str().unwrap(),
+        "--plugins-dir",
+        plugins_dir.to_str().unwrap(),
+        "--no-embedded-lookupd",
     ]);
     let log_control: LogControl = Arc::new(|_| Ok(()));
     let running = server::start(options, log_control).await.unwrap();

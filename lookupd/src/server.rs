@@ -54,8 +54,8 @@ pub async fn start(options: &LookupdOptions) -> anyhow::Result<Running> {
         tombstone_lifetime: options.tombstone_lifetime,
     });
     let shutdown = CancellationToken::new();
-    tracing::info!("LOOKUPD TCP: listening on {}", addresses.tcp);
-    tracing::info!("LOOKUPD HTTP: listening on {}", addresses.http);
+    tracing::info!("LOOKUPD: TCP listening on {}", addresses.tcp);
+    tracing::info!("LOOKUPD: HTTP listening on {}", addresses.http);
     let tcp_task = tokio::spawn(protocol::serve(tcp, lookupd.clone(), shutdown.clone()));
     let router = http::router(lookupd.clone());
     let http_shutdown = shutdown.clone();

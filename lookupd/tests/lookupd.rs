@@ -35,10 +35,10 @@ impl Lookupd {
         let (mut tcp, mut http) = (None, None);
         while tcp.is_none() || http.is_none() {
             let line = lines.next().expect("lookupd exited").unwrap();
-            if let Some(a) = line.split("LOOKUPD TCP: listening on ").nth(1) {
+            if let Some(a) = line.split("LOOKUPD: TCP listening on ").nth(1) {
                 tcp = Some(a.trim().parse().unwrap());
             }
-            if let Some(a) = line.split("LOOKUPD HTTP: listening on ").nth(1) {
+            if let Some(a) = line.split("LOOKUPD: HTTP listening on ").nth(1) {
                 http = Some(a.trim().parse().unwrap());
             }
         }

@@ -16,7 +16,8 @@ function startWasqd () {
   return new Promise((resolve, reject) => {
     // A scratch working directory: no plugins, nothing written in the repository.
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-'))
-    const child = spawn(binary, ['--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--exit-on-stdin-eof'], {
+    const child = spawn(binary, ['--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--exit-on-stdin-eof',
+      '--lookupd-embedded-tcp-address', '127.0.0.1:0', '--lookupd-embedded-http-address', '127.0.0.1:0'], {
       cwd,
       stdio: ['pipe', 'ignore', 'pipe']
     })

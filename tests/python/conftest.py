@@ -24,7 +24,8 @@ class Wasqd:
         # A scratch working directory: no plugins, nothing written in the repository.
         self.workdir = tempfile.TemporaryDirectory(prefix="wasq-py-")
         self.proc = subprocess.Popen(
-            [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--exit-on-stdin-eof", *args],
+            [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--exit-on-stdin-eof",
+             "--lookupd-embedded-tcp-address", "127.0.0.1:0", "--lookupd-embedded-http-address", "127.0.0.1:0", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

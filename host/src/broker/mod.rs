@@ -29,6 +29,18 @@ use client::{Client, ClientStats};
 use message::{IdGenerator, Message};
 use topic::{Topic, TopicStats};
 
+/// A change in which topics and channels exist, for lookupd registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BrokerEvent {
+    TopicCreated(String),
+    TopicDeleted(String),
+    ChannelCreated(String, String),
+    ChannelDeleted(String, String),
+}
+
+/// Events kept for slow listeners before they must resynchronize.
+const EVENT_BUFFER: usize = 4096;
+
 /// Settings an operator may change at run time through PUT /config.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -47,6 +59,7 @@ pub struct Broker {
     start_time: SystemTime,
     exiting: AtomicBool,
     listen_addresses: OnceLock<ListenAddresses>,
+    events: tokio::sync::broadcast::Sender<BrokerEvent>,
 }
 
 /// Where the listeners really are (a port of 0 in the options is chosen by the OS).
@@ -72,6 +85,7 @@ impl Broker {
             start_time: SystemTime::now(),
             exiting: AtomicBool::new(false),
             listen_addresses: OnceLock::new(),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         })
     }
 
@@ -87,6 +101,42 @@ impl Broker {
                 tcp: self.options.tcp_address,
                 http: self.options.http_address,
             })
+    }
+
+    /// Topic and channel creations and deletions from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<BrokerEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, event: BrokerEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Every topic and its channels, for a full registration.
+    pub fn topology(&self) -> Vec<(String, Vec<String>)> {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.channels().iter().map(|c| c.name.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Returns a topic's channel, creating it if needed (HTTP /channel/create).
+    pub fn channel(&self, topic: &Arc<Topic>, name: &str) -> Result<Arc<Channel>, Exiting> {
+        let (channel, created) = topic.channel(name)?;
+        if created {
+            tracing::info!(topic = %topic.name, channel = name, "CHANNEL: created");
+            self.emit(BrokerEvent::ChannelCreated(
+                topic.name.clone(),
+                name.to_string(),
+            ));
+        }
+        Ok(channel)
     }
 
     /// Unix seconds at start.
@@ -107,11 +157,20 @@ impl Broker {
             return topic.clone();
         }
         let mut topics = self.topics.write();
-        let topic = topics.entry(name.to_string()).or_insert_with(|| {
+        let mut created = false;
+        let topic = topics
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                created = true;
+                Arc::new(Topic::new(name))
+            })
+            .clone();
+        drop(topics);
+        if created {
             tracing::info!(topic = name, "TOPIC: created");
-            Arc::new(Topic::new(name))
-        });
-        topic.clone()
+            self.emit(BrokerEvent::TopicCreated(name.to_string()));
+        }
+        topic
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {
@@ -125,6 +184,7 @@ impl Broker {
         };
         topic.close();
         tracing::info!(topic = name, "TOPIC: deleted");
+        self.emit(BrokerEvent::TopicDeleted(name.to_string()));
         true
     }
 
@@ -134,6 +194,10 @@ impl Broker {
             return false;
         };
         tracing::info!(topic = %topic.name, channel = name, "CHANNEL: deleted");
+        self.emit(BrokerEvent::ChannelDeleted(
+            topic.name.clone(),
+            name.to_string(),
+        ));
         if remaining == 0 && topic.ephemeral {
             self.delete_topic_if_current(topic);
         }
@@ -151,6 +215,7 @@ impl Broker {
             drop(topics);
             topic.close();
             tracing::info!(topic = %topic.name, "TOPIC: deleted (ephemeral, no channels left)");
+            self.emit(BrokerEvent::TopicDeleted(topic.name.clone()));
         }
     }
 
@@ -189,16 +254,9 @@ impl Broker {
         // leaves; try again once with its successor, as nsqd does.
         for attempt in 0..2 {
             let topic = self.topic(topic_name);
-            let Ok((channel, created)) = topic.channel(channel_name) else {
+            let Ok(channel) = self.channel(&topic, channel_name) else {
                 continue;
             };
-            if created {
-                tracing::info!(
-                    topic = topic_name,
-                    channel = channel_name,
-                    "CHANNEL: created"
-                );
-            }
             if channel.add_client(client.clone()).is_ok() {
                 return Ok((topic, channel));
             }
@@ -217,6 +275,10 @@ impl Broker {
             && let Some(left) = topic.delete_channel_if_unused(channel)
         {
             tracing::info!(topic = %topic.name, channel = %channel.name, "CHANNEL: deleted (ephemeral, no consumers left)");
+            self.emit(BrokerEvent::ChannelDeleted(
+                topic.name.clone(),
+                channel.name.clone(),
+            ));
             if left == 0 && topic.ephemeral {
                 self.delete_topic_if_current(topic);
             }

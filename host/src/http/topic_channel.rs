@@ -71,8 +71,9 @@ fn set_topic_paused(
 pub async fn create_channel(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let query = Query::parse(raw.as_deref());
     let (topic, channel_name) = topic_and_channel(&state.broker, &query)?;
-    topic
-        .channel(channel_name)
+    state
+        .broker
+        .channel(&topic, channel_name)
         .map_err(|_| ApiError::not_found("TOPIC_NOT_FOUND"))?;
     Ok(ApiResponse::Empty)
 }

@@ -25,6 +25,9 @@ pub struct Wasqd {
     _stdin: ChildStdin,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// The embedded lookupd's addresses (absent with --no-embedded-lookupd).
+    pub lookupd_tcp: Option<SocketAddr>,
+    pub lookupd_http: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -44,6 +47,11 @@ impl Wasqd {
                 "--http-address",
                 "127.0.0.1:0",
                 "--exit-on-stdin-eof",
+                // The embedded lookupd too, so tests never collide on 4160/4161.
+                "--lookupd-embedded-tcp-address",
+                "127.0.0.1:0",
+                "--lookupd-embedded-http-address",
+                "127.0.0.1:0",
             ])
             .args(args)
             .stdin(Stdio::piped())
@@ -64,10 +72,16 @@ impl Wasqd {
                 if let Some(addr) = line.split("HTTP: listening on ").nth(1) {
                     let _ = tx.send(("http", addr.trim().to_string()));
                 }
+                if let Some(addr) = line.split("LOOKUPD: HTTP listening on ").nth(1) {
+                    let _ = tx.send(("lookupd_http", addr.trim().to_string()));
+                }
+                if let Some(addr) = line.split("LOOKUPD: TCP listening on ").nth(1) {
+                    let _ = tx.send(("lookupd_tcp", addr.trim().to_string()));
+                }
                 log_writer.lock().unwrap().push(line);
             }
         });
-        let (mut tcp, mut http) = (None, None);
+        let (mut tcp, mut http, mut lookupd_http, mut lookupd_tcp) = (None, None, None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
         while tcp.is_none() || http.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -75,10 +89,11 @@ impl Wasqd {
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("wasqd did not start: {:?}", log.lock()));
             let addr: SocketAddr = addr.parse().expect("listen address");
-            if kind == "tcp" {
-                tcp = Some(addr)
-            } else {
-                http = Some(addr)
+            match kind {
+                "tcp" => tcp = Some(addr),
+                "http" => http = Some(addr),
+                "lookupd_tcp" => lookupd_tcp = Some(addr),
+                _ => lookupd_http = Some(addr),
             }
         }
         Wasqd {
@@ -87,6 +102,8 @@ impl Wasqd {
             _stdin: stdin,
             tcp: tcp.unwrap(),
             http: http.unwrap(),
+            lookupd_tcp,
+            lookupd_http,
             log,
         }
     }

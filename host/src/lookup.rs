@@ -1,0 +1,240 @@
+//! Registration with nsqlookupd (ours, embedded or standalone, or NSQ's):
+//! the part of nsqd that `lookup.go` is.
+//!
+//! One task per lookupd address keeps a TCP V1 connection: IDENTIFY, then
+//! REGISTER for every topic and channel, then REGISTER/UNREGISTER as they
+//! come and go, and a PING every 15 s. A lost connection (a lookupd
+//! restart) is retried, and everything is registered again on reconnect.
+//! The set of addresses follows `--lookupd-tcp-address` and
+//! `PUT /config/nsqlookupd_tcp_addresses`; on shutdown every topic is
+//! unregistered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, BrokerEvent};
+use crate::config::{NSQ_VERSION, hostname};
+
+/// nsqd pings each lookupd this often.
+pub const PING_INTERVAL: Duration = Duration::from_secs(15);
+/// Wait before reconnecting to a lookupd that went away.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the configured address list is compared with the running peers.
+const CONFIG_POLL: Duration = Duration::from_millis(500);
+
+/// Keeps one registration task per configured lookupd, plus `always` (the
+/// embedded lookupd), until `shutdown`.
+pub fn start(
+    broker: Arc<Broker>,
+    always: Vec<String>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut peers: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> =
+            HashMap::new();
+        loop {
+            let mut wanted = always.clone();
+            wanted.extend(broker.settings.read().lookupd_tcp_addresses.iter().cloned());
+            for address in &wanted {
+                if !peers.contains_key(address) {
+                    let stop = CancellationToken::new();
+                    let task =
+                        tokio::spawn(run_peer(broker.clone(), address.clone(), stop.clone()));
+                    peers.insert(address.clone(), (stop, task));
+                }
+            }
+            peers.retain(|address, (stop, _)| {
+                let keep = wanted.contains(address);
+                if !keep {
+                    tracing::info!(lookupd = %address, "LOOKUP: removed from the configuration");
+                    stop.cancel();
+                }
+                keep
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(CONFIG_POLL) => {}
+            }
+        }
+        for (_, (stop, task)) in peers {
+            stop.cancel();
+            let _ = tokio::time::timeout(IO_TIMEOUT, task).await;
+        }
+    })
+}
+
+/// Registers with one lookupd for as long as it is configured.
+async fn run_peer(broker: Arc<Broker>, address: String, stop: CancellationToken) {
+    loop {
+        // `session` watches `stop` itself, so it can unregister before leaving.
+        match session(&broker, &address, &stop).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(lookupd = %address, "LOOKUP: {e:#}; retrying in {RECONNECT_DELAY:?}")
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+        }
+    }
+}
+
+/// One connection: identify, register everything, follow changes. Returns
+/// `Ok` after unregistering when stopped, `Err` when the connection fails.
+async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+    // Subscribe before the snapshot so no change falls between them.
+    let mut events = broker.events();
+    let mut conn = LookupConn::connect(address).await?;
+    let addresses = broker.listen_addresses();
+    let identity = json!({
+        "version": NSQ_VERSION,
+        "tcp_port": addresses.tcp.port(),
+        "http_port": addresses.http.port(),
+        "hostname": hostname(),
+        "broadcast_address": broker.options.broadcast_address(),
+    });
+    let response = conn.identify(identity.to_string().as_bytes()).await?;
+    tracing::info!(lookupd = %address, "LOOKUP: connected ({})", String::from_utf8_lossy(&response));
+    register_all(&mut conn, broker).await?;
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
+    loop {
+        // Decide first, act after: the connection is borrowed by one branch.
+        let action = tokio::select! {
+            _ = stop.cancelled() => Action::Stop,
+            _ = ping.tick() => Action::Ping,
+            event = events.recv() => Action::Event(event),
+            closed = conn.closed() => Action::Closed(closed),
+        };
+        match action {
+            Action::Stop => {
+                for (topic, _) in broker.topology() {
+                    let _ = conn.command(&format!("UNREGISTER {topic}")).await;
+                }
+                return Ok(());
+            }
+            Action::Ping => conn.command("PING").await?,
+            Action::Closed(error) => return Err(error),
+            Action::Event(event) => match event {
+                Ok(BrokerEvent::TopicCreated(topic)) => {
+                    conn.command(&format!("REGISTER {topic}")).await?
+                }
+                Ok(BrokerEvent::ChannelCreated(topic, channel)) => {
+                    conn.command(&format!("REGISTER {topic} {channel}")).await?
+                }
+                Ok(BrokerEvent::ChannelDeleted(topic, channel)) => {
+                    conn.command(&format!("UNREGISTER {topic} {channel}"))
+                        .await?
+                }
+                Ok(BrokerEvent::TopicDeleted(topic)) => {
+                    conn.command(&format!("UNREGISTER {topic}")).await?
+                }
+                // Missed changes: registering everything again is always right.
+                Err(RecvError::Lagged(_)) => register_all(&mut conn, broker).await?,
+                Err(RecvError::Closed) => return Ok(()),
+            },
+        }
+    }
+}
+
+enum Action {
+    Stop,
+    Ping,
+    Event(Result<BrokerEvent, RecvError>),
+    Closed(anyhow::Error),
+}
+
+async fn register_all(conn: &mut LookupConn, broker: &Broker) -> anyhow::Result<()> {
+    for (topic, channels) in broker.topology() {
+        conn.command(&format!("REGISTER {topic}")).await?;
+        for channel in channels {
+            conn.command(&format!("REGISTER {topic} {channel}")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A protocol V1 connection: request, then `[u32 size][data]` response.
+struct LookupConn {
+    stream: BufReader<TcpStream>,
+    address: String,
+}
+
+impl LookupConn {
+    async fn connect(address: &str) -> anyhow::Result<LookupConn> {
+        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|_| anyhow::anyhow!("connect to {address} timed out"))??;
+        let mut conn = LookupConn {
+            stream: BufReader::new(stream),
+            address: address.to_string(),
+        };
+        conn.write(b"  V1").await?;
+        Ok(conn)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        tokio::time::timeout(IO_TIMEOUT, self.stream.get_mut().write_all(bytes))
+            .await
+            .map_err(|_| anyhow::anyhow!("write to {} timed out", self.address))??;
+        Ok(())
+    }
+
+    async fn read_response(&mut self) -> anyhow::Result<Vec<u8>> {
+        let read = async {
+            let size = self.stream.read_u32().await? as usize;
+            anyhow::ensure!(size <= 1 << 20, "response of {size} bytes");
+            let mut data = vec![0u8; size];
+            self.stream.read_exact(&mut data).await?;
+            Ok(data)
+        };
+        tokio::time::timeout(IO_TIMEOUT, read)
+            .await
+            .map_err(|_| anyhow::anyhow!("no response from {}", self.address))?
+    }
+
+    /// Resolves when the lookupd closes the connection (it never speaks
+    /// unasked), so a restarted lookupd is noticed at once, not at the next PING.
+    async fn closed(&mut self) -> anyhow::Error {
+        match self.stream.fill_buf().await {
+            Ok([]) => anyhow::anyhow!("{} closed the connection", self.address),
+            Ok(_) => anyhow::anyhow!("{} sent data nobody asked for", self.address),
+            Err(e) => anyhow::anyhow!("{}: {e}", self.address),
+        }
+    }
+
+    async fn identify(&mut self, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let mut frame = b"IDENTIFY\n".to_vec();
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(body);
+        self.write(&frame).await?;
+        let response = self.read_response().await?;
+        anyhow::ensure!(
+            response.starts_with(b"{"),
+            "IDENTIFY refused: {}",
+            String::from_utf8_lossy(&response)
+        );
+        Ok(response)
+    }
+
+    async fn command(&mut self, line: &str) -> anyhow::Result<()> {
+        self.write(format!("{line}\n").as_bytes()).await?;
+        let response = self.read_response().await?;
+        anyhow::ensure!(
+            response == b"OK",
+            "{line}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        tracing::debug!(lookupd = %self.address, "LOOKUP: {line}");
+        Ok(())
+    }
+}
