@@ -39,10 +39,13 @@ class Wasqd:
         def read_log():
             for line in self.proc.stderr:
                 self.log.append(line)
+                lookupd = re.search(r"LOOKUPD: (TCP|HTTP) listening on (\S+)", line)
+                if lookupd:
+                    found["LOOKUPD_" + lookupd.group(1)] = lookupd.group(2)
                 match = re.search(r"(TCP|HTTP): listening on (\S+)", line)
                 if match:
                     found[match.group(1)] = match.group(2)
-                    if len(found) == 2:
+                    if "TCP" in found and "HTTP" in found:
                         ready.set()
 
         threading.Thread(target=read_log, daemon=True).start()
@@ -51,6 +54,9 @@ class Wasqd:
             raise RuntimeError("wasqd did not start: " + "".join(self.log))
         self.tcp = found["TCP"]
         self.http = found["HTTP"]
+        # The embedded lookupd (None with --no-embedded-lookupd).
+        self.lookupd_tcp = found.get("LOOKUPD_TCP")
+        self.lookupd_http = found.get("LOOKUPD_HTTP")
 
     def stats(self):
         with urllib.request.urlopen(f"http://{self.http}/stats?format=json") as response:
