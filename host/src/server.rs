@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, ListenAddresses};
@@ -29,16 +28,12 @@ pub struct Running {
 
 /// Binds both listeners and starts serving.
 pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<Running> {
-    let tcp = TcpListener::bind(options.tcp_address)
-        .await
-        .with_context(|| format!("failed to listen on TCP address {}", options.tcp_address))?;
-    let http_listener = TcpListener::bind(options.http_address)
-        .await
-        .with_context(|| format!("failed to listen on HTTP address {}", options.http_address))?;
+    let listeners = wasq_nsq::listen::bind(options.tcp_address, options.http_address).await?;
     let addresses = ListenAddresses {
-        tcp: tcp.local_addr()?,
-        http: http_listener.local_addr()?,
+        tcp: listeners.tcp_address,
+        http: listeners.http_address,
     };
+    let (tcp, http_listener) = (listeners.tcp, listeners.http);
 
     let embedded = if options.no_embedded_lookupd {
         None

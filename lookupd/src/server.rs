@@ -4,8 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LookupdOptions;
@@ -36,16 +34,12 @@ pub struct Running {
 }
 
 pub async fn start(options: &LookupdOptions) -> anyhow::Result<Running> {
-    let tcp = TcpListener::bind(options.tcp_address)
-        .await
-        .with_context(|| format!("failed to listen on TCP address {}", options.tcp_address))?;
-    let http_listener = TcpListener::bind(options.http_address)
-        .await
-        .with_context(|| format!("failed to listen on HTTP address {}", options.http_address))?;
+    let listeners = wasq_nsq::listen::bind(options.tcp_address, options.http_address).await?;
     let addresses = Addresses {
-        tcp: tcp.local_addr()?,
-        http: http_listener.local_addr()?,
+        tcp: listeners.tcp_address,
+        http: listeners.http_address,
     };
+    let (tcp, http_listener) = (listeners.tcp, listeners.http);
     let lookupd = Arc::new(Lookupd {
         registry: Registry::default(),
         addresses,

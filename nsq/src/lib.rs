@@ -6,5 +6,6 @@
 pub mod duration;
 pub mod flags;
 pub mod http_v1;
+pub mod listen;
 pub mod names;
 pub mod signals;
