@@ -25,7 +25,7 @@ use super::runtime::{GuestState, PluginLink};
 use super::stats::{self, PluginStats};
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, state};
-use crate::broker::message::Message;
+use crate::broker::message::{Message, MessageId};
 use crate::broker::topic::Topic;
 
 /// A batch for a worker, with the channel it came from.
@@ -250,11 +250,8 @@ impl PluginRun {
                     instance = self.new_instance();
                 }
                 let Some(guest) = instance.as_mut() else {
-                    self.settle(
-                        &channel,
-                        &message,
-                        Err(GuestError::Abi("no instance".into())),
-                    );
+                    let no_instance = Err(GuestError::Abi("no instance".into()));
+                    self.settle(&channel, &message, no_instance, &mut successes);
                     continue;
                 };
                 let started = Instant::now();
@@ -264,16 +261,11 @@ impl PluginRun {
                     &self.link.manifest.channel,
                 );
                 stats::record(&mut times, started.elapsed());
-                match result {
-                    // Successes are FINed together when the batch is done.
-                    Ok(Outcome::Success) => successes.push(message.id),
-                    Err(_) => {
-                        instance = None;
-                        self.live_instances.fetch_sub(1, Ordering::Relaxed);
-                        self.settle(&channel, &message, result);
-                    }
-                    Ok(_) => self.settle(&channel, &message, result),
+                if result.is_err() {
+                    instance = None;
+                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
                 }
+                self.settle(&channel, &message, result, &mut successes);
             }
             self.finish_successes(&channel, &mut successes);
             self.link.stats.merge(&mut times);
@@ -284,18 +276,11 @@ impl PluginRun {
         }
     }
 
-    fn finish_successes(
-        &self,
-        channel: &Channel,
-        successes: &mut Vec<crate::broker::message::MessageId>,
-    ) {
+    fn finish_successes(&self, channel: &Channel, successes: &mut Vec<MessageId>) {
         if successes.is_empty() {
             return;
         }
         let stats = &self.link.stats;
-        stats
-            .handled
-            .fetch_add(successes.len() as u64, Ordering::Relaxed);
         let finished = channel.finish_many(&self.client, successes);
         stats.finished.fetch_add(finished as u64, Ordering::Relaxed);
         successes.clear();
@@ -317,12 +302,14 @@ impl PluginRun {
         }
     }
 
-    /// Turns a handler's result into FIN, REQ or dead-letter.
+    /// Turns a handler's result into FIN, REQ or dead-letter. Successes
+    /// are only collected: the batch's FINs go out together afterwards.
     fn settle(
         &self,
         channel: &Arc<Channel>,
         message: &Message,
         result: Result<Outcome, GuestError>,
+        successes: &mut Vec<MessageId>,
     ) {
         let stats = &self.link.stats;
         let manifest = &self.link.manifest;
@@ -343,10 +330,7 @@ impl PluginRun {
         };
         let delay = match outcome {
             Outcome::Success => {
-                self.backoff.lock().on_success(now);
-                if channel.finish(self.client.id, &message.id).is_ok() {
-                    PluginStats::bump(&stats.finished);
-                }
+                successes.push(message.id);
                 return;
             }
             Outcome::Fatal => {
