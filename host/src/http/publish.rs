@@ -119,11 +119,7 @@ pub async fn multi_publish(
         .await?
         .ok_or_else(|| too_big("BODY_TOO_BIG"))?;
     let messages = if binary {
-        let limits = Limits {
-            max_msg_size: options.max_msg_size,
-            max_body_size: options.max_body_size,
-            max_req_timeout_ms: options.max_req_timeout.as_millis() as i64,
-        };
+        let limits = Limits::from_options(options);
         // nsqd answers binary-mode errors with 413 and the code minus "E_".
         parse_mpub_body(body, &limits).map_err(|e| too_big(&e.code[2..]))?
     } else {

@@ -544,14 +544,15 @@ pub struct PluginStatus {
     pub history: Vec<ReloadRecord>,
 }
 
-/// `[A-Za-z0-9_.-]+`, the names a plugin may have.
+/// `[A-Za-z0-9_.-]+` not starting with `.`, the names a plugin may have;
+/// hidden files are editors' and rsync's temporaries, never plugins.
 pub fn is_plugin_name(name: &str) -> bool {
     !name.is_empty()
+        && !name.starts_with('.')
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
-
 /// Plugin names in `dir`: every stem of a manifest or a module file.
 fn plugin_names(dir: &Path) -> std::io::Result<Vec<String>> {
     let mut names = std::collections::BTreeSet::new();
@@ -561,7 +562,6 @@ fn plugin_names(dir: &Path) -> std::io::Result<Vec<String>> {
         if (ext == "toml" || MODULE_EXTENSIONS.contains(&ext))
             && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
             && is_plugin_name(stem)
-            && !stem.starts_with('.')
         {
             names.insert(stem.to_string());
         }

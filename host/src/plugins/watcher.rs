@@ -81,9 +81,6 @@ pub fn spawn(
 /// `NAME.wat` or `NAME.toml`, not hidden (editors' and rsync's temporaries).
 fn plugin_of(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?;
-    if file.starts_with('.') {
-        return None;
-    }
     let (stem, ext) = file.rsplit_once('.')?;
     let known = ext == "toml" || MODULE_EXTENSIONS.contains(&ext);
     (known && is_plugin_name(stem)).then(|| stem.to_string())

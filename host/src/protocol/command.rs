@@ -26,6 +26,16 @@ pub struct Limits {
     pub max_req_timeout_ms: i64,
 }
 
+impl Limits {
+    pub fn from_options(options: &crate::config::Options) -> Limits {
+        Limits {
+            max_msg_size: options.max_msg_size,
+            max_body_size: options.max_body_size,
+            max_req_timeout_ms: options.max_req_timeout.as_millis() as i64,
+        }
+    }
+}
+
 /// Commands without a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {

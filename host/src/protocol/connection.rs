@@ -63,11 +63,7 @@ impl Connection {
     pub fn new(broker: Arc<Broker>, stream: TcpStream, remote: String) -> Connection {
         let options = &broker.options;
         let client = broker.connect_client(remote);
-        let limits = Limits {
-            max_msg_size: options.max_msg_size,
-            max_body_size: options.max_body_size,
-            max_req_timeout_ms: options.max_req_timeout.as_millis() as i64,
-        };
+        let limits = Limits::from_options(options);
         let heartbeat_interval = Some(options.client_timeout / 2);
         let msg_timeout = options.msg_timeout;
         let output_buffer_timeout = options.output_buffer_timeout;
