@@ -103,7 +103,6 @@ impl Running {
     /// Stops accepting, closes connections and waits (bounded) for them.
     pub async fn stop(self) {
         tracing::info!("shutting down");
-        self.broker.set_exiting();
         self.plugins.stop_all().await;
         self.shutdown.cancel();
         let all = futures_join(self.tasks);

@@ -15,7 +15,7 @@ pub mod topic;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -57,7 +57,6 @@ pub struct Broker {
     ids: IdGenerator,
     next_client_id: AtomicU64,
     start_time: SystemTime,
-    exiting: AtomicBool,
     listen_addresses: OnceLock<ListenAddresses>,
     events: tokio::sync::broadcast::Sender<BrokerEvent>,
 }
@@ -83,7 +82,6 @@ impl Broker {
             ids: IdGenerator::default(),
             next_client_id: AtomicU64::new(1),
             start_time: SystemTime::now(),
-            exiting: AtomicBool::new(false),
             listen_addresses: OnceLock::new(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         })
@@ -295,14 +293,6 @@ impl Broker {
 
     pub fn disconnect_client(&self, id: u64) {
         self.clients.lock().remove(&id);
-    }
-
-    pub fn is_exiting(&self) -> bool {
-        self.exiting.load(Ordering::Acquire)
-    }
-
-    pub fn set_exiting(&self) {
-        self.exiting.store(true, Ordering::Release);
     }
 
     /// nsqd's /stats data: topics sorted by name, filtered as asked.
