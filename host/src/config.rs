@@ -6,9 +6,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+
+use crate::storage::{DiskSettings, QueueSettings};
 pub use wasq_nsq::duration::{go_duration, parse_go_duration};
 use wasq_nsq::flags::normalize_go_flags;
 pub use wasq_nsq::flags::parse_listen_address;
@@ -42,13 +45,25 @@ pub struct Options {
     #[arg(long)]
     pub broadcast_address: Option<String>,
 
-    /// directory for on-disk data: compiled plugin cache (and, later, queues); default: working directory
+    /// path to store disk-backed messages, metadata (wasqd.dat) and the compiled plugin cache; default: working directory
     #[arg(long)]
     pub data_path: Option<PathBuf>,
 
-    /// number of messages to keep in memory per topic/channel before spilling to disk
+    /// number of messages to keep in memory per topic/channel before spilling to disk (0: every message is written to disk before OK)
     #[arg(long, default_value_t = 10000, value_parser = clap::value_parser!(i64).range(0..))]
     pub mem_queue_size: i64,
+
+    /// number of bytes per diskqueue file before rolling
+    #[arg(long, default_value_t = 104857600, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_bytes_per_file: i64,
+
+    /// number of messages per diskqueue fsync (1: every publish waits for its fsync, shared with concurrent ones)
+    #[arg(long, default_value_t = 2500, value_parser = clap::value_parser!(i64).range(1..))]
+    pub sync_every: i64,
+
+    /// duration of time per diskqueue fsync
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    pub sync_timeout: Duration,
 
     /// maximum size of a single message in bytes
     #[arg(long, default_value_t = 1048576, value_parser = clap::value_parser!(i64).range(1..=i32::MAX as i64))]
@@ -211,11 +226,29 @@ impl Options {
     }
 
     /// Where compiled plugin modules are cached.
+    /// Where queues, metadata and the plugin cache live.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_path.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+
     pub fn plugin_cache_dir(&self) -> PathBuf {
-        self.data_path
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("plugin-cache")
+        self.data_dir().join("plugin-cache")
+    }
+
+    /// How topics and channels keep their messages.
+    pub fn queue_settings(&self) -> QueueSettings {
+        QueueSettings {
+            mem_queue_size: self.mem_queue_size as usize,
+            disk: Some(Arc::new(DiskSettings {
+                dir: self.data_dir(),
+                max_bytes_per_file: self.max_bytes_per_file as u64,
+                sync_every: self.sync_every as u64,
+                // Generous, so a restart with a lower --max-msg-size still
+                // reads what was accepted before; it only bounds what a
+                // damaged length field can make us allocate.
+                max_payload: (self.max_body_size as u64).max(64 << 20) + 1024,
+            })),
+        }
     }
 
     /// The address advertised to lookupd and shown in /info.

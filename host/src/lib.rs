@@ -5,6 +5,7 @@
 //! - [`http`]: nsqd's HTTP API
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
 //! - [`plugins`]: WebAssembly consumers inside the broker
+//! - [`storage`]: disk queues, metadata and durable publishes
 //! - [`server`]: start-up, listeners and shutdown
 
 pub mod broker;
@@ -14,3 +15,4 @@ pub mod lookup;
 pub mod plugins;
 pub mod protocol;
 pub mod server;
+pub mod storage;

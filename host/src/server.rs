@@ -1,5 +1,6 @@
-//! Start-up and shutdown: bind the listeners, serve until a signal, then
-//! stop accepting and let every connection finish its turn.
+//! Start-up and shutdown: restore the previous run's topics, bind the
+//! listeners, serve until a signal, then stop accepting, let every
+//! connection finish its turn and write what memory holds to disk.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +13,7 @@ use crate::config::Options;
 use crate::http::{self, AppState, LogControl};
 use crate::plugins::{PluginHost, watcher};
 use crate::protocol;
+use crate::storage;
 
 /// How long shutdown waits for connections to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -24,6 +26,8 @@ pub struct Running {
     pub embedded_lookupd: Option<wasq_lookupd::server::Running>,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    storage_stop: CancellationToken,
+    storage_task: tokio::task::JoinHandle<()>,
 }
 
 /// Binds both listeners and starts serving.
@@ -56,9 +60,18 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let plugins_dir = options.plugins_dir.clone();
     let plugins_watch = options.plugins_watch;
     let cache_dir = options.plugin_cache_dir();
+    let data_dir = options.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create --data-path {}", data_dir.display()))?;
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
+    let restored = broker.restore()?;
+    if restored > 0 {
+        tracing::info!(topics = restored, data_path = %data_dir.display(), "STORAGE: restored the previous run's topics");
+    }
     let shutdown = CancellationToken::new();
+    let storage_stop = CancellationToken::new();
+    let storage_task = storage::background::spawn(broker.clone(), storage_stop.clone());
     let plugins = PluginHost::new(broker.clone(), plugins_dir.clone(), Some(cache_dir))
         .context("cannot start the Wasm runtime")?;
     plugins.load_all().await;
@@ -96,6 +109,8 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         embedded_lookupd: embedded,
         shutdown,
         tasks: vec![lookup_task, tcp_task, http_task],
+        storage_stop,
+        storage_task,
     })
 }
 
@@ -109,6 +124,9 @@ impl Running {
         if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
             tracing::warn!("some connections did not close within {:?}", SHUTDOWN_GRACE);
         }
+        self.storage_stop.cancel();
+        let _ = self.storage_task.await;
+        self.broker.persist();
         if let Some(lookupd) = self.embedded_lookupd {
             lookupd.stop().await;
         }

@@ -7,8 +7,14 @@
 //! when the queue stops being empty or the channel is unpaused. One
 //! timekeeper task per channel moves timed-out in-flight messages and due
 //! deferred messages back to the ready queue.
+//!
+//! The ready queue holds up to `--mem-queue-size` messages in memory; the
+//! rest go to the channel's [`DiskQueue`] and are read back, in order, when
+//! memory runs dry. Once anything waits on disk new messages queue behind
+//! it there, so a channel stays first in, first out.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,8 +28,11 @@ use tokio_util::sync::CancellationToken;
 use super::client::{Client, ClientStats};
 use super::deferred::DeferredQueue;
 use super::in_flight::{InFlight, InFlightError, InFlightQueue};
-use super::message::{Message, MessageId};
+use super::message::{Message, MessageId, now_nanos};
 use super::names::is_ephemeral;
+use crate::storage::{
+    DiskQueue, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
+};
 
 /// The channel is being deleted; nsqd's error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -35,6 +44,8 @@ pub struct Channel {
     pub name: String,
     pub topic_name: String,
     pub ephemeral: bool,
+    /// Messages kept in memory before the rest go to disk.
+    memory_limit: usize,
     state: Mutex<ChannelState>,
     messages_ready: Notify,
     timer: Notify,
@@ -52,18 +63,27 @@ struct ChannelState {
     ready: VecDeque<Message>,
     in_flight: InFlightQueue<Arc<Client>>,
     deferred: DeferredQueue,
+    /// Messages beyond the memory limit; `None` for ephemeral channels.
+    disk: Option<DiskQueue>,
     /// When the timekeeper is due to wake next; `None` when it sleeps idle.
     timer_due: Option<Instant>,
 }
 
 impl Channel {
-    /// Creates the channel and starts its timekeeper (needs a Tokio runtime).
-    pub fn new(topic_name: &str, name: &str) -> Arc<Channel> {
+    /// Creates the channel, opening (and recovering) its disk queue, and
+    /// starts its timekeeper (needs a Tokio runtime).
+    pub fn new(topic_name: &str, name: &str, queues: &QueueSettings) -> Arc<Channel> {
+        let ephemeral = is_ephemeral(name);
+        let state = ChannelState {
+            disk: queues.open_disk(&format!("{topic_name}:{name}"), ephemeral),
+            ..ChannelState::default()
+        };
         let channel = Arc::new(Channel {
             name: name.to_string(),
             topic_name: topic_name.to_string(),
-            ephemeral: is_ephemeral(name),
-            state: Mutex::new(ChannelState::default()),
+            ephemeral,
+            memory_limit: queues.memory_limit(ephemeral),
+            state: Mutex::new(state),
             messages_ready: Notify::new(),
             timer: Notify::new(),
             paused: AtomicBool::new(false),
@@ -81,33 +101,58 @@ impl Channel {
         channel
     }
 
-    /// Appends messages to the ready queue.
-    pub fn put(&self, messages: &[Message]) {
+    /// Appends messages: to memory while it has room and nothing waits on
+    /// disk, the rest to disk. An ephemeral channel drops what does not
+    /// fit, as nsqd does. The returned sync is for durable mode
+    /// (`--sync-every=1`): answer the publisher only after it.
+    pub fn put(&self, messages: &[Message]) -> io::Result<PendingSync> {
+        let mut pending = PendingSync::default();
         if messages.is_empty() {
-            return;
+            return Ok(pending);
         }
-        let was_empty = {
+        let (had_nothing, written) = {
             let mut state = self.state.lock();
-            let was_empty = state.ready.is_empty();
-            state.ready.extend(messages.iter().cloned());
-            was_empty
+            let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
+            let room = if state.disk_depth() > 0 {
+                0
+            } else {
+                self.memory_limit.saturating_sub(state.ready.len())
+            };
+            let (memory, rest) = messages.split_at(room.min(messages.len()));
+            state.ready.extend(memory.iter().map(own_copy));
+            let written = match &mut state.disk {
+                Some(disk) => disk.append(rest, None),
+                None => Ok(None),
+            };
+            (had_nothing, written)
         };
         self.message_count
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        if was_empty {
+        if had_nothing {
             self.messages_ready.notify_waiters();
         }
+        pending.extend(written?);
+        Ok(pending)
     }
 
-    /// Holds messages back until `due` (DPUB).
-    pub fn put_deferred(&self, messages: &[Message], due: Instant) {
+    /// Holds messages back until `due` (DPUB). In durable mode
+    /// (`--mem-queue-size=0`) they go to disk with their due time.
+    pub fn put_deferred(&self, messages: &[Message], due: Instant) -> io::Result<PendingSync> {
+        let mut pending = PendingSync::default();
         let mut state = self.state.lock();
-        for message in messages {
-            state.deferred.push(due, message.clone());
+        if self.memory_limit == 0
+            && let Some(disk) = &mut state.disk
+        {
+            pending.extend(disk.append(messages, Some(due_to_unix_nanos(due)))?);
+        } else {
+            for message in messages {
+                state.deferred.push(due, own_copy(message));
+            }
+            self.schedule_timer(&mut state, due);
         }
-        self.schedule_timer(&mut state, due);
         self.message_count
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        Ok(pending)
     }
 
     /// A future that completes when messages may have become available.
@@ -136,9 +181,13 @@ impl Channel {
         let mut taken = Vec::with_capacity(max.min(state.ready.len()));
         while taken.len() < max {
             let Some(mut message) = state.ready.pop_front() else {
+                if self.read_from_disk(&mut state, max - taken.len()) {
+                    continue;
+                }
                 break;
             };
             if sample_rate > 0 && fastrand::i32(0..100) > sample_rate {
+                state.release(&message);
                 continue;
             }
             message.attempts = message.attempts.saturating_add(1);
@@ -167,9 +216,40 @@ impl Channel {
         taken
     }
 
+    /// Moves up to `want` messages from disk to the ready queue (deferred
+    /// ones not yet due to the deferred queue). False when disk had none.
+    fn read_from_disk(&self, state: &mut ChannelState, want: usize) -> bool {
+        let Some(disk) = state.disk.as_mut() else {
+            return false;
+        };
+        let records = disk.read(want);
+        if records.is_empty() {
+            return false;
+        }
+        let now = now_nanos();
+        for (stored, location) in records {
+            let mut message = stored.message;
+            message.disk = Some(location);
+            match stored.due_unix_nanos {
+                Some(due) if due > now => {
+                    let due = due_from_unix_nanos(due);
+                    state.deferred.push(due, message);
+                    self.schedule_timer(state, due);
+                }
+                _ => state.ready.push_back(message),
+            }
+        }
+        true
+    }
+
     /// FIN: the consumer is done with the message.
     pub fn finish(&self, client_id: u64, id: &MessageId) -> Result<(), InFlightError> {
-        let entry = self.state.lock().in_flight.remove(client_id, id)?;
+        let entry = {
+            let mut state = self.state.lock();
+            let entry = state.in_flight.remove(client_id, id)?;
+            state.release(&entry.message);
+            entry
+        };
         entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
         entry.owner.finish_count.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -181,7 +261,13 @@ impl Channel {
         let finished = {
             let mut state = self.state.lock();
             ids.iter()
-                .filter(|id| state.in_flight.remove(client.id, id).is_ok())
+                .filter(|id| match state.in_flight.remove(client.id, id) {
+                    Ok(entry) => {
+                        state.release(&entry.message);
+                        true
+                    }
+                    Err(_) => false,
+                })
                 .count()
         };
         client
@@ -315,6 +401,9 @@ impl Channel {
             let mut state = self.state.lock();
             state.ready.clear();
             state.deferred.clear();
+            if let Some(disk) = &mut state.disk {
+                disk.clear();
+            }
             state.in_flight.drain()
         };
         let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
@@ -329,8 +418,54 @@ impl Channel {
         }
     }
 
+    /// Writes every message held in memory (ready, in flight, deferred with
+    /// its due time) to the disk queue and flushes it, so that a restart
+    /// finds them all; in-flight ones are delivered again. Returns how many
+    /// were written. Only for shutdown: the channel holds nothing after.
+    pub fn persist(&self) -> io::Result<usize> {
+        let mut state = self.state.lock();
+        let ChannelState {
+            ready,
+            in_flight,
+            deferred,
+            disk,
+            ..
+        } = &mut *state;
+        let Some(disk) = disk else {
+            return Ok(0);
+        };
+        let mut immediate: Vec<Message> =
+            in_flight.drain().into_iter().map(|e| e.message).collect();
+        immediate.extend(ready.drain(..));
+        let deferred = deferred.drain();
+        disk.append(&immediate, None)?;
+        for (due, message) in &deferred {
+            disk.append(std::slice::from_ref(message), Some(due_to_unix_nanos(*due)))?;
+        }
+        // What was read from disk and not finished was just written again.
+        disk.forget_outstanding();
+        disk.flush()?;
+        Ok(immediate.len() + deferred.len())
+    }
+
+    /// Fsyncs the disk queue if it has unsynced writes and saves its read
+    /// checkpoint (every `--sync-timeout`).
+    pub async fn sync_disk(&self) -> io::Result<()> {
+        let sync = self.state.lock().disk.as_ref().map(DiskQueue::sync_state);
+        let Some(sync) = sync else {
+            return Ok(());
+        };
+        if sync.is_dirty() {
+            sync.sync_to(sync.written()).await?;
+        }
+        if let Some(disk) = &mut self.state.lock().disk {
+            disk.save_checkpoint()?;
+        }
+        Ok(())
+    }
+
     /// Deletes the channel: stops the timekeeper, disconnects its consumers
-    /// and drops its messages.
+    /// and drops its messages, on disk too.
     pub fn close(&self) {
         self.exiting.store(true, Ordering::Release);
         self.closed.cancel();
@@ -341,16 +476,18 @@ impl Channel {
         self.empty();
     }
 
-    /// Messages waiting for a consumer (nsqd's `depth`, memory part).
+    /// Messages waiting for a consumer, in memory and on disk (nsqd's `depth`).
     pub fn depth(&self) -> usize {
-        self.state.lock().ready.len()
+        let state = self.state.lock();
+        state.ready.len() + state.disk_depth() as usize
     }
 
     pub fn stats(&self, include_clients: bool) -> ChannelStats {
-        let (depth, in_flight_count, deferred_count) = {
+        let (depth, backend_depth, in_flight_count, deferred_count) = {
             let state = self.state.lock();
             (
-                state.ready.len(),
+                state.ready.len() + state.disk_depth() as usize,
+                state.disk_depth(),
                 state.in_flight.len(),
                 state.deferred.len(),
             )
@@ -367,7 +504,7 @@ impl Channel {
         ChannelStats {
             channel_name: self.name.clone(),
             depth: depth as i64,
-            backend_depth: 0,
+            backend_depth: backend_depth as i64,
             in_flight_count,
             deferred_count,
             message_count: self.message_count.load(Ordering::Relaxed),
@@ -417,6 +554,28 @@ impl Channel {
         }
         next
     }
+}
+
+impl ChannelState {
+    /// Unread messages on disk.
+    fn disk_depth(&self) -> u64 {
+        self.disk.as_ref().map_or(0, DiskQueue::depth)
+    }
+
+    /// The message is finished (or dropped): its disk copy, if it came
+    /// from disk, no longer holds back the read checkpoint.
+    fn release(&mut self, message: &Message) {
+        if let (Some(location), Some(disk)) = (&message.disk, &mut self.disk) {
+            disk.finish(location);
+        }
+    }
+}
+
+/// The channel's own copy of a message, not tied to any disk location.
+fn own_copy(message: &Message) -> Message {
+    let mut copy = message.clone();
+    copy.disk = None;
+    copy
 }
 
 /// One task per channel: sleeps until the earliest in-flight deadline or
@@ -481,9 +640,14 @@ mod tests {
 
     #[tokio::test]
     async fn take_respects_max_and_counts_attempts() {
-        let channel = Channel::new("t", "c");
+        let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        channel.put(&[message(1), message(2), message(3)]);
+        assert!(
+            channel
+                .put(&[message(1), message(2), message(3)])
+                .unwrap()
+                .is_empty()
+        );
         let taken = channel.take(&c, 2, Duration::from_secs(60), 0);
         assert_eq!(taken.len(), 2);
         assert_eq!(taken[0].attempts, 1);
@@ -505,9 +669,9 @@ mod tests {
 
     #[tokio::test]
     async fn timeouts_requeue_and_return_capacity() {
-        let channel = Channel::new("t", "c");
+        let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        channel.put(&[message(1)]);
+        assert!(channel.put(&[message(1)]).unwrap().is_empty());
         let taken = channel.take(&c, 1, Duration::from_millis(30), 0);
         assert_eq!(taken.len(), 1);
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -518,9 +682,9 @@ mod tests {
 
     #[tokio::test]
     async fn paused_channels_deliver_nothing() {
-        let channel = Channel::new("t", "c");
+        let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        channel.put(&[message(1)]);
+        assert!(channel.put(&[message(1)]).unwrap().is_empty());
         channel.pause();
         assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());
         channel.unpause();
@@ -529,10 +693,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_leaving_client_returns_its_messages() {
-        let channel = Channel::new("t", "c");
+        let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let a = client(1);
         channel.add_client(a.clone()).unwrap();
-        channel.put(&[message(1), message(2)]);
+        assert!(channel.put(&[message(1), message(2)]).unwrap().is_empty());
         assert_eq!(channel.take(&a, 2, Duration::from_secs(60), 0).len(), 2);
         assert_eq!(channel.remove_client(1), 0);
         assert_eq!(channel.depth(), 2);
@@ -547,9 +711,14 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_messages_arrive_when_due() {
-        let channel = Channel::new("t", "c");
+        let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        channel.put_deferred(&[message(1)], Instant::now() + Duration::from_millis(40));
+        assert!(
+            channel
+                .put_deferred(&[message(1)], Instant::now() + Duration::from_millis(40))
+                .unwrap()
+                .is_empty()
+        );
         assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());
         let ready = channel.messages_ready();
         tokio::time::timeout(Duration::from_secs(2), ready)

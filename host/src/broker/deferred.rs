@@ -78,6 +78,15 @@ impl DeferredQueue {
     pub fn clear(&mut self) {
         self.heap.clear();
     }
+
+    /// Removes every message with its due time, in due order (shutdown).
+    pub fn drain(&mut self) -> Vec<(Instant, Message)> {
+        let mut all = Vec::with_capacity(self.heap.len());
+        while let Some(entry) = self.heap.pop() {
+            all.push((entry.due, entry.message));
+        }
+        all
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::storage::Location;
+
 /// Length of a message id on the wire.
 pub const MESSAGE_ID_LEN: usize = 16;
 
@@ -47,6 +49,9 @@ pub struct Message {
     /// Deliveries so far; incremented as the message is sent to a consumer.
     pub attempts: u16,
     pub body: Bytes,
+    /// Where this copy sits in its queue's disk file while it is read but
+    /// not finished; the disk checkpoint does not pass it.
+    pub disk: Option<Location>,
 }
 
 impl Message {
@@ -56,6 +61,7 @@ impl Message {
             timestamp: now_nanos(),
             attempts: 0,
             body,
+            disk: None,
         }
     }
 

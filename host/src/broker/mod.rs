@@ -13,7 +13,7 @@ pub mod message;
 pub use wasq_nsq::names;
 pub mod topic;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,10 +24,13 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{LogLevel, Options};
+use crate::storage::metadata::{self, ChannelMetadata, Metadata, MetadataError, TopicMetadata};
+use crate::storage::{PendingSync, QueueSettings, disk_queue};
 use channel::{Channel, Exiting};
 use client::{Client, ClientStats};
 use message::{IdGenerator, Message};
-use topic::{Topic, TopicStats};
+use names::{is_ephemeral, is_valid_name};
+use topic::{PublishError, Topic, TopicStats};
 
 /// A change in which topics and channels exist, for lookupd registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +55,7 @@ pub struct RuntimeSettings {
 pub struct Broker {
     pub options: Options,
     pub settings: RwLock<RuntimeSettings>,
+    queues: QueueSettings,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     ids: IdGenerator,
@@ -59,6 +63,10 @@ pub struct Broker {
     start_time: SystemTime,
     listen_addresses: OnceLock<ListenAddresses>,
     events: tokio::sync::broadcast::Sender<BrokerEvent>,
+    /// Topics, channels or pause states changed since the last metadata save.
+    metadata_changed: tokio::sync::Notify,
+    /// Lets plugin worker threads (outside the runtime) wait for a sync.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Where the listeners really are (a port of 0 in the options is chosen by the OS).
@@ -75,6 +83,7 @@ impl Broker {
             log_level: options.log_level,
         };
         Arc::new(Broker {
+            queues: options.queue_settings(),
             options,
             settings: RwLock::new(settings),
             topics: RwLock::new(HashMap::new()),
@@ -84,6 +93,8 @@ impl Broker {
             start_time: SystemTime::now(),
             listen_addresses: OnceLock::new(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            metadata_changed: tokio::sync::Notify::new(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         })
     }
 
@@ -108,6 +119,17 @@ impl Broker {
 
     fn emit(&self, event: BrokerEvent) {
         let _ = self.events.send(event);
+        self.note_metadata_changed();
+    }
+
+    /// Asks for the metadata to be saved soon (a pause state changed).
+    pub fn note_metadata_changed(&self) {
+        self.metadata_changed.notify_one();
+    }
+
+    /// Completes when the metadata changed since it was last saved.
+    pub async fn metadata_changed(&self) {
+        self.metadata_changed.notified().await
     }
 
     /// Every topic and its channels, for a full registration.
@@ -160,7 +182,7 @@ impl Broker {
             .entry(name.to_string())
             .or_insert_with(|| {
                 created = true;
-                Arc::new(Topic::new(name))
+                Topic::new(name, &self.queues)
             })
             .clone();
         drop(topics);
@@ -222,13 +244,15 @@ impl Broker {
         Message::new(self.ids.next_id(), body)
     }
 
-    /// Publishes bodies to a topic, deferred by `defer` if non-zero.
+    /// Publishes bodies to a topic, deferred by `defer` if non-zero. The
+    /// publisher is answered once the returned sync completes (at once
+    /// unless in durable mode).
     pub fn publish(
         &self,
         topic_name: &str,
         bodies: Vec<Bytes>,
         defer: Duration,
-    ) -> Result<(), Exiting> {
+    ) -> Result<PendingSync, PublishError> {
         let messages: Vec<Message> = bodies.into_iter().map(|b| self.new_message(b)).collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
         // A topic is removed from the map before it is closed, so a second
@@ -239,6 +263,24 @@ impl Broker {
             topic = self.topic(topic_name);
         }
         topic.publish(messages, due)
+    }
+
+    /// [`Broker::publish`] for threads outside the async runtime (plugin
+    /// workers): returns once the messages are as safe as a PUB's OK says.
+    pub fn publish_blocking(
+        &self,
+        topic_name: &str,
+        bodies: Vec<Bytes>,
+        defer: Duration,
+    ) -> Result<(), PublishError> {
+        let pending = self.publish(topic_name, bodies, defer)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let runtime = self.runtime.as_ref().ok_or_else(|| {
+            PublishError::Storage(std::io::Error::other("no runtime to wait for the fsync"))
+        })?;
+        Ok(runtime.block_on(pending.wait())?)
     }
 
     /// Adds a consumer to topic/channel, creating both as needed.
@@ -281,6 +323,148 @@ impl Broker {
                 self.delete_topic_if_current(topic);
             }
         }
+    }
+
+    /// Recreates the topics and channels of the last run, with their pause
+    /// states and disk backlogs: those in `wasqd.dat` and those that have
+    /// queue files (created after the last metadata save). Returns how
+    /// many topics were restored.
+    pub fn restore(&self) -> Result<usize, MetadataError> {
+        let Some(disk) = &self.queues.disk else {
+            return Ok(0);
+        };
+        let saved = metadata::load(&disk.dir)?;
+        // topic -> (paused, channel -> paused)
+        let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
+        for topic in saved.topics {
+            let entry = wanted.entry(topic.name).or_default();
+            entry.0 = topic.paused;
+            for channel in topic.channels {
+                entry.1.insert(channel.name, channel.paused);
+            }
+        }
+        for queue in disk_queue::queue_names(&disk.dir) {
+            match queue.split_once(':') {
+                Some((topic, channel)) => {
+                    let entry = wanted.entry(topic.to_string()).or_default();
+                    entry.1.entry(channel.to_string()).or_insert(false);
+                }
+                None => {
+                    wanted.entry(queue).or_default();
+                }
+            }
+        }
+        let durable = |name: &str| is_valid_name(name) && !is_ephemeral(name);
+        let mut restored = 0;
+        for (topic_name, (paused, channels)) in wanted {
+            if !durable(&topic_name) {
+                tracing::warn!(topic = %topic_name, "STORAGE: ignoring saved data of an invalid or ephemeral topic name");
+                continue;
+            }
+            let topic = self.topic(&topic_name);
+            // Paused while its channels are created, so a disk backlog is
+            // handed to all of them, not to whichever came first.
+            topic.pause();
+            for (channel_name, channel_paused) in channels {
+                if !durable(&channel_name) {
+                    tracing::warn!(topic = %topic_name, channel = %channel_name, "STORAGE: ignoring saved data of an invalid or ephemeral channel name");
+                    continue;
+                }
+                if let Ok(channel) = self.channel(&topic, &channel_name)
+                    && channel_paused
+                {
+                    channel.pause();
+                }
+            }
+            if !paused {
+                topic.unpause();
+            }
+            tracing::info!(topic = %topic_name, depth = topic.depth(), "STORAGE: topic restored");
+            restored += 1;
+        }
+        Ok(restored)
+    }
+
+    /// What `wasqd.dat` should say now.
+    fn metadata(&self) -> Metadata {
+        let mut topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let topics = topics
+            .iter()
+            .filter(|t| !t.ephemeral)
+            .map(|t| TopicMetadata {
+                channels: t
+                    .channels()
+                    .iter()
+                    .filter(|c| !c.ephemeral)
+                    .map(|c| ChannelMetadata {
+                        name: c.name.clone(),
+                        paused: c.is_paused(),
+                    })
+                    .collect(),
+                name: t.name.clone(),
+                paused: t.is_paused(),
+            })
+            .collect();
+        Metadata {
+            topics,
+            version: String::new(),
+        }
+    }
+
+    /// Saves which topics and channels exist (atomically).
+    pub fn save_metadata(&self) -> std::io::Result<()> {
+        match &self.queues.disk {
+            Some(disk) => metadata::save(&disk.dir, &self.metadata()),
+            None => Ok(()),
+        }
+    }
+
+    /// Fsyncs every queue with unsynced writes and saves read checkpoints.
+    pub async fn sync_queues(&self) {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        for topic in topics {
+            if let Err(e) = topic.sync_disk().await {
+                tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot sync the topic's disk queue");
+            }
+            for channel in topic.channels() {
+                if let Err(e) = channel.sync_disk().await {
+                    tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot sync the channel's disk queue");
+                }
+            }
+        }
+    }
+
+    /// Clean shutdown: refuses further publishes, writes every message held
+    /// in memory (backlogs, ready, in flight, deferred) to disk, flushes,
+    /// and saves the metadata. Call after connections and plugins stopped.
+    pub fn persist(&self) {
+        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
+        let mut written = 0;
+        for topic in &topics {
+            topic.stop();
+            match topic.persist() {
+                Ok(n) => written += n,
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot write the topic's messages to disk")
+                }
+            }
+            for channel in topic.channels() {
+                match channel.persist() {
+                    Ok(n) => written += n,
+                    Err(e) => {
+                        tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot write the channel's messages to disk")
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.save_metadata() {
+            tracing::error!(error = %e, "STORAGE: cannot save the metadata");
+        }
+        tracing::info!(
+            messages = written,
+            "STORAGE: messages held in memory written to disk"
+        );
     }
 
     /// Registers a new connection and returns its shared state.

@@ -4,23 +4,54 @@
 //! messages in its own backlog, as nsqd's topic queue does, and hands them
 //! over when a channel appears or it is unpaused. The body of a message is
 //! shared by every channel's copy; only the small header is cloned.
+//!
+//! Like a channel, the backlog keeps `--mem-queue-size` messages in memory
+//! and the rest on disk. The memory part is handed over at once; the disk
+//! part by a pump task, batch by batch, while publishes queue behind it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::channel::{Channel, ChannelStats, Exiting, LatencyStats};
-use super::message::Message;
+use super::message::{Message, now_nanos};
 use super::names::is_ephemeral;
+use crate::storage::{
+    DiskQueue, Location, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
+};
+
+/// Messages the pump moves from the topic's disk to its channels per turn.
+const PUMP_BATCH: usize = 1024;
+
+/// Why a publish was refused; nothing acknowledged was lost.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The topic is being deleted (nsqd's text).
+    #[error("exiting")]
+    Exiting,
+    /// The disk queue could not take the messages (disk full, permissions).
+    #[error("storage error: {0}")]
+    Storage(#[from] io::Error),
+}
+
+impl From<Exiting> for PublishError {
+    fn from(_: Exiting) -> Self {
+        PublishError::Exiting
+    }
+}
 
 #[derive(Debug)]
 pub struct Topic {
     pub name: String,
     pub ephemeral: bool,
+    queues: QueueSettings,
+    memory_limit: usize,
+    me: Weak<Topic>,
     state: Mutex<TopicState>,
     paused: AtomicBool,
     exiting: AtomicBool,
@@ -32,6 +63,10 @@ pub struct Topic {
 struct TopicState {
     channels: BTreeMap<String, Arc<Channel>>,
     backlog: VecDeque<Pending>,
+    /// Backlog beyond the memory limit; `None` for ephemeral topics.
+    disk: Option<DiskQueue>,
+    /// A pump task is moving the disk backlog to the channels.
+    pumping: bool,
 }
 
 /// A message held by the topic, with its due time if it was deferred.
@@ -42,38 +77,134 @@ struct Pending {
 }
 
 impl Topic {
-    pub fn new(name: &str) -> Topic {
-        Topic {
+    /// Creates the topic, opening (and recovering) its disk backlog.
+    pub fn new(name: &str, queues: &QueueSettings) -> Arc<Topic> {
+        let ephemeral = is_ephemeral(name);
+        Arc::new_cyclic(|me| Topic {
             name: name.to_string(),
-            ephemeral: is_ephemeral(name),
-            state: Mutex::new(TopicState::default()),
+            ephemeral,
+            queues: queues.clone(),
+            memory_limit: queues.memory_limit(ephemeral),
+            me: me.clone(),
+            state: Mutex::new(TopicState {
+                disk: queues.open_disk(name, ephemeral),
+                ..TopicState::default()
+            }),
             paused: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
-        }
+        })
     }
 
-    /// Publishes messages, all due at `due` if deferred. Fails only when
-    /// the topic is being deleted; then nothing was queued.
-    pub fn publish(&self, messages: Vec<Message>, due: Option<Instant>) -> Result<(), Exiting> {
+    /// Publishes messages, all due at `due` if deferred. On error nothing
+    /// was acknowledged; some channels may have a copy (at least once).
+    /// The returned sync must complete before the publisher is answered.
+    pub fn publish(
+        &self,
+        messages: Vec<Message>,
+        due: Option<Instant>,
+    ) -> Result<PendingSync, PublishError> {
         let bytes: usize = messages.iter().map(|m| m.body.len()).sum();
         let mut state = self.state.lock();
         if self.is_exiting() {
-            return Err(Exiting);
+            return Err(PublishError::Exiting);
         }
         self.message_count
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        if state.channels.is_empty() || self.is_paused() {
-            state
-                .backlog
-                .extend(messages.into_iter().map(|message| Pending { message, due }));
+        let disk_waiting = state.disk.as_ref().is_some_and(|d| !d.is_empty());
+        if state.channels.is_empty() || self.is_paused() || disk_waiting {
+            self.hold(&mut state, messages, due)
         } else {
-            fan_out(state.channels.values(), &messages, due);
+            Ok(fan_out(state.channels.values(), &messages, due)?)
         }
-        Ok(())
+    }
+
+    /// Keeps messages in the backlog: memory while it has room and nothing
+    /// waits on disk, the rest on disk (an ephemeral topic drops them).
+    fn hold(
+        &self,
+        state: &mut TopicState,
+        messages: Vec<Message>,
+        due: Option<Instant>,
+    ) -> Result<PendingSync, PublishError> {
+        let mut pending = PendingSync::default();
+        let room = if state.disk.as_ref().is_some_and(|d| !d.is_empty()) {
+            0
+        } else {
+            self.memory_limit.saturating_sub(state.backlog.len())
+        };
+        let mut messages = messages;
+        let rest = messages.split_off(room.min(messages.len()));
+        state
+            .backlog
+            .extend(messages.into_iter().map(|message| Pending { message, due }));
+        if let Some(disk) = &mut state.disk {
+            pending.extend(disk.append(&rest, due.map(due_to_unix_nanos))?);
+        }
+        self.wake_pump(state);
+        Ok(pending)
+    }
+
+    /// Starts the pump if the disk backlog can go to channels now.
+    fn wake_pump(&self, state: &mut TopicState) {
+        let waiting = state.disk.as_ref().is_some_and(|d| !d.is_empty());
+        if state.pumping || !waiting || state.channels.is_empty() || self.is_paused() {
+            return;
+        }
+        if let (Some(topic), Ok(runtime)) =
+            (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        {
+            state.pumping = true;
+            runtime.spawn(pump(topic));
+        }
+    }
+
+    /// Moves one batch from the disk backlog to the channels; returns the
+    /// syncs to wait for and the locations to finish after them, or `None`
+    /// when the pump should stop.
+    fn pump_batch(&self) -> Option<(io::Result<PendingSync>, Vec<Location>)> {
+        let mut state = self.state.lock();
+        let TopicState {
+            channels,
+            disk,
+            pumping,
+            ..
+        } = &mut *state;
+        let can_move = !self.is_exiting() && !self.is_paused() && !channels.is_empty();
+        let records = match disk {
+            Some(disk) if can_move => disk.read(PUMP_BATCH),
+            _ => Vec::new(),
+        };
+        if records.is_empty() {
+            *pumping = false;
+            return None;
+        }
+        let now = now_nanos();
+        let mut pending = PendingSync::default();
+        let mut locations = Vec::with_capacity(records.len());
+        let mut immediate = Vec::with_capacity(records.len());
+        let mut result = Ok(());
+        for (stored, location) in records {
+            locations.push(location);
+            match stored.due_unix_nanos {
+                Some(due) if due > now => {
+                    let due = Some(due_from_unix_nanos(due));
+                    match fan_out(channels.values(), &[stored.message], due) {
+                        Ok(more) => pending.extend(more),
+                        Err(e) => result = Err(e),
+                    }
+                }
+                _ => immediate.push(stored.message),
+            }
+        }
+        match fan_out(channels.values(), &immediate, None) {
+            Ok(more) => pending.extend(more),
+            Err(e) => result = Err(e),
+        }
+        Some((result.map(|()| pending), locations))
     }
 
     /// Returns the channel, creating it if needed; the first channel takes
@@ -86,10 +217,11 @@ impl Topic {
         if let Some(channel) = state.channels.get(name) {
             return Ok((channel.clone(), false));
         }
-        let channel = Channel::new(&self.name, name);
+        let channel = Channel::new(&self.name, name, &self.queues);
         state.channels.insert(name.to_string(), channel.clone());
         if !self.is_paused() {
             drain_backlog(&mut state);
+            self.wake_pump(&mut state);
         }
         Ok((channel, true))
     }
@@ -139,6 +271,7 @@ impl Topic {
         self.paused.store(false, Ordering::Release);
         if !state.channels.is_empty() {
             drain_backlog(&mut state);
+            self.wake_pump(&mut state);
         }
     }
 
@@ -146,21 +279,35 @@ impl Topic {
         self.paused.load(Ordering::Acquire)
     }
 
+    /// Shutdown: refuses publishes and stops the pump, keeping all data.
+    pub fn stop(&self) {
+        let _state = self.state.lock();
+        self.exiting.store(true, Ordering::Release);
+    }
+
     pub fn is_exiting(&self) -> bool {
         self.exiting.load(Ordering::Acquire)
     }
 
-    /// Drops the topic's own backlog (nsqd's topic /empty; channels keep theirs).
+    /// Drops the topic's own backlog, on disk too (nsqd's topic /empty;
+    /// channels keep theirs).
     pub fn empty(&self) {
-        self.state.lock().backlog.clear();
+        let mut state = self.state.lock();
+        state.backlog.clear();
+        if let Some(disk) = &mut state.disk {
+            disk.clear();
+        }
     }
 
-    /// Deletes the topic and all its channels.
+    /// Deletes the topic and all its channels, with their files.
     pub fn close(&self) {
         let channels = {
             let mut state = self.state.lock();
             self.exiting.store(true, Ordering::Release);
             state.backlog.clear();
+            if let Some(disk) = &mut state.disk {
+                disk.clear();
+            }
             std::mem::take(&mut state.channels)
         };
         for channel in channels.values() {
@@ -168,15 +315,53 @@ impl Topic {
         }
     }
 
+    /// Writes the in-memory backlog to disk and flushes it (shutdown).
+    /// Returns how many messages were written.
+    pub fn persist(&self) -> io::Result<usize> {
+        let mut state = self.state.lock();
+        let TopicState { backlog, disk, .. } = &mut *state;
+        let Some(disk) = disk else {
+            return Ok(0);
+        };
+        let count = backlog.len();
+        for pending in backlog.drain(..) {
+            disk.append(
+                std::slice::from_ref(&pending.message),
+                pending.due.map(due_to_unix_nanos),
+            )?;
+        }
+        disk.forget_outstanding();
+        disk.flush()?;
+        Ok(count)
+    }
+
+    /// Fsyncs the disk backlog if needed and saves its read checkpoint.
+    pub async fn sync_disk(&self) -> io::Result<()> {
+        let sync = self.state.lock().disk.as_ref().map(DiskQueue::sync_state);
+        let Some(sync) = sync else {
+            return Ok(());
+        };
+        if sync.is_dirty() {
+            sync.sync_to(sync.written()).await?;
+        }
+        if let Some(disk) = &mut self.state.lock().disk {
+            disk.save_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Messages in the backlog, in memory and on disk.
     pub fn depth(&self) -> usize {
-        self.state.lock().backlog.len()
+        let state = self.state.lock();
+        state.backlog.len() + state.disk_depth() as usize
     }
 
     pub fn stats(&self, channel_filter: Option<&str>, include_clients: bool) -> TopicStats {
-        let (depth, channels) = {
+        let (depth, backend_depth, channels) = {
             let state = self.state.lock();
             (
-                state.backlog.len(),
+                state.backlog.len() + state.disk_depth() as usize,
+                state.disk_depth(),
                 state.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
@@ -189,7 +374,7 @@ impl Topic {
             topic_name: self.name.clone(),
             channels,
             depth: depth as i64,
-            backend_depth: 0,
+            backend_depth: backend_depth as i64,
             message_count: self.message_count.load(Ordering::Relaxed),
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
@@ -198,34 +383,97 @@ impl Topic {
     }
 }
 
+impl TopicState {
+    fn disk_depth(&self) -> u64 {
+        self.disk.as_ref().map_or(0, DiskQueue::depth)
+    }
+}
+
+/// Moves the disk backlog to the channels, one batch at a time; a batch
+/// leaves the topic's disk (its checkpoint passes it) only once every
+/// channel has it, synced in durable mode. Ends when the backlog is empty,
+/// the topic is paused or deleted, or its last channel goes.
+async fn pump(topic: Arc<Topic>) {
+    let weak = Arc::downgrade(&topic);
+    drop(topic);
+    loop {
+        let Some(topic) = weak.upgrade() else {
+            return;
+        };
+        let Some((result, locations)) = topic.pump_batch() else {
+            return;
+        };
+        let result = match result {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {
+                if let Some(disk) = &mut topic.state.lock().disk {
+                    for location in &locations {
+                        disk.finish(location);
+                    }
+                }
+            }
+            Err(e) => {
+                // The batch stays unfinished on the topic's disk, so a
+                // restart delivers it again; try the next batch later.
+                tracing::error!(topic = %topic.name, error = %e, "TOPIC: cannot move messages to its channels");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        drop(topic);
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Gives each channel its copy of `messages` (bodies shared, not copied).
 fn fan_out<'a>(
     channels: impl Iterator<Item = &'a Arc<Channel>>,
     messages: &[Message],
     due: Option<Instant>,
-) {
+) -> io::Result<PendingSync> {
+    let mut pending = PendingSync::default();
+    let mut first_error = None;
     for channel in channels {
-        match due {
+        let put = match due {
             Some(due) if due > Instant::now() => channel.put_deferred(messages, due),
             _ => channel.put(messages),
+        };
+        match put {
+            Ok(more) => pending.extend(more),
+            Err(e) => first_error = first_error.or(Some(e)),
         }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(pending),
     }
 }
 
+/// Hands the in-memory backlog to the channels (first channel, unpause).
+/// Channels take it in memory unless their own disk queue is in use; a
+/// failure there is logged, as nobody waits for these messages.
 fn drain_backlog(state: &mut TopicState) {
     let backlog = std::mem::take(&mut state.backlog);
     let mut immediate = Vec::new();
+    let mut result = Ok(PendingSync::default());
     for pending in backlog {
         match pending.due {
-            Some(due) => fan_out(
-                state.channels.values(),
-                std::slice::from_ref(&pending.message),
-                Some(due),
-            ),
+            Some(due) => {
+                result = result.and(fan_out(
+                    state.channels.values(),
+                    std::slice::from_ref(&pending.message),
+                    Some(due),
+                ))
+            }
             None => immediate.push(pending.message),
         }
     }
-    fan_out(state.channels.values(), &immediate, None);
+    result = result.and(fan_out(state.channels.values(), &immediate, None));
+    if let Err(e) = result {
+        tracing::error!(error = %e, "TOPIC: cannot hand its backlog to a channel");
+    }
 }
 
 /// Field names and order as nsqd's `TopicStats`.
@@ -256,27 +504,30 @@ mod tests {
 
     #[tokio::test]
     async fn holds_messages_until_the_first_channel() {
-        let topic = Topic::new("t");
-        topic
-            .publish(vec![message("a"), message("b")], None)
-            .unwrap();
+        let topic = Topic::new("t", &QueueSettings::memory_only());
+        assert!(
+            topic
+                .publish(vec![message("a"), message("b")], None)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(topic.depth(), 2);
         let (c1, created) = topic.channel("c1").unwrap();
         assert!(created);
         assert_eq!(c1.depth(), 2);
         assert_eq!(topic.depth(), 0);
         let (c2, _) = topic.channel("c2").unwrap();
-        topic.publish(vec![message("c")], None).unwrap();
+        assert!(topic.publish(vec![message("c")], None).unwrap().is_empty());
         assert_eq!(c1.depth(), 3);
         assert_eq!(c2.depth(), 1);
     }
 
     #[tokio::test]
     async fn paused_topics_keep_messages_until_unpaused() {
-        let topic = Topic::new("t");
+        let topic = Topic::new("t", &QueueSettings::memory_only());
         let (c, _) = topic.channel("c").unwrap();
         topic.pause();
-        topic.publish(vec![message("a")], None).unwrap();
+        assert!(topic.publish(vec![message("a")], None).unwrap().is_empty());
         assert_eq!(c.depth(), 0);
         assert_eq!(topic.depth(), 1);
         topic.unpause();
@@ -285,9 +536,12 @@ mod tests {
 
     #[tokio::test]
     async fn closed_topics_refuse_messages() {
-        let topic = Topic::new("t");
+        let topic = Topic::new("t", &QueueSettings::memory_only());
         topic.close();
-        assert_eq!(topic.publish(vec![message("a")], None), Err(Exiting));
+        assert!(matches!(
+            topic.publish(vec![message("a")], None),
+            Err(PublishError::Exiting)
+        ));
         assert!(topic.channel("c").is_err());
     }
 }

@@ -8,7 +8,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 
 use super::{ApiError, ApiResponse, ApiResult, AppState, Query};
+use crate::broker::Broker;
 use crate::broker::names::is_valid_name;
+use crate::broker::topic::PublishError;
 use crate::protocol::command::{Limits, parse_mpub_body};
 
 fn too_big(message: &str) -> ApiError {
@@ -88,10 +90,7 @@ pub async fn publish(
         }
         defer = Duration::from_millis(ms as u64);
     }
-    broker
-        .publish(topic, vec![body], defer)
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
-    Ok(ApiResponse::Text("OK".into()))
+    publish_and_wait(broker, topic, vec![body], defer).await
 }
 
 pub async fn multi_publish(
@@ -125,9 +124,31 @@ pub async fn multi_publish(
     } else {
         split_lines(&body, options.max_msg_size)?
     };
-    broker
-        .publish(topic, messages, Duration::ZERO)
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "EXITING"))?;
+    publish_and_wait(broker, topic, messages, Duration::ZERO).await
+}
+
+/// Publishes and answers OK once the messages are as safe as the
+/// configuration promises (after the group fsync in durable mode). A topic
+/// being deleted is nsqd's 503 EXITING; a storage failure (disk full,
+/// permissions) is a 500 naming the cause, and is logged.
+async fn publish_and_wait(
+    broker: &Broker,
+    topic: &str,
+    bodies: Vec<Bytes>,
+    defer: Duration,
+) -> ApiResult {
+    let failed = |e: &dyn std::fmt::Display| {
+        tracing::error!(topic, error = %e, "HTTP: publish failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("PUB_FAILED: {e}"),
+        )
+    };
+    let pending = broker.publish(topic, bodies, defer).map_err(|e| match e {
+        PublishError::Exiting => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "EXITING"),
+        PublishError::Storage(e) => failed(&e),
+    })?;
+    pending.wait().await.map_err(|e| failed(&e))?;
     Ok(ApiResponse::Text("OK".into()))
 }
 

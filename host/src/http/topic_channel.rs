@@ -64,6 +64,7 @@ fn set_topic_paused(
     } else {
         topic.unpause()
     }
+    state.broker.note_metadata_changed();
     tracing::info!(topic = name, paused, "TOPIC: pause state changed");
     Ok(ApiResponse::Empty)
 }
@@ -96,12 +97,14 @@ pub async fn empty_channel(State(state): State<AppState>, RawQuery(raw): RawQuer
 pub async fn pause_channel(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let query = Query::parse(raw.as_deref());
     existing_channel(&state.broker, &query)?.pause();
+    state.broker.note_metadata_changed();
     Ok(ApiResponse::Empty)
 }
 
 pub async fn unpause_channel(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let query = Query::parse(raw.as_deref());
     existing_channel(&state.broker, &query)?.unpause();
+    state.broker.note_metadata_changed();
     Ok(ApiResponse::Empty)
 }
 

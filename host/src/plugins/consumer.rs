@@ -361,11 +361,11 @@ impl PluginRun {
     fn dead_letter(&self, channel: &Arc<Channel>, message: &Message, reason: &str) {
         let manifest = &self.link.manifest;
         let body: Bytes = message.body.clone();
-        match self
-            .link
-            .broker
-            .publish(&manifest.dead_letter_topic, vec![body], Duration::ZERO)
-        {
+        match self.link.broker.publish_blocking(
+            &manifest.dead_letter_topic,
+            vec![body],
+            Duration::ZERO,
+        ) {
             Ok(()) => {
                 if channel.finish(self.client.id, &message.id).is_ok() {
                     PluginStats::bump(&self.link.stats.dead_lettered);
@@ -377,7 +377,8 @@ impl PluginRun {
                     "PLUGIN: dead-lettered: {reason}"
                 );
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::error!(plugin = %self.link.name, id = %message.id, error = %e, "PLUGIN: cannot dead-letter; requeued");
                 let _ = channel.requeue(self.client.id, &message.id, manifest.backoff_min);
             }
         }

@@ -297,12 +297,12 @@ fn publish_from_guest(
     let delay = Duration::from_millis(delay_ms as u64);
     match link
         .broker
-        .publish(topic_name, vec![Bytes::from(body)], delay)
+        .publish_blocking(topic_name, vec![Bytes::from(body)], delay)
     {
         Ok(()) => {
             PluginStats::bump(&link.stats.published);
             status::OK
         }
-        Err(_) => refuse(status::UNAVAILABLE, "topic is exiting"),
+        Err(e) => refuse(status::UNAVAILABLE, &e.to_string()),
     }
 }

@@ -24,6 +24,7 @@ use crate::broker::Broker;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, state};
 use crate::broker::topic::Topic;
+use crate::storage::PendingSync;
 
 /// Messages taken from the channel per batch; bounds the output buffer.
 const DELIVERY_BATCH: usize = 128;
@@ -47,6 +48,21 @@ pub struct Connection {
     pub(super) sample_rate: i32,
     pub(super) subscription: Option<(Arc<Topic>, Arc<Channel>)>,
     last_read: Instant,
+    /// Responses already in `out` that may be sent only after their
+    /// publish is synced (durable mode). All of a turn's publishes share
+    /// one wait, so pipelined PUBs share fsyncs.
+    awaiting_sync: Vec<AwaitingSync>,
+    /// A sync failed: the error went out instead of the OK, then we close.
+    sync_failure: Option<ClientError>,
+}
+
+/// An OK in the output buffer that waits for its publish's fsync.
+struct AwaitingSync {
+    pending: PendingSync,
+    /// Where the OK starts in `out`.
+    response_at: usize,
+    command: &'static str,
+    topic: String,
 }
 
 /// Why the loop ended, for the log.
@@ -83,6 +99,8 @@ impl Connection {
             sample_rate: 0,
             subscription: None,
             last_read: Instant::now(),
+            awaiting_sync: Vec::new(),
+            sync_failure: None,
         }
     }
 
@@ -147,6 +165,9 @@ impl Connection {
             };
             if let Err(e) = self.flush().await {
                 return Ending::Io(e);
+            }
+            if let Some(e) = self.sync_failure.take() {
+                return Ending::Fatal(e);
             }
 
             let messages_ready = async {
@@ -259,6 +280,41 @@ impl Connection {
         frame::write_frame(&mut self.out, FRAME_TYPE_RESPONSE, data);
     }
 
+    /// Queues a response that goes out only once `pending` is synced.
+    pub(super) fn respond_after_sync(
+        &mut self,
+        data: &[u8],
+        pending: PendingSync,
+        command: &'static str,
+        topic: &str,
+    ) {
+        if !pending.is_empty() {
+            self.awaiting_sync.push(AwaitingSync {
+                pending,
+                response_at: self.out.len(),
+                command,
+                topic: topic.to_string(),
+            });
+        }
+        self.respond(data);
+    }
+
+    /// Waits for the syncs the buffered responses depend on. If one fails,
+    /// everything from its OK on is replaced by the error, and the
+    /// connection closes after sending it.
+    async fn wait_for_syncs(&mut self) {
+        for awaiting in std::mem::take(&mut self.awaiting_sync) {
+            if let Err(e) = awaiting.pending.wait().await {
+                let error = super::publish::publish_failed(awaiting.command, &awaiting.topic, &e);
+                self.out.truncate(awaiting.response_at);
+                self.send_error(&error);
+                self.sync_failure = Some(error);
+                self.awaiting_sync.clear();
+                return;
+            }
+        }
+    }
+
     fn send_error(&mut self, error: &ClientError) {
         frame::write_frame(
             &mut self.out,
@@ -270,6 +326,7 @@ impl Connection {
     /// Writes the output buffer; a client that does not read for a whole
     /// heartbeat interval (or client timeout) is given up on.
     async fn flush(&mut self) -> std::io::Result<()> {
+        self.wait_for_syncs().await;
         if self.out.is_empty() {
             return Ok(());
         }

@@ -19,16 +19,30 @@ impl Connection {
     ) -> Result<(), ClientError> {
         let count = bodies.len() as u64;
         let defer = Duration::from_millis(defer_ms.max(0) as u64);
-        self.broker.publish(topic, bodies, defer).map_err(|e| {
-            let code = match command {
-                "MPUB" => "E_MPUB_FAILED",
-                "DPUB" => "E_DPUB_FAILED",
-                _ => "E_PUB_FAILED",
-            };
-            ClientError::fatal(code, format!("{command} failed {e}"))
-        })?;
+        let pending = self
+            .broker
+            .publish(topic, bodies, defer)
+            .map_err(|e| publish_failed(command, topic, &e))?;
         self.client.record_published(topic, count);
-        self.respond(frame::OK);
+        self.respond_after_sync(frame::OK, pending, command, topic);
         Ok(())
     }
+}
+
+/// nsqd's fatal error for a failed publish; storage failures are logged.
+pub(super) fn publish_failed(
+    command: &'static str,
+    topic: &str,
+    error: &dyn std::fmt::Display,
+) -> ClientError {
+    let code = match command {
+        "MPUB" => "E_MPUB_FAILED",
+        "DPUB" => "E_DPUB_FAILED",
+        _ => "E_PUB_FAILED",
+    };
+    let text = error.to_string();
+    if text != "exiting" {
+        tracing::error!(topic, error = %text, "{command} failed");
+    }
+    ClientError::fatal(code, format!("{command} failed {text}"))
 }

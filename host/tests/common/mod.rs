@@ -38,8 +38,20 @@ impl Wasqd {
 
     /// Starts wasqd with extra flags and waits until both listeners are up.
     pub fn start_with(args: &[&str]) -> Wasqd {
+        Wasqd::spawn(Command::new(env!("CARGO_BIN_EXE_wasqd")), args)
+    }
+
+    /// Starts wasqd through `sh -c SCRIPT`, where the script ends by
+    /// running `"$0" "$@"` (to set resource limits first, for example).
+    pub fn start_via_shell(script: &str, args: &[&str]) -> Wasqd {
+        let mut command = Command::new("sh");
+        command.args(["-c", script, env!("CARGO_BIN_EXE_wasqd")]);
+        Wasqd::spawn(command, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Wasqd {
         let workdir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasqd"))
+        let mut child = command
             .current_dir(workdir.path())
             .args([
                 "--tcp-address",
@@ -136,6 +148,12 @@ impl Wasqd {
         Http {
             base: format!("http://{}", self.http),
         }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
     }
 
     /// Sends SIGTERM and returns the exit status.

@@ -1,0 +1,105 @@
+//! What survives a restart: disk queues for messages beyond
+//! `--mem-queue-size` (or all of them in durable mode) and the metadata of
+//! which topics and channels exist and which are paused.
+//!
+//! - [`record`]: one message on disk, with length and checksum
+//! - [`disk_queue`]: segmented append-only queue with a read checkpoint
+//! - [`sync`]: group commit for durable publishes
+//! - [`metadata`]: `wasqd.dat`, nsqd's `nsqd.dat` in the same JSON shape
+//! - [`background`]: periodic fsync and checkpoints, metadata saves
+
+pub mod background;
+pub mod disk_queue;
+pub mod metadata;
+pub mod record;
+pub mod sync;
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::broker::message::now_nanos;
+
+pub use disk_queue::{DiskQueue, DiskSettings, Location};
+pub use sync::{PendingSync, SyncTicket};
+
+/// Replaces `path` with `contents` so that a crash leaves either the old
+/// or the new file, never a mix: write a temporary file, fsync, rename.
+pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = std::path::PathBuf::from(temporary);
+    {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(contents)?;
+        file.sync_data()?;
+    }
+    fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(dir) = fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })
+    {
+        // Makes the rename itself durable; not every filesystem allows it.
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
+/// still holds this many messages so `nsq_tail` works in durable mode.
+pub const EPHEMERAL_MIN_MEMORY: usize = 1000;
+
+/// How a broker keeps its queues: how many messages each may hold in
+/// memory and where the rest goes.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    pub mem_queue_size: usize,
+    /// `None`: memory only (unit tests).
+    pub disk: Option<Arc<DiskSettings>>,
+}
+
+impl QueueSettings {
+    /// Unbounded memory, no disk.
+    pub fn memory_only() -> QueueSettings {
+        QueueSettings {
+            mem_queue_size: usize::MAX,
+            disk: None,
+        }
+    }
+
+    /// Messages a queue keeps in memory before the rest goes to disk (or,
+    /// for an ephemeral queue, is dropped as nsqd drops it).
+    pub fn memory_limit(&self, ephemeral: bool) -> usize {
+        if ephemeral {
+            self.mem_queue_size.max(EPHEMERAL_MIN_MEMORY)
+        } else {
+            self.mem_queue_size
+        }
+    }
+
+    /// Opens the disk part of a queue; ephemeral queues have none.
+    pub fn open_disk(&self, queue_name: &str, ephemeral: bool) -> Option<DiskQueue> {
+        match &self.disk {
+            Some(settings) if !ephemeral => Some(DiskQueue::open(queue_name, settings.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A due time as Unix nanoseconds, for writing to disk.
+pub fn due_to_unix_nanos(due: Instant) -> i64 {
+    let now = Instant::now();
+    let ahead = due.saturating_duration_since(now).as_nanos() as i64;
+    now_nanos() + ahead
+}
+
+/// A due time read from disk; one in the past is due now.
+pub fn due_from_unix_nanos(unix_nanos: i64) -> Instant {
+    let ahead = unix_nanos.saturating_sub(now_nanos()).max(0);
+    Instant::now() + Duration::from_nanos(ahead as u64)
+}
