@@ -193,24 +193,25 @@ impl DiskQueue {
         if messages.is_empty() {
             return Ok(None);
         }
-        let mut buffer = Vec::with_capacity(messages.iter().map(record::record_len).sum::<usize>());
-        for message in messages {
-            record::encode(message, due_unix_nanos, &mut buffer);
+        let mut seq = 0;
+        let mut rest = messages;
+        while !rest.is_empty() {
+            // As many records as fit in the current segment (at least one,
+            // so a record bigger than a whole segment still goes in).
+            let room = self.room_in_segment();
+            let mut len = 0;
+            let fit = rest
+                .iter()
+                .take_while(|m| {
+                    len += record::record_len(m) as u64;
+                    len <= room
+                })
+                .count()
+                .max(1);
+            let (chunk, after) = rest.split_at(fit);
+            seq = self.write_chunk(chunk, due_unix_nanos)?;
+            rest = after;
         }
-        let segment = self.segment_for(buffer.len() as u64)?;
-        if let Err(e) = (&*segment.file).write_all(&buffer) {
-            // Cut off whatever part was written so the next append starts
-            // on a record boundary; if even that fails, start a new segment.
-            if segment.file.set_len(segment.len).is_err() {
-                self.write = None;
-            }
-            return Err(e);
-        }
-        segment.len += buffer.len() as u64;
-        let (number, file) = (segment.number, segment.file.clone());
-        let seq = self.sync.appended(&file);
-        *self.segments.entry(number).or_insert(0) += messages.len() as u64;
-        self.depth += messages.len() as u64;
         self.unsynced_messages += messages.len() as u64;
         if self.settings.sync_every <= 1 {
             self.unsynced_messages = 0;
@@ -229,6 +230,45 @@ impl DiskQueue {
             }
         }
         Ok(None)
+    }
+
+    /// Bytes the current segment can still take; a full one is rolled
+    /// over first, so there is always room for at least one record.
+    fn room_in_segment(&self) -> u64 {
+        match &self.write {
+            Some(w) if w.len < self.settings.max_bytes_per_file => {
+                self.settings.max_bytes_per_file - w.len
+            }
+            _ => self.settings.max_bytes_per_file,
+        }
+    }
+
+    /// Writes records to the current segment in one write; returns the
+    /// append's number for [`SyncState::sync_to`].
+    fn write_chunk(
+        &mut self,
+        messages: &[Message],
+        due_unix_nanos: Option<i64>,
+    ) -> io::Result<u64> {
+        let mut buffer = Vec::with_capacity(messages.iter().map(record::record_len).sum::<usize>());
+        for message in messages {
+            record::encode(message, due_unix_nanos, &mut buffer);
+        }
+        let segment = self.segment_for(buffer.len() as u64)?;
+        if let Err(e) = (&*segment.file).write_all(&buffer) {
+            // Cut off whatever part was written so the next append starts
+            // on a record boundary; if even that fails, start a new segment.
+            if segment.file.set_len(segment.len).is_err() {
+                self.write = None;
+            }
+            return Err(e);
+        }
+        segment.len += buffer.len() as u64;
+        let (number, file) = (segment.number, segment.file.clone());
+        let seq = self.sync.appended(&file);
+        *self.segments.entry(number).or_insert(0) += messages.len() as u64;
+        self.depth += messages.len() as u64;
+        Ok(seq)
     }
 
     /// The segment to append `len` bytes to, rolling over to a new one

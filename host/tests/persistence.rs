@@ -1,0 +1,559 @@
+//! Persistence, black-box: real wasqd processes sharing a `--data-path`,
+//! stopped with SIGTERM or killed with SIGKILL under load, restarted, and
+//! drained over real sockets. The rule checked everywhere: a message whose
+//! publish got OK is delivered (again, if it was in flight) after the
+//! restart, unless a consumer finished it before.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+/// A publisher that reports failures instead of panicking: under a
+/// shutdown or a crash the connection goes away mid-command.
+struct Publisher {
+    stream: TcpStream,
+}
+
+impl Publisher {
+    fn connect(addr: SocketAddr) -> Publisher {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"  V2").unwrap();
+        Publisher { stream }
+    }
+
+    /// Sends one command; returns the response text (or error frame).
+    fn command(&mut self, line: &str, body: &[u8]) -> Option<String> {
+        let mut out = line.as_bytes().to_vec();
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+        self.stream.write_all(&out).ok()?;
+        loop {
+            let mut header = [0u8; 4];
+            self.stream.read_exact(&mut header).ok()?;
+            let mut data = vec![0u8; u32::from_be_bytes(header) as usize];
+            self.stream.read_exact(&mut data).ok()?;
+            let text = String::from_utf8_lossy(&data[4..]).into_owned();
+            if text != "_heartbeat_" {
+                return Some(text);
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: &str, body: &str) -> bool {
+        self.command(&format!("PUB {topic}\n"), body.as_bytes()) == Some("OK".into())
+    }
+
+    fn publish_deferred(&mut self, topic: &str, defer_ms: u64, body: &str) -> bool {
+        self.command(&format!("DPUB {topic} {defer_ms}\n"), body.as_bytes()) == Some("OK".into())
+    }
+
+    fn publish_many(&mut self, topic: &str, bodies: &[String]) -> bool {
+        let mut body = (bodies.len() as u32).to_be_bytes().to_vec();
+        for b in bodies {
+            body.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            body.extend_from_slice(b.as_bytes());
+        }
+        self.command(&format!("MPUB {topic}\n"), &body) == Some("OK".into())
+    }
+}
+
+/// What the load saw: bodies acknowledged, finished, and deferred ones
+/// with their due times.
+#[derive(Default)]
+struct Ledger {
+    acknowledged: BTreeSet<String>,
+    finished: BTreeSet<String>,
+    due: BTreeMap<String, SystemTime>,
+}
+
+/// Runs publishers (PUB, MPUB and DPUB) and a consumer that finishes every
+/// other message and leaves the rest in flight, until `stop` is set or
+/// the server goes away.
+fn run_load(
+    wasqd: &Wasqd,
+    topic: &'static str,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let mut threads = Vec::new();
+    for p in 0..4 {
+        let (addr, stop, ledger) = (wasqd.tcp, stop.clone(), ledger.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut publisher = Publisher::connect(addr);
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let ok = if p % 2 == 0 {
+                    let body = format!("p{p}-{n}");
+                    n += 1;
+                    publisher
+                        .publish(topic, &body)
+                        .then(|| ledger.lock().unwrap().acknowledged.insert(body))
+                        .is_some()
+                } else {
+                    let bodies: Vec<String> = (0..20).map(|i| format!("p{p}-{}", n + i)).collect();
+                    n += 20;
+                    publisher
+                        .publish_many(topic, &bodies)
+                        .then(|| ledger.lock().unwrap().acknowledged.extend(bodies))
+                        .is_some()
+                };
+                if !ok {
+                    return;
+                }
+            }
+        }));
+    }
+    let (addr, stop_deferred, ledger_deferred) = (wasqd.tcp, stop.clone(), ledger.clone());
+    threads.push(std::thread::spawn(move || {
+        let mut publisher = Publisher::connect(addr);
+        let mut n = 0;
+        while !stop_deferred.load(Ordering::Relaxed) {
+            let body = format!("d-{n}");
+            n += 1;
+            let due = SystemTime::now() + Duration::from_millis(2500);
+            if !publisher.publish_deferred(topic, 2500, &body) {
+                return;
+            }
+            let mut ledger = ledger_deferred.lock().unwrap();
+            ledger.acknowledged.insert(body.clone());
+            ledger.due.insert(body, due);
+            drop(ledger);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }));
+    let (addr, ledger_consumer) = (wasqd.tcp, ledger.clone());
+    threads.push(std::thread::spawn(move || {
+        let mut consumer = RawClient::connect(addr);
+        consumer.send(format!("  V2SUB {topic} c\nRDY 200\n").as_bytes());
+        let mut count = 0;
+        while let Some(message) = next_message(&mut consumer, Duration::from_secs(5)) {
+            count += 1;
+            if count % 2 == 0 {
+                let body = String::from_utf8_lossy(&message.body).into_owned();
+                consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+                ledger_consumer.lock().unwrap().finished.insert(body);
+            }
+        }
+    }));
+    threads
+}
+
+/// Lets the load run until the consumer has finished some messages and
+/// holds others in flight, so the stop interrupts all of it.
+fn wait_for_consumer(ledger: &Mutex<Ledger>) {
+    assert!(eventually(Duration::from_secs(20), || {
+        ledger.lock().unwrap().finished.len() >= 150
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// The next message, skipping responses; `None` on silence or close.
+fn next_message(client: &mut RawClient, idle: Duration) -> Option<RawMessage> {
+    client.stream.set_read_timeout(Some(idle)).unwrap();
+    loop {
+        let mut header = [0u8; 4];
+        client.stream.read_exact(&mut header).ok()?;
+        let mut data = vec![0u8; u32::from_be_bytes(header) as usize];
+        client.stream.read_exact(&mut data).ok()?;
+        if u32::from_be_bytes(data[..4].try_into().unwrap()) == FRAME_MESSAGE {
+            return Some(RawMessage::decode(&data[4..]));
+        }
+    }
+}
+
+/// Consumes (and finishes) until every body in `expected` arrived or
+/// nothing came for `idle`; returns each body with its arrival time.
+fn drain(
+    wasqd: &Wasqd,
+    topic: &str,
+    expected: &BTreeSet<String>,
+    idle: Duration,
+) -> BTreeMap<String, SystemTime> {
+    let mut consumer = wasqd.consumer(topic, "c", 500);
+    let mut received = BTreeMap::new();
+    while !expected.iter().all(|b| received.contains_key(b)) {
+        let Some(message) = next_message(&mut consumer, idle) else {
+            break;
+        };
+        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+        received
+            .entry(String::from_utf8_lossy(&message.body).into_owned())
+            .or_insert_with(SystemTime::now);
+    }
+    received
+}
+
+/// Checks the restarted broker delivered everything it owed.
+fn check_delivery(ledger: &Ledger, received: &BTreeMap<String, SystemTime>) {
+    let owed: Vec<&String> = ledger
+        .acknowledged
+        .iter()
+        .filter(|b| !ledger.finished.contains(*b))
+        .collect();
+    let missing: Vec<&&String> = owed
+        .iter()
+        .filter(|b| !received.contains_key(**b))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged, unfinished messages lost, e.g. {:?}",
+        missing.len(),
+        owed.len(),
+        &missing[..missing.len().min(5)]
+    );
+    for (body, due) in &ledger.due {
+        if let Some(arrived) = received.get(body) {
+            assert!(
+                *arrived + Duration::from_millis(50) >= *due,
+                "deferred {body} arrived {:?} before its due time",
+                due.duration_since(*arrived).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn create_channel(wasqd: &Wasqd, topic: &str) {
+    let http = wasqd.http();
+    assert_eq!(
+        http.post(&format!("/topic/create?topic={topic}"), b"").0,
+        200
+    );
+    let (status, _) = http.post(&format!("/channel/create?topic={topic}&channel=c"), b"");
+    assert_eq!(status, 200);
+}
+
+fn path_arg(dir: &Path) -> &str {
+    dir.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn a_graceful_restart_under_load_keeps_every_acknowledged_message() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "50",
+        "--max-bytes-per-file",
+        "65536",
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    create_channel(&wasqd, "load");
+    let (stop, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
+    let threads = run_load(&wasqd, "load", stop.clone(), Arc::clone(&ledger));
+    wait_for_consumer(&ledger);
+    assert!(wasqd.terminate().success());
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    assert!(
+        ledger.acknowledged.len() > 100,
+        "too little load to mean anything"
+    );
+    assert!(!ledger.due.is_empty());
+
+    let wasqd = Wasqd::start_with(&args);
+    let channel = wasqd
+        .http()
+        .channel_stats("load", "c")
+        .expect("channel restored");
+    assert!(channel["depth"].as_i64().unwrap() > 0, "{channel}");
+    let received = drain(&wasqd, "load", &ledger.acknowledged, Duration::from_secs(4));
+    check_delivery(&ledger, &received);
+    eprintln!(
+        "graceful restart: {} acknowledged, {} finished before, {} delivered after",
+        ledger.acknowledged.len(),
+        ledger.finished.len(),
+        received.len()
+    );
+}
+
+#[test]
+fn durable_mode_loses_nothing_acknowledged_when_killed() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "0",
+        "--sync-every",
+        "1",
+        "--max-bytes-per-file",
+        "65536",
+        // Checkpoints saved often, so a crash finds them past what was
+        // read and must redeliver in-flight messages from their locations.
+        "--sync-timeout",
+        "50ms",
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    create_channel(&wasqd, "durable");
+    let (stop, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
+    let threads = run_load(&wasqd, "durable", stop.clone(), Arc::clone(&ledger));
+    wait_for_consumer(&ledger);
+    wasqd.crash();
+    stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    assert!(
+        ledger.acknowledged.len() > 100,
+        "too little load to mean anything"
+    );
+
+    let wasqd = Wasqd::start_with(&args);
+    let received = drain(
+        &wasqd,
+        "durable",
+        &ledger.acknowledged,
+        Duration::from_secs(4),
+    );
+    check_delivery(&ledger, &received);
+    eprintln!(
+        "kill -9: {} acknowledged, {} finished before, {} delivered after",
+        ledger.acknowledged.len(),
+        ledger.finished.len(),
+        received.len()
+    );
+}
+
+fn data_files(dir: &Path, queue: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&format!("{queue}.wasq.")) && name.ends_with(".dat")
+        })
+        .count()
+}
+
+#[test]
+fn overflow_goes_to_disk_and_comes_back_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let wasqd = Wasqd::start_with(&[
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "100",
+        "--max-bytes-per-file",
+        "8192",
+        "--sync-timeout",
+        "100ms",
+    ]);
+    // No channel yet: the topic holds the backlog, mostly on disk.
+    let producers: Vec<_> = (0..2)
+        .map(|p| {
+            let addr = wasqd.tcp;
+            std::thread::spawn(move || {
+                let mut publisher = Publisher::connect(addr);
+                for batch in 0..10 {
+                    let bodies: Vec<String> = (0..100)
+                        .map(|i| format!("p{p}-{:05}", batch * 100 + i))
+                        .collect();
+                    assert!(publisher.publish_many("spill", &bodies));
+                }
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.join().unwrap();
+    }
+    let stats = wasqd.http().stats();
+    let topic = &stats["topics"][0];
+    assert_eq!(topic["depth"], 2000, "{topic}");
+    assert_eq!(topic["backend_depth"], 1900, "{topic}");
+    assert!(data_files(data.path(), "spill") > 5);
+
+    let mut consumer = wasqd.consumer("spill", "c", 150);
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for _ in 0..2000 {
+        let message = next_message(&mut consumer, Duration::from_secs(10)).expect("a message");
+        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+        let body = String::from_utf8(message.body).unwrap();
+        let (producer, n) = body.split_once('-').unwrap();
+        let n: i64 = n.parse().unwrap();
+        let previous = last.insert(producer.to_string(), n).unwrap_or(-1);
+        assert_eq!(n, previous + 1, "{producer} out of order");
+    }
+    assert_eq!(last.values().copied().collect::<Vec<_>>(), [999, 999]);
+    // Consumed segments are deleted once the checkpoint passes them.
+    assert!(eventually(Duration::from_secs(5), || {
+        data_files(data.path(), "spill") <= 1 && data_files(data.path(), "spill:c") <= 1
+    }));
+    let channel = wasqd.http().channel_stats("spill", "c").unwrap();
+    assert_eq!(channel["depth"], 0);
+    assert_eq!(channel["backend_depth"], 0);
+}
+
+/// Segment files of a queue, oldest first.
+fn segments(dir: &Path, queue: &str) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(&format!("{queue}.wasq.")) && name.ends_with(".dat")
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+#[test]
+fn torn_tails_and_corrupt_segments_are_logged_and_skipped() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "0",
+        "--max-bytes-per-file",
+        "1024",
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    let mut publisher = Publisher::connect(wasqd.tcp);
+    for topic in ["torn", "corrupt"] {
+        let bodies: Vec<String> = (0..50).map(|n| format!("m{n:02}")).collect();
+        assert!(publisher.publish_many(topic, &bodies));
+    }
+    wasqd.crash();
+
+    // A write cut short by the crash: half a record at the newest tail.
+    let torn = segments(data.path(), "torn");
+    let newest = torn.last().unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(newest)
+        .unwrap();
+    file.write_all(&[60, 0, 0, 0, 1, 2, 3, 4, b'x', b'y'])
+        .unwrap();
+    // Damage in the middle of the oldest segment of another queue.
+    let corrupt = segments(data.path(), "corrupt");
+    assert!(corrupt.len() > 2);
+    let mut bytes = std::fs::read(&corrupt[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&corrupt[0], bytes).unwrap();
+
+    let wasqd = Wasqd::start_with(&args);
+    let log = wasqd.log().join("\n");
+    let newest_name = newest.file_name().unwrap().to_string_lossy();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("torn record") && l.contains(&*newest_name)),
+        "{log}"
+    );
+    let corrupt_name = corrupt[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("corrupt segment") && l.contains(&*corrupt_name)),
+        "{log}"
+    );
+
+    let all: BTreeSet<String> = (0..50).map(|n| format!("m{n:02}")).collect();
+    create_channel(&wasqd, "torn");
+    let received = drain(&wasqd, "torn", &all, Duration::from_secs(2));
+    assert_eq!(received.keys().cloned().collect::<BTreeSet<_>>(), all);
+    create_channel(&wasqd, "corrupt");
+    let received = drain(&wasqd, "corrupt", &all, Duration::from_secs(2));
+    assert!(
+        received.len() < 50 && received.contains_key("m49"),
+        "{received:?}"
+    );
+    // Still serving: new publishes go to a fresh segment and arrive.
+    let mut publisher = Publisher::connect(wasqd.tcp);
+    assert!(publisher.publish("torn", "after"));
+    let after = BTreeSet::from(["after".to_string()]);
+    assert!(drain(&wasqd, "torn", &after, Duration::from_secs(2)).contains_key("after"));
+}
+
+#[test]
+fn a_damaged_metadata_file_stops_start_up_with_its_name() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("wasqd.dat"), "{not json").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasqd"))
+        .args([
+            "--data-path",
+            path_arg(data.path()),
+            "--tcp-address",
+            "127.0.0.1:0",
+            "--http-address",
+            "127.0.0.1:0",
+            "--no-embedded-lookupd",
+            "--exit-on-stdin-eof",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("wasqd.dat"), "{stderr}");
+}
+
+#[test]
+fn a_full_disk_fails_publishes_and_the_broker_keeps_serving() {
+    let data = tempfile::tempdir().unwrap();
+    // A file-size limit makes writes past 64 blocks fail, as a full disk
+    // would, without needing root to mount a small filesystem.
+    let wasqd = Wasqd::start_via_shell(
+        r#"trap '' XFSZ; ulimit -f 64; exec "$0" "$@""#,
+        &[
+            "--data-path",
+            path_arg(data.path()),
+            "--mem-queue-size",
+            "0",
+        ],
+    );
+    create_channel(&wasqd, "full");
+    let body = "x".repeat(1000);
+    let mut publisher = Publisher::connect(wasqd.tcp);
+    let mut acknowledged = 0;
+    let error = loop {
+        match publisher.command("PUB full\n", body.as_bytes()) {
+            Some(ok) if ok == "OK" => acknowledged += 1,
+            other => break other,
+        }
+        assert!(acknowledged < 1000, "the file-size limit never hit");
+    };
+    let error = error.expect("an error frame before the close");
+    assert!(
+        error.starts_with("E_PUB_FAILED PUB failed storage error"),
+        "{error}"
+    );
+    assert!(acknowledged > 0);
+    assert!(
+        wasqd
+            .log()
+            .iter()
+            .any(|l| l.contains("PUB failed") && l.contains("full")),
+        "{:?}",
+        wasqd.log()
+    );
+    let (status, text) = wasqd.http().post("/pub?topic=full", body.as_bytes());
+    assert_eq!(status, 500, "{text}");
+    assert!(text.contains("PUB_FAILED"), "{text}");
+
+    // Reads go on: everything acknowledged is there.
+    assert_eq!(wasqd.http().get("/ping"), (200, "OK".to_string()));
+    let mut consumer = wasqd.consumer("full", "c", 100);
+    for _ in 0..acknowledged {
+        let message = next_message(&mut consumer, Duration::from_secs(5)).expect("a message");
+        assert_eq!(message.body.len(), 1000);
+        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+    }
+}
