@@ -44,7 +44,14 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         .to_str()
         .context("temp dir path")?
         .to_string();
-    let (mut child, tcp, http) = spawn_wasqd(&["--plugins-dir", &plugins_dir])?;
+    // In memory: this compares consumers, not disk reads.
+    let broker = spawn_wasqd(&[
+        "--plugins-dir",
+        &plugins_dir,
+        "--mem-queue-size",
+        "100000000",
+    ])?;
+    let (tcp, http) = (broker.tcp, broker.http);
     println!(
         "workload: {} messages of {} B drained from a backlog; RDY {} for both; plugin concurrency {}",
         args.messages, args.size, args.rdy, args.concurrency
@@ -87,8 +94,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     let client_rate = args.messages as f64 / start.map_or(0.0, |s| s.elapsed().as_secs_f64());
     println!("tokio-nsq consumer:      {client_rate:>10.0} msg/s");
     println!("ratio plugin / consumer: {:.2}x", plugin_rate / client_rate);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(broker);
     Ok(())
 }
 

@@ -37,12 +37,13 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         plugins.join("uppercase.toml"),
         "topic = \"words\"\nchannel = \"upper\"\nconcurrency = 2\npublish = [\"words.upper\"]\n",
     )?;
-    let (mut child, tcp, _) = spawn_wasqd(&[
+    let broker = spawn_wasqd(&[
         "--plugins-dir",
         plugins.to_str().context("path")?,
         "--data-path",
         work.path().to_str().context("path")?,
     ])?;
+    let tcp = broker.tcp;
 
     // Keep `words` busy: one message every millisecond or so.
     let publisher = tokio::spawn(async move {
@@ -90,8 +91,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         drain(&mut consumer).await?;
     }
     publisher.abort();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(broker);
 
     let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
     let compiled = latencies.first().map(ms).unwrap_or(0.0);

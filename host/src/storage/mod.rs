@@ -75,8 +75,8 @@ impl QueueSettings {
     /// Messages a queue keeps in memory before the rest goes to disk (or,
     /// for an ephemeral queue, is dropped as nsqd drops it).
     pub fn memory_limit(&self, ephemeral: bool) -> usize {
-        if ephemeral {
-            self.mem_queue_size.max(EPHEMERAL_MIN_MEMORY)
+        if ephemeral && self.mem_queue_size == 0 {
+            EPHEMERAL_MIN_MEMORY
         } else {
             self.mem_queue_size
         }

@@ -77,6 +77,9 @@ impl SyncState {
         if self.synced.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
+        // Let publishes that are being handled right now append first, so
+        // this fsync covers them too instead of leaving them the next one.
+        tokio::task::yield_now().await;
         let (file, upto) = self.snapshot();
         if let Some(file) = file {
             tokio::task::spawn_blocking(move || file.sync_data())

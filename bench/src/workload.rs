@@ -1,0 +1,201 @@
+//! The broker workload, in the shape of nsq's `bench_writer` and
+//! `bench_reader`: MPUB from several connections, single PUBs (one round
+//! trip each) and SUB+FIN of a backlog, all over real sockets.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::Conn;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Workload {
+    /// messages per phase
+    #[arg(long, default_value_t = 500_000)]
+    pub messages: usize,
+    /// message body size in bytes
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// messages per MPUB
+    #[arg(long, default_value_t = 200)]
+    pub batch: usize,
+    /// publishing connections for mpub
+    #[arg(long, default_value_t = 4)]
+    pub publishers: usize,
+    /// consuming connections for sub
+    #[arg(long, default_value_t = 4)]
+    pub consumers: usize,
+    /// messages for the one-at-a-time pub phase
+    #[arg(long, default_value_t = 20_000)]
+    pub pub_messages: usize,
+    /// connections sharing the pub phase
+    #[arg(long, default_value_t = 1)]
+    pub pub_connections: usize,
+    /// PUBs each pub connection keeps outstanding (1: wait for every OK
+    /// before the next; more: pipelined, as go-nsq's PublishAsync does)
+    #[arg(long, default_value_t = 1)]
+    pub pub_window: usize,
+}
+
+/// Messages per second of each phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Results {
+    pub mpub: f64,
+    pub publish: f64,
+    pub sub: f64,
+}
+
+impl Workload {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} messages of {} B; MPUB batches of {} on {} connections; {} consumers; {} single PUBs on {} connection(s), {} outstanding each",
+            self.messages,
+            self.size,
+            self.batch,
+            self.publishers,
+            self.consumers,
+            self.pub_messages,
+            self.pub_connections,
+            self.pub_window
+        )
+    }
+}
+
+pub async fn run_all(args: &Workload, addr: SocketAddr, label: &str) -> anyhow::Result<Results> {
+    let run = Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id());
+    let mpub_topic = format!("bench_mpub_{run}");
+    let sub_topic = format!("bench_sub_{run}");
+    let pub_topic = format!("bench_pub_{run}");
+
+    let mpub = mpub_phase(args, addr, &mpub_topic).await?;
+    println!(
+        "{label}: mpub {:>10.0} msg/s  ({:.1} MB/s)",
+        mpub,
+        mpub * args.size as f64 / 1e6
+    );
+
+    let publish = pub_phase(args, addr, &pub_topic).await?;
+    println!(
+        "{label}: pub  {:>10.0} msg/s  ({} connections, {} outstanding each)",
+        publish, args.pub_connections, args.pub_window
+    );
+
+    // The SUB phase drains a backlog published into an existing channel.
+    let mut setup = Conn::connect(addr).await?;
+    setup
+        .send(format!("SUB {sub_topic} bench\n").as_bytes())
+        .await?;
+    setup.expect_ok().await?;
+    drop(setup);
+    mpub_phase(args, addr, &sub_topic).await?;
+    let sub = sub_phase(args, addr, &sub_topic).await?;
+    println!("{label}: sub  {:>10.0} msg/s", sub);
+    Ok(Results { mpub, publish, sub })
+}
+
+pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
+    let per_conn = args.messages / args.publishers;
+    let body = vec![b'x'; args.size];
+    let mut frame = Vec::new();
+    frame.extend_from_slice(format!("MPUB {topic}\n").as_bytes());
+    let payload_len = 4 + args.batch * (4 + args.size);
+    frame.extend_from_slice(&(payload_len as u32).to_be_bytes());
+    frame.extend_from_slice(&(args.batch as u32).to_be_bytes());
+    for _ in 0..args.batch {
+        frame.extend_from_slice(&(args.size as u32).to_be_bytes());
+        frame.extend_from_slice(&body);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let batch = args.batch;
+    for _ in 0..args.publishers {
+        let frame = frame.clone();
+        let batches = per_conn.div_ceil(batch);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await?;
+            for _ in 0..batches {
+                conn.send(&frame).await?;
+                conn.expect_ok().await?;
+            }
+            anyhow::Ok(batches * batch)
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await??;
+    }
+    Ok(sent as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
+    let mut frame = format!("PUB {topic}\n").into_bytes();
+    frame.extend_from_slice(&(args.size as u32).to_be_bytes());
+    frame.extend(std::iter::repeat_n(b'x', args.size));
+    let per_conn = args.pub_messages.div_ceil(args.pub_connections);
+    let window = args.pub_window.max(1);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.pub_connections {
+        let frame = frame.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await?;
+            let first = window.min(per_conn);
+            conn.send(&frame.repeat(first)).await?;
+            for sent in first..per_conn + first {
+                conn.expect_ok().await?;
+                if sent < per_conn {
+                    conn.send(&frame).await?;
+                }
+            }
+            anyhow::Ok(per_conn)
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await??;
+    }
+    Ok(sent as f64 / start.elapsed().as_secs_f64())
+}
+
+pub async fn sub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
+    let total =
+        args.publishers * (args.messages / args.publishers).div_ceil(args.batch) * args.batch;
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.consumers {
+        let topic = topic.to_string();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::connect(addr).await?;
+            conn.send(format!("SUB {topic} bench\nRDY 2500\n").as_bytes())
+                .await?;
+            conn.expect_ok().await?;
+            let mut fins = Vec::with_capacity(64 * 1024);
+            loop {
+                if counter.load(std::sync::atomic::Ordering::Relaxed) >= total {
+                    return anyhow::Ok(());
+                }
+                let frame =
+                    tokio::time::timeout(Duration::from_millis(500), conn.read_frame()).await;
+                let Ok(frame) = frame else { continue };
+                let (frame_type, data) = frame?;
+                if frame_type == 2 {
+                    fins.extend_from_slice(b"FIN ");
+                    fins.extend_from_slice(&data[10..26]);
+                    fins.push(b'\n');
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else if data == b"_heartbeat_" {
+                    fins.extend_from_slice(b"NOP\n");
+                }
+                if !conn.has_buffered_frame() && !fins.is_empty() {
+                    conn.send(&fins).await?;
+                    fins.clear();
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
