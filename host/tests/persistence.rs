@@ -557,3 +557,91 @@ fn a_full_disk_fails_publishes_and_the_broker_keeps_serving() {
         consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
     }
 }
+
+fn mpub(wasqd: &Wasqd, topic: &str, count: usize) {
+    let bodies: Vec<String> = (0..count).map(|n| format!("m{n}")).collect();
+    assert!(Publisher::connect(wasqd.tcp).publish_many(topic, &bodies));
+}
+
+#[test]
+fn empty_and_delete_remove_disk_data_and_ephemeral_queues_never_touch_it() {
+    let data = tempfile::tempdir().unwrap();
+    let wasqd = Wasqd::start_with(&[
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "10",
+    ]);
+    let http = wasqd.http();
+    create_channel(&wasqd, "gone");
+    mpub(&wasqd, "gone", 100);
+    let channel = http.channel_stats("gone", "c").unwrap();
+    assert_eq!((channel["depth"].as_i64(), channel["backend_depth"].as_i64()), (Some(100), Some(90)));
+    assert!(data_files(data.path(), "gone:c") > 0);
+    assert_eq!(http.post("/channel/empty?topic=gone&channel=c", b"").0, 200);
+    assert_eq!(http.channel_stats("gone", "c").unwrap()["depth"], 0);
+    assert_eq!(data_files(data.path(), "gone:c"), 0);
+
+    mpub(&wasqd, "kept", 100);
+    assert!(data_files(data.path(), "kept") > 0);
+    assert_eq!(http.post("/topic/empty?topic=kept", b"").0, 200);
+    assert_eq!(data_files(data.path(), "kept"), 0);
+    mpub(&wasqd, "kept", 100);
+    assert_eq!(http.post("/topic/delete?topic=kept", b"").0, 200);
+    assert_eq!(data_files(data.path(), "kept"), 0);
+
+    // Ephemeral: memory only, overflow dropped as nsqd drops it.
+    mpub(&wasqd, "tail#ephemeral", 100);
+    let (status, _) = http.post("/channel/create?topic=gone&channel=c%23ephemeral", b"");
+    assert_eq!(status, 200);
+    mpub(&wasqd, "gone", 100);
+    let stats = http.stats();
+    let tail = stats["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic_name"] == "tail#ephemeral")
+        .unwrap();
+    assert_eq!(tail["depth"], 10);
+    assert_eq!(http.channel_stats("gone", "c#ephemeral").unwrap()["depth"], 10);
+    let ephemeral_files = std::fs::read_dir(data.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("#ephemeral"))
+        .count();
+    assert_eq!(ephemeral_files, 0);
+}
+
+#[test]
+fn topics_channels_and_pause_states_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--data-path", path_arg(data.path())];
+    let wasqd = Wasqd::start_with(&args);
+    let http = wasqd.http();
+    create_channel(&wasqd, "one");
+    create_channel(&wasqd, "two");
+    assert_eq!(http.post("/channel/pause?topic=one&channel=c", b"").0, 200);
+    assert_eq!(http.post("/topic/pause?topic=two", b"").0, 200);
+    mpub(&wasqd, "two", 3);
+    // Ephemeral ones are not saved.
+    assert_eq!(http.post("/topic/create?topic=brief%23ephemeral", b"").0, 200);
+    assert!(wasqd.terminate().success());
+    let saved = std::fs::read_to_string(data.path().join("wasqd.dat")).unwrap();
+    assert!(saved.contains(r#""version":"1.3.0""#), "{saved}");
+
+    let wasqd = Wasqd::start_with(&args);
+    let stats = wasqd.http().stats();
+    let topics = stats["topics"].as_array().unwrap();
+    let names: Vec<&str> = topics.iter().map(|t| t["topic_name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["one", "two"]);
+    assert_eq!(topics[0]["paused"], false);
+    assert_eq!(topics[0]["channels"][0]["paused"], true);
+    assert_eq!(topics[1]["paused"], true);
+    // The paused topic kept its messages back from the channel, on disk.
+    assert_eq!(topics[1]["depth"], 3);
+    assert_eq!(topics[1]["channels"][0]["depth"], 0);
+    assert_eq!(wasqd.http().post("/topic/unpause?topic=two", b"").0, 200);
+    assert!(eventually(Duration::from_secs(5), || {
+        wasqd.http().channel_stats("two", "c").unwrap()["depth"] == 3
+    }));
+}
