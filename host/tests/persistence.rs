@@ -576,7 +576,10 @@ fn empty_and_delete_remove_disk_data_and_ephemeral_queues_never_touch_it() {
     create_channel(&wasqd, "gone");
     mpub(&wasqd, "gone", 100);
     let channel = http.channel_stats("gone", "c").unwrap();
-    assert_eq!((channel["depth"].as_i64(), channel["backend_depth"].as_i64()), (Some(100), Some(90)));
+    assert_eq!(
+        (channel["depth"].as_i64(), channel["backend_depth"].as_i64()),
+        (Some(100), Some(90))
+    );
     assert!(data_files(data.path(), "gone:c") > 0);
     assert_eq!(http.post("/channel/empty?topic=gone&channel=c", b"").0, 200);
     assert_eq!(http.channel_stats("gone", "c").unwrap()["depth"], 0);
@@ -603,7 +606,10 @@ fn empty_and_delete_remove_disk_data_and_ephemeral_queues_never_touch_it() {
         .find(|t| t["topic_name"] == "tail#ephemeral")
         .unwrap();
     assert_eq!(tail["depth"], 10);
-    assert_eq!(http.channel_stats("gone", "c#ephemeral").unwrap()["depth"], 10);
+    assert_eq!(
+        http.channel_stats("gone", "c#ephemeral").unwrap()["depth"],
+        10
+    );
     let ephemeral_files = std::fs::read_dir(data.path())
         .unwrap()
         .flatten()
@@ -624,7 +630,10 @@ fn topics_channels_and_pause_states_survive_a_restart() {
     assert_eq!(http.post("/topic/pause?topic=two", b"").0, 200);
     mpub(&wasqd, "two", 3);
     // Ephemeral ones are not saved.
-    assert_eq!(http.post("/topic/create?topic=brief%23ephemeral", b"").0, 200);
+    assert_eq!(
+        http.post("/topic/create?topic=brief%23ephemeral", b"").0,
+        200
+    );
     assert!(wasqd.terminate().success());
     let saved = std::fs::read_to_string(data.path().join("wasqd.dat")).unwrap();
     assert!(saved.contains(r#""version":"1.3.0""#), "{saved}");
@@ -632,7 +641,10 @@ fn topics_channels_and_pause_states_survive_a_restart() {
     let wasqd = Wasqd::start_with(&args);
     let stats = wasqd.http().stats();
     let topics = stats["topics"].as_array().unwrap();
-    let names: Vec<&str> = topics.iter().map(|t| t["topic_name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = topics
+        .iter()
+        .map(|t| t["topic_name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["one", "two"]);
     assert_eq!(topics[0]["paused"], false);
     assert_eq!(topics[0]["channels"][0]["paused"], true);

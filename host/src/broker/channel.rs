@@ -451,17 +451,7 @@ impl Channel {
     /// Fsyncs the disk queue if it has unsynced writes and saves its read
     /// checkpoint (every `--sync-timeout`).
     pub async fn sync_disk(&self) -> io::Result<()> {
-        let sync = self.state.lock().disk.as_ref().map(DiskQueue::sync_state);
-        let Some(sync) = sync else {
-            return Ok(());
-        };
-        if sync.is_dirty() {
-            sync.sync_to(sync.written()).await?;
-        }
-        if let Some(disk) = &mut self.state.lock().disk {
-            disk.save_checkpoint()?;
-        }
-        Ok(())
+        crate::storage::sync_queue(&self.state, |state| state.disk.as_mut()).await
     }
 
     /// Deletes the channel: stops the timekeeper, disconnects its consumers

@@ -50,6 +50,26 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Fsyncs a queue's unsynced writes (without holding its lock across the
+/// fsync) and saves its read checkpoint; `disk` picks the queue out of the
+/// topic's or channel's locked state.
+pub async fn sync_queue<S>(
+    state: &parking_lot::Mutex<S>,
+    disk: fn(&mut S) -> Option<&mut DiskQueue>,
+) -> io::Result<()> {
+    let sync = disk(&mut state.lock()).map(|d| d.sync_state());
+    let Some(sync) = sync else {
+        return Ok(());
+    };
+    if sync.is_dirty() {
+        sync.sync_to(sync.written()).await?;
+    }
+    if let Some(disk) = disk(&mut state.lock()) {
+        disk.save_checkpoint()?;
+    }
+    Ok(())
+}
+
 /// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
 /// still holds this many messages so `nsq_tail` works in durable mode.
 pub const EPHEMERAL_MIN_MEMORY: usize = 1000;
