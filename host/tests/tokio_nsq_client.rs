@@ -1,6 +1,7 @@
 //! The tokio-nsq crate, an independent NSQ client, against a real wasqd:
 //! publish, consume, FIN, REQ with attempts, TOUCH, msg_timeout redelivery,
-//! max-in-flight, sharing a channel, separate channels and ephemeral cleanup.
+//! max-in-flight, sharing a channel, separate channels, ephemeral cleanup
+//! and durable messages surviving a crash.
 
 mod common;
 
@@ -232,4 +233,54 @@ async fn ephemeral_channel_goes_with_its_consumer() {
     assert!(eventually(WAIT, || http
         .channel_stats("tn_eph", "watch#ephemeral")
         .is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_messages_survive_a_crash_between_tokio_nsq_clients() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-path",
+        data.path().to_str().unwrap(),
+        "--mem-queue-size",
+        "0",
+        "--sync-every",
+        "1",
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    let mut producer = producer(&wasqd).await;
+    let mut held_consumer = consumer(&wasqd, "tn_durable", "c", 10);
+    for i in 0..100 {
+        publish(&mut producer, "tn_durable", format!("msg {i}").as_bytes()).await;
+    }
+    let topic = NSQTopic::new("tn_durable").unwrap();
+    let due = Instant::now() + Duration::from_millis(1500);
+    producer
+        .publish_deferred(&topic, b"later".to_vec(), 1500)
+        .await
+        .unwrap();
+    assert!(matches!(
+        timeout(WAIT, producer.consume()).await.unwrap(),
+        Some(NSQEvent::Ok())
+    ));
+    // Ten messages in flight, never finished, when the broker dies.
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(next_message(&mut held_consumer).await);
+    }
+    wasqd.crash();
+    drop(held);
+
+    let wasqd = Wasqd::start_with(&args);
+    let mut consumer = consumer(&wasqd, "tn_durable", "c", 50);
+    let mut seen = HashSet::new();
+    while seen.len() < 101 {
+        let message = next_message(&mut consumer).await;
+        let body = String::from_utf8(message.body.clone()).unwrap();
+        if body == "later" {
+            assert!(Instant::now() >= due, "the deferred message came early");
+        }
+        seen.insert(body);
+        message.finish().await;
+    }
+    assert!(seen.contains("later") && seen.contains("msg 0") && seen.contains("msg 99"));
 }
