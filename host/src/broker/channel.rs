@@ -198,8 +198,10 @@ impl Channel {
                 deadline,
             };
             if state.in_flight.insert(entry).is_err() {
-                // The same id is already out (a duplicate publish with a reused
-                // id cannot happen here, but never deliver one id twice at once).
+                // The same id is already out: a second copy, as a restart
+                // after a crash may redeliver (at least once). Never deliver
+                // one id twice at once; the copy out stands for both.
+                state.release(&message);
                 continue;
             }
             taken.push(message);
