@@ -379,7 +379,9 @@ impl Broker {
             if !paused {
                 topic.unpause();
             }
-            tracing::info!(topic = %topic_name, depth = topic.depth(), "STORAGE: topic restored");
+            let channels = topic.channels();
+            let queued = topic.depth() + channels.iter().map(|c| c.depth()).sum::<usize>();
+            tracing::info!(topic = %topic_name, channels = channels.len(), messages = queued, "STORAGE: topic restored");
             restored += 1;
         }
         Ok(restored)
