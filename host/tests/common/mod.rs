@@ -451,6 +451,26 @@ impl PluginDir {
         self.manifest(name, manifest)
     }
 
+    /// Adds an example plugin in another language, as `scripts/build-guests`
+    /// leaves it in `examples/target/guests/LANG/` (NAME.wasm, or NAME.wat).
+    pub fn guest(&self, language: &str, example: &str, name: &str, manifest: &str) -> &Self {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/target/guests")
+            .join(language);
+        let (module, extension) = ["wasm", "wat"]
+            .iter()
+            .map(|ext| (dir.join(format!("{example}.{ext}")), *ext))
+            .find(|(path, _)| path.exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {language} build of {example} in {}: run scripts/build-guests (scripts/test does)",
+                    dir.display()
+                )
+            });
+        std::fs::copy(module, self.dir.path().join(format!("{name}.{extension}"))).unwrap();
+        self.manifest(name, manifest)
+    }
+
     /// Adds a plugin written in WAT.
     pub fn wat(&self, name: &str, wat: &str, manifest: &str) -> &Self {
         std::fs::write(self.dir.path().join(format!("{name}.wat")), wat).unwrap();

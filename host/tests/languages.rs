@@ -1,0 +1,94 @@
+//! The example plugins of every guest language in one wasqd, black-box:
+//! Rust's (scripts/build-plugins) and C's and WAT's (scripts/build-guests).
+//! Each language's `uppercase` consumes `words` on its own channel and
+//! publishes to its own topic; each `flaky` retries "fail" jobs until they
+//! are dead-lettered and publishes the others. Every language must pass
+//! the same checks.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// (language, its output topics' suffix)
+const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("c", ".c"), ("wat", ".wat")];
+
+fn plugins() -> PluginDir {
+    let dir = PluginDir::default();
+    for (language, suffix) in LANGUAGES {
+        let uppercase = format!(
+            "topic = \"words\"\nchannel = \"upper_{language}\"\npublish = [\"words.upper{suffix}\"]\n"
+        );
+        let flaky = format!(
+            "topic = \"jobs\"\nchannel = \"flaky_{language}\"\nmax_attempts = 3\n\
+             dead_letter_topic = \"jobs.dead{suffix}\"\nbackoff_min_ms = 20\nbackoff_max_ms = 100\n\
+             publish = [\"jobs.done{suffix}\"]\n"
+        );
+        let (upper_name, flaky_name) =
+            (format!("uppercase_{language}"), format!("flaky_{language}"));
+        if language == "rust" {
+            dir.example("uppercase", &upper_name, &uppercase)
+                .example("flaky", &flaky_name, &flaky);
+        } else {
+            dir.guest(language, "uppercase", &upper_name, &uppercase)
+                .guest(language, "flaky", &flaky_name, &flaky);
+        }
+    }
+    dir
+}
+
+fn expect_body(wasqd: &Wasqd, consumer: &mut RawClient, topic: &str, expected: &str) {
+    let message = consumer.read_message();
+    assert_eq!(
+        String::from_utf8_lossy(&message.body),
+        expected,
+        "on {topic}; log: {:?}",
+        wasqd.log()
+    );
+    consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+}
+
+#[test]
+fn every_language_uppercases_retries_and_dead_letters_alike() {
+    let dir = plugins();
+    let wasqd = dir.start();
+    let http = wasqd.http();
+    for (language, _) in LANGUAGES {
+        for plugin in [format!("uppercase_{language}"), format!("flaky_{language}")] {
+            assert!(
+                eventually(Duration::from_secs(30), || http.plugin(&plugin)["state"]
+                    == "running"),
+                "{plugin}: {}",
+                http.plugin(&plugin)
+            );
+        }
+    }
+    let mut outputs = Vec::new();
+    for (language, suffix) in LANGUAGES {
+        for (topic, expected) in [
+            (format!("words.upper{suffix}"), "HELLO, WASM!"),
+            (format!("jobs.done{suffix}"), "ok job"),
+            (format!("jobs.dead{suffix}"), "please fail"),
+        ] {
+            outputs.push((
+                language,
+                topic.clone(),
+                expected,
+                wasqd.consumer(&topic, "check", 10),
+            ));
+        }
+    }
+    let mut publisher = wasqd.raw();
+    publisher.publish("words", b"hello, wasm!");
+    publisher.publish("jobs", b"ok job");
+    publisher.publish("jobs", b"please fail");
+    for (language, topic, expected, consumer) in &mut outputs {
+        eprintln!("checking {language}: {topic}");
+        expect_body(&wasqd, consumer, topic, expected);
+    }
+    for (language, _) in LANGUAGES {
+        let flaky = http.plugin(&format!("flaky_{language}"));
+        assert_eq!(flaky["counters"]["dead_lettered"], 1, "{language}: {flaky}");
+    }
+}
