@@ -1,5 +1,6 @@
 //! The example plugins of every guest language in one wasqd, black-box:
-//! Rust's (scripts/build-plugins) and C's and WAT's (scripts/build-guests).
+//! Rust's (scripts/build-plugins) and those in C, Zig, AssemblyScript, Go
+//! and WAT (scripts/build-guests).
 //! Each language's `uppercase` consumes `words` on its own channel and
 //! publishes to its own topic; each `flaky` retries "fail" jobs until they
 //! are dead-lettered and publishes the others. Every language must pass
@@ -12,7 +13,14 @@ use std::time::Duration;
 use common::*;
 
 /// (language, its output topics' suffix)
-const LANGUAGES: [(&str, &str); 3] = [("rust", ""), ("c", ".c"), ("wat", ".wat")];
+const LANGUAGES: [(&str, &str); 6] = [
+    ("rust", ""),
+    ("c", ".c"),
+    ("zig", ".zig"),
+    ("assemblyscript", ".as"),
+    ("go", ".go"),
+    ("wat", ".wat"),
+];
 
 fn plugins() -> PluginDir {
     let dir = PluginDir::default();

@@ -1,0 +1,140 @@
+// AssemblyScript bindings for Wasq plugins (ABI version 1, see ../ABI.md).
+//
+// A plugin registers its handler and re-exports the ABI functions:
+//
+//   import { Message, Outcome, handle, publish } from "<path>/guest-sdk/assemblyscript/wasq";
+//   export { wasq_abi_version, wasq_alloc, wasq_handle } from "<path>/guest-sdk/assemblyscript/wasq";
+//   handle((message: Message): i64 => { ...; return Outcome.SUCCESS; });
+//
+// Build (the default incremental runtime frees memory; `--use abort=` drops
+// the `env.abort` import the host does not provide):
+//
+//   asc NAME.ts --outFile NAME.wasm --optimize --use abort=
+//
+// AssemblyScript strings are UTF-16: the ABI passes bytes, so topics are
+// encoded to UTF-8 before they reach the host, and the body is bytes.
+
+@external("wasq", "log")
+declare function hostLog(level: i32, ptr: usize, len: i32): i32;
+
+@external("wasq", "publish")
+declare function hostPublish(topicPtr: usize, topicLen: i32, bodyPtr: usize, bodyLen: i32): i32;
+
+@external("wasq", "publish_deferred")
+declare function hostPublishDeferred(topicPtr: usize, topicLen: i32, bodyPtr: usize, bodyLen: i32, delayMs: i64): i32;
+
+/** One message as the broker delivered it. `body` is a copy, yours to keep. */
+export class Message {
+  /** 1 on the first delivery, +1 on each redelivery. */
+  attempts: u16 = 0;
+  /** Nanoseconds since the Unix epoch, when it was published. */
+  timestamp: i64 = 0;
+  /** The 16-byte id, as text (Wasq's ids are hex digits). */
+  id: string = "";
+  topic: string = "";
+  channel: string = "";
+  body: Uint8Array = new Uint8Array(0);
+}
+
+/** What the handler returns: the ABI's outcome (code low, argument high). */
+export namespace Outcome {
+  /** FIN. */
+  export const SUCCESS: i64 = 0;
+  /** REQ with the broker's backoff; dead-lettered after max_attempts. */
+  export const RETRY: i64 = 1;
+  /** Publish the body unchanged to the dead-letter topic, then FIN. */
+  export const FATAL: i64 = 3;
+  /** REQ after `delayMs` milliseconds. */
+  export function retryAfter(delayMs: u32): i64 {
+    return ((<i64>delayMs) << 32) | 2;
+  }
+}
+
+/** Statuses of publish, publishDeferred and log. */
+export namespace Status {
+  export const OK: i32 = 0;
+  export const FORBIDDEN: i32 = 1;
+  export const INVALID_TOPIC: i32 = 2;
+  export const INVALID_BODY: i32 = 3;
+  export const INVALID_DELAY: i32 = 4;
+  export const BAD_POINTER: i32 = 5;
+  export const UNAVAILABLE: i32 = 6;
+}
+
+export namespace Level {
+  export const DEBUG: i32 = 0;
+  export const INFO: i32 = 1;
+  export const WARN: i32 = 2;
+  export const ERROR: i32 = 3;
+}
+
+/** Publishes `body` to `topic` (listed under `publish` in the manifest); returns a Status. */
+export function publish(topic: string, body: Uint8Array): i32 {
+  const t = String.UTF8.encode(topic);
+  return hostPublish(changetype<usize>(t), t.byteLength, body.dataStart, body.byteLength);
+}
+
+/** DPUB: `body` reaches `topic` after `delayMs`; returns a Status. */
+export function publishDeferred(topic: string, body: Uint8Array, delayMs: i64): i32 {
+  const t = String.UTF8.encode(topic);
+  return hostPublishDeferred(changetype<usize>(t), t.byteLength, body.dataStart, body.byteLength, delayMs);
+}
+
+/** Logs a line under the plugin's name. */
+export function log(level: i32, text: string): void {
+  const b = String.UTF8.encode(text);
+  hostLog(level, changetype<usize>(b), b.byteLength);
+}
+
+let handler: ((message: Message) => i64) | null = null;
+
+/** Registers the plugin's handler (top-level code of the plugin). */
+export function handle(h: (message: Message) => i64): void {
+  handler = h;
+}
+
+export function wasq_abi_version(): i32 {
+  return 1;
+}
+
+/** Unmanaged memory, so the collector leaves it alone until wasq_handle frees it. */
+export function wasq_alloc(size: i32): usize {
+  return size > 0 ? heap.alloc(<usize>size) : 0;
+}
+
+export function wasq_handle(ptr: usize, len: i32): i64 {
+  const message = parse(ptr, len);
+  heap.free(ptr);
+  if (message == null) {
+    log(Level.ERROR, "wasq.ts: malformed message header");
+    return Outcome.RETRY;
+  }
+  const h = handler;
+  if (h == null) {
+    log(Level.ERROR, "wasq.ts: no handler registered (call handle())");
+    return Outcome.RETRY;
+  }
+  return h(message);
+}
+
+/** Reads the ABI's message layout at ptr..ptr+len; null if malformed. */
+export function parse(ptr: usize, len: i32): Message | null {
+  if (len < 48) return null;
+  const header = <usize>load<u32>(ptr);
+  const topicLen = <usize>load<u32>(ptr, 32);
+  const channelLen = <usize>load<u32>(ptr, 36);
+  const bodyLen = <usize>load<u32>(ptr, 40);
+  if (header < 48 || header > <usize>len) return null;
+  if (topicLen + channelLen + bodyLen != <usize>len - header) return null;
+  const data = ptr + header;
+  const m = new Message();
+  m.attempts = load<u16>(ptr, 4);
+  m.timestamp = load<i64>(ptr, 8);
+  m.id = String.UTF8.decodeUnsafe(ptr + 16, 16);
+  m.topic = String.UTF8.decodeUnsafe(data, topicLen);
+  m.channel = String.UTF8.decodeUnsafe(data + topicLen, channelLen);
+  const body = new Uint8Array(<i32>bodyLen);
+  memory.copy(body.dataStart, data + topicLen + channelLen, bodyLen);
+  m.body = body;
+  return m;
+}

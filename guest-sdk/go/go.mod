@@ -1,0 +1,3 @@
+module wasq.dev/guest
+
+go 1.24

@@ -1,0 +1,192 @@
+// Package wasq is the Go binding for Wasq plugins (ABI version 1, see
+// ../ABI.md).
+//
+// A plugin is a main package that registers its handler in init:
+//
+//	func init() { wasq.Handle(handle) }
+//	func main() {}
+//
+// and is built as a WASI reactor:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o NAME.wasm .
+//
+// The package exports wasq_abi_version, wasq_alloc and wasq_handle; the host
+// calls the reactor's _initialize (which runs init) once per instance.
+package wasq
+
+import (
+	"encoding/binary"
+	"errors"
+	"unsafe"
+)
+
+// Message is one message as the broker delivered it. Its slices are valid
+// only while the handler runs: copy what you keep.
+type Message struct {
+	// Attempts is 1 on the first delivery, +1 on each redelivery.
+	Attempts uint16
+	// Timestamp is nanoseconds since the Unix epoch, when it was published.
+	Timestamp int64
+	ID        [16]byte
+	Topic     string
+	Channel   string
+	Body      []byte
+}
+
+// Outcome tells the broker what to do with the message.
+type Outcome int64
+
+const (
+	// Success: FIN.
+	Success Outcome = 0
+	// Retry: REQ with the broker's backoff; dead-lettered after max_attempts.
+	Retry Outcome = 1
+	// Fatal: publish the body unchanged to the dead-letter topic, then FIN.
+	Fatal Outcome = 3
+)
+
+// RetryAfter is REQ after delayMs milliseconds.
+func RetryAfter(delayMs uint32) Outcome {
+	return Outcome(int64(uint64(delayMs)<<32 | 2))
+}
+
+// Errors of Publish and PublishDeferred (the ABI's statuses 1-6).
+var (
+	ErrForbidden    = errors.New("wasq: topic not in the manifest's publish list")
+	ErrInvalidTopic = errors.New("wasq: invalid topic name")
+	ErrInvalidBody  = errors.New("wasq: empty or too large body")
+	ErrInvalidDelay = errors.New("wasq: delay out of range")
+	ErrBadPointer   = errors.New("wasq: bad pointer")
+	ErrUnavailable  = errors.New("wasq: broker unavailable")
+)
+
+// Log levels.
+const (
+	Debug int32 = 0
+	Info  int32 = 1
+	Warn  int32 = 2
+	Error int32 = 3
+)
+
+//go:wasmimport wasq log
+func hostLog(level int32, ptr unsafe.Pointer, length int32) int32
+
+//go:wasmimport wasq publish
+func hostPublish(topic unsafe.Pointer, topicLen int32, body unsafe.Pointer, bodyLen int32) int32
+
+//go:wasmimport wasq publish_deferred
+func hostPublishDeferred(topic unsafe.Pointer, topicLen int32, body unsafe.Pointer, bodyLen int32, delayMs int64) int32
+
+func check(status int32) error {
+	switch status {
+	case 0:
+		return nil
+	case 1:
+		return ErrForbidden
+	case 2:
+		return ErrInvalidTopic
+	case 3:
+		return ErrInvalidBody
+	case 4:
+		return ErrInvalidDelay
+	case 5:
+		return ErrBadPointer
+	default:
+		return ErrUnavailable
+	}
+}
+
+func bytesPointer(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+// Publish puts body on topic (listed under `publish` in the manifest).
+func Publish(topic string, body []byte) error {
+	t := []byte(topic)
+	return check(hostPublish(bytesPointer(t), int32(len(t)), bytesPointer(body), int32(len(body))))
+}
+
+// PublishDeferred is DPUB: body reaches topic after delayMs.
+func PublishDeferred(topic string, body []byte, delayMs int64) error {
+	t := []byte(topic)
+	return check(hostPublishDeferred(bytesPointer(t), int32(len(t)), bytesPointer(body), int32(len(body)), delayMs))
+}
+
+// Log writes a line to the host log under the plugin's name.
+func Log(level int32, text string) {
+	b := []byte(text)
+	hostLog(level, bytesPointer(b), int32(len(b)))
+}
+
+var handler func(*Message) Outcome
+
+// Handle registers the plugin's handler; call it from init.
+func Handle(h func(*Message) Outcome) {
+	handler = h
+}
+
+// buffers keeps each region handed to the host alive (and findable) until
+// wasq_handle is done with it: Go's collector must not move or free it.
+var buffers = map[uint32][]byte{}
+
+//go:wasmexport wasq_abi_version
+func abiVersion() int32 { return 1 }
+
+//go:wasmexport wasq_alloc
+func alloc(size int32) uint32 {
+	if size <= 0 {
+		return 0
+	}
+	buffer := make([]byte, size)
+	ptr := uint32(uintptr(unsafe.Pointer(&buffer[0])))
+	buffers[ptr] = buffer
+	return ptr
+}
+
+//go:wasmexport wasq_handle
+func handle(ptr uint32, length int32) int64 {
+	buffer, ok := buffers[ptr]
+	delete(buffers, ptr)
+	if !ok || int(length) > len(buffer) {
+		Log(Error, "wasq: wasq_handle for a region wasq_alloc did not hand out")
+		return int64(Retry)
+	}
+	message, ok := Parse(buffer[:length])
+	if !ok {
+		Log(Error, "wasq: malformed message header")
+		return int64(Retry)
+	}
+	if handler == nil {
+		Log(Error, "wasq: no handler registered (call wasq.Handle in init)")
+		return int64(Retry)
+	}
+	return int64(handler(message))
+}
+
+// Parse reads the ABI's message layout; false if it is malformed.
+func Parse(b []byte) (*Message, bool) {
+	if len(b) < 48 {
+		return nil, false
+	}
+	le := binary.LittleEndian
+	header := uint64(le.Uint32(b[0:]))
+	topicLen := uint64(le.Uint32(b[32:]))
+	channelLen := uint64(le.Uint32(b[36:]))
+	bodyLen := uint64(le.Uint32(b[40:]))
+	if header < 48 || header > uint64(len(b)) || topicLen+channelLen+bodyLen != uint64(len(b))-header {
+		return nil, false
+	}
+	data := b[header:]
+	m := &Message{
+		Attempts:  le.Uint16(b[4:]),
+		Timestamp: int64(le.Uint64(b[8:])),
+		Topic:     string(data[:topicLen]),
+		Channel:   string(data[topicLen : topicLen+channelLen]),
+		Body:      data[topicLen+channelLen:],
+	}
+	copy(m.ID[:], b[16:32])
+	return m, true
+}
