@@ -23,6 +23,13 @@ const LANGUAGES: [(&str, &str); 6] = [
 ];
 
 fn plugins() -> PluginDir {
+    // Every language that did not build, with the step that failed.
+    let problems: Vec<String> = LANGUAGES
+        .iter()
+        .filter(|(language, _)| *language != "rust")
+        .filter_map(|(language, _)| guest_build_problem(language))
+        .collect();
+    assert!(problems.is_empty(), "guest languages not built:\n{}", problems.join("\n"));
     let dir = PluginDir::default();
     for (language, suffix) in LANGUAGES {
         let uppercase = format!(

@@ -427,6 +427,28 @@ impl Default for PluginDir {
     }
 }
 
+/// Where `scripts/build-guests` leaves a language's example modules.
+pub fn guest_dir(language: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/target/guests")
+        .join(language)
+}
+
+/// Why a language's examples are not there: the failed step that
+/// `scripts/build-guests` recorded, or that it never ran.
+pub fn guest_build_problem(language: &str) -> Option<String> {
+    let dir = guest_dir(language);
+    if let Ok(step) = std::fs::read_to_string(dir.join("BUILD_FAILED")) {
+        return Some(format!("{language}: {}", step.trim()));
+    }
+    (!dir.is_dir()).then(|| {
+        format!(
+            "{language}: {} is missing: run scripts/build-guests (scripts/test does)",
+            dir.display()
+        )
+    })
+}
+
 impl PluginDir {
     /// Where `scripts/build-plugins` leaves the example modules.
     pub fn example_module(name: &str) -> std::path::PathBuf {
@@ -454,9 +476,10 @@ impl PluginDir {
     /// Adds an example plugin in another language, as `scripts/build-guests`
     /// leaves it in `examples/target/guests/LANG/` (NAME.wasm, or NAME.wat).
     pub fn guest(&self, language: &str, example: &str, name: &str, manifest: &str) -> &Self {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/target/guests")
-            .join(language);
+        let dir = guest_dir(language);
+        if let Some(problem) = guest_build_problem(language) {
+            panic!("{problem}");
+        }
         let (module, extension) = ["wasm", "wat"]
             .iter()
             .map(|ext| (dir.join(format!("{example}.{ext}")), *ext))
