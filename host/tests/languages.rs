@@ -29,7 +29,11 @@ fn plugins() -> PluginDir {
         .filter(|(language, _)| *language != "rust")
         .filter_map(|(language, _)| guest_build_problem(language))
         .collect();
-    assert!(problems.is_empty(), "guest languages not built:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "guest languages not built:\n{}",
+        problems.join("\n")
+    );
     let dir = PluginDir::default();
     for (language, suffix) in LANGUAGES {
         let uppercase = format!(

@@ -243,6 +243,47 @@ fn path_arg(dir: &Path) -> &str {
     dir.to_str().expect("utf-8 temp path")
 }
 
+/// Creates `topic`/c, runs the load until the consumer holds messages in
+/// flight, stops wasqd with `stop` (SIGTERM or SIGKILL) while publishers
+/// run, restarts it on the same data and checks that every acknowledged,
+/// unfinished message arrives (deferred ones at their due time).
+fn restart_under_load(topic: &'static str, args: &[&str], stop: impl FnOnce(Wasqd)) {
+    let wasqd = Wasqd::start_with(args);
+    create_channel(&wasqd, topic);
+    let (stopped, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
+    let threads = run_load(&wasqd, topic, stopped.clone(), Arc::clone(&ledger));
+    wait_for_consumer(&ledger);
+    stop(wasqd);
+    stopped.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let ledger = ledger.lock().unwrap();
+    assert!(
+        ledger.acknowledged.len() > 100,
+        "too little load to mean anything"
+    );
+    assert!(
+        !ledger.due.is_empty(),
+        "no deferred message was acknowledged"
+    );
+
+    let wasqd = Wasqd::start_with(args);
+    let channel = wasqd
+        .http()
+        .channel_stats(topic, "c")
+        .expect("channel restored");
+    assert!(channel["depth"].as_i64().unwrap() > 0, "{channel}");
+    let received = drain(&wasqd, topic, &ledger.acknowledged, Duration::from_secs(4));
+    check_delivery(&ledger, &received);
+    eprintln!(
+        "{topic}: {} acknowledged, {} finished before the stop, {} delivered after the restart",
+        ledger.acknowledged.len(),
+        ledger.finished.len(),
+        received.len()
+    );
+}
+
 #[test]
 fn a_graceful_restart_under_load_keeps_every_acknowledged_message() {
     let data = tempfile::tempdir().unwrap();
@@ -254,37 +295,7 @@ fn a_graceful_restart_under_load_keeps_every_acknowledged_message() {
         "--max-bytes-per-file",
         "65536",
     ];
-    let wasqd = Wasqd::start_with(&args);
-    create_channel(&wasqd, "load");
-    let (stop, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
-    let threads = run_load(&wasqd, "load", stop.clone(), Arc::clone(&ledger));
-    wait_for_consumer(&ledger);
-    assert!(wasqd.terminate().success());
-    stop.store(true, Ordering::Relaxed);
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    let ledger = ledger.lock().unwrap();
-    assert!(
-        ledger.acknowledged.len() > 100,
-        "too little load to mean anything"
-    );
-    assert!(!ledger.due.is_empty());
-
-    let wasqd = Wasqd::start_with(&args);
-    let channel = wasqd
-        .http()
-        .channel_stats("load", "c")
-        .expect("channel restored");
-    assert!(channel["depth"].as_i64().unwrap() > 0, "{channel}");
-    let received = drain(&wasqd, "load", &ledger.acknowledged, Duration::from_secs(4));
-    check_delivery(&ledger, &received);
-    eprintln!(
-        "graceful restart: {} acknowledged, {} finished before, {} delivered after",
-        ledger.acknowledged.len(),
-        ledger.finished.len(),
-        received.len()
-    );
+    restart_under_load("load", &args, |wasqd| assert!(wasqd.terminate().success()));
 }
 
 #[test]
@@ -304,47 +315,11 @@ fn durable_mode_loses_nothing_acknowledged_when_killed() {
         "--sync-timeout",
         "50ms",
     ];
-    let wasqd = Wasqd::start_with(&args);
-    create_channel(&wasqd, "durable");
-    let (stop, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
-    let threads = run_load(&wasqd, "durable", stop.clone(), Arc::clone(&ledger));
-    wait_for_consumer(&ledger);
-    wasqd.crash();
-    stop.store(true, Ordering::Relaxed);
-    for thread in threads {
-        thread.join().unwrap();
-    }
-    let ledger = ledger.lock().unwrap();
-    assert!(
-        ledger.acknowledged.len() > 100,
-        "too little load to mean anything"
-    );
-
-    let wasqd = Wasqd::start_with(&args);
-    let received = drain(
-        &wasqd,
-        "durable",
-        &ledger.acknowledged,
-        Duration::from_secs(4),
-    );
-    check_delivery(&ledger, &received);
-    eprintln!(
-        "kill -9: {} acknowledged, {} finished before, {} delivered after",
-        ledger.acknowledged.len(),
-        ledger.finished.len(),
-        received.len()
-    );
+    restart_under_load("durable", &args, Wasqd::crash);
 }
 
 fn data_files(dir: &Path, queue: &str) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&format!("{queue}.wasq.")) && name.ends_with(".dat")
-        })
-        .count()
+    segments(dir, queue).len()
 }
 
 #[test]
