@@ -3,7 +3,7 @@
 //! trip each) and SUB+FIN of a backlog, all over real sockets.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::Conn;
 
@@ -160,11 +160,16 @@ pub async fn sub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow
     let total =
         args.publishers * (args.messages / args.publishers).div_ceil(args.batch) * args.batch;
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Set once the last message arrived, so idle consumers stop at once
+    // instead of polling (which would add their poll interval to the phase).
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let done_tx = std::sync::Arc::new(done_tx);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.consumers {
         let topic = topic.to_string();
         let counter = counter.clone();
+        let (done_tx, mut done) = (done_tx.clone(), done_rx.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::connect(addr).await?;
             conn.send(format!("SUB {topic} bench\nRDY 2500\n").as_bytes())
@@ -172,24 +177,30 @@ pub async fn sub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow
             conn.expect_ok().await?;
             let mut fins = Vec::with_capacity(64 * 1024);
             loop {
-                if counter.load(std::sync::atomic::Ordering::Relaxed) >= total {
+                if *done.borrow() {
                     return anyhow::Ok(());
                 }
-                let frame =
-                    tokio::time::timeout(Duration::from_millis(500), conn.read_frame()).await;
-                let Ok(frame) = frame else { continue };
-                let (frame_type, data) = frame?;
+                let (frame_type, data) = tokio::select! {
+                    frame = conn.read_frame() => frame?,
+                    _ = done.changed() => return anyhow::Ok(()),
+                };
+                let mut last = false;
                 if frame_type == 2 {
                     fins.extend_from_slice(b"FIN ");
                     fins.extend_from_slice(&data[10..26]);
                     fins.push(b'\n');
-                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let received = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    last = received >= total;
                 } else if data == b"_heartbeat_" {
                     fins.extend_from_slice(b"NOP\n");
                 }
-                if !conn.has_buffered_frame() && !fins.is_empty() {
+                if (last || !conn.has_buffered_frame()) && !fins.is_empty() {
                     conn.send(&fins).await?;
                     fins.clear();
+                }
+                if last {
+                    done_tx.send_replace(true);
+                    return anyhow::Ok(());
                 }
             }
         }));
