@@ -151,10 +151,24 @@ fn run_load(
 
 /// Lets the load run until the consumer has finished some messages and
 /// holds others in flight, so the stop interrupts all of it.
-fn wait_for_consumer(ledger: &Mutex<Ledger>) {
-    assert!(eventually(Duration::from_secs(20), || {
+fn wait_for_consumer(wasqd: &Wasqd, topic: &str, ledger: &Mutex<Ledger>) {
+    let consumed = eventually(Duration::from_secs(20), || {
         ledger.lock().unwrap().finished.len() >= 150
-    }));
+    });
+    if !consumed {
+        let ledger = ledger.lock().unwrap();
+        let log = wasqd.log();
+        let notable: Vec<&String> = log
+            .iter()
+            .filter(|l| !l.contains(" INFO ") || l.contains("closing") || l.contains("exited"))
+            .collect();
+        panic!(
+            "the consumer finished only {} messages ({} acknowledged); channel: {}; log: {notable:#?}",
+            ledger.finished.len(),
+            ledger.acknowledged.len(),
+            wasqd.http().channel_stats(topic, "c").unwrap_or_default()
+        );
+    }
     std::thread::sleep(Duration::from_millis(300));
 }
 
@@ -252,7 +266,7 @@ fn restart_under_load(topic: &'static str, args: &[&str], stop: impl FnOnce(Wasq
     create_channel(&wasqd, topic);
     let (stopped, ledger) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::default()));
     let threads = run_load(&wasqd, topic, stopped.clone(), Arc::clone(&ledger));
-    wait_for_consumer(&ledger);
+    wait_for_consumer(&wasqd, topic, &ledger);
     stop(wasqd);
     stopped.store(true, Ordering::Relaxed);
     for thread in threads {

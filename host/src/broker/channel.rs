@@ -139,19 +139,29 @@ impl Channel {
     /// (`--mem-queue-size=0`) they go to disk with their due time.
     pub fn put_deferred(&self, messages: &[Message], due: Instant) -> io::Result<PendingSync> {
         let mut pending = PendingSync::default();
-        let mut state = self.state.lock();
-        if self.memory_limit == 0
-            && let Some(disk) = &mut state.disk
-        {
-            pending.extend(disk.append(messages, Some(due_to_unix_nanos(due)))?);
-        } else {
-            for message in messages {
-                state.deferred.push(due, own_copy(message));
+        let had_nothing = {
+            let mut state = self.state.lock();
+            let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
+            if self.memory_limit == 0
+                && let Some(disk) = &mut state.disk
+            {
+                pending.extend(disk.append(messages, Some(due_to_unix_nanos(due)))?);
+            } else {
+                for message in messages {
+                    state.deferred.push(due, own_copy(message));
+                }
+                self.schedule_timer(&mut state, due);
             }
-            self.schedule_timer(&mut state, due);
-        }
+            had_nothing
+        };
         self.message_count
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        // On disk, a deferred message sits in the queue a consumer reads
+        // (and moves aside when it is not due): a waiting consumer must
+        // look, or later messages queued behind it would never wake it.
+        if had_nothing && self.memory_limit == 0 {
+            self.messages_ready.notify_waiters();
+        }
         Ok(pending)
     }
 
@@ -699,6 +709,39 @@ mod tests {
             channel.finish(1, &again[0].id),
             Err(InFlightError::NotOwner)
         );
+    }
+
+    fn durable(dir: &std::path::Path) -> QueueSettings {
+        QueueSettings {
+            mem_queue_size: 0,
+            disk: Some(Arc::new(crate::storage::DiskSettings {
+                dir: dir.to_path_buf(),
+                max_bytes_per_file: 1 << 20,
+                sync_every: 2500,
+                max_payload: 1 << 20,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deferred_message_on_disk_wakes_a_waiting_consumer() {
+        let dir = tempfile::tempdir().unwrap();
+        let channel = Channel::new("t", "c", &durable(dir.path()));
+        let c = client(1);
+        let ready = channel.messages_ready();
+        assert!(channel.take(&c, 10, Duration::from_secs(60), 0).is_empty());
+        let due = Instant::now() + Duration::from_secs(60);
+        assert!(channel.put_deferred(&[message(1)], due).unwrap().is_empty());
+        // Without this wake-up the consumer would sleep while messages
+        // queue on disk behind the deferred one.
+        tokio::time::timeout(Duration::from_secs(2), ready)
+            .await
+            .expect("woken");
+        assert!(channel.put(&[message(2)]).unwrap().is_empty());
+        let taken = channel.take(&c, 10, Duration::from_secs(60), 0);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].body, Bytes::from("m2"));
+        assert_eq!(channel.stats(false).deferred_count, 1);
     }
 
     #[tokio::test]
