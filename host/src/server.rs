@@ -140,4 +140,4 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-pub use wasq_nsq::signals::shutdown_signal;
+pub use wasq_nsq::signals::ShutdownSignal;

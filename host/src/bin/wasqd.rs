@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
-        let exit_on_stdin_eof = options.exit_on_stdin_eof;
+        let shutdown = server::ShutdownSignal::install(options.exit_on_stdin_eof);
         let running = match server::start(options, log_control).await {
             Ok(running) => running,
             Err(e) => {
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        server::shutdown_signal(exit_on_stdin_eof).await;
+        shutdown.wait().await;
         running.stop().await;
         ExitCode::SUCCESS
     });

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async move {
+        let shutdown = wasq_nsq::signals::ShutdownSignal::install(options.exit_on_stdin_eof);
         let running = match server::start(&options).await {
             Ok(running) => running,
             Err(e) => {
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wasq_nsq::signals::shutdown_signal(options.exit_on_stdin_eof).await;
+        shutdown.wait().await;
         running.stop().await;
         ExitCode::SUCCESS
     });
