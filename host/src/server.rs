@@ -28,6 +28,8 @@ pub struct Running {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     storage_stop: CancellationToken,
     storage_task: tokio::task::JoinHandle<()>,
+    /// Released when the process exits, after the last write.
+    _data_lock: storage::DataPathLock,
 }
 
 /// Binds both listeners and starts serving.
@@ -63,6 +65,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let data_dir = options.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create --data-path {}", data_dir.display()))?;
+    let data_lock = storage::DataPathLock::acquire(&data_dir)?;
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
     let restored = broker.restore()?;
@@ -111,6 +114,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         tasks: vec![lookup_task, tcp_task, http_task],
         storage_stop,
         storage_task,
+        _data_lock: data_lock,
     })
 }
 

@@ -477,14 +477,13 @@ fn torn_tails_and_corrupt_segments_are_logged_and_skipped() {
     assert!(drain(&wasqd, "torn", &after, Duration::from_secs(2)).contains_key("after"));
 }
 
-#[test]
-fn a_damaged_metadata_file_stops_start_up_with_its_name() {
-    let data = tempfile::tempdir().unwrap();
-    std::fs::write(data.path().join("wasqd.dat"), "{not json").unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasqd"))
+/// Runs wasqd on `data` to completion (it exits at once on a start-up
+/// error, or when its standard input, empty here, closes).
+fn run_to_exit(data: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wasqd"))
         .args([
             "--data-path",
-            path_arg(data.path()),
+            path_arg(data),
             "--tcp-address",
             "127.0.0.1:0",
             "--http-address",
@@ -494,10 +493,30 @@ fn a_damaged_metadata_file_stops_start_up_with_its_name() {
         ])
         .stdin(std::process::Stdio::null())
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_damaged_metadata_file_stops_start_up_with_its_name() {
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("wasqd.dat"), "{not json").unwrap();
+    let output = run_to_exit(data.path());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("wasqd.dat"), "{stderr}");
+}
+
+#[test]
+fn a_data_path_in_use_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let first = Wasqd::start_with(&["--data-path", path_arg(data.path())]);
+    let output = run_to_exit(data.path());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use by another wasqd"), "{stderr}");
+    // Once the first is gone (even killed), the path is free again.
+    first.crash();
+    assert!(run_to_exit(data.path()).status.success());
 }
 
 #[test]

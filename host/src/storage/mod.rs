@@ -25,6 +25,38 @@ use crate::broker::message::now_nanos;
 pub use disk_queue::{DiskQueue, DiskSettings, Location};
 pub use sync::{PendingSync, SyncTicket};
 
+/// Keeps `<data-path>/wasqd.lock` locked while the broker runs, so two
+/// brokers never append to the same queue files (nsqd refuses a data path
+/// in use too). The operating system drops the lock when the process ends,
+/// however it ends.
+#[derive(Debug)]
+pub struct DataPathLock {
+    _file: fs::File,
+}
+
+impl DataPathLock {
+    pub fn acquire(dir: &Path) -> anyhow::Result<DataPathLock> {
+        let path = dir.join("wasqd.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DataPathLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(anyhow::anyhow!(
+                "--data-path {} is in use by another wasqd (it holds {})",
+                dir.display(),
+                path.display()
+            )),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+            }
+        }
+    }
+}
+
 /// Replaces `path` with `contents` so that a crash leaves either the old
 /// or the new file, never a mix: write a temporary file, fsync, rename.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
