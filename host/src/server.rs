@@ -143,5 +143,3 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
         let _ = task.await;
     }
 }
-
-pub use wasq_nsq::signals::ShutdownSignal;

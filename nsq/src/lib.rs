@@ -1,7 +1,8 @@
 //! What NSQ's daemons share, written once for wasqd and wasq-lookupd:
 //! topic/channel name rules, Go's duration syntax, and the "V1" HTTP
 //! response shape (`{"message":"CODE"}` errors, the `X-NSQ-Content-Type`
-//! header, first-value query parameters).
+//! header, first-value query parameters), listening, and a daemon's life
+//! from start-up to a shutdown signal.
 
 pub mod duration;
 pub mod flags;

@@ -1,6 +1,50 @@
-//! Shutdown signals shared by the daemons.
+//! Shutdown signals shared by the daemons, and the life of a daemon
+//! around them.
+
+use std::future::Future;
+use std::process::ExitCode;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// Runs a daemon on a new Tokio runtime: installs the signal handlers
+/// first (see [`ShutdownSignal`]), then `start`s it; it serves until SIGINT,
+/// SIGTERM or (if asked) the end of standard input, then `stop` runs. A
+/// start-up error is printed as `NAME: error` and exits with failure.
+pub fn run_until_signal<T, Started, Stopped>(
+    name: &str,
+    exit_on_stdin_eof: bool,
+    start: impl FnOnce() -> Started,
+    stop: impl FnOnce(T) -> Stopped,
+) -> ExitCode
+where
+    Started: Future<Output = anyhow::Result<T>>,
+    Stopped: Future<Output = ()>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async move {
+        let shutdown = ShutdownSignal::install(exit_on_stdin_eof);
+        let running = match start().await {
+            Ok(running) => running,
+            Err(e) => {
+                eprintln!("{name}: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        shutdown.wait().await;
+        stop(running).await;
+        ExitCode::SUCCESS
+    });
+    // A blocking read of stdin (for --exit-on-stdin-eof) never returns on
+    // its own; do not let it hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
+}
 
 /// SIGINT and SIGTERM handlers, in place from the moment this is made.
 ///

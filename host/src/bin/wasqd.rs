@@ -34,29 +34,14 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())
     });
 
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("wasqd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async move {
-        let shutdown = server::ShutdownSignal::install(options.exit_on_stdin_eof);
-        let running = match server::start(options, log_control).await {
-            Ok(running) => running,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("wasqd: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
-        shutdown.wait().await;
-        running.stop().await;
-        ExitCode::SUCCESS
-    });
-    // A blocking read of stdin (for --exit-on-stdin-eof) never returns on
-    // its own; do not let it hold the process.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    code
+    wasq_nsq::signals::run_until_signal(
+        "wasqd",
+        options.exit_on_stdin_eof,
+        || async move {
+            server::start(options, log_control)
+                .await
+                .inspect_err(|e| tracing::error!("{e:#}"))
+        },
+        server::Running::stop,
+    )
 }

@@ -20,26 +20,10 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("wasq-lookupd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(async move {
-        let shutdown = wasq_nsq::signals::ShutdownSignal::install(options.exit_on_stdin_eof);
-        let running = match server::start(&options).await {
-            Ok(running) => running,
-            Err(e) => {
-                eprintln!("wasq-lookupd: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
-        shutdown.wait().await;
-        running.stop().await;
-        ExitCode::SUCCESS
-    });
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    code
+    wasq_nsq::signals::run_until_signal(
+        "wasq-lookupd",
+        options.exit_on_stdin_eof,
+        || server::start(&options),
+        server::Running::stop,
+    )
 }
