@@ -31,7 +31,7 @@ use super::in_flight::{InFlight, InFlightError, InFlightQueue};
 use super::message::{Message, MessageId, now_nanos};
 use super::names::is_ephemeral;
 use crate::storage::{
-    DiskQueue, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
+    DiskQueue, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos, memory_room,
 };
 
 /// The channel is being deleted; nsqd's error text.
@@ -113,11 +113,7 @@ impl Channel {
         let (had_nothing, written) = {
             let mut state = self.state.lock();
             let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
-            let room = if state.disk_depth() > 0 {
-                0
-            } else {
-                self.memory_limit.saturating_sub(state.ready.len())
-            };
+            let room = memory_room(self.memory_limit, state.ready.len(), state.disk.as_ref());
             let (memory, rest) = messages.split_at(room.min(messages.len()));
             state.ready.extend(memory.iter().map(own_copy));
             let written = match &mut state.disk {
@@ -446,18 +442,10 @@ impl Channel {
         let Some(disk) = disk else {
             return Ok(0);
         };
-        let mut immediate: Vec<Message> =
-            in_flight.drain().into_iter().map(|e| e.message).collect();
-        immediate.extend(ready.drain(..));
-        let deferred = deferred.drain();
-        disk.append(&immediate, None)?;
-        for (due, message) in &deferred {
-            disk.append(std::slice::from_ref(message), Some(due_to_unix_nanos(*due)))?;
-        }
-        // What was read from disk and not finished was just written again.
-        disk.forget_outstanding();
-        disk.flush()?;
-        Ok(immediate.len() + deferred.len())
+        let in_flight = in_flight.drain().into_iter().map(|e| (e.message, None));
+        let ready = ready.drain(..).map(|message| (message, None));
+        let deferred = deferred.drain().into_iter().map(|(due, m)| (m, Some(due)));
+        disk.write_back(in_flight.chain(ready).chain(deferred))
     }
 
     /// Fsyncs the disk queue if it has unsynced writes and saves its read

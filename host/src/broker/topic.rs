@@ -23,6 +23,7 @@ use super::message::{Message, now_nanos};
 use super::names::is_ephemeral;
 use crate::storage::{
     DiskQueue, Location, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
+    memory_room,
 };
 
 /// Messages the pump moves from the topic's disk to its channels per turn.
@@ -131,11 +132,7 @@ impl Topic {
         due: Option<Instant>,
     ) -> Result<PendingSync, PublishError> {
         let mut pending = PendingSync::default();
-        let room = if state.disk.as_ref().is_some_and(|d| !d.is_empty()) {
-            0
-        } else {
-            self.memory_limit.saturating_sub(state.backlog.len())
-        };
+        let room = memory_room(self.memory_limit, state.backlog.len(), state.disk.as_ref());
         let mut messages = messages;
         let rest = messages.split_off(room.min(messages.len()));
         state
@@ -323,16 +320,7 @@ impl Topic {
         let Some(disk) = disk else {
             return Ok(0);
         };
-        let count = backlog.len();
-        for pending in backlog.drain(..) {
-            disk.append(
-                std::slice::from_ref(&pending.message),
-                pending.due.map(due_to_unix_nanos),
-            )?;
-        }
-        disk.forget_outstanding();
-        disk.flush()?;
-        Ok(count)
+        disk.write_back(backlog.drain(..).map(|p| (p.message, p.due)))
     }
 
     /// Fsyncs the disk backlog if needed and saves its read checkpoint.

@@ -18,10 +18,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
+use super::due_to_unix_nanos;
 use super::record::{self, RECORD_HEADER_LEN, RecordError, StoredMessage};
 use super::sync::{SyncState, SyncTicket};
 use crate::broker::message::Message;
@@ -392,7 +394,7 @@ impl DiskQueue {
 
     /// Forgets outstanding messages: the caller has written them again
     /// (clean shutdown), so a restart must not deliver the old copies.
-    pub fn forget_outstanding(&mut self) {
+    fn forget_outstanding(&mut self) {
         self.outstanding.clear();
     }
 
@@ -418,6 +420,33 @@ impl DiskQueue {
         }
         self.consumed = keep;
         Ok(())
+    }
+
+    /// Clean shutdown: appends every message the queue's owner holds in
+    /// memory (with its due time, if deferred), forgets what was read and
+    /// not finished (it is among them), fsyncs and saves the checkpoint, so
+    /// a restart finds each message exactly once. Returns how many.
+    pub fn write_back(
+        &mut self,
+        messages: impl IntoIterator<Item = (Message, Option<Instant>)>,
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        // Consecutive messages with the same due time go in one append.
+        let mut run: Vec<Message> = Vec::new();
+        let mut run_due = None;
+        for (message, due) in messages {
+            if due != run_due && !run.is_empty() {
+                written += run.len();
+                self.append(&std::mem::take(&mut run), run_due.map(due_to_unix_nanos))?;
+            }
+            run_due = due;
+            run.push(message);
+        }
+        written += run.len();
+        self.append(&run, run_due.map(due_to_unix_nanos))?;
+        self.forget_outstanding();
+        self.flush()?;
+        Ok(written)
     }
 
     /// Fsyncs what was written and saves the checkpoint (periodic flush

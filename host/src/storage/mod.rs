@@ -102,6 +102,16 @@ pub async fn sync_queue<S>(
     Ok(())
 }
 
+/// How many more messages a queue may keep in memory: none once anything
+/// waits on its disk, so new messages queue behind it and order holds.
+pub fn memory_room(memory_limit: usize, in_memory: usize, disk: Option<&DiskQueue>) -> usize {
+    if disk.is_some_and(|d| !d.is_empty()) {
+        0
+    } else {
+        memory_limit.saturating_sub(in_memory)
+    }
+}
+
 /// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
 /// still holds this many messages so `nsq_tail` works in durable mode.
 pub const EPHEMERAL_MIN_MEMORY: usize = 1000;
