@@ -35,6 +35,13 @@ pub struct Location {
     pub offset: u64,
 }
 
+impl Location {
+    /// The first record of `segment`.
+    pub fn start_of(segment: u64) -> Location {
+        Location { segment, offset: 0 }
+    }
+}
+
 /// Settings shared by every disk queue of a broker.
 #[derive(Debug, Clone)]
 pub struct DiskSettings {
@@ -53,6 +60,22 @@ struct ReadCursor {
     /// Records already read from the cursor's segment.
     read_in_segment: u64,
     file: Option<BufReader<File>>,
+}
+
+impl ReadCursor {
+    /// A cursor at `at`, nothing read from its segment yet.
+    fn at(at: Location) -> ReadCursor {
+        ReadCursor {
+            at,
+            read_in_segment: 0,
+            file: None,
+        }
+    }
+
+    /// A cursor at the start of `segment`.
+    fn start_of(segment: u64) -> ReadCursor {
+        ReadCursor::at(Location::start_of(segment))
+    }
 }
 
 /// The segment receiving appends.
@@ -110,22 +133,13 @@ impl DiskQueue {
                     .copied()
                     .find(|&s| s > c.read_segment)
                     .unwrap_or(c.read_segment);
-                Location {
-                    segment: next,
-                    offset: 0,
-                }
+                Location::start_of(next)
             }
-            Ok(_) => Location {
-                segment: first,
-                offset: 0,
-            },
+            Ok(_) => Location::start_of(first),
             Err(e) => {
                 tracing::error!(file = %checkpoint_path.display(), error = %e,
                     "DISKQUEUE: unreadable checkpoint; reading the queue from its first segment (messages may be delivered again)");
-                Location {
-                    segment: first,
-                    offset: 0,
-                }
+                Location::start_of(first)
             }
         };
         let mut segments = BTreeMap::new();
@@ -154,21 +168,13 @@ impl DiskQueue {
             consumed: Vec::new(),
             write: None,
             next_segment,
-            read: ReadCursor {
-                at: start,
-                read_in_segment: 0,
-                file: None,
-            },
+            read: ReadCursor::at(start),
             depth,
             outstanding: BTreeSet::new(),
             saved_checkpoint: Some(start),
             sync: Arc::new(SyncState::default()),
             unsynced_messages: 0,
         }
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     /// Messages on disk not yet read.
@@ -184,7 +190,9 @@ impl DiskQueue {
         self.sync.clone()
     }
 
-    /// Appends messages in one write. Returns a ticket to wait on when
+    /// Appends messages, one write per segment they land in (a batch that
+    /// would pass `--max-bytes-per-file` continues in a new segment).
+    /// Returns a ticket to wait on when
     /// `--sync-every` is 1 (the caller answers only after the fsync);
     /// otherwise a background fsync starts every `sync-every` messages.
     pub fn append(
@@ -372,14 +380,7 @@ impl DiskQueue {
             .next()
             .copied()
             .unwrap_or(self.next_segment);
-        self.read = ReadCursor {
-            at: Location {
-                segment: next,
-                offset: 0,
-            },
-            read_in_segment: 0,
-            file: None,
-        };
+        self.read = ReadCursor::start_of(next);
     }
 
     /// A message read from this queue was finished (or moved elsewhere).
@@ -460,26 +461,18 @@ impl DiskQueue {
     /// Deletes every file of the queue and starts it empty (/empty).
     pub fn clear(&mut self) {
         self.write = None;
-        self.read.file = None;
+        self.read = ReadCursor::start_of(self.next_segment);
         self.delete_files();
         self.segments.clear();
         self.consumed.clear();
         self.outstanding.clear();
         self.depth = 0;
-        self.read = ReadCursor {
-            at: Location {
-                segment: self.next_segment,
-                offset: 0,
-            },
-            read_in_segment: 0,
-            file: None,
-        };
         self.saved_checkpoint = None;
         self.sync = Arc::new(SyncState::default());
     }
 
-    /// Deletes every file of the queue (topic or channel deleted).
-    pub fn delete_files(&self) {
+    /// Deletes every file of the queue.
+    fn delete_files(&self) {
         for segment in list_segments(&self.settings.dir, &self.name) {
             remove_file_logged(&self.segment_path(segment));
         }
