@@ -10,24 +10,22 @@
 //! tokio-nsq consumer instead (see `plugin.rs`); `wasq-bench reload` times
 //! hot reloads (see `reload.rs`).
 //!
-//! By default it starts `target/release/wasqd` on ephemeral ports. With
+//! By default it starts the `wasqd` built beside it (`target/release/wasqd`)
+//! on ephemeral ports, through the shared test harness (`wasq-testkit`). With
 //! `--compare ADDR` it runs the same workload against a second broker (for
 //! example a real nsqd) in the same run and prints the ratio, since this
 //! machine is too noisy for numbers taken at different times.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 
-use anyhow::{Context, bail};
 use clap::Parser;
+use wasq_testkit::Wasqd;
 
-mod conn;
 mod persistence;
 mod plugin;
 mod reload;
 mod workload;
 
-pub use conn::Conn;
 use workload::{Workload, run_all};
 
 #[derive(Parser, Debug, Clone)]
@@ -123,77 +121,12 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A wasqd started by the bench; killed when dropped.
-pub struct Spawned {
-    child: Child,
-    pub tcp: SocketAddr,
-    pub http: SocketAddr,
-    /// Its --data-path, unless the caller gave one.
-    _data: Option<tempfile::TempDir>,
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the release wasqd on ephemeral loopback ports, with its data in
-/// a temporary directory unless `extra` names a --data-path, and reads its
-/// TCP and HTTP addresses from its start-up log.
-fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<Spawned> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let binary = root.join("target/release/wasqd");
-    if !binary.exists() {
-        bail!(
-            "{} not found: run `cargo build --release -p wasq-host` first",
-            binary.display()
-        );
-    }
-    let data = if extra.contains(&"--data-path") {
-        None
-    } else {
-        Some(tempfile::tempdir().context("temporary --data-path")?)
-    };
-    let mut command = Command::new(&binary);
-    command
-        .args([
-            "--tcp-address",
-            "127.0.0.1:0",
-            "--http-address",
-            "127.0.0.1:0",
-            "--exit-on-stdin-eof",
-            "--no-embedded-lookupd",
-        ])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(data) = &data {
-        command.arg("--data-path").arg(data.path());
-    }
-    let mut child = command.spawn().context("spawn wasqd")?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
-    let (mut tcp, mut http) = (None, None);
-    while tcp.is_none() || http.is_none() {
-        let Some(line) = lines.next() else {
-            bail!("wasqd exited before listening")
-        };
-        let line = line?;
-        if let Some(addr) = line.split("TCP: listening on ").nth(1) {
-            tcp = Some(addr.trim().parse()?);
-        }
-        if let Some(addr) = line.split("HTTP: listening on ").nth(1) {
-            http = Some(addr.trim().parse()?);
-        }
-    }
-    // Keep draining the log so wasqd never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Ok(Spawned {
-        child,
-        tcp: tcp.unwrap(),
-        http: http.unwrap(),
-        _data: data,
-    })
+/// Starts the wasqd built beside this tool (`target/release/wasqd` for
+/// a release build) on ephemeral loopback ports, without the embedded
+/// lookupd, with its data in a temporary directory unless `extra` names a
+/// --data-path.
+fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<Wasqd> {
+    let mut args = vec!["--no-embedded-lookupd"];
+    args.extend_from_slice(extra);
+    Wasqd::try_start(&args)
 }

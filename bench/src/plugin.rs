@@ -12,7 +12,9 @@ use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumerConfig, NSQConsumerConfigSources, NSQTopic,
 };
 
-use crate::{Conn, spawn_wasqd};
+use crate::spawn_wasqd;
+use wasq_testkit::async_client::AsyncClient;
+use wasq_wire::command;
 
 pub struct PluginArgs {
     pub messages: usize,
@@ -105,17 +107,11 @@ async fn publish_backlog(
     size: usize,
 ) -> anyhow::Result<()> {
     let batch = 500;
-    let mut conn = Conn::connect(tcp).await?;
+    let mut conn = AsyncClient::connect(tcp).await?;
     let mut left = messages;
     while left > 0 {
         let n = left.min(batch);
-        let mut frame = format!("MPUB {topic}\n").into_bytes();
-        frame.extend_from_slice(&((4 + n * (4 + size)) as u32).to_be_bytes());
-        frame.extend_from_slice(&(n as u32).to_be_bytes());
-        for _ in 0..n {
-            frame.extend_from_slice(&(size as u32).to_be_bytes());
-            frame.extend(std::iter::repeat_n(b'x', size));
-        }
+        let frame = command::encode(|out| command::mpub(out, topic, &vec![vec![b'x'; size]; n]));
         conn.send(&frame).await?;
         conn.expect_ok().await?;
         left -= n;

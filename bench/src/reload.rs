@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{Conn, spawn_wasqd};
+use crate::spawn_wasqd;
+use wasq_testkit::async_client::AsyncClient;
+use wasq_wire::{FrameType, command};
 
 pub async fn run(rounds: usize) -> anyhow::Result<()> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -47,10 +49,8 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
 
     // Keep `words` busy: one message every millisecond or so.
     let publisher = tokio::spawn(async move {
-        let mut conn = Conn::connect(tcp).await?;
-        let mut frame = b"PUB words\n".to_vec();
-        frame.extend_from_slice(&4u32.to_be_bytes());
-        frame.extend_from_slice(b"ping");
+        let mut conn = AsyncClient::connect(tcp).await?;
+        let frame = command::encode(|out| command::publish(out, "words", b"ping"));
         loop {
             conn.send(&frame).await?;
             conn.expect_ok().await?;
@@ -59,8 +59,10 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         #[allow(unreachable_code)]
         anyhow::Ok(())
     });
-    let mut consumer = Conn::connect(tcp).await?;
-    consumer.send(b"SUB words.upper bench\nRDY 2500\n").await?;
+    let mut consumer = AsyncClient::connect(tcp).await?;
+    let mut subscribe = command::encode(|out| command::sub(out, "words.upper", "bench"));
+    command::rdy(&mut subscribe, 2500);
+    consumer.send(&subscribe).await?;
     consumer.expect_ok().await?;
 
     let mut latencies = Vec::new();
@@ -70,18 +72,18 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         std::fs::write(&target, &versions[next])?;
         let written = Instant::now();
         loop {
-            let (frame_type, data) =
-                tokio::time::timeout(Duration::from_secs(30), consumer.read_frame())
-                    .await
-                    .context("no output")??;
-            if frame_type != 2 {
-                if data == b"_heartbeat_" {
-                    consumer.send(b"NOP\n").await?;
+            let frame = tokio::time::timeout(Duration::from_secs(30), consumer.read_frame())
+                .await
+                .context("no output")??;
+            if frame.frame_type != FrameType::Message {
+                if frame.is_heartbeat() {
+                    consumer.send(&command::encode(command::nop)).await?;
                 }
                 continue;
             }
-            consumer.finish(&data).await?;
-            if data[26..].starts_with(b"v2:") == expect_prefix {
+            let message = frame.message()?;
+            consumer.finish(&message).await?;
+            if message.body.starts_with(b"v2:") == expect_prefix {
                 break;
             }
         }
@@ -114,12 +116,12 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
 
 /// FINs the outputs that arrive for 150 ms (the old version's last ones),
 /// so they cannot be taken for the next version's.
-async fn drain(consumer: &mut Conn) -> anyhow::Result<()> {
+async fn drain(consumer: &mut AsyncClient) -> anyhow::Result<()> {
     let until = tokio::time::Instant::now() + Duration::from_millis(150);
     while let Ok(frame) = tokio::time::timeout_at(until, consumer.read_frame()).await {
-        let (frame_type, data) = frame?;
-        if frame_type == 2 {
-            consumer.finish(&data).await?;
+        let frame = frame?;
+        if frame.frame_type == FrameType::Message {
+            consumer.finish(&frame.message()?).await?;
         }
     }
     Ok(())

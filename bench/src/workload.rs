@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use crate::Conn;
+use wasq_testkit::async_client::AsyncClient;
+use wasq_wire::{FrameType, command};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Workload {
@@ -80,9 +81,11 @@ pub async fn run_all(args: &Workload, addr: SocketAddr, label: &str) -> anyhow::
     );
 
     // The SUB phase drains a backlog published into an existing channel.
-    let mut setup = Conn::connect(addr).await?;
+    let mut setup = AsyncClient::connect(addr).await?;
     setup
-        .send(format!("SUB {sub_topic} bench\n").as_bytes())
+        .send(&command::encode(|out| {
+            command::sub(out, &sub_topic, "bench")
+        }))
         .await?;
     setup.expect_ok().await?;
     drop(setup);
@@ -94,16 +97,8 @@ pub async fn run_all(args: &Workload, addr: SocketAddr, label: &str) -> anyhow::
 
 pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
     let per_conn = args.messages / args.publishers;
-    let body = vec![b'x'; args.size];
-    let mut frame = Vec::new();
-    frame.extend_from_slice(format!("MPUB {topic}\n").as_bytes());
-    let payload_len = 4 + args.batch * (4 + args.size);
-    frame.extend_from_slice(&(payload_len as u32).to_be_bytes());
-    frame.extend_from_slice(&(args.batch as u32).to_be_bytes());
-    for _ in 0..args.batch {
-        frame.extend_from_slice(&(args.size as u32).to_be_bytes());
-        frame.extend_from_slice(&body);
-    }
+    let bodies = vec![vec![b'x'; args.size]; args.batch];
+    let frame = command::encode(|out| command::mpub(out, topic, &bodies));
     let start = Instant::now();
     let mut tasks = Vec::new();
     let batch = args.batch;
@@ -111,7 +106,7 @@ pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyho
         let frame = frame.clone();
         let batches = per_conn.div_ceil(batch);
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::connect(addr).await?;
+            let mut conn = AsyncClient::connect(addr).await?;
             for _ in 0..batches {
                 conn.send(&frame).await?;
                 conn.expect_ok().await?;
@@ -127,9 +122,7 @@ pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyho
 }
 
 async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
-    let mut frame = format!("PUB {topic}\n").into_bytes();
-    frame.extend_from_slice(&(args.size as u32).to_be_bytes());
-    frame.extend(std::iter::repeat_n(b'x', args.size));
+    let frame = command::encode(|out| command::publish(out, topic, &vec![b'x'; args.size]));
     let per_conn = args.pub_messages.div_ceil(args.pub_connections);
     let window = args.pub_window.max(1);
     let start = Instant::now();
@@ -137,7 +130,7 @@ async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Re
     for _ in 0..args.pub_connections {
         let frame = frame.clone();
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::connect(addr).await?;
+            let mut conn = AsyncClient::connect(addr).await?;
             let first = window.min(per_conn);
             conn.send(&frame.repeat(first)).await?;
             for sent in first..per_conn + first {
@@ -171,28 +164,27 @@ pub async fn sub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow
         let counter = counter.clone();
         let (done_tx, mut done) = (done_tx.clone(), done_rx.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::connect(addr).await?;
-            conn.send(format!("SUB {topic} bench\nRDY 2500\n").as_bytes())
-                .await?;
+            let mut conn = AsyncClient::connect(addr).await?;
+            let mut subscribe = command::encode(|out| command::sub(out, &topic, "bench"));
+            command::rdy(&mut subscribe, 2500);
+            conn.send(&subscribe).await?;
             conn.expect_ok().await?;
             let mut fins = Vec::with_capacity(64 * 1024);
             loop {
                 if *done.borrow() {
                     return anyhow::Ok(());
                 }
-                let (frame_type, data) = tokio::select! {
+                let frame = tokio::select! {
                     frame = conn.read_frame() => frame?,
                     _ = done.changed() => return anyhow::Ok(()),
                 };
                 let mut last = false;
-                if frame_type == 2 {
-                    fins.extend_from_slice(b"FIN ");
-                    fins.extend_from_slice(&data[10..26]);
-                    fins.push(b'\n');
+                if frame.frame_type == FrameType::Message {
+                    command::fin(&mut fins, &frame.message()?.id.0);
                     let received = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     last = received >= total;
-                } else if data == b"_heartbeat_" {
-                    fins.extend_from_slice(b"NOP\n");
+                } else if frame.is_heartbeat() {
+                    command::nop(&mut fins);
                 }
                 if (last || !conn.has_buffered_frame()) && !fins.is_empty() {
                     conn.send(&fins).await?;

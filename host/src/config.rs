@@ -144,6 +144,10 @@ pub struct Options {
     /// exit when standard input closes (lets a test harness or supervisor own the process)
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
+
+    /// once serving (listeners bound, plugins loaded), write the bound addresses to this file as JSON
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 /// nsqd's log levels; `fatal` logs only what stops the process.

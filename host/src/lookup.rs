@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +27,8 @@ pub const PING_INTERVAL: Duration = Duration::from_secs(15);
 /// Wait before reconnecting to a lookupd that went away.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest response taken from a lookupd (a JSON IDENTIFY answer is tiny).
+const MAX_RESPONSE_SIZE: u32 = 1 << 20;
 /// How often the configured address list is compared with the running peers.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
@@ -178,7 +180,7 @@ impl LookupConn {
             stream: BufReader::new(stream),
             address: address.to_string(),
         };
-        conn.write(b"  V1").await?;
+        conn.write(wasq_wire::MAGIC_V1).await?;
         Ok(conn)
     }
 
@@ -191,11 +193,7 @@ impl LookupConn {
 
     async fn read_response(&mut self) -> anyhow::Result<Vec<u8>> {
         let read = async {
-            let size = self.stream.read_u32().await? as usize;
-            anyhow::ensure!(size <= 1 << 20, "response of {size} bytes");
-            let mut data = vec![0u8; size];
-            self.stream.read_exact(&mut data).await?;
-            Ok(data)
+            Ok(wasq_wire::lookup::read_response_async(&mut self.stream, MAX_RESPONSE_SIZE).await?)
         };
         tokio::time::timeout(IO_TIMEOUT, read)
             .await
@@ -213,9 +211,7 @@ impl LookupConn {
     }
 
     async fn identify(&mut self, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let mut frame = b"IDENTIFY\n".to_vec();
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(body);
+        let frame = wasq_wire::command::encode(|out| wasq_wire::command::identify(out, body));
         self.write(&frame).await?;
         let response = self.read_response().await?;
         anyhow::ensure!(

@@ -52,6 +52,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
             tombstone_lifetime: Duration::from_secs(45),
             log_level: options.log_level.filter().to_string(),
             exit_on_stdin_eof: false,
+            ready_file: None,
         };
         Some(
             wasq_lookupd::server::start(&lookupd_options)
@@ -85,6 +86,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         tracing::warn!(error = %e, "PLUGINS: cannot watch the plugins directory; use POST /plugins/NAME/reload");
     }
 
+    let ready_file = broker.options.ready_file.clone();
     let always: Vec<String> = embedded
         .iter()
         .map(|e| e.lookupd.addresses.tcp.to_string())
@@ -105,6 +107,19 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
             tracing::error!(error = %e, "HTTP server failed");
         }
     });
+    if let Some(path) = ready_file {
+        let mut listening = wasq_nsq::ready::Listening::from([
+            ("tcp".to_string(), addresses.tcp),
+            ("http".to_string(), addresses.http),
+        ]);
+        if let Some(lookupd) = &embedded {
+            let at = lookupd.lookupd.addresses;
+            listening.insert("lookupd_tcp".to_string(), at.tcp);
+            listening.insert("lookupd_http".to_string(), at.http);
+        }
+        wasq_nsq::ready::write(&path, &listening)
+            .with_context(|| format!("cannot write --ready-file {}", path.display()))?;
+    }
     Ok(Running {
         broker,
         plugins,

@@ -1,11 +1,9 @@
 //! The `wasqd` command line: nsqd's flag names, clear errors for bad
 //! values, Go-style single-dash flags and a clean exit on SIGTERM.
 
-mod common;
-
 use std::process::Command;
 
-use common::Wasqd;
+use wasq_testkit::Wasqd;
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_wasqd"))

@@ -1,16 +1,14 @@
 //! Hot reload: replacing, adding and removing plugins by changing files in
 //! the plugins directory of a running wasqd, under continuous traffic.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Http, PluginDir, Wasqd, eventually, wat_plugin};
 use sha2::{Digest, Sha256};
+use wasq_testkit::{Http, PluginDir, Wasqd, eventually, wat_plugin};
 
 const WAIT: Duration = Duration::from_secs(30);
 const UPPER_MANIFEST: &str =
@@ -48,17 +46,10 @@ impl Publisher {
             while !stop_flag.load(Ordering::Relaxed) {
                 let first = counter.load(Ordering::Relaxed);
                 let batch = 40;
-                let mut body = (batch as u32).to_be_bytes().to_vec();
-                for seq in first..first + batch {
-                    let message = format!("m{seq}");
-                    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-                    body.extend_from_slice(message.as_bytes());
-                }
-                client.send_with_body("MPUB words\n", &body);
-                assert_eq!(
-                    client.read_frame(),
-                    (common::FRAME_RESPONSE, b"OK".to_vec())
-                );
+                let bodies: Vec<String> = (first..first + batch)
+                    .map(|seq| format!("m{seq}"))
+                    .collect();
+                client.mpub("words", &bodies);
                 counter.fetch_add(batch, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -86,10 +77,10 @@ fn collect_outputs(wasqd: &Wasqd) -> Arc<Mutex<Vec<String>>> {
     std::thread::spawn(move || {
         loop {
             let message = consumer.read_message();
-            consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+            consumer.finish(&message);
             sink.lock()
                 .unwrap()
-                .push(String::from_utf8(message.body).unwrap());
+                .push(String::from_utf8(message.body.to_vec()).unwrap());
         }
     });
     outputs
@@ -122,11 +113,15 @@ fn twenty_swaps_under_traffic_lose_nothing_and_never_run_a_bad_version() {
         match swap {
             6 => {
                 // A corrupt file: rejected, the live version keeps running.
-                let failures_before = failed_reloads(&http);
-                std::fs::write(&target, b"\0asm\x01\0\0\0 definitely not a module").unwrap();
+                let corrupt = b"\0asm\x01\0\0\0 definitely not a module";
+                std::fs::write(&target, corrupt).unwrap();
                 assert!(
-                    eventually(WAIT, || failed_reloads(&http) > failures_before),
-                    "corrupt file not noticed"
+                    eventually(WAIT, || newest_reload(&http).is_some_and(|r| {
+                        r["new_hash"] == sha256(corrupt).as_str()
+                            && r["result"].as_str().unwrap_or("").starts_with("failed")
+                    })),
+                    "corrupt file not noticed: {}",
+                    http.plugin("uppercase")
                 );
                 assert_eq!(
                     live_hash(&http, "uppercase").as_deref(),
@@ -199,27 +194,21 @@ fn twenty_swaps_under_traffic_lose_nothing_and_never_run_a_bad_version() {
         (0..published).all(|seq| seen.contains(format!("M{seq}").as_str()))
     });
     assert!(all_handled, "messages were lost across reloads");
-    let history = http.plugin("uppercase")["history"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(
-        history
-            .iter()
-            .any(|h| h["result"].as_str().unwrap().starts_with("failed"))
-    );
-    assert!(history.iter().filter(|h| h["result"] == "reloaded").count() >= 15);
+    // The last version written is the one running. (How many half-written
+    // versions were seen and rejected on the way depends on the scheduler,
+    // so the history's length is not a promise.)
     assert_eq!(http.plugin("uppercase")["state"], "running");
+    assert_eq!(
+        live_hash(&http, "uppercase").as_deref(),
+        Some(&*expected_live)
+    );
 }
 
-fn failed_reloads(http: &Http) -> usize {
+/// The newest entry of the uppercase plugin's reload history.
+fn newest_reload(http: &Http) -> Option<serde_json::Value> {
     http.plugin("uppercase")["history"]
         .as_array()
-        .map_or(0, |h| {
-            h.iter()
-                .filter(|r| r["result"].as_str().unwrap_or("").starts_with("failed"))
-                .count()
-        })
+        .and_then(|h| h.last().cloned())
 }
 
 #[test]
@@ -314,7 +303,7 @@ fn a_version_whose_init_fails_never_goes_live() {
     );
     let mut upper = wasqd.consumer("words.upper", "check", 1);
     http.post("/pub?topic=words", b"still old");
-    assert_eq!(upper.read_message().body, b"STILL OLD");
+    assert_eq!(upper.read_message().body, "STILL OLD");
 }
 
 #[test]
@@ -343,7 +332,7 @@ fn with_watching_off_reload_is_an_http_call() {
     assert_eq!(http.post("/plugins/nosuch/reload", b"").0, 404);
     let mut upper = wasqd.consumer("words.upper", "check", 1);
     http.post("/pub?topic=words", b"new");
-    assert_eq!(upper.read_message().body, b"v2:NEW");
+    assert_eq!(upper.read_message().body, "v2:NEW");
 }
 
 #[test]
@@ -377,5 +366,5 @@ fn compiled_modules_are_cached_under_the_data_path() {
     );
     let mut upper = wasqd.consumer("words.upper", "check", 1);
     wasqd.http().post("/pub?topic=words", b"cached");
-    assert_eq!(upper.read_message().body, b"CACHED");
+    assert_eq!(upper.read_message().body, "CACHED");
 }

@@ -1,12 +1,10 @@
 //! nsqd's HTTP API over real HTTP: every endpoint, its errors and statuses.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::{Wasqd, eventually};
 use serde_json::Value;
+use wasq_testkit::{FrameType, Wasqd, eventually};
 
 #[test]
 fn ping_info_and_unknown_routes() {
@@ -75,15 +73,15 @@ fn pub_and_its_errors() {
     assert_eq!(http.post("/pub?topic=t", b"1234567890"), (200, "OK".into()));
 
     let mut consumer = wasqd.consumer("t", "c", 10);
-    assert_eq!(consumer.read_message().body, b"hello");
-    assert_eq!(consumer.read_message().body, b"1234567890");
+    assert_eq!(consumer.read_message().body, "hello");
+    assert_eq!(consumer.read_message().body, "1234567890");
 
     assert_eq!(
         http.post("/pub?topic=t&defer=400", b"later"),
         (200, "OK".into())
     );
     let sent = Instant::now();
-    assert_eq!(consumer.read_message().body, b"later");
+    assert_eq!(consumer.read_message().body, "later");
     assert!(sent.elapsed() >= Duration::from_millis(350));
 }
 
@@ -92,17 +90,15 @@ fn mpub_text_and_binary() {
     let wasqd = Wasqd::start_with(&["--max-msg-size", "10", "--max-body-size", "100"]);
     let http = wasqd.http();
     assert_eq!(http.post("/mpub?topic=m", b"a\nb\n\nc"), (200, "OK".into()));
-    let mut binary = 2u32.to_be_bytes().to_vec();
-    for m in [&b"dd"[..], b"e"] {
-        binary.extend_from_slice(&(m.len() as u32).to_be_bytes());
-        binary.extend_from_slice(m);
-    }
+    let binary = wasq_wire::command::mpub_body(&["dd", "e"]);
     assert_eq!(
         http.post("/mpub?topic=m&binary=true", &binary),
         (200, "OK".into())
     );
     let mut consumer = wasqd.consumer("m", "c", 10);
-    let bodies: Vec<Vec<u8>> = (0..5).map(|_| consumer.read_message().body).collect();
+    let bodies: Vec<Vec<u8>> = (0..5)
+        .map(|_| consumer.read_message().body.to_vec())
+        .collect();
     assert_eq!(
         bodies,
         vec![
@@ -302,10 +298,10 @@ fn emptying_a_channel_drops_in_flight_messages_too() {
     assert_eq!(stats["clients"][0]["in_flight_count"], 0);
     // Its capacity is back: a new message is delivered at once.
     http.post("/pub?topic=e", b"next");
-    assert_eq!(consumer.read_message().body, b"next");
-    consumer.send(format!("FIN {}\n", held.id_str()).as_bytes());
+    assert_eq!(consumer.read_message().body, "next");
+    consumer.finish(&held);
     let (frame_type, text) = consumer.read_frame();
-    assert_eq!(frame_type, common::FRAME_ERROR);
+    assert_eq!(frame_type, FrameType::Error);
     assert!(String::from_utf8_lossy(&text).starts_with("E_FIN_FAILED"));
 }
 

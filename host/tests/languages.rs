@@ -6,11 +6,9 @@
 //! are dead-lettered and publishes the others. Every language must pass
 //! the same checks.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use wasq_testkit::*;
 
 /// (language, its output topics' suffix)
 const LANGUAGES: [(&str, &str); 6] = [
@@ -65,7 +63,7 @@ fn expect_body(wasqd: &Wasqd, consumer: &mut RawClient, topic: &str, expected: &
         "on {topic}; log: {:?}",
         wasqd.log()
     );
-    consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+    consumer.finish(&message);
 }
 
 #[test]

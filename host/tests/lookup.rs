@@ -2,17 +2,15 @@
 //! with configured ones, re-registration after a lookupd restart, and
 //! consumers that discover producers through lookupd.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Wasqd, eventually};
 use serde_json::Value;
 use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumerConfig, NSQConsumerConfigSources,
     NSQConsumerLookupConfig, NSQTopic,
 };
+use wasq_testkit::{Wasqd, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
 

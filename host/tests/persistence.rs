@@ -4,67 +4,45 @@
 //! publish got OK is delivered (again, if it was in flight) after the
 //! restart, unless a consumer finished it before.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use wasq_testkit::*;
+use wasq_wire::command;
 
 /// A publisher that reports failures instead of panicking: under a
 /// shutdown or a crash the connection goes away mid-command.
 struct Publisher {
-    stream: TcpStream,
+    client: RawClient,
 }
 
 impl Publisher {
     fn connect(addr: SocketAddr) -> Publisher {
-        let mut stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.write_all(b"  V2").unwrap();
-        Publisher { stream }
+        Publisher {
+            client: RawClient::connect_v2(addr),
+        }
     }
 
-    /// Sends one command; returns the response text (or error frame).
-    fn command(&mut self, line: &str, body: &[u8]) -> Option<String> {
-        let mut out = line.as_bytes().to_vec();
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(body);
-        self.stream.write_all(&out).ok()?;
-        loop {
-            let mut header = [0u8; 4];
-            self.stream.read_exact(&mut header).ok()?;
-            let mut data = vec![0u8; u32::from_be_bytes(header) as usize];
-            self.stream.read_exact(&mut data).ok()?;
-            let text = String::from_utf8_lossy(&data[4..]).into_owned();
-            if text != "_heartbeat_" {
-                return Some(text);
-            }
-        }
+    /// Sends one command; true if it was acknowledged.
+    fn acknowledged(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        self.client.try_command(&command::encode(write)) == Some("OK".into())
     }
 
     fn publish(&mut self, topic: &str, body: &str) -> bool {
-        self.command(&format!("PUB {topic}\n"), body.as_bytes()) == Some("OK".into())
+        self.acknowledged(|out| command::publish(out, topic, body.as_bytes()))
     }
 
     fn publish_deferred(&mut self, topic: &str, defer_ms: u64, body: &str) -> bool {
-        self.command(&format!("DPUB {topic} {defer_ms}\n"), body.as_bytes()) == Some("OK".into())
+        self.acknowledged(|out| command::dpub(out, topic, defer_ms, body.as_bytes()))
     }
 
     fn publish_many(&mut self, topic: &str, bodies: &[String]) -> bool {
-        let mut body = (bodies.len() as u32).to_be_bytes().to_vec();
-        for b in bodies {
-            body.extend_from_slice(&(b.len() as u32).to_be_bytes());
-            body.extend_from_slice(b.as_bytes());
-        }
-        self.command(&format!("MPUB {topic}\n"), &body) == Some("OK".into())
+        self.acknowledged(|out| command::mpub(out, topic, bodies))
     }
 }
 
@@ -137,11 +115,11 @@ fn run_load(
         let mut consumer = RawClient::connect(addr);
         consumer.send(format!("  V2SUB {topic} c\nRDY 200\n").as_bytes());
         let mut count = 0;
-        while let Some(message) = next_message(&mut consumer, Duration::from_secs(5)) {
+        while let Some(message) = consumer.next_message(Duration::from_secs(5)) {
             count += 1;
             if count % 2 == 0 {
                 let body = String::from_utf8_lossy(&message.body).into_owned();
-                consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+                consumer.finish(&message);
                 ledger_consumer.lock().unwrap().finished.insert(body);
             }
         }
@@ -172,20 +150,6 @@ fn wait_for_consumer(wasqd: &Wasqd, topic: &str, ledger: &Mutex<Ledger>) {
     std::thread::sleep(Duration::from_millis(300));
 }
 
-/// The next message, skipping responses; `None` on silence or close.
-fn next_message(client: &mut RawClient, idle: Duration) -> Option<RawMessage> {
-    client.stream.set_read_timeout(Some(idle)).unwrap();
-    loop {
-        let mut header = [0u8; 4];
-        client.stream.read_exact(&mut header).ok()?;
-        let mut data = vec![0u8; u32::from_be_bytes(header) as usize];
-        client.stream.read_exact(&mut data).ok()?;
-        if u32::from_be_bytes(data[..4].try_into().unwrap()) == FRAME_MESSAGE {
-            return Some(RawMessage::decode(&data[4..]));
-        }
-    }
-}
-
 /// Consumes (and finishes) until every body in `expected` arrived or
 /// nothing came for `idle`; returns each body with its arrival time.
 fn drain(
@@ -197,10 +161,10 @@ fn drain(
     let mut consumer = wasqd.consumer(topic, "c", 500);
     let mut received = BTreeMap::new();
     while !expected.iter().all(|b| received.contains_key(b)) {
-        let Some(message) = next_message(&mut consumer, idle) else {
+        let Some(message) = consumer.next_message(idle) else {
             break;
         };
-        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+        consumer.finish(&message);
         received
             .entry(String::from_utf8_lossy(&message.body).into_owned())
             .or_insert_with(SystemTime::now);
@@ -376,9 +340,11 @@ fn overflow_goes_to_disk_and_comes_back_in_order() {
     let mut consumer = wasqd.consumer("spill", "c", 150);
     let mut last: BTreeMap<String, i64> = BTreeMap::new();
     for _ in 0..2000 {
-        let message = next_message(&mut consumer, Duration::from_secs(10)).expect("a message");
-        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
-        let body = String::from_utf8(message.body).unwrap();
+        let message = consumer
+            .next_message(Duration::from_secs(10))
+            .expect("a message");
+        consumer.finish(&message);
+        let body = String::from_utf8(message.body.to_vec()).unwrap();
         let (producer, n) = body.split_once('-').unwrap();
         let n: i64 = n.parse().unwrap();
         let previous = last.insert(producer.to_string(), n).unwrap_or(-1);
@@ -538,7 +504,8 @@ fn a_full_disk_fails_publishes_and_the_broker_keeps_serving() {
     let mut publisher = Publisher::connect(wasqd.tcp);
     let mut acknowledged = 0;
     let error = loop {
-        match publisher.command("PUB full\n", body.as_bytes()) {
+        let publish = command::encode(|out| command::publish(out, "full", body.as_bytes()));
+        match publisher.client.try_command(&publish) {
             Some(ok) if ok == "OK" => acknowledged += 1,
             other => break other,
         }
@@ -569,9 +536,11 @@ fn a_full_disk_fails_publishes_and_the_broker_keeps_serving() {
     assert_eq!(wasqd.http().get("/ping"), (200, "OK".to_string()));
     let mut consumer = wasqd.consumer("full", "c", 100);
     for _ in 0..acknowledged {
-        let message = next_message(&mut consumer, Duration::from_secs(5)).expect("a message");
+        let message = consumer
+            .next_message(Duration::from_secs(5))
+            .expect("a message");
         assert_eq!(message.body.len(), 1000);
-        consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+        consumer.finish(&message);
     }
 }
 

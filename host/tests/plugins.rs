@@ -2,15 +2,13 @@
 //! examples and inline WAT), messages published over HTTP, outputs read with
 //! tokio-nsq and raw sockets.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{PluginDir, Wasqd, eventually, wat_plugin};
 use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources, NSQTopic,
 };
+use wasq_testkit::{PluginDir, Wasqd, eventually, wat_plugin};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -157,9 +155,9 @@ fn retries_count_attempts_then_dead_letter() {
     let mut done = wasqd.consumer("jobs.done", "check", 10);
     http.post("/pub?topic=jobs", b"this will fail");
     http.post("/pub?topic=jobs", b"this is fine");
-    assert_eq!(done.read_message().body, b"this is fine");
+    assert_eq!(done.read_message().body, "this is fine");
     let dead_letter = dead.read_message();
-    assert_eq!(dead_letter.body, b"this will fail", "body unchanged");
+    assert_eq!(dead_letter.body, "this will fail", "body unchanged");
     http.wait_settled("jobs", "flaky");
     let counters = http.plugin("flaky")["counters"].clone();
     assert_eq!(counters["requeued"], 2);
@@ -188,9 +186,9 @@ fn fatal_goes_straight_to_the_dead_letter_topic() {
     let mut dead = wasqd.consumer("events.dead", "check", 10);
     http.post("/pub?topic=events", br#"{"type":"click","x":1}"#);
     http.post("/pub?topic=events", b"not json at all");
-    assert_eq!(clicks.read_message().body, br#"{"type":"click","x":1}"#);
+    assert_eq!(clicks.read_message().body, r#"{"type":"click","x":1}"#);
     let dead_letter = dead.read_message();
-    assert_eq!(dead_letter.body, b"not json at all");
+    assert_eq!(dead_letter.body, "not json at all");
     http.wait_settled("events", "router");
     let counters = http.plugin("router")["counters"].clone();
     assert_eq!(counters["dead_lettered"], 1);
@@ -223,7 +221,7 @@ fn backoff_pauses_delivery_after_failures() {
         0
     );
     http.post("/pub?topic=jobs", b"next job");
-    assert_eq!(done.read_message().body, b"next job");
+    assert_eq!(done.read_message().body, "next job");
     let waited = failed_at.elapsed();
     assert!(
         waited >= Duration::from_millis(450),
@@ -328,7 +326,7 @@ fn faulty_plugins_never_hurt_the_broker_or_lose_messages() {
     // Nothing is lost: every faulty message ends in its dead-letter topic.
     for ((name, topic), dead) in faults.iter().zip(dead_letters.iter_mut()) {
         let mut bodies: Vec<String> = (0..per_plugin)
-            .map(|_| String::from_utf8(dead.read_message().body).unwrap())
+            .map(|_| String::from_utf8(dead.read_message().body.to_vec()).unwrap())
             .collect();
         bodies.sort();
         let expected: Vec<String> = (0..per_plugin).map(|i| format!("{topic} {i}")).collect();
@@ -413,7 +411,7 @@ fn bad_modules_and_manifests_are_reported_and_skipped() {
     // The broker serves normally.
     let mut upper = wasqd.consumer("words.upper", "check", 1);
     http.post("/pub?topic=words", b"ok");
-    assert_eq!(upper.read_message().body, b"OK");
+    assert_eq!(upper.read_message().body, "OK");
 }
 
 #[test]
@@ -433,7 +431,7 @@ fn the_hand_written_example_from_abi_md_works() {
     let wasqd = plugins.start();
     let mut copies = wasqd.consumer("copy", "check", 1);
     wasqd.http().post("/pub?topic=source", b"by hand");
-    assert_eq!(copies.read_message().body, b"by hand");
+    assert_eq!(copies.read_message().body, "by hand");
     assert!(eventually(WAIT, || wasqd
         .http()
         .counter("copier", "finished")

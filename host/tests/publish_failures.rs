@@ -2,26 +2,14 @@
 //! topic while it is being deleted. The window is a race in real life, so
 //! this test runs the server in-process and holds a topic in that state.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use wasq_host::config::Options;
 use wasq_host::http::LogControl;
 use wasq_host::server;
-
-fn read_frame(stream: &mut TcpStream) -> (u32, String) {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut data = vec![0u8; u32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut data).unwrap();
-    (
-        u32::from_be_bytes(data[..4].try_into().unwrap()),
-        String::from_utf8_lossy(&data[4..]).into_owned(),
-    )
-}
+use wasq_testkit::{FrameType, RawClient};
+use wasq_wire::command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_to_an_exiting_topic_fails_like_nsqd() {
@@ -47,53 +35,35 @@ async fn publishing_to_an_exiting_topic_fails_like_nsqd() {
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            [
-                b"PUB closing\n".to_vec(),
-                1u32.to_be_bytes().to_vec(),
-                b"x".to_vec(),
-            ]
-            .concat(),
+            command::encode(|out| command::publish(out, "closing", b"x")),
             "E_PUB_FAILED PUB failed exiting",
         ),
         (
-            [
-                b"MPUB closing\n".to_vec(),
-                9u32.to_be_bytes().to_vec(),
-                1u32.to_be_bytes().to_vec(),
-                1u32.to_be_bytes().to_vec(),
-                b"x".to_vec(),
-            ]
-            .concat(),
+            command::encode(|out| command::mpub(out, "closing", &["x"])),
             "E_MPUB_FAILED MPUB failed exiting",
         ),
         (
-            [
-                b"DPUB closing 10\n".to_vec(),
-                1u32.to_be_bytes().to_vec(),
-                b"x".to_vec(),
-            ]
-            .concat(),
+            command::encode(|out| command::dpub(out, "closing", 10, b"x")),
             "E_DPUB_FAILED DPUB failed exiting",
         ),
     ];
     let results = tokio::task::spawn_blocking(move || {
         cases
             .into_iter()
-            .map(|(frame, expected)| {
-                let mut stream = TcpStream::connect(tcp).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                stream.write_all(b"  V2").unwrap();
-                stream.write_all(&frame).unwrap();
-                (read_frame(&mut stream), expected)
+            .map(|(command, expected)| {
+                let mut client = RawClient::connect_v2(tcp);
+                client.send(&command);
+                (client.read_frame(), expected)
             })
             .collect::<Vec<_>>()
     })
     .await
     .unwrap();
-    for ((frame_type, text), expected) in results {
-        assert_eq!((frame_type, text.as_str()), (1, expected));
+    for ((frame_type, data), expected) in results {
+        assert_eq!(
+            (frame_type, String::from_utf8_lossy(&data).as_ref()),
+            (FrameType::Error, expected)
+        );
     }
     running.stop().await;
 }

@@ -2,10 +2,8 @@
 //! whether it closes the connection; and of garbage input, after which the
 //! broker still serves a healthy round trip.
 
-mod common;
-
-use common::{FRAME_ERROR, FRAME_RESPONSE, RawClient, Wasqd};
 use std::time::Duration;
+use wasq_testkit::{FrameType, RawClient, Wasqd};
 
 /// After whatever a test did, a fresh client can still publish and consume.
 fn assert_healthy(wasqd: &Wasqd) {
@@ -13,8 +11,8 @@ fn assert_healthy(wasqd: &Wasqd) {
     producer.publish("health", b"still here");
     let mut consumer = wasqd.consumer("health", "check", 1);
     let message = consumer.read_message();
-    assert_eq!(message.body, b"still here");
-    consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+    assert_eq!(message.body, "still here");
+    consumer.finish(&message);
 }
 
 #[test]
@@ -187,7 +185,7 @@ fn identify_settings_are_validated_like_nsqd() {
     let mut client = wasqd.raw();
     assert_eq!(
         client.identify(r#"{"heartbeat_interval":-1}"#),
-        (FRAME_RESPONSE, b"OK".to_vec())
+        (FrameType::Response, b"OK".to_vec())
     );
     client.send(b"SUB t c\n");
     client.expect_fatal("E_INVALID cannot SUB with heartbeats disabled");
@@ -249,24 +247,27 @@ fn failed_acknowledgements_keep_the_connection() {
         ),
     ] {
         client.send(command.as_bytes());
-        assert_eq!(client.read_frame(), (FRAME_ERROR, expected.into_bytes()));
+        assert_eq!(
+            client.read_frame(),
+            (FrameType::Error, expected.into_bytes())
+        );
     }
     // Still subscribed and served.
     let mut producer = wasqd.raw();
     producer.publish("t", b"after errors");
     let message = client.read_message();
-    assert_eq!(message.body, b"after errors");
+    assert_eq!(message.body, "after errors");
 
     // A message held by another consumer of the channel is not ours to FIN.
     let mut other = wasqd.consumer("t", "c", 0);
-    other.send(format!("FIN {}\n", message.id_str()).as_bytes());
+    other.finish(&message);
     assert_eq!(
         other.read_frame(),
         (
-            FRAME_ERROR,
+            FrameType::Error,
             format!(
                 "E_FIN_FAILED FIN {} failed client does not own message",
-                message.id_str()
+                message.id
             )
             .into_bytes()
         )
@@ -286,14 +287,14 @@ fn garbage_truncation_and_slow_drips_never_hurt_other_clients() {
         .collect();
     noisy.send(&garbage);
     let (frame_type, _) = noisy.read_frame();
-    assert_eq!(frame_type, FRAME_ERROR);
+    assert_eq!(frame_type, FrameType::Error);
     noisy.expect_closed();
 
     // A line with no newline, longer than any command.
     let mut long = wasqd.raw();
     long.send(&vec![b'A'; 64 * 1024]);
     let (frame_type, _) = long.read_frame();
-    assert_eq!(frame_type, FRAME_ERROR);
+    assert_eq!(frame_type, FrameType::Error);
 
     // A truncated PUB whose sender vanishes, and one that stalls mid-body.
     let mut truncated = wasqd.raw();
@@ -304,15 +305,14 @@ fn garbage_truncation_and_slow_drips_never_hurt_other_clients() {
 
     // A body that arrives one byte at a time is still a good PUB.
     let mut dripping = wasqd.raw();
-    let mut frame = b"PUB steady\n".to_vec();
-    frame.extend_from_slice(&4u32.to_be_bytes());
-    frame.extend_from_slice(b"drip");
+    let frame =
+        wasq_wire::command::encode(|out| wasq_wire::command::publish(out, "steady", b"drip"));
     for byte in frame {
         dripping.send(&[byte]);
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert_eq!(dripping.read_frame(), (FRAME_RESPONSE, b"OK".to_vec()));
-    assert_eq!(consumer.read_message().body, b"drip");
+    assert_eq!(dripping.read_frame(), (FrameType::Response, b"OK".to_vec()));
+    assert_eq!(consumer.read_message().body, "drip");
 
     // Connections that close at once, before or after the magic.
     for _ in 0..20 {
@@ -322,7 +322,7 @@ fn garbage_truncation_and_slow_drips_never_hurt_other_clients() {
 
     let mut producer = wasqd.raw();
     producer.publish("steady", b"fine");
-    assert_eq!(consumer.read_message().body, b"fine");
+    assert_eq!(consumer.read_message().body, "fine");
     drop(stalled);
     assert_healthy(&wasqd);
 }

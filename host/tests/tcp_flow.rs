@@ -1,12 +1,10 @@
 //! Raw-socket tests of delivery semantics: RDY flow control, timeouts,
 //! REQ, TOUCH, DPUB, CLS, heartbeats, sharing and ephemeral cleanup.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{FRAME_RESPONSE, Wasqd, eventually};
+use wasq_testkit::{FrameType, Wasqd, eventually};
 
 #[test]
 fn rdy_bounds_unacknowledged_messages_exactly() {
@@ -21,14 +19,14 @@ fn rdy_bounds_unacknowledged_messages_exactly() {
         consumer.is_silent_for(Duration::from_millis(300)),
         "more than RDY messages were sent"
     );
-    consumer.send(format!("FIN {}\n", first[0].id_str()).as_bytes());
+    consumer.finish(&first[0]);
     let fourth = consumer.read_message();
     assert!(consumer.is_silent_for(Duration::from_millis(300)));
-    assert_eq!(fourth.body, b"m3");
+    assert_eq!(fourth.body, "m3");
     // RDY 0 stops delivery while messages stay in flight.
     consumer.send(b"RDY 0\n");
     for m in [&first[1], &first[2], &fourth] {
-        consumer.send(format!("FIN {}\n", m.id_str()).as_bytes());
+        consumer.finish(m);
     }
     assert!(consumer.is_silent_for(Duration::from_millis(300)));
     let stats = wasqd.http().channel_stats("flow", "c").unwrap();
@@ -45,13 +43,7 @@ fn messages_have_nsqd_ids_timestamps_and_order() {
         .unwrap()
         .as_nanos() as i64;
     let mut producer = wasqd.raw();
-    let mut body = 3u32.to_be_bytes().to_vec();
-    for m in [&b"one"[..], b"two", b"three"] {
-        body.extend_from_slice(&(m.len() as u32).to_be_bytes());
-        body.extend_from_slice(m);
-    }
-    producer.send_with_body("MPUB order\n", &body);
-    assert_eq!(producer.read_frame(), (FRAME_RESPONSE, b"OK".to_vec()));
+    producer.mpub("order", &["one", "two", "three"]);
     let mut consumer = wasqd.consumer("order", "c", 10);
     let messages: Vec<_> = (0..3).map(|_| consumer.read_message()).collect();
     let bodies: Vec<_> = messages.iter().map(|m| m.body.clone()).collect();
@@ -59,10 +51,10 @@ fn messages_have_nsqd_ids_timestamps_and_order() {
         bodies,
         vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
-    let ids: HashSet<_> = messages.iter().map(|m| m.id.clone()).collect();
+    let ids: HashSet<_> = messages.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), 3);
     for m in &messages {
-        assert_eq!(m.id.len(), 16);
+        assert_eq!(m.id.0.len(), 16);
         assert_eq!(m.attempts, 1);
         assert!(
             m.timestamp >= before && m.timestamp < before + 60_000_000_000,
@@ -78,7 +70,7 @@ fn unacknowledged_messages_time_out_and_come_back_with_more_attempts() {
     let mut consumer = wasqd.raw();
     consumer.identify(r#"{"msg_timeout":1000}"#);
     consumer.send(b"SUB slow c\nRDY 1\n");
-    assert_eq!(consumer.read_frame(), (FRAME_RESPONSE, b"OK".to_vec()));
+    assert_eq!(consumer.read_frame(), (FrameType::Response, b"OK".to_vec()));
     wasqd.raw().publish("slow", b"late");
     let first = consumer.read_message();
     let sent = Instant::now();
@@ -90,7 +82,7 @@ fn unacknowledged_messages_time_out_and_come_back_with_more_attempts() {
     );
     assert_eq!(again.id, first.id);
     assert_eq!(again.attempts, 2);
-    consumer.send(format!("FIN {}\n", again.id_str()).as_bytes());
+    consumer.finish(&again);
     // A FIN for the first delivery now fails: it timed out.
     let stats = wasqd.http().channel_stats("slow", "c").unwrap();
     assert_eq!(stats["timeout_count"], 1);
@@ -107,11 +99,11 @@ fn touch_extends_the_deadline() {
     let message = consumer.read_message();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(600));
-        consumer.send(format!("TOUCH {}\n", message.id_str()).as_bytes());
+        consumer.touch(&message);
     }
     // 1.8 s after delivery, well past the 1 s timeout, the message is still ours.
     assert!(consumer.is_silent_for(Duration::from_millis(300)));
-    consumer.send(format!("FIN {}\n", message.id_str()).as_bytes());
+    consumer.finish(&message);
     assert!(
         consumer.is_silent_for(Duration::from_millis(300)),
         "FIN after TOUCH failed"
@@ -127,11 +119,11 @@ fn req_redelivers_after_the_delay_with_attempts_counted() {
     wasqd.raw().publish("retry", b"again");
     let mut consumer = wasqd.consumer("retry", "c", 1);
     let m1 = consumer.read_message();
-    consumer.send(format!("REQ {} 0\n", m1.id_str()).as_bytes());
+    consumer.send(format!("REQ {} 0\n", m1.id).as_bytes());
     let m2 = consumer.read_message();
-    assert_eq!((m2.id.clone(), m2.attempts), (m1.id.clone(), 2));
+    assert_eq!((m2.id, m2.attempts), (m1.id, 2));
 
-    consumer.send(format!("REQ {} 400\n", m2.id_str()).as_bytes());
+    consumer.send(format!("REQ {} 400\n", m2.id).as_bytes());
     let sent = Instant::now();
     assert!(consumer.is_silent_for(Duration::from_millis(250)));
     let deferred = wasqd.http().channel_stats("retry", "c").unwrap();
@@ -141,7 +133,7 @@ fn req_redelivers_after_the_delay_with_attempts_counted() {
     assert_eq!(m3.attempts, 3);
 
     // A delay above --max-req-timeout is clamped to it (1 s), not refused.
-    consumer.send(format!("REQ {} 3600000\n", m3.id_str()).as_bytes());
+    consumer.send(format!("REQ {} 3600000\n", m3.id).as_bytes());
     let sent = Instant::now();
     let m4 = consumer.read_message();
     assert!(
@@ -158,16 +150,16 @@ fn dpub_holds_a_message_until_due() {
     let mut consumer = wasqd.consumer("later", "c", 5);
     let mut producer = wasqd.raw();
     producer.send_with_body("DPUB later 500\n", b"deferred");
-    assert_eq!(producer.read_frame(), (FRAME_RESPONSE, b"OK".to_vec()));
+    assert_eq!(producer.read_frame(), (FrameType::Response, b"OK".to_vec()));
     let sent = Instant::now();
     producer.publish("later", b"now");
-    assert_eq!(consumer.read_message().body, b"now");
+    assert_eq!(consumer.read_message().body, "now");
     assert_eq!(
         wasqd.http().channel_stats("later", "c").unwrap()["deferred_count"],
         1
     );
     let deferred = consumer.read_message();
-    assert_eq!(deferred.body, b"deferred");
+    assert_eq!(deferred.body, "deferred");
     assert!(
         sent.elapsed() >= Duration::from_millis(450),
         "arrived after {:?}",
@@ -180,7 +172,7 @@ fn dpub_before_any_channel_keeps_its_due_time() {
     let wasqd = Wasqd::start();
     let mut producer = wasqd.raw();
     producer.send_with_body("DPUB early 600\n", b"deferred");
-    assert_eq!(producer.read_frame(), (FRAME_RESPONSE, b"OK".to_vec()));
+    assert_eq!(producer.read_frame(), (FrameType::Response, b"OK".to_vec()));
     let sent = Instant::now();
     let mut consumer = wasqd.consumer("early", "c", 5);
     let deferred = consumer.read_message();
@@ -189,7 +181,7 @@ fn dpub_before_any_channel_keeps_its_due_time() {
         "arrived after {:?}",
         sent.elapsed()
     );
-    assert_eq!(deferred.body, b"deferred");
+    assert_eq!(deferred.body, "deferred");
 }
 
 #[test]
@@ -203,9 +195,9 @@ fn cls_stops_delivery_and_lets_the_client_settle() {
     consumer.send(b"CLS\n");
     assert_eq!(
         consumer.read_frame(),
-        (FRAME_RESPONSE, b"CLOSE_WAIT".to_vec())
+        (FrameType::Response, b"CLOSE_WAIT".to_vec())
     );
-    consumer.send(format!("FIN {}\n", held.id_str()).as_bytes());
+    consumer.finish(&held);
     consumer.send(b"RDY 5\n");
     assert!(
         consumer.is_silent_for(Duration::from_millis(400)),
@@ -224,33 +216,22 @@ fn heartbeats_flow_and_silent_clients_are_dropped() {
     let start = Instant::now();
     assert_eq!(
         client.read_any_frame(),
-        (FRAME_RESPONSE, b"_heartbeat_".to_vec())
+        (FrameType::Response, b"_heartbeat_".to_vec())
     );
     assert!(start.elapsed() >= Duration::from_millis(800));
     // Answering with NOP keeps the connection alive past two intervals.
     client.send(b"NOP\n");
     assert_eq!(
         client.read_any_frame(),
-        (FRAME_RESPONSE, b"_heartbeat_".to_vec())
+        (FrameType::Response, b"_heartbeat_".to_vec())
     );
     client.send(b"NOP\n");
     // Silence for two intervals: the server hangs up.
     let silent_since = Instant::now();
-    loop {
-        let mut header = [0u8; 4];
-        match std::io::Read::read(&mut client.stream, &mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                let size = u32::from_be_bytes(header);
-                let mut rest = vec![0u8; size as usize];
-                std::io::Read::read_exact(&mut client.stream, &mut rest).unwrap();
-            }
-        }
-        assert!(
-            silent_since.elapsed() < Duration::from_secs(6),
-            "silent client not dropped"
-        );
-    }
+    assert!(
+        client.closed_within(Duration::from_secs(6)),
+        "silent client not dropped"
+    );
     assert!(
         silent_since.elapsed() >= Duration::from_millis(1900),
         "dropped after {:?}",
@@ -272,7 +253,7 @@ fn consumers_share_a_channel_and_channels_each_get_everything() {
     let mut solo_seen = HashSet::new();
     for _ in 0..total {
         let m = solo.read_message();
-        solo.send(format!("FIN {}\n", m.id_str()).as_bytes());
+        solo.finish(&m);
         solo_seen.insert(m.body);
     }
     assert_eq!(solo_seen.len(), total);
@@ -318,8 +299,8 @@ fn a_topic_keeps_messages_until_its_first_channel() {
     assert_eq!(topic_depth(&wasqd), 5);
     let mut consumer = wasqd.consumer("backlog", "first", 10);
     let got: Vec<_> = (0..5).map(|_| consumer.read_message().body).collect();
-    assert_eq!(got[0], b"0");
-    assert_eq!(got[4], b"4");
+    assert_eq!(got[0], "0");
+    assert_eq!(got[4], "4");
     assert_eq!(topic_depth(&wasqd), 0);
 }
 
@@ -392,13 +373,13 @@ fn paused_channels_hold_messages_until_unpaused() {
         http.post("/channel/unpause?topic=paused&channel=c", b"").0,
         200
     );
-    assert_eq!(consumer.read_message().body, b"wait");
+    assert_eq!(consumer.read_message().body, "wait");
 
     assert_eq!(http.post("/topic/pause?topic=paused", b"").0, 200);
     wasqd.raw().publish("paused", b"topic wait");
     assert!(consumer.is_silent_for(Duration::from_millis(300)));
     assert_eq!(http.post("/topic/unpause?topic=paused", b"").0, 200);
-    assert_eq!(consumer.read_message().body, b"topic wait");
+    assert_eq!(consumer.read_message().body, "topic wait");
 }
 
 #[test]
@@ -409,13 +390,7 @@ fn sample_rate_delivers_a_sample() {
     consumer.send(b"SUB sampled c\nRDY 2500\n");
     consumer.read_frame();
     let mut producer = wasqd.raw();
-    let mut body = 1000u32.to_be_bytes().to_vec();
-    for _ in 0..1000 {
-        body.extend_from_slice(&1u32.to_be_bytes());
-        body.push(b'x');
-    }
-    producer.send_with_body("MPUB sampled\n", &body);
-    producer.read_frame();
+    producer.mpub("sampled", &vec!["x"; 1000]);
     let http = wasqd.http();
     assert!(eventually(Duration::from_secs(5), || http
         .channel_stats("sampled", "c")

@@ -3,17 +3,15 @@
 //! max-in-flight, sharing a channel, separate channels, ephemeral cleanup
 //! and durable messages surviving a crash.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{Wasqd, eventually};
 use tokio::time::timeout;
 use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumer, NSQConsumerConfig, NSQConsumerConfigSources,
     NSQEvent, NSQMessage, NSQProducer, NSQProducerConfig, NSQRequeueDelay, NSQTopic,
 };
+use wasq_testkit::{Wasqd, eventually};
 
 const WAIT: Duration = Duration::from_secs(15);
 

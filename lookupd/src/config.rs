@@ -43,6 +43,10 @@ pub struct LookupdOptions {
     /// exit when standard input closes (lets a test harness or supervisor own the process)
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
+
+    /// once listening, write the bound addresses to this file as JSON (for harnesses and supervisors)
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 impl LookupdOptions {

@@ -18,7 +18,7 @@ use crate::NSQ_VERSION;
 use crate::registry::{Category, Peer, PeerInfo, Registration};
 use crate::server::Lookupd;
 
-const MAGIC_V1: &[u8; 4] = b"  V1";
+use wasq_wire::MAGIC_V1;
 
 /// Longest command line or IDENTIFY body accepted.
 const MAX_LINE: usize = 64 * 1024;
@@ -108,8 +108,8 @@ async fn handle(stream: TcpStream, remote: String, lookupd: &Lookupd) {
 }
 
 async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, data: &[u8]) -> std::io::Result<()> {
-    let mut frame = (data.len() as u32).to_be_bytes().to_vec();
-    frame.extend_from_slice(data);
+    let mut frame = Vec::with_capacity(4 + data.len());
+    wasq_wire::lookup::write_response(&mut frame, data);
     write.write_all(&frame).await
 }
 

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LookupdOptions;
@@ -60,6 +61,14 @@ pub async fn start(options: &LookupdOptions) -> anyhow::Result<Running> {
             tracing::error!(error = %e, "LOOKUPD HTTP server failed");
         }
     });
+    if let Some(path) = &options.ready_file {
+        let listening = wasq_nsq::ready::Listening::from([
+            ("tcp".to_string(), addresses.tcp),
+            ("http".to_string(), addresses.http),
+        ]);
+        wasq_nsq::ready::write(path, &listening)
+            .with_context(|| format!("cannot write --ready-file {}", path.display()))?;
+    }
     Ok(Running {
         lookupd,
         shutdown,

@@ -1,191 +1,58 @@
 //! Black-box tests of `wasq-lookupd`: a real process on OS-chosen loopback
 //! ports, the TCP protocol V1 over raw sockets, the HTTP API over HTTP.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use wasq_testkit::Lookupd;
+use wasq_testkit::node::Node;
 
-struct Lookupd {
-    child: Child,
-    _stdin: ChildStdin,
-    tcp: SocketAddr,
-    http: SocketAddr,
+/// A node connection that has sent the magic and IDENTIFY (as nsqd does
+/// when it registers), with the lookupd's answer checked.
+fn identified(lookupd: &Lookupd, tcp_port: u16, http_port: u16) -> Node {
+    let mut node = lookupd.node();
+    let body = json!({"broadcast_address": "127.0.0.1", "hostname": "node", "tcp_port": tcp_port,
+        "http_port": http_port, "version": "1.3.0"});
+    let response: Value = serde_json::from_slice(&node.identify(&body.to_string())).unwrap();
+    assert_eq!(response["version"], "1.3.0");
+    assert_eq!(response["tcp_port"], lookupd.tcp.port());
+    node
 }
 
-impl Lookupd {
-    fn start(args: &[&str]) -> Lookupd {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wasq-lookupd"))
-            .args([
-                "--tcp-address",
-                "127.0.0.1:0",
-                "--http-address",
-                "127.0.0.1:0",
-                "--exit-on-stdin-eof",
-            ])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wasq-lookupd");
-        let stdin = child.stdin.take().unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut tcp, mut http) = (None, None);
-        while tcp.is_none() || http.is_none() {
-            let line = lines.next().expect("lookupd exited").unwrap();
-            if let Some(a) = line.split("LOOKUPD: TCP listening on ").nth(1) {
-                tcp = Some(a.trim().parse().unwrap());
-            }
-            if let Some(a) = line.split("LOOKUPD: HTTP listening on ").nth(1) {
-                http = Some(a.trim().parse().unwrap());
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Lookupd {
-            child,
-            _stdin: stdin,
-            tcp: tcp.unwrap(),
-            http: http.unwrap(),
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        self.call(
-            ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .new_agent()
-                .get(&format!("http://{}{path}", self.http))
-                .call(),
-        )
-    }
-
-    fn post(&self, path: &str) -> (u16, Value) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        self.call(
-            agent
-                .post(&format!("http://{}{path}", self.http))
-                .send_empty(),
-        )
-    }
-
-    fn call(
-        &self,
-        response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> (u16, Value) {
-        let mut response = response.expect("HTTP call");
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string().unwrap();
-        (
-            status,
-            serde_json::from_str(&body).unwrap_or(Value::String(body)),
-        )
-    }
-
-    /// A node connection that has sent the magic and IDENTIFY.
-    fn node(&self, tcp_port: u16, http_port: u16) -> Node {
-        let mut node = Node::connect(self.tcp);
-        let body =
-            json!({"broadcast_address": "127.0.0.1", "hostname": "node", "tcp_port": tcp_port,
-            "http_port": http_port, "version": "1.3.0"})
-            .to_string();
-        let mut frame = b"IDENTIFY\n".to_vec();
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(body.as_bytes());
-        node.send(&frame);
-        let response: Value = serde_json::from_slice(&node.read()).unwrap();
-        assert_eq!(response["version"], "1.3.0");
-        assert_eq!(response["tcp_port"], self.tcp.port());
-        node
-    }
-}
-
-impl Drop for Lookupd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Node {
-    stream: TcpStream,
-}
-
-impl Node {
-    fn connect(addr: SocketAddr) -> Node {
-        let stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut node = Node { stream };
-        node.send(b"  V1");
-        node
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    fn read(&mut self) -> Vec<u8> {
-        let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).unwrap();
-        let mut data = vec![0u8; u32::from_be_bytes(size) as usize];
-        self.stream.read_exact(&mut data).unwrap();
-        data
-    }
-
-    fn command(&mut self, line: &str) -> String {
-        self.send(format!("{line}\n").as_bytes());
-        String::from_utf8(self.read()).unwrap()
-    }
-
-    fn expect_fatal(&mut self, line: &[u8], expected: &str) {
-        self.send(line);
-        assert_eq!(String::from_utf8(self.read()).unwrap(), expected);
-        let mut rest = Vec::new();
-        let _ = self.stream.read_to_end(&mut rest);
-        assert!(rest.is_empty(), "not closed after a fatal error");
-    }
-}
-
-fn eventually(mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+fn eventually(check: impl FnMut() -> bool) -> bool {
+    wasq_testkit::eventually(Duration::from_secs(10), check)
 }
 
 #[test]
 fn nodes_register_topics_and_channels_and_clients_look_them_up() {
     let lookupd = Lookupd::start(&[]);
-    assert_eq!(lookupd.get("/ping"), (200, Value::String("OK".into())));
-    assert_eq!(lookupd.get("/info"), (200, json!({"version": "1.3.0"})));
     assert_eq!(
-        lookupd.get("/lookup?topic=t"),
+        lookupd.http().get_json("/ping"),
+        (200, Value::String("OK".into()))
+    );
+    assert_eq!(
+        lookupd.http().get_json("/info"),
+        (200, json!({"version": "1.3.0"}))
+    );
+    assert_eq!(
+        lookupd.http().get_json("/lookup?topic=t"),
         (404, json!({"message": "TOPIC_NOT_FOUND"}))
     );
     assert_eq!(
-        lookupd.get("/lookup"),
+        lookupd.http().get_json("/lookup"),
         (400, json!({"message": "MISSING_ARG_TOPIC"}))
     );
 
-    let mut a = lookupd.node(4150, 4151);
-    let mut b = lookupd.node(5150, 5151);
+    let mut a = identified(&lookupd, 4150, 4151);
+    let mut b = identified(&lookupd, 5150, 5151);
     assert_eq!(a.command("REGISTER t c"), "OK");
     assert_eq!(a.command("REGISTER t2"), "OK");
     assert_eq!(b.command("REGISTER t d"), "OK");
     assert_eq!(a.command("PING"), "OK");
 
-    let (status, found) = lookupd.get("/lookup?topic=t");
+    let (status, found) = lookupd.http().get_json("/lookup?topic=t");
     assert_eq!(status, 200);
     assert_eq!(found["channels"], json!(["c", "d"]));
     let producers = found["producers"].as_array().unwrap();
@@ -213,15 +80,15 @@ fn nodes_register_topics_and_channels_and_clients_look_them_up() {
         ]
     );
     assert_eq!(
-        lookupd.get("/topics"),
+        lookupd.http().get_json("/topics"),
         (200, json!({"topics": ["t", "t2"]}))
     );
     assert_eq!(
-        lookupd.get("/channels?topic=t"),
+        lookupd.http().get_json("/channels?topic=t"),
         (200, json!({"channels": ["c", "d"]}))
     );
 
-    let (_, nodes) = lookupd.get("/nodes");
+    let (_, nodes) = lookupd.http().get_json("/nodes");
     let node_a = nodes["producers"]
         .as_array()
         .unwrap()
@@ -234,34 +101,36 @@ fn nodes_register_topics_and_channels_and_clients_look_them_up() {
 
     // UNREGISTER of a topic takes the node's channels of it too.
     assert_eq!(a.command("UNREGISTER t"), "OK");
-    let (_, found) = lookupd.get("/lookup?topic=t");
+    let (_, found) = lookupd.http().get_json("/lookup?topic=t");
     assert_eq!(found["producers"].as_array().unwrap().len(), 1);
     // A node that disconnects is forgotten.
     drop(b);
+    assert!(eventually(|| lookupd.http().get_json("/lookup?topic=t").1
+        ["producers"]
+        == json!([])));
     assert!(eventually(
-        || lookupd.get("/lookup?topic=t").1["producers"] == json!([])
+        || lookupd.http().get_json("/nodes").1["producers"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
     ));
-    assert!(eventually(|| lookupd.get("/nodes").1["producers"]
-        .as_array()
-        .unwrap()
-        .len()
-        == 1));
 }
 
 #[test]
 fn ephemeral_channels_vanish_when_unregistered() {
     let lookupd = Lookupd::start(&[]);
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.command("REGISTER t c#ephemeral");
     node.command("REGISTER t keep");
     assert_eq!(
-        lookupd.get("/channels?topic=t").1,
+        lookupd.http().get_json("/channels?topic=t").1,
         json!({"channels": ["c#ephemeral", "keep"]})
     );
     node.command("UNREGISTER t c#ephemeral");
     node.command("UNREGISTER t keep");
     assert_eq!(
-        lookupd.get("/channels?topic=t").1,
+        lookupd.http().get_json("/channels?topic=t").1,
         json!({"channels": ["keep"]})
     );
 }
@@ -269,24 +138,29 @@ fn ephemeral_channels_vanish_when_unregistered() {
 #[test]
 fn tombstones_hide_a_producer_for_their_lifetime() {
     let lookupd = Lookupd::start(&["--tombstone-lifetime", "1s"]);
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.command("REGISTER t");
     assert_eq!(
-        lookupd.post("/topic/tombstone?topic=t"),
+        lookupd.http().post_json("/topic/tombstone?topic=t"),
         (400, json!({"message": "MISSING_ARG_NODE"}))
     );
     assert_eq!(
         lookupd
-            .post("/topic/tombstone?topic=t&node=127.0.0.1:4151")
+            .http()
+            .post_json("/topic/tombstone?topic=t&node=127.0.0.1:4151")
             .0,
         200
     );
-    assert_eq!(lookupd.get("/lookup?topic=t").1["producers"], json!([]));
     assert_eq!(
-        lookupd.get("/nodes").1["producers"][0]["tombstones"],
+        lookupd.http().get_json("/lookup?topic=t").1["producers"],
+        json!([])
+    );
+    assert_eq!(
+        lookupd.http().get_json("/nodes").1["producers"][0]["tombstones"],
         json!([true])
     );
-    assert!(eventually(|| lookupd.get("/lookup?topic=t").1["producers"]
+    assert!(eventually(|| lookupd.http().get_json("/lookup?topic=t").1
+        ["producers"]
         .as_array()
         .unwrap()
         .len()
@@ -296,23 +170,23 @@ fn tombstones_hide_a_producer_for_their_lifetime() {
 #[test]
 fn inactive_producers_expire() {
     let lookupd = Lookupd::start(&["--inactive-producer-timeout", "1s"]);
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.command("REGISTER t");
     assert_eq!(
-        lookupd.get("/lookup?topic=t").1["producers"]
+        lookupd.http().get_json("/lookup?topic=t").1["producers"]
             .as_array()
             .unwrap()
             .len(),
         1
     );
     // No PING for longer than the timeout: hidden from /lookup and /nodes.
-    assert!(eventually(
-        || lookupd.get("/lookup?topic=t").1["producers"] == json!([])
-    ));
-    assert_eq!(lookupd.get("/nodes").1["producers"], json!([]));
+    assert!(eventually(|| lookupd.http().get_json("/lookup?topic=t").1
+        ["producers"]
+        == json!([])));
+    assert_eq!(lookupd.http().get_json("/nodes").1["producers"], json!([]));
     node.command("PING");
     assert_eq!(
-        lookupd.get("/lookup?topic=t").1["producers"]
+        lookupd.http().get_json("/lookup?topic=t").1["producers"]
             .as_array()
             .unwrap()
             .len(),
@@ -324,34 +198,60 @@ fn inactive_producers_expire() {
 fn http_topic_and_channel_actions() {
     let lookupd = Lookupd::start(&[]);
     assert_eq!(
-        lookupd.post("/topic/create"),
+        lookupd.http().post_json("/topic/create"),
         (400, json!({"message": "MISSING_ARG_TOPIC"}))
     );
     assert_eq!(
-        lookupd.post("/topic/create?topic=bad!"),
+        lookupd.http().post_json("/topic/create?topic=bad!"),
         (400, json!({"message": "INVALID_ARG_TOPIC"}))
     );
-    assert_eq!(lookupd.post("/topic/create?topic=t").0, 200);
+    assert_eq!(lookupd.http().post_json("/topic/create?topic=t").0, 200);
     assert_eq!(
-        lookupd.get("/lookup?topic=t"),
+        lookupd.http().get_json("/lookup?topic=t"),
         (200, json!({"channels": [], "producers": []}))
     );
-    assert_eq!(lookupd.post("/channel/create?topic=t2&channel=c").0, 200);
-    assert_eq!(lookupd.get("/topics").1, json!({"topics": ["t", "t2"]}));
     assert_eq!(
-        lookupd.post("/channel/create?topic=t2"),
+        lookupd
+            .http()
+            .post_json("/channel/create?topic=t2&channel=c")
+            .0,
+        200
+    );
+    assert_eq!(
+        lookupd.http().get_json("/topics").1,
+        json!({"topics": ["t", "t2"]})
+    );
+    assert_eq!(
+        lookupd.http().post_json("/channel/create?topic=t2"),
         (400, json!({"message": "MISSING_ARG_CHANNEL"}))
     );
     assert_eq!(
-        lookupd.post("/channel/delete?topic=t2&channel=nope"),
+        lookupd
+            .http()
+            .post_json("/channel/delete?topic=t2&channel=nope"),
         (404, json!({"message": "CHANNEL_NOT_FOUND"}))
     );
-    assert_eq!(lookupd.post("/channel/delete?topic=t2&channel=c").0, 200);
-    assert_eq!(lookupd.get("/channels?topic=t2").1, json!({"channels": []}));
-    assert_eq!(lookupd.post("/topic/delete?topic=t2").0, 200);
-    assert_eq!(lookupd.get("/topics").1, json!({"topics": ["t"]}));
-    assert_eq!(lookupd.get("/nope"), (404, json!({"message": "NOT_FOUND"})));
-    assert_eq!(lookupd.get("/topic/create?topic=x").0, 405);
+    assert_eq!(
+        lookupd
+            .http()
+            .post_json("/channel/delete?topic=t2&channel=c")
+            .0,
+        200
+    );
+    assert_eq!(
+        lookupd.http().get_json("/channels?topic=t2").1,
+        json!({"channels": []})
+    );
+    assert_eq!(lookupd.http().post_json("/topic/delete?topic=t2").0, 200);
+    assert_eq!(
+        lookupd.http().get_json("/topics").1,
+        json!({"topics": ["t"]})
+    );
+    assert_eq!(
+        lookupd.http().get_json("/nope"),
+        (404, json!({"message": "NOT_FOUND"}))
+    );
+    assert_eq!(lookupd.http().get_json("/topic/create?topic=x").0, 405);
 }
 
 #[test]
@@ -374,24 +274,24 @@ fn protocol_errors_and_garbage_close_the_connection_only() {
         ),
     ];
     for (input, expected) in cases {
-        Node::connect(lookupd.tcp).expect_fatal(input, expected);
+        lookupd.node().expect_fatal(input, expected);
     }
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.expect_fatal(
         b"REGISTER bad! \n",
         "E_BAD_TOPIC REGISTER topic name 'bad!' is not valid",
     );
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.expect_fatal(
         b"REGISTER t bad!\n",
         "E_BAD_CHANNEL REGISTER channel name 'bad!' is not valid",
     );
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.expect_fatal(
         b"UNREGISTER\n",
         "E_INVALID UNREGISTER insufficient number of params",
     );
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     node.expect_fatal(b"IDENTIFY\n", "E_INVALID cannot IDENTIFY again");
 
     let mut wrong = TcpStream::connect(lookupd.tcp).unwrap();
@@ -402,7 +302,7 @@ fn protocol_errors_and_garbage_close_the_connection_only() {
     let mut reply = Vec::new();
     let _ = wrong.read_to_end(&mut reply);
     assert_eq!(reply, b"\x00\x00\x00\x0eE_BAD_PROTOCOL");
-    let mut garbage = Node::connect(lookupd.tcp);
+    let mut garbage = lookupd.node();
     garbage.send(
         &(0..2048u32)
             .map(|i| (i * 7919 % 251) as u8)
@@ -411,7 +311,10 @@ fn protocol_errors_and_garbage_close_the_connection_only() {
     drop(garbage);
 
     // Still serving.
-    let mut node = lookupd.node(4150, 4151);
+    let mut node = identified(&lookupd, 4150, 4151);
     assert_eq!(node.command("REGISTER ok"), "OK");
-    assert_eq!(lookupd.get("/topics").1, json!({"topics": ["ok"]}));
+    assert_eq!(
+        lookupd.http().get_json("/topics").1,
+        json!({"topics": ["ok"]})
+    );
 }

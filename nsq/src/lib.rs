@@ -2,11 +2,12 @@
 //! topic/channel name rules, Go's duration syntax, and the "V1" HTTP
 //! response shape (`{"message":"CODE"}` errors, the `X-NSQ-Content-Type`
 //! header, first-value query parameters), listening, and a daemon's life
-//! from start-up to a shutdown signal.
+//! from start-up (with its `--ready-file`) to a shutdown signal.
 
 pub mod duration;
 pub mod flags;
 pub mod http_v1;
 pub mod listen;
 pub mod names;
+pub mod ready;
 pub mod signals;

@@ -16,21 +16,30 @@ function startWasqd () {
   return new Promise((resolve, reject) => {
     // A scratch working directory: no plugins, nothing written in the repository.
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-'))
+    // wasqd writes its bound addresses here once it serves (log lines are
+    // for people and may be reworded).
+    const readyFile = path.join(cwd, '.ready.json')
     const child = spawn(binary, ['--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--exit-on-stdin-eof',
+      '--ready-file', readyFile,
       '--lookupd-embedded-tcp-address', '127.0.0.1:0', '--lookupd-embedded-http-address', '127.0.0.1:0'], {
       cwd,
       stdio: ['pipe', 'ignore', 'pipe']
     })
-    const found = {}
     let log = ''
     child.stderr.setEncoding('utf8')
-    child.stderr.on('data', chunk => {
-      log += chunk
-      for (const m of log.matchAll(/(TCP|HTTP): listening on (\S+)/g)) found[m[1]] = m[2]
-      if (found.TCP && found.HTTP) resolve({ child, tcp: found.TCP, http: found.HTTP })
-    })
+    child.stderr.on('data', chunk => { log += chunk })
     child.on('exit', code => reject(new Error(`wasqd exited (${code}): ${log}`)))
-    setTimeout(() => reject(new Error('wasqd did not start: ' + log)), 30000).unref()
+    const started = Date.now()
+    const poll = setInterval(() => {
+      if (fs.existsSync(readyFile)) {
+        clearInterval(poll)
+        const listening = JSON.parse(fs.readFileSync(readyFile, 'utf8'))
+        resolve({ child, tcp: listening.tcp, http: listening.http })
+      } else if (Date.now() - started > 60000) {
+        clearInterval(poll)
+        reject(new Error('wasqd did not start: ' + log))
+      }
+    }, 10)
   })
 }
 

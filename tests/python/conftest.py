@@ -1,12 +1,13 @@
 """Starts a real wasqd on OS-chosen loopback ports for each test.
 
 The binary comes from $WASQD_BIN (the test script builds it). wasqd runs
-with --exit-on-stdin-eof, so it stops with the test process even on a crash.
+with --exit-on-stdin-eof, so it stops with the test process even on a crash,
+and with --ready-file, where it writes its bound addresses once it serves
+(log lines are for people and may be reworded).
 """
 
 import json
 import os
-import re
 import subprocess
 import tempfile
 import threading
@@ -23,8 +24,10 @@ class Wasqd:
         binary = os.environ.get("WASQD_BIN", os.path.join(ROOT, "target", "debug", "wasqd"))
         # A scratch working directory: no plugins, nothing written in the repository.
         self.workdir = tempfile.TemporaryDirectory(prefix="wasq-py-")
+        ready_file = os.path.join(self.workdir.name, ".ready.json")
         self.proc = subprocess.Popen(
             [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--exit-on-stdin-eof",
+             "--ready-file", ready_file,
              "--lookupd-embedded-tcp-address", "127.0.0.1:0", "--lookupd-embedded-http-address", "127.0.0.1:0", *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -33,30 +36,25 @@ class Wasqd:
             cwd=self.workdir.name,
         )
         self.log = []
-        found = {}
-        ready = threading.Event()
 
         def read_log():
             for line in self.proc.stderr:
                 self.log.append(line)
-                lookupd = re.search(r"LOOKUPD: (TCP|HTTP) listening on (\S+)", line)
-                if lookupd:
-                    found["LOOKUPD_" + lookupd.group(1)] = lookupd.group(2)
-                match = re.search(r"(TCP|HTTP): listening on (\S+)", line)
-                if match:
-                    found[match.group(1)] = match.group(2)
-                    if "TCP" in found and "HTTP" in found:
-                        ready.set()
 
         threading.Thread(target=read_log, daemon=True).start()
-        if not ready.wait(30):
-            self.stop()
-            raise RuntimeError("wasqd did not start: " + "".join(self.log))
-        self.tcp = found["TCP"]
-        self.http = found["HTTP"]
+        deadline = time.time() + 60
+        while not os.path.exists(ready_file):
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.stop()
+                raise RuntimeError("wasqd did not start: " + "".join(self.log))
+            time.sleep(0.01)
+        with open(ready_file) as f:
+            listening = json.load(f)
+        self.tcp = listening["tcp"]
+        self.http = listening["http"]
         # The embedded lookupd (None with --no-embedded-lookupd).
-        self.lookupd_tcp = found.get("LOOKUPD_TCP")
-        self.lookupd_http = found.get("LOOKUPD_HTTP")
+        self.lookupd_tcp = listening.get("lookupd_tcp")
+        self.lookupd_http = listening.get("lookupd_http")
 
     def stats(self):
         with urllib.request.urlopen(f"http://{self.http}/stats?format=json") as response:

@@ -31,7 +31,8 @@ use super::in_flight::{InFlight, InFlightError, InFlightQueue};
 use super::message::{Message, MessageId, now_nanos};
 use super::names::is_ephemeral;
 use crate::storage::{
-    DiskQueue, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos, memory_room,
+    DiskQueue, Location, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
+    memory_room,
 };
 
 /// The channel is being deleted; nsqd's error text.
@@ -60,9 +61,9 @@ pub struct Channel {
 
 #[derive(Debug, Default)]
 struct ChannelState {
-    ready: VecDeque<Message>,
+    ready: VecDeque<Queued>,
     in_flight: InFlightQueue<Arc<Client>>,
-    deferred: DeferredQueue,
+    deferred: DeferredQueue<Queued>,
     /// Messages beyond the memory limit; `None` for ephemeral channels.
     disk: Option<DiskQueue>,
     /// When the timekeeper is due to wake next; `None` when it sleeps idle.
@@ -115,7 +116,7 @@ impl Channel {
             let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
             let room = memory_room(self.memory_limit, state.ready.len(), state.disk.as_ref());
             let (memory, rest) = messages.split_at(room.min(messages.len()));
-            state.ready.extend(memory.iter().map(own_copy));
+            state.ready.extend(memory.iter().map(Queued::copy_of));
             let written = match &mut state.disk {
                 Some(disk) => disk.append(rest, None),
                 None => Ok(None),
@@ -144,7 +145,7 @@ impl Channel {
                 pending.extend(disk.append(messages, Some(due_to_unix_nanos(due)))?);
             } else {
                 for message in messages {
-                    state.deferred.push(due, own_copy(message));
+                    state.deferred.push(due, Queued::copy_of(message));
                 }
                 self.schedule_timer(&mut state, due);
             }
@@ -186,19 +187,20 @@ impl Channel {
         let mut state = self.state.lock();
         let mut taken = Vec::with_capacity(max.min(state.ready.len()));
         while taken.len() < max {
-            let Some(mut message) = state.ready.pop_front() else {
+            let Some(Queued { mut message, disk }) = state.ready.pop_front() else {
                 if self.read_from_disk(&mut state, max - taken.len()) {
                     continue;
                 }
                 break;
             };
             if sample_rate > 0 && fastrand::i32(0..100) > sample_rate {
-                state.release(&message);
+                state.release(disk);
                 continue;
             }
             message.attempts = message.attempts.saturating_add(1);
             let entry = InFlight {
                 message: message.clone(),
+                disk,
                 owner_id: client.id,
                 owner: client.clone(),
                 deadline,
@@ -207,7 +209,7 @@ impl Channel {
                 // The same id is already out: a second copy, as a restart
                 // after a crash may redeliver (at least once). Never deliver
                 // one id twice at once; the copy out stands for both.
-                state.release(&message);
+                state.release(disk);
                 continue;
             }
             taken.push(message);
@@ -236,8 +238,10 @@ impl Channel {
         }
         let now = now_nanos();
         for (stored, location) in records {
-            let mut message = stored.message;
-            message.disk = Some(location);
+            let message = Queued {
+                message: stored.message,
+                disk: Some(location),
+            };
             match stored.due_unix_nanos {
                 Some(due) if due > now => {
                     let due = due_from_unix_nanos(due);
@@ -255,7 +259,7 @@ impl Channel {
         let entry = {
             let mut state = self.state.lock();
             let entry = state.in_flight.remove(client_id, id)?;
-            state.release(&entry.message);
+            state.release(entry.disk);
             entry
         };
         entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -271,7 +275,7 @@ impl Channel {
             ids.iter()
                 .filter(|id| match state.in_flight.remove(client.id, id) {
                     Ok(entry) => {
-                        state.release(&entry.message);
+                        state.release(entry.disk);
                         true
                     }
                     Err(_) => false,
@@ -301,11 +305,11 @@ impl Channel {
             entry.owner.requeue_count.fetch_add(1, Ordering::Relaxed);
             if delay.is_zero() {
                 let was_empty = state.ready.is_empty();
-                state.ready.push_back(entry.message);
+                state.ready.push_back(Queued::returned(entry));
                 was_empty
             } else {
                 let due = Instant::now() + delay;
-                state.deferred.push(due, entry.message);
+                state.deferred.push(due, Queued::returned(entry));
                 self.schedule_timer(&mut state, due);
                 false
             }
@@ -353,16 +357,17 @@ impl Channel {
             let mut state = self.state.lock();
             let held = state.in_flight.remove_owner(client_id);
             let was_empty = state.ready.is_empty();
-            for entry in held.iter().rev() {
-                state.ready.push_front(entry.message.clone());
-            }
+            let returned = !held.is_empty();
             if let Some(first) = held.first() {
                 first
                     .owner
                     .in_flight
                     .fetch_sub(held.len() as i64, Ordering::AcqRel);
             }
-            was_empty && !held.is_empty()
+            for entry in held.into_iter().rev() {
+                state.ready.push_front(Queued::returned(entry));
+            }
+            was_empty && returned
         };
         if returned {
             self.messages_ready.notify_waiters();
@@ -443,8 +448,11 @@ impl Channel {
             return Ok(0);
         };
         let in_flight = in_flight.drain().into_iter().map(|e| (e.message, None));
-        let ready = ready.drain(..).map(|message| (message, None));
-        let deferred = deferred.drain().into_iter().map(|(due, m)| (m, Some(due)));
+        let ready = ready.drain(..).map(|queued| (queued.message, None));
+        let deferred = deferred
+            .drain()
+            .into_iter()
+            .map(|(due, queued)| (queued.message, Some(due)));
         disk.write_back(in_flight.chain(ready).chain(deferred))
     }
 
@@ -523,7 +531,10 @@ impl Channel {
             let was_empty = state.ready.is_empty();
             let expired = state.in_flight.pop_expired(now);
             for entry in &expired {
-                state.ready.push_back(entry.message.clone());
+                state.ready.push_back(Queued {
+                    message: entry.message.clone(),
+                    disk: entry.disk,
+                });
             }
             let due = state.deferred.pop_due(now);
             state.ready.extend(due);
@@ -552,20 +563,40 @@ impl ChannelState {
         self.disk.as_ref().map_or(0, DiskQueue::depth)
     }
 
-    /// The message is finished (or dropped): its disk copy, if it came
-    /// from disk, no longer holds back the read checkpoint.
-    fn release(&mut self, message: &Message) {
-        if let (Some(location), Some(disk)) = (&message.disk, &mut self.disk) {
-            disk.finish(location);
+    /// A message is finished (or dropped): its disk copy, if it came from
+    /// disk, no longer holds back the read checkpoint.
+    fn release(&mut self, location: Option<Location>) {
+        if let (Some(location), Some(disk)) = (location, &mut self.disk) {
+            disk.finish(&location);
         }
     }
 }
 
-/// The channel's own copy of a message, not tied to any disk location.
-fn own_copy(message: &Message) -> Message {
-    let mut copy = message.clone();
-    copy.disk = None;
-    copy
+/// A message the channel holds (ready or deferred), with where it sits in
+/// the channel's disk queue if it was read from there: until it is
+/// finished, the disk checkpoint must not pass that location.
+#[derive(Debug)]
+struct Queued {
+    message: Message,
+    disk: Option<Location>,
+}
+
+impl Queued {
+    /// The channel's own copy of a published message (not on its disk).
+    fn copy_of(message: &Message) -> Queued {
+        Queued {
+            message: message.clone(),
+            disk: None,
+        }
+    }
+
+    /// A message back from a consumer (requeue, timeout, disconnect).
+    fn returned(entry: InFlight<Arc<Client>>) -> Queued {
+        Queued {
+            message: entry.message,
+            disk: entry.disk,
+        }
+    }
 }
 
 /// One task per channel: sleeps until the earliest in-flight deadline or

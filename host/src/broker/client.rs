@@ -7,18 +7,63 @@
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering};
 
 use serde::Serialize;
 use tokio::sync::Notify;
 
-/// nsqd's client states, as /stats reports them.
-pub mod state {
-    pub const INIT: i32 = 0;
-    pub const DISCONNECTED: i32 = 1;
-    pub const CONNECTED: i32 = 2;
-    pub const SUBSCRIBED: i32 = 3;
-    pub const CLOSING: i32 = 4;
+/// nsqd's client states; /stats reports them by number, as nsqd does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ClientState {
+    Init = 0,
+    Disconnected = 1,
+    Connected = 2,
+    Subscribed = 3,
+    Closing = 4,
+}
+
+impl ClientState {
+    fn from_u8(value: u8) -> ClientState {
+        match value {
+            0 => ClientState::Init,
+            1 => ClientState::Disconnected,
+            2 => ClientState::Connected,
+            3 => ClientState::Subscribed,
+            _ => ClientState::Closing,
+        }
+    }
+}
+
+impl std::fmt::Display for ClientState {
+    /// As nsqd's text /stats prints it: the number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", *self as i32)
+    }
+}
+
+impl Serialize for ClientState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i32(*self as i32)
+    }
+}
+
+/// A [`ClientState`] the connection task sets and channels and /stats read.
+#[derive(Debug)]
+pub struct SharedClientState(AtomicU8);
+
+impl SharedClientState {
+    pub fn new(state: ClientState) -> SharedClientState {
+        SharedClientState(AtomicU8::new(state as u8))
+    }
+
+    pub fn get(&self) -> ClientState {
+        ClientState::from_u8(self.0.load(Ordering::Acquire))
+    }
+
+    pub fn set(&self, state: ClientState) {
+        self.0.store(state as u8, Ordering::Release);
+    }
 }
 
 /// Self-description a client sends with IDENTIFY.
@@ -39,7 +84,7 @@ pub struct Client {
     /// Unix seconds at connect.
     pub connect_ts: i64,
     pub meta: Mutex<ClientMeta>,
-    pub state: AtomicI32,
+    pub state: SharedClientState,
     pub ready_count: AtomicI64,
     pub in_flight: AtomicI64,
     pub message_count: AtomicU64,
@@ -62,7 +107,7 @@ impl Client {
                 hostname: String::new(),
                 ..ClientMeta::default()
             }),
-            state: AtomicI32::new(state::INIT),
+            state: SharedClientState::new(ClientState::Init),
             ready_count: AtomicI64::new(0),
             in_flight: AtomicI64::new(0),
             message_count: AtomicU64::new(0),
@@ -118,7 +163,7 @@ impl Client {
             hostname: meta.hostname,
             version: "V2",
             remote_address: self.remote_address.clone(),
-            state: self.state.load(Ordering::Relaxed),
+            state: self.state.get(),
             ready_count: self.ready_count.load(Ordering::Relaxed),
             in_flight_count: self.in_flight.load(Ordering::Relaxed),
             message_count: self.message_count.load(Ordering::Relaxed),
@@ -154,7 +199,7 @@ pub struct ClientStats {
     pub hostname: String,
     pub version: &'static str,
     pub remote_address: String,
-    pub state: i32,
+    pub state: ClientState,
     pub ready_count: i64,
     pub in_flight_count: i64,
     pub message_count: u64,

@@ -1,32 +1,31 @@
 //! Messages waiting for a due time (DPUB, or REQ with a delay), in one
-//! time-ordered heap per channel rather than a timer per message.
+//! time-ordered heap per channel rather than a timer per message. Generic
+//! over what is held, so a channel can keep a message's disk location with it.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::message::Message;
-
 #[derive(Debug)]
-struct Entry {
+struct Entry<T> {
     due: Instant,
     /// Insertion order, so messages due at the same instant keep FIFO order.
     seq: u64,
-    message: Message,
+    message: T,
 }
 
-impl PartialEq for Entry {
+impl<T> PartialEq for Entry<T> {
     fn eq(&self, other: &Self) -> bool {
         self.due == other.due && self.seq == other.seq
     }
 }
-impl Eq for Entry {}
-impl PartialOrd for Entry {
+impl<T> Eq for Entry<T> {}
+impl<T> PartialOrd for Entry<T> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
-impl Ord for Entry {
+impl<T> Ord for Entry<T> {
     /// Reversed, so the max-heap pops the earliest due time first.
     fn cmp(&self, other: &Self) -> Ordering {
         other
@@ -36,13 +35,22 @@ impl Ord for Entry {
     }
 }
 
-#[derive(Debug, Default)]
-pub struct DeferredQueue {
-    heap: BinaryHeap<Entry>,
+#[derive(Debug)]
+pub struct DeferredQueue<T> {
+    heap: BinaryHeap<Entry<T>>,
     seq: u64,
 }
 
-impl DeferredQueue {
+impl<T> Default for DeferredQueue<T> {
+    fn default() -> Self {
+        DeferredQueue {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<T> DeferredQueue<T> {
     pub fn len(&self) -> usize {
         self.heap.len()
     }
@@ -51,7 +59,7 @@ impl DeferredQueue {
         self.heap.is_empty()
     }
 
-    pub fn push(&mut self, due: Instant, message: Message) {
+    pub fn push(&mut self, due: Instant, message: T) {
         self.seq += 1;
         self.heap.push(Entry {
             due,
@@ -65,7 +73,7 @@ impl DeferredQueue {
     }
 
     /// Removes and returns, in due order, every message due at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Vec<Message> {
+    pub fn pop_due(&mut self, now: Instant) -> Vec<T> {
         let mut due = Vec::new();
         while self.heap.peek().is_some_and(|e| e.due <= now) {
             if let Some(entry) = self.heap.pop() {
@@ -80,7 +88,7 @@ impl DeferredQueue {
     }
 
     /// Removes every message with its due time, in due order (shutdown).
-    pub fn drain(&mut self) -> Vec<(Instant, Message)> {
+    pub fn drain(&mut self) -> Vec<(Instant, T)> {
         let mut all = Vec::with_capacity(self.heap.len());
         while let Some(entry) = self.heap.pop() {
             all.push((entry.due, entry.message));
@@ -92,7 +100,7 @@ impl DeferredQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::MessageId;
+    use crate::broker::message::{Message, MessageId};
     use bytes::Bytes;
     use std::time::Duration;
 

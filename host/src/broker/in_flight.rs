@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use super::message::{Message, MessageId};
+use crate::storage::Location;
 
 /// Why an acknowledgement was refused; the text is nsqd's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +40,9 @@ impl std::fmt::Display for InFlightError {
 #[derive(Debug)]
 pub struct InFlight<O> {
     pub message: Message,
+    /// Where the message sits in its queue's disk file, if it was read
+    /// from there; the disk checkpoint does not pass it until it is done.
+    pub disk: Option<Location>,
     pub owner_id: u64,
     pub owner: O,
     pub deadline: Instant,
@@ -159,6 +163,7 @@ mod tests {
         id[15] = n;
         InFlight {
             message: Message::new(MessageId(id), Bytes::from_static(b"x")),
+            disk: None,
             owner_id,
             owner: (),
             deadline,

@@ -334,20 +334,19 @@ impl Broker {
             return Ok(0);
         };
         let saved = metadata::load(&disk.dir)?;
-        // topic -> (paused, channel -> paused)
-        let mut wanted: BTreeMap<String, (bool, BTreeMap<String, bool>)> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, RestoredTopic> = BTreeMap::new();
         for topic in saved.topics {
             let entry = wanted.entry(topic.name).or_default();
-            entry.0 = topic.paused;
+            entry.paused = topic.paused;
             for channel in topic.channels {
-                entry.1.insert(channel.name, channel.paused);
+                entry.channels.insert(channel.name, channel.paused);
             }
         }
         for queue in disk_queue::queue_names(&disk.dir) {
             match queue.split_once(':') {
                 Some((topic, channel)) => {
                     let entry = wanted.entry(topic.to_string()).or_default();
-                    entry.1.entry(channel.to_string()).or_insert(false);
+                    entry.channels.entry(channel.to_string()).or_insert(false);
                 }
                 None => {
                     wanted.entry(queue).or_default();
@@ -356,7 +355,7 @@ impl Broker {
         }
         let durable = |name: &str| is_valid_name(name) && !is_ephemeral(name);
         let mut restored = 0;
-        for (topic_name, (paused, channels)) in wanted {
+        for (topic_name, RestoredTopic { paused, channels }) in wanted {
             if !durable(&topic_name) {
                 tracing::warn!(topic = %topic_name, "STORAGE: ignoring saved data of an invalid or ephemeral topic name");
                 continue;
@@ -511,6 +510,14 @@ impl Broker {
         };
         Stats { topics, producers }
     }
+}
+
+/// A topic to recreate at start-up: its pause state and its channels'.
+#[derive(Debug, Default)]
+struct RestoredTopic {
+    paused: bool,
+    /// Channel name -> paused.
+    channels: BTreeMap<String, bool>,
 }
 
 /// Unix seconds now.

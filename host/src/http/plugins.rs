@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use super::{ApiError, ApiResponse, ApiResult, AppState};
-use crate::plugins::{SyncResult, is_plugin_name};
+use crate::plugins::{SyncResult, Trigger, is_plugin_name};
 
 pub async fn list(State(state): State<AppState>) -> ApiResult {
     Ok(ApiResponse::Json(
@@ -22,7 +22,7 @@ pub async fn reload(State(state): State<AppState>, Path(name): Path<String>) -> 
     if !is_plugin_name(&name) {
         return Err(ApiError::bad_request("INVALID_PLUGIN_NAME"));
     }
-    let (result, error) = match state.plugins.sync_plugin(&name, "http").await {
+    let (result, error) = match state.plugins.sync_plugin(&name, Trigger::Http).await {
         SyncResult::Unknown => {
             return Err(ApiError::new(StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND"));
         }

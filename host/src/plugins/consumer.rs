@@ -24,7 +24,7 @@ use super::instance::{GuestError, GuestInstance};
 use super::runtime::{GuestState, PluginLink};
 use super::stats::{self, PluginStats};
 use crate::broker::channel::Channel;
-use crate::broker::client::{Client, state};
+use crate::broker::client::{Client, ClientState};
 use crate::broker::message::{Message, MessageId};
 use crate::broker::topic::Topic;
 
@@ -87,7 +87,7 @@ impl PluginRun {
                     manifest.channel
                 )
             })?;
-        client.state.store(state::SUBSCRIBED, Ordering::Release);
+        client.state.set(ClientState::Subscribed);
         let run = Arc::new(PluginRun {
             backoff: Mutex::new(Backoff::new(manifest.backoff_min, manifest.backoff_max)),
             link,

@@ -81,17 +81,71 @@ struct Prepared {
     module_hash: String,
 }
 
+/// What made the host look at a plugin's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// Start-up.
+    Start,
+    /// The watcher saw the files change.
+    Watch,
+    /// `POST /plugins/NAME/reload`.
+    Http,
+}
+
+/// How a load or reload ended, as the history reports it: `loaded`,
+/// `reloaded`, `removed`, or `failed: <reason>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadResult {
+    Loaded,
+    Reloaded,
+    Removed,
+    Failed(String),
+}
+
+impl Serialize for ReloadResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ReloadResult::Loaded => serializer.serialize_str("loaded"),
+            ReloadResult::Reloaded => serializer.serialize_str("reloaded"),
+            ReloadResult::Removed => serializer.serialize_str("removed"),
+            ReloadResult::Failed(why) => serializer.collect_str(&format_args!("failed: {why}")),
+        }
+    }
+}
+
 /// One entry of a plugin's reload history.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReloadRecord {
     /// Unix milliseconds.
     pub time_ms: i64,
-    /// `start`, `watch` or `http`.
-    pub trigger: &'static str,
+    pub trigger: Trigger,
     pub old_hash: Option<String>,
     pub new_hash: Option<String>,
-    /// `loaded`, `reloaded`, `removed`, or `failed: <reason>`.
-    pub result: String,
+    pub result: ReloadResult,
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so the text /stats can align it in a column.
+        f.pad(match self {
+            PluginState::Running => "running",
+            PluginState::Failed => "failed",
+            PluginState::Removed => "removed",
+        })
+    }
+}
+
+/// A plugin's state in GET /plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// A version is live and consuming.
+    Running,
+    /// No version is live: the files are bad.
+    Failed,
+    /// The files were removed; the plugin stopped.
+    Removed,
 }
 
 /// What [`PluginHost::sync_plugin`] did.
@@ -136,13 +190,13 @@ impl PluginHost {
             }
         };
         for name in names {
-            self.sync_plugin(&name, "start").await;
+            self.sync_plugin(&name, Trigger::Start).await;
         }
     }
 
     /// Brings plugin `name` in line with its files: load, reload, remove, or
     /// nothing if they did not change. Errors are logged and kept for /plugins.
-    pub async fn sync_plugin(&self, name: &str, trigger: &'static str) -> SyncResult {
+    pub async fn sync_plugin(&self, name: &str, trigger: Trigger) -> SyncResult {
         let _one_at_a_time = self.sync_lock.lock().await;
         let manifest_file = self.dir.join(format!("{name}.toml"));
         let module_file = MODULE_EXTENSIONS
@@ -231,7 +285,7 @@ impl PluginHost {
     async fn go_live(
         &self,
         name: &str,
-        trigger: &'static str,
+        trigger: Trigger,
         module_file: PathBuf,
         manifest_file: PathBuf,
         prepared: Prepared,
@@ -268,12 +322,16 @@ impl PluginHost {
             plugin.error = None;
             let old = plugin.live.replace(new_live);
             let old_hash = old.as_ref().map(|o| o.module_hash.clone());
-            let result = if old.is_some() { "reloaded" } else { "loaded" };
+            let result = if old.is_some() {
+                ReloadResult::Reloaded
+            } else {
+                ReloadResult::Loaded
+            };
             plugin.record(
                 trigger,
                 old_hash,
                 Some(prepared.module_hash.clone()),
-                result.into(),
+                result,
             );
             old
         };
@@ -294,7 +352,7 @@ impl PluginHost {
     async fn remove_or_fail(
         &self,
         name: &str,
-        trigger: &'static str,
+        trigger: Trigger,
         manifest_file: &Path,
         module_file: Option<PathBuf>,
         why: String,
@@ -312,7 +370,7 @@ impl PluginHost {
 
     /// Stops a plugin. Its in-flight messages finish; its channel and the
     /// messages queued there stay, as when a consumer disconnects.
-    async fn remove(&self, name: &str, trigger: &'static str, why: &str) -> SyncResult {
+    async fn remove(&self, name: &str, trigger: Trigger, why: &str) -> SyncResult {
         let old = {
             let mut plugins = self.plugins.lock();
             let Some(plugin) = plugins.get_mut(name) else {
@@ -324,7 +382,7 @@ impl PluginHost {
                 trigger,
                 old.as_ref().map(|o| o.module_hash.clone()),
                 None,
-                "removed".into(),
+                ReloadResult::Removed,
             );
             old
         };
@@ -338,7 +396,7 @@ impl PluginHost {
     fn record_failure(
         &self,
         name: &str,
-        trigger: &'static str,
+        trigger: Trigger,
         manifest_file: &Path,
         module_file: Option<PathBuf>,
         new_hash: Option<String>,
@@ -360,7 +418,12 @@ impl PluginHost {
         } else {
             tracing::error!(plugin = name, "PLUGIN: not loaded: {why}");
         }
-        plugin.record(trigger, old_hash, new_hash, format!("failed: {why}"));
+        plugin.record(
+            trigger,
+            old_hash,
+            new_hash,
+            ReloadResult::Failed(why.clone()),
+        );
         plugin.error = Some(why);
     }
 
@@ -412,10 +475,10 @@ impl Plugin {
 
     fn record(
         &mut self,
-        trigger: &'static str,
+        trigger: Trigger,
         old_hash: Option<String>,
         new_hash: Option<String>,
-        result: String,
+        result: ReloadResult,
     ) {
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
@@ -444,9 +507,9 @@ impl Plugin {
             topic: manifest.map(|m| m.topic.clone()),
             channel: manifest.map(|m| m.channel.clone()),
             state: match (live, self.removed) {
-                (Some(_), _) => "running",
-                (None, true) => "removed",
-                (None, false) => "failed",
+                (Some(_), _) => PluginState::Running,
+                (None, true) => PluginState::Removed,
+                (None, false) => PluginState::Failed,
             },
             last_error: self
                 .error
@@ -533,8 +596,7 @@ pub struct PluginStatus {
     pub module_hash: Option<String>,
     pub topic: Option<String>,
     pub channel: Option<String>,
-    /// `running`, `failed` or `removed`.
-    pub state: &'static str,
+    pub state: PluginState,
     pub last_error: Option<String>,
     pub instances: usize,
     pub concurrency: usize,

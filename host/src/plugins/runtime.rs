@@ -63,7 +63,8 @@ impl WasmRuntime {
             &mut state.wasi
         })?;
         add_wasq_imports(&mut linker)?;
-        start_epoch_ticker(engine.clone());
+        // Detached: it ends by itself once the engine is gone.
+        drop(start_epoch_ticker(&engine));
         Ok(WasmRuntime {
             engine,
             linker,
@@ -144,16 +145,23 @@ fn pooled_engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-fn start_epoch_ticker(engine: Engine) {
+/// Advances the engine's epoch every [`EPOCH_TICK`]. The thread holds the
+/// engine weakly and ends with it, so a host started and stopped in one
+/// process (tests, embedders) leaks neither the thread nor the engine.
+fn start_epoch_ticker(engine: &Engine) -> std::thread::JoinHandle<()> {
+    let engine = engine.weak();
     std::thread::Builder::new()
         .name("wasm-epoch".into())
         .spawn(move || {
             loop {
                 std::thread::sleep(EPOCH_TICK);
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
                 engine.increment_epoch();
             }
         })
-        .expect("spawn the epoch ticker thread");
+        .expect("spawn the epoch ticker thread")
 }
 
 fn check_exports(module: &Module) -> anyhow::Result<()> {
@@ -304,5 +312,27 @@ fn publish_from_guest(
             status::OK
         }
         Err(e) => refuse(status::UNAVAILABLE, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_epoch_ticker_ends_with_its_engine() {
+        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
+        let ticker = start_epoch_ticker(&engine);
+        std::thread::sleep(EPOCH_TICK * 4);
+        assert!(!ticker.is_finished(), "ticks while the engine lives");
+        drop(engine);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !ticker.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ticker outlived its engine"
+            );
+            std::thread::sleep(EPOCH_TICK);
+        }
     }
 }

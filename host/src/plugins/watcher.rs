@@ -18,7 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{MODULE_EXTENSIONS, PluginHost, is_plugin_name};
+use super::{MODULE_EXTENSIONS, PluginHost, Trigger, is_plugin_name};
 
 /// Quiet time after the last event before a plugin is reloaded.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -68,7 +68,7 @@ pub fn spawn(
                     for name in due {
                         pending.remove(&name);
                         let host = host.clone();
-                        tokio::spawn(async move { host.sync_plugin(&name, "watch").await });
+                        tokio::spawn(async move { host.sync_plugin(&name, Trigger::Watch).await });
                     }
                 }
             }

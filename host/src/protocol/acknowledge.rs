@@ -12,7 +12,7 @@ use super::command::{lossy, parse_base10};
 use super::connection::Connection;
 use super::error::ClientError;
 use crate::broker::channel::Channel;
-use crate::broker::client::state;
+use crate::broker::client::ClientState;
 use crate::broker::message::MessageId;
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ impl Connection {
         params: &[Bytes],
         needed: usize,
     ) -> Result<(Arc<Channel>, MessageId), ClientError> {
-        let subscribed = matches!(self.state(), state::SUBSCRIBED | state::CLOSING);
+        let subscribed = matches!(self.state(), ClientState::Subscribed | ClientState::Closing);
         let channel = match (&self.subscription, subscribed) {
             (Some((_, channel)), true) => channel.clone(),
             _ => {

@@ -19,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::{self, Command, Limits, Verb};
 use super::error::ClientError;
-use super::frame::{self, FRAME_TYPE_ERROR, FRAME_TYPE_RESPONSE};
 use crate::broker::Broker;
 use crate::broker::channel::Channel;
-use crate::broker::client::{Client, state};
+use crate::broker::client::{Client, ClientState};
+use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
 use crate::storage::PendingSync;
+use wasq_wire::frame::{self, FrameType};
 
 /// Messages taken from the channel per batch; bounds the output buffer.
 const DELIVERY_BATCH: usize = 128;
@@ -124,9 +125,7 @@ impl Connection {
                 tracing::info!(client = %remote, error = %e, "closing client after I/O error")
             }
         }
-        self.client
-            .state
-            .store(state::DISCONNECTED, Ordering::Release);
+        self.client.state.set(ClientState::Disconnected);
         if let Some((topic, channel)) = self.subscription.take() {
             self.broker.unsubscribe(&topic, &channel, self.client.id);
         }
@@ -191,7 +190,7 @@ impl Connection {
                     if self.last_read.elapsed() > interval.saturating_mul(2) {
                         return Ending::MissedHeartbeats;
                     }
-                    frame::write_frame(&mut self.out, FRAME_TYPE_RESPONSE, frame::HEARTBEAT);
+                    frame::write_frame(&mut self.out, FrameType::Response, frame::HEARTBEAT);
                 }
             }
         }
@@ -253,7 +252,7 @@ impl Connection {
     /// Sends as many messages as RDY allows. Returns true when the channel
     /// ran dry with capacity left (so the caller should wait for messages).
     async fn deliver(&mut self, channel: &Arc<Channel>) -> std::io::Result<bool> {
-        if self.client.state.load(Ordering::Acquire) != state::SUBSCRIBED {
+        if self.client.state.get() != ClientState::Subscribed {
             return Ok(false);
         }
         loop {
@@ -277,7 +276,7 @@ impl Connection {
     }
 
     pub(super) fn respond(&mut self, data: &[u8]) {
-        frame::write_frame(&mut self.out, FRAME_TYPE_RESPONSE, data);
+        frame::write_frame(&mut self.out, FrameType::Response, data);
     }
 
     /// Queues a response that goes out only once `pending` is synced.
@@ -305,7 +304,11 @@ impl Connection {
     async fn wait_for_syncs(&mut self) {
         for awaiting in std::mem::take(&mut self.awaiting_sync) {
             if let Err(e) = awaiting.pending.wait().await {
-                let error = super::publish::publish_failed(awaiting.command, &awaiting.topic, &e);
+                let error = super::publish::publish_failed(
+                    awaiting.command,
+                    &awaiting.topic,
+                    &PublishError::Storage(e),
+                );
                 self.out.truncate(awaiting.response_at);
                 self.send_error(&error);
                 self.sync_failure = Some(error);
@@ -318,7 +321,7 @@ impl Connection {
     fn send_error(&mut self, error: &ClientError) {
         frame::write_frame(
             &mut self.out,
-            FRAME_TYPE_ERROR,
+            FrameType::Error,
             error.to_string().as_bytes(),
         );
     }
@@ -348,12 +351,12 @@ impl Connection {
         }
     }
 
-    pub(super) fn state(&self) -> i32 {
-        self.client.state.load(Ordering::Acquire)
+    pub(super) fn state(&self) -> ClientState {
+        self.client.state.get()
     }
 
-    pub(super) fn set_state(&self, new_state: i32) {
-        self.client.state.store(new_state, Ordering::Release);
+    pub(super) fn set_state(&self, new_state: ClientState) {
+        self.client.state.set(new_state);
     }
 }
 

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use super::connection::Connection;
 use super::error::ClientError;
-use super::frame;
-use crate::broker::client::state;
+use crate::broker::client::ClientState;
 use crate::config::NSQ_VERSION;
+use wasq_wire::frame;
 
 /// What a client may send with IDENTIFY. As with Go's decoder, unknown
 /// fields are ignored and `null` means "not given" (tokio-nsq sends
@@ -79,7 +79,7 @@ const MAX_DEFLATE_LEVEL: i64 = 6;
 
 impl Connection {
     pub(super) fn identify(&mut self, body: &Bytes) -> Result<(), ClientError> {
-        if self.state() != state::INIT {
+        if self.state() != ClientState::Init {
             return Err(ClientError::invalid("cannot IDENTIFY in current state"));
         }
         let data: IdentifyData = serde_json::from_slice(body)
@@ -189,7 +189,7 @@ impl Connection {
     /// AUTH: no auth server can be configured yet, so it is refused as nsqd
     /// refuses it without `--auth-http-address`.
     pub(super) fn auth(&mut self, _body: &Bytes) -> Result<(), ClientError> {
-        if self.state() != state::INIT {
+        if self.state() != ClientState::Init {
             return Err(ClientError::invalid("cannot AUTH in current state"));
         }
         Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"))

@@ -1,10 +1,11 @@
-//! NSQ TCP protocol V2: the listener, framing and one file per command family.
+//! NSQ TCP protocol V2: the listener, command parsing (`command`), the
+//! connection loop and one file per command family. Frames and message
+//! encoding are the wire crate's (`wasq_wire`).
 
 mod acknowledge;
 pub mod command;
 pub mod connection;
 pub mod error;
-pub mod frame;
 mod identify;
 mod publish;
 mod subscribe;
@@ -20,8 +21,8 @@ use tokio_util::task::TaskTracker;
 use crate::broker::Broker;
 use connection::Connection;
 
-/// The four bytes a V2 client sends first.
-pub const MAGIC_V2: &[u8; 4] = b"  V2";
+pub use wasq_wire::MAGIC_V2;
+use wasq_wire::frame;
 
 /// Accepts TCP clients until `shutdown`, then waits for them to finish.
 pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
@@ -68,7 +69,7 @@ async fn handle(
         Ok(Ok(_)) => {
             tracing::warn!(client = %remote, magic = ?String::from_utf8_lossy(&magic), "TCP: bad protocol magic");
             let mut out = Vec::new();
-            frame::write_frame(&mut out, frame::FRAME_TYPE_ERROR, b"E_BAD_PROTOCOL");
+            frame::write_frame(&mut out, frame::FrameType::Error, b"E_BAD_PROTOCOL");
             let _ = stream.write_all(&out).await;
             let _ = stream.shutdown().await;
         }

@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 use super::connection::Connection;
 use super::error::ClientError;
-use super::frame;
+use crate::broker::topic::PublishError;
+use wasq_wire::frame;
 
 impl Connection {
     pub(super) fn publish(
@@ -29,20 +30,20 @@ impl Connection {
     }
 }
 
-/// nsqd's fatal error for a failed publish; storage failures are logged.
+/// nsqd's fatal error for a failed publish; storage failures are logged
+/// (a topic being deleted is the operator's doing, not a fault).
 pub(super) fn publish_failed(
     command: &'static str,
     topic: &str,
-    error: &dyn std::fmt::Display,
+    error: &PublishError,
 ) -> ClientError {
     let code = match command {
         "MPUB" => "E_MPUB_FAILED",
         "DPUB" => "E_DPUB_FAILED",
         _ => "E_PUB_FAILED",
     };
-    let text = error.to_string();
-    if text != "exiting" {
-        tracing::error!(topic, error = %text, "{command} failed");
+    if let PublishError::Storage(e) = error {
+        tracing::error!(topic, error = %e, "{command} failed");
     }
-    ClientError::fatal(code, format!("{command} failed {text}"))
+    ClientError::fatal(code, format!("{command} failed {error}"))
 }

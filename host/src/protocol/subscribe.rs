@@ -7,13 +7,13 @@ use bytes::Bytes;
 use super::command::{go_quote, lossy, parse_base10};
 use super::connection::Connection;
 use super::error::ClientError;
-use super::frame;
-use crate::broker::client::state;
+use crate::broker::client::ClientState;
 use crate::broker::names::is_valid_name;
+use wasq_wire::frame;
 
 impl Connection {
     pub(super) fn subscribe(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
-        if self.state() != state::INIT {
+        if self.state() != ClientState::Init {
             return Err(ClientError::invalid("cannot SUB in current state"));
         }
         if self.heartbeat_interval.is_none() {
@@ -43,15 +43,15 @@ impl Connection {
                 ClientError::fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
             })?;
         self.subscription = Some(subscription);
-        self.set_state(state::SUBSCRIBED);
+        self.set_state(ClientState::Subscribed);
         self.respond(frame::OK);
         Ok(())
     }
 
     pub(super) fn ready(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
         match self.state() {
-            state::CLOSING => return Ok(()),
-            state::SUBSCRIBED => {}
+            ClientState::Closing => return Ok(()),
+            ClientState::Subscribed => {}
             _ => return Err(ClientError::invalid("cannot RDY in current state")),
         }
         let count = match params.first() {
@@ -73,11 +73,11 @@ impl Connection {
     /// CLS: stop sending messages; the client closes once it has settled
     /// what it holds.
     pub(super) fn start_close(&mut self) -> Result<(), ClientError> {
-        if self.state() != state::SUBSCRIBED {
+        if self.state() != ClientState::Subscribed {
             return Err(ClientError::invalid("cannot CLS in current state"));
         }
         self.client.ready_count.store(0, Ordering::Release);
-        self.set_state(state::CLOSING);
+        self.set_state(ClientState::Closing);
         self.respond(b"CLOSE_WAIT");
         Ok(())
     }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::due_to_unix_nanos;
 use super::record::{self, RECORD_HEADER_LEN, RecordError, StoredMessage};
 use super::sync::{SyncState, SyncTicket};
-use crate::broker::message::Message;
+use wasq_wire::Message;
 
 /// Where a record starts: its segment and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -641,8 +641,8 @@ fn remove_file_logged(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::MessageId;
     use bytes::Bytes;
+    use wasq_wire::MessageId;
 
     fn settings(dir: &Path, max_bytes_per_file: u64) -> Arc<DiskSettings> {
         Arc::new(DiskSettings {

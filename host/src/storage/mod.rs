@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::broker::message::now_nanos;
+use wasq_wire::message::now_nanos;
 
 pub use disk_queue::{DiskQueue, DiskSettings, Location};
 pub use sync::{PendingSync, SyncTicket};

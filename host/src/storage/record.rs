@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 
-use crate::broker::message::{MESSAGE_ID_LEN, Message, MessageId};
+use wasq_wire::message::{MESSAGE_ID_LEN, Message, MessageId};
 
 /// Bytes before the payload: length and checksum.
 pub const RECORD_HEADER_LEN: usize = 8;
@@ -93,7 +93,6 @@ pub fn decode_payload(payload: Bytes, crc: u32) -> Result<StoredMessage, RecordE
             timestamp,
             attempts,
             body,
-            disk: None,
         },
         due_unix_nanos: (due != 0).then_some(due),
     })

@@ -1,0 +1,171 @@
+//! One daemon process started for a test or a benchmark.
+//!
+//! It runs in a temporary working directory (default paths such as
+//! `plugins/` and the data path land there, never in the repository),
+//! with `--exit-on-stdin-eof` (it stops when the test, and with it the
+//! pipe to its stdin, goes away, even on a panic) and `--ready-file`: the
+//! harness waits for that file, which lists every bound address, so
+//! rewording a log line never breaks a test. Standard error is collected
+//! line by line for assertions about the log.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long a daemon may take to say it is ready (a busy machine, or
+/// plugins to compile on start-up).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    _stdin: ChildStdin,
+    /// The working directory (and the ready file's home).
+    workdir: tempfile::TempDir,
+    listening: BTreeMap<String, SocketAddr>,
+    log: Arc<Log>,
+}
+
+/// Standard error, line by line, with a condition to wait on.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    grew: Condvar,
+}
+
+/// The path of a workspace binary: `$ENV_VAR` if set, else beside the
+/// running executable (a test in `target/debug/deps/`, or the load tool in
+/// `target/release/`), where Cargo puts every binary of the workspace.
+pub fn binary(name: &str, env_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe.parent().expect("its directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+impl Daemon {
+    /// Starts `command` (its program and leading arguments already set)
+    /// with `args`, and waits until its ready file appears.
+    pub fn start(mut command: Command, args: &[&str]) -> anyhow::Result<Daemon> {
+        let workdir = tempfile::tempdir().context("temporary working directory")?;
+        let ready_file = workdir.path().join(".ready.json");
+        let mut child = command
+            .current_dir(workdir.path())
+            .arg("--exit-on-stdin-eof")
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+        let stdin = child.stdin.take().context("stdin")?;
+        let stderr = child.stderr.take().context("stderr")?;
+        let log = Arc::new(Log::default());
+        let writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                writer.lines.lock().unwrap().push(line);
+                writer.grew.notify_all();
+            }
+        });
+        let mut daemon = Daemon {
+            child,
+            _stdin: stdin,
+            workdir,
+            listening: BTreeMap::new(),
+            log,
+        };
+        daemon.listening = daemon.wait_ready(&ready_file)?;
+        Ok(daemon)
+    }
+
+    fn wait_ready(&mut self, ready_file: &Path) -> anyhow::Result<BTreeMap<String, SocketAddr>> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(listening) = wasq_nsq::ready::read(ready_file)? {
+                return Ok(listening);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("exited ({status}) before it was ready: {:#?}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("not ready after {START_TIMEOUT:?}: {:#?}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The address of a listener by its ready-file name (`tcp`, `http`,
+    /// `lookupd_tcp`, `lookupd_http`).
+    pub fn address(&self, name: &str) -> Option<SocketAddr> {
+        self.listening.get(name).copied()
+    }
+
+    pub fn workdir(&self) -> &Path {
+        self.workdir.path()
+    }
+
+    /// Every line written to standard error so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a log line contains `text`; false after `timeout`.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if lines.iter().any(|line| line.contains(text)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn crash(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "did not exit on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,145 @@
+//! HTTP calls that return (status, body) for any status, and readers of
+//! the parts of /stats and /plugins that tests look at.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually;
+
+pub struct Http {
+    base: String,
+}
+
+impl Http {
+    pub fn new(address: SocketAddr) -> Http {
+        Http {
+            base: format!("http://{address}"),
+        }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into()
+    }
+
+    fn read(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, String) {
+        let mut response = response.expect("an HTTP response");
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap_or_default(),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        Http::read(Http::agent().get(&format!("{}{}", self.base, path)).call())
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        Http::read(
+            Http::agent()
+                .post(&format!("{}{}", self.base, path))
+                .send(body),
+        )
+    }
+
+    pub fn put(&self, path: &str, body: &[u8]) -> (u16, String) {
+        Http::read(
+            Http::agent()
+                .put(&format!("{}{}", self.base, path))
+                .send(body),
+        )
+    }
+
+    /// GET, with the body parsed as JSON (a string if it is not JSON).
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.get(path);
+        (status, parse_or_string(body))
+    }
+
+    /// POST without a body, with the response parsed as JSON.
+    pub fn post_json(&self, path: &str) -> (u16, Value) {
+        let (status, body) = self.post(path, b"");
+        (status, parse_or_string(body))
+    }
+
+    pub fn stats(&self) -> Value {
+        let (status, body) = self.get("/stats?format=json");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+
+    /// The stats object of one channel, if it exists.
+    pub fn channel_stats(&self, topic: &str, channel: &str) -> Option<Value> {
+        let stats = self.stats();
+        let topics = stats["topics"].as_array()?.clone();
+        let topic = topics.into_iter().find(|t| t["topic_name"] == topic)?;
+        topic["channels"]
+            .as_array()?
+            .iter()
+            .find(|c| c["channel_name"] == channel)
+            .cloned()
+    }
+
+    pub fn topic_names(&self) -> Vec<String> {
+        self.stats()["topics"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| t["topic_name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Messages that reached a topic so far (its message_count).
+    pub fn topic_count(&self, topic: &str) -> u64 {
+        let stats = self.stats();
+        stats["topics"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["topic_name"] == topic))
+            .map_or(0, |t| t["message_count"].as_u64().unwrap())
+    }
+
+    /// One plugin's entry in GET /plugins.
+    pub fn plugin(&self, name: &str) -> Value {
+        let (status, body) = self.get("/plugins");
+        assert_eq!(status, 200);
+        let all: Value = serde_json::from_str(&body).unwrap();
+        all["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn counter(&self, plugin: &str, counter: &str) -> u64 {
+        self.plugin(plugin)["counters"][counter]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// Waits until a channel holds nothing: no queued, in-flight or deferred
+    /// message (so every handler result has been settled and counted).
+    pub fn wait_settled(&self, topic: &str, channel: &str) {
+        let settled = eventually(Duration::from_secs(20), || {
+            self.channel_stats(topic, channel).is_some_and(|c| {
+                c["depth"] == 0 && c["in_flight_count"] == 0 && c["deferred_count"] == 0
+            })
+        });
+        assert!(
+            settled,
+            "{topic}/{channel} did not settle: {:?}",
+            self.channel_stats(topic, channel)
+        );
+    }
+}
+
+fn parse_or_string(body: String) -> Value {
+    serde_json::from_str(&body).unwrap_or(Value::String(body))
+}
