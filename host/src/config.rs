@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::storage::{DiskSettings, QueueSettings};
+use crate::broker::queues::QueueSettings;
 pub use wasq_nsq::duration::{go_duration, parse_go_duration};
 use wasq_nsq::flags::normalize_go_flags;
 pub use wasq_nsq::flags::parse_listen_address;
+use wasq_storage::DiskSettings;
 
 /// The NSQ release whose wire behaviour wasqd reproduces; clients and
 /// nsqadmin read it from IDENTIFY, /info and /stats.

@@ -1,11 +1,11 @@
 //! Wasq host: an NSQ-compatible broker (`wasqd`).
 //!
-//! - [`broker`]: topics, channels, messages, in-flight and deferred queues
+//! - [`broker`]: topics, channels, messages, in-flight and deferred queues;
+//!   their disk queues are `wasq_storage`, a layer below
 //! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
 //! - [`http`]: nsqd's HTTP API
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
 //! - [`plugins`]: WebAssembly consumers inside the broker
-//! - [`storage`]: disk queues, metadata and durable publishes
 //! - [`server`]: start-up, listeners and shutdown
 
 pub mod broker;
@@ -15,4 +15,3 @@ pub mod lookup;
 pub mod plugins;
 pub mod protocol;
 pub mod server;
-pub mod storage;

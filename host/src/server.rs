@@ -13,7 +13,6 @@ use crate::config::Options;
 use crate::http::{self, AppState, LogControl};
 use crate::plugins::{PluginHost, watcher};
 use crate::protocol;
-use crate::storage;
 
 /// How long shutdown waits for connections to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -29,7 +28,7 @@ pub struct Running {
     storage_stop: CancellationToken,
     storage_task: tokio::task::JoinHandle<()>,
     /// Released when the process exits, after the last write.
-    _data_lock: storage::DataPathLock,
+    _data_lock: wasq_storage::DataPathLock,
 }
 
 /// Binds both listeners and starts serving.
@@ -66,7 +65,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let data_dir = options.data_dir();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create --data-path {}", data_dir.display()))?;
-    let data_lock = storage::DataPathLock::acquire(&data_dir)?;
+    let data_lock = wasq_storage::DataPathLock::acquire(&data_dir)?;
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
     let restored = broker.restore()?;
@@ -75,7 +74,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     }
     let shutdown = CancellationToken::new();
     let storage_stop = CancellationToken::new();
-    let storage_task = storage::background::spawn(broker.clone(), storage_stop.clone());
+    let storage_task = crate::broker::storage_task::spawn(broker.clone(), storage_stop.clone());
     let plugins = PluginHost::new(broker.clone(), plugins_dir.clone(), Some(cache_dir))
         .context("cannot start the Wasm runtime")?;
     plugins.load_all().await;

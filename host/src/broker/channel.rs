@@ -30,10 +30,8 @@ use super::deferred::DeferredQueue;
 use super::in_flight::{InFlight, InFlightError, InFlightQueue};
 use super::message::{Message, MessageId, now_nanos};
 use super::names::is_ephemeral;
-use crate::storage::{
-    DiskQueue, Location, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
-    memory_room,
-};
+use super::queues::{QueueSettings, memory_room, sync_queue};
+use wasq_storage::{BackingQueue, Location, PendingSync, due_from_unix_nanos, due_to_unix_nanos};
 
 /// The channel is being deleted; nsqd's error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,13 +57,13 @@ pub struct Channel {
     timeout_count: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ChannelState {
     ready: VecDeque<Queued>,
     in_flight: InFlightQueue<Arc<Client>>,
     deferred: DeferredQueue<Queued>,
-    /// Messages beyond the memory limit; `None` for ephemeral channels.
-    disk: Option<DiskQueue>,
+    /// Messages beyond the memory limit (on disk; dropped if ephemeral).
+    backing: Box<dyn BackingQueue>,
     /// When the timekeeper is due to wake next; `None` when it sleeps idle.
     timer_due: Option<Instant>,
 }
@@ -76,8 +74,11 @@ impl Channel {
     pub fn new(topic_name: &str, name: &str, queues: &QueueSettings) -> Arc<Channel> {
         let ephemeral = is_ephemeral(name);
         let state = ChannelState {
-            disk: queues.open_disk(&format!("{topic_name}:{name}"), ephemeral),
-            ..ChannelState::default()
+            ready: VecDeque::new(),
+            in_flight: InFlightQueue::default(),
+            deferred: DeferredQueue::default(),
+            backing: queues.open_backing(&format!("{topic_name}:{name}"), ephemeral),
+            timer_due: None,
         };
         let channel = Arc::new(Channel {
             name: name.to_string(),
@@ -113,14 +114,11 @@ impl Channel {
         }
         let (had_nothing, written) = {
             let mut state = self.state.lock();
-            let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
-            let room = memory_room(self.memory_limit, state.ready.len(), state.disk.as_ref());
+            let had_nothing = state.ready.is_empty() && state.backing.is_empty();
+            let room = memory_room(self.memory_limit, state.ready.len(), &*state.backing);
             let (memory, rest) = messages.split_at(room.min(messages.len()));
             state.ready.extend(memory.iter().map(Queued::copy_of));
-            let written = match &mut state.disk {
-                Some(disk) => disk.append(rest, None),
-                None => Ok(None),
-            };
+            let written = state.backing.append(rest, None);
             (had_nothing, written)
         };
         self.message_count
@@ -138,11 +136,15 @@ impl Channel {
         let mut pending = PendingSync::default();
         let had_nothing = {
             let mut state = self.state.lock();
-            let had_nothing = state.ready.is_empty() && state.disk_depth() == 0;
-            if self.memory_limit == 0
-                && let Some(disk) = &mut state.disk
-            {
-                pending.extend(disk.append(messages, Some(due_to_unix_nanos(due)))?);
+            let had_nothing = state.ready.is_empty() && state.backing.is_empty();
+            // Only a durable queue has no memory (an ephemeral one keeps
+            // EPHEMERAL_MIN_MEMORY).
+            if self.memory_limit == 0 {
+                pending.extend(
+                    state
+                        .backing
+                        .append(messages, Some(due_to_unix_nanos(due)))?,
+                );
             } else {
                 for message in messages {
                     state.deferred.push(due, Queued::copy_of(message));
@@ -229,10 +231,7 @@ impl Channel {
     /// Moves up to `want` messages from disk to the ready queue (deferred
     /// ones not yet due to the deferred queue). False when disk had none.
     fn read_from_disk(&self, state: &mut ChannelState, want: usize) -> bool {
-        let Some(disk) = state.disk.as_mut() else {
-            return false;
-        };
-        let records = disk.read(want);
+        let records = state.backing.read(want);
         if records.is_empty() {
             return false;
         }
@@ -414,9 +413,7 @@ impl Channel {
             let mut state = self.state.lock();
             state.ready.clear();
             state.deferred.clear();
-            if let Some(disk) = &mut state.disk {
-                disk.clear();
-            }
+            state.backing.clear();
             state.in_flight.drain()
         };
         let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
@@ -441,25 +438,22 @@ impl Channel {
             ready,
             in_flight,
             deferred,
-            disk,
+            backing,
             ..
         } = &mut *state;
-        let Some(disk) = disk else {
-            return Ok(0);
-        };
         let in_flight = in_flight.drain().into_iter().map(|e| (e.message, None));
         let ready = ready.drain(..).map(|queued| (queued.message, None));
         let deferred = deferred
             .drain()
             .into_iter()
-            .map(|(due, queued)| (queued.message, Some(due)));
-        disk.write_back(in_flight.chain(ready).chain(deferred))
+            .map(|(due, queued)| (queued.message, Some(due_to_unix_nanos(due))));
+        backing.write_back(in_flight.chain(ready).chain(deferred).collect())
     }
 
     /// Fsyncs the disk queue if it has unsynced writes and saves its read
     /// checkpoint (every `--sync-timeout`).
     pub async fn sync_disk(&self) -> io::Result<()> {
-        crate::storage::sync_queue(&self.state, |state| state.disk.as_mut()).await
+        sync_queue(&self.state, |state| &mut *state.backing).await
     }
 
     /// Deletes the channel: stops the timekeeper, disconnects its consumers
@@ -477,15 +471,15 @@ impl Channel {
     /// Messages waiting for a consumer, in memory and on disk (nsqd's `depth`).
     pub fn depth(&self) -> usize {
         let state = self.state.lock();
-        state.ready.len() + state.disk_depth() as usize
+        state.ready.len() + state.backing.depth() as usize
     }
 
     pub fn stats(&self, include_clients: bool) -> ChannelStats {
         let (depth, backend_depth, in_flight_count, deferred_count) = {
             let state = self.state.lock();
             (
-                state.ready.len() + state.disk_depth() as usize,
-                state.disk_depth(),
+                state.ready.len() + state.backing.depth() as usize,
+                state.backing.depth(),
                 state.in_flight.len(),
                 state.deferred.len(),
             )
@@ -558,16 +552,11 @@ impl Channel {
 }
 
 impl ChannelState {
-    /// Unread messages on disk.
-    fn disk_depth(&self) -> u64 {
-        self.disk.as_ref().map_or(0, DiskQueue::depth)
-    }
-
     /// A message is finished (or dropped): its disk copy, if it came from
     /// disk, no longer holds back the read checkpoint.
     fn release(&mut self, location: Option<Location>) {
-        if let (Some(location), Some(disk)) = (location, &mut self.disk) {
-            disk.finish(&location);
+        if let Some(location) = location {
+            self.backing.finish(&location);
         }
     }
 }
@@ -733,7 +722,7 @@ mod tests {
     fn durable(dir: &std::path::Path) -> QueueSettings {
         QueueSettings {
             mem_queue_size: 0,
-            disk: Some(Arc::new(crate::storage::DiskSettings {
+            disk: Some(Arc::new(wasq_storage::DiskSettings {
                 dir: dir.to_path_buf(),
                 max_bytes_per_file: 1 << 20,
                 sync_every: 2500,

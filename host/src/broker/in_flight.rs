@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use super::message::{Message, MessageId};
-use crate::storage::Location;
+use wasq_storage::Location;
 
 /// Why an acknowledgement was refused; the text is nsqd's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,29 @@
 //! The broker: topics, channels, messages and the clients that use them.
 //!
-//! The only broker-wide lock guards the topic map (held for a lookup, never
-//! while messages move) and the client registry (held on connect and
-//! disconnect). Everything on the publish and delivery path locks one topic
-//! or one channel at a time.
+//! - [`topic`], [`channel`]: where messages wait; [`in_flight`] and
+//!   [`deferred`] are a channel's time-ordered parts
+//! - [`client`]: what a channel knows of a consumer
+//! - [`queues`]: memory first, then the backing queue (`wasq_storage`)
+//! - `persist`: restore at start, write back at shutdown, `wasqd.dat`
+//! - [`storage_task`]: periodic fsync and checkpoints, metadata saves
+//!
+//! ## Locks
+//!
+//! All are `parking_lot` mutexes held for short, non-blocking sections,
+//! and taken only in this order:
+//!
+//! 1. the topic map (`Broker::topics`): a lookup or an insert, never while
+//!    messages move;
+//! 2. one topic's state: a publish fans out to its channels while holding
+//!    it, so every channel sees one topic's messages in the same order;
+//! 3. one channel's state (never two channels at once, never a channel's
+//!    and then its topic's);
+//! 4. leaf locks: a channel's client list, a client's meta and counters,
+//!    a disk queue's group-commit state.
+//!
+//! The client registry (`Broker::clients`) is taken alone, on connect and
+//! disconnect. Nothing waits on I/O, or on an async lock, while holding any
+//! of them.
 
 pub mod channel;
 pub mod client;
@@ -11,9 +31,12 @@ pub mod deferred;
 pub mod in_flight;
 pub mod message;
 pub use wasq_nsq::names;
+mod persist;
+pub mod queues;
+pub mod storage_task;
 pub mod topic;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -24,13 +47,12 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{LogLevel, Options};
-use crate::storage::metadata::{self, ChannelMetadata, Metadata, MetadataError, TopicMetadata};
-use crate::storage::{PendingSync, QueueSettings, disk_queue};
 use channel::{Channel, Exiting};
 use client::{Client, ClientStats};
 use message::{IdGenerator, Message};
-use names::{is_ephemeral, is_valid_name};
+use queues::QueueSettings;
 use topic::{PublishError, Topic, TopicStats};
+use wasq_storage::PendingSync;
 
 /// A change in which topics and channels exist, for lookupd registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,149 +347,6 @@ impl Broker {
         }
     }
 
-    /// Recreates the topics and channels of the last run, with their pause
-    /// states and disk backlogs: those in `wasqd.dat` and those that have
-    /// queue files (created after the last metadata save). Returns how
-    /// many topics were restored.
-    pub fn restore(&self) -> Result<usize, MetadataError> {
-        let Some(disk) = &self.queues.disk else {
-            return Ok(0);
-        };
-        let saved = metadata::load(&disk.dir)?;
-        let mut wanted: BTreeMap<String, RestoredTopic> = BTreeMap::new();
-        for topic in saved.topics {
-            let entry = wanted.entry(topic.name).or_default();
-            entry.paused = topic.paused;
-            for channel in topic.channels {
-                entry.channels.insert(channel.name, channel.paused);
-            }
-        }
-        for queue in disk_queue::queue_names(&disk.dir) {
-            match queue.split_once(':') {
-                Some((topic, channel)) => {
-                    let entry = wanted.entry(topic.to_string()).or_default();
-                    entry.channels.entry(channel.to_string()).or_insert(false);
-                }
-                None => {
-                    wanted.entry(queue).or_default();
-                }
-            }
-        }
-        let durable = |name: &str| is_valid_name(name) && !is_ephemeral(name);
-        let mut restored = 0;
-        for (topic_name, RestoredTopic { paused, channels }) in wanted {
-            if !durable(&topic_name) {
-                tracing::warn!(topic = %topic_name, "STORAGE: ignoring saved data of an invalid or ephemeral topic name");
-                continue;
-            }
-            let topic = self.topic(&topic_name);
-            // Paused while its channels are created, so a disk backlog is
-            // handed to all of them, not to whichever came first.
-            topic.pause();
-            for (channel_name, channel_paused) in channels {
-                if !durable(&channel_name) {
-                    tracing::warn!(topic = %topic_name, channel = %channel_name, "STORAGE: ignoring saved data of an invalid or ephemeral channel name");
-                    continue;
-                }
-                if let Ok(channel) = self.channel(&topic, &channel_name)
-                    && channel_paused
-                {
-                    channel.pause();
-                }
-            }
-            if !paused {
-                topic.unpause();
-            }
-            let channels = topic.channels();
-            let queued = topic.depth() + channels.iter().map(|c| c.depth()).sum::<usize>();
-            tracing::info!(topic = %topic_name, channels = channels.len(), messages = queued, "STORAGE: topic restored");
-            restored += 1;
-        }
-        Ok(restored)
-    }
-
-    /// What `wasqd.dat` should say now.
-    fn metadata(&self) -> Metadata {
-        let mut topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
-        topics.sort_by(|a, b| a.name.cmp(&b.name));
-        let topics = topics
-            .iter()
-            .filter(|t| !t.ephemeral)
-            .map(|t| TopicMetadata {
-                channels: t
-                    .channels()
-                    .iter()
-                    .filter(|c| !c.ephemeral)
-                    .map(|c| ChannelMetadata {
-                        name: c.name.clone(),
-                        paused: c.is_paused(),
-                    })
-                    .collect(),
-                name: t.name.clone(),
-                paused: t.is_paused(),
-            })
-            .collect();
-        Metadata {
-            topics,
-            version: String::new(),
-        }
-    }
-
-    /// Saves which topics and channels exist (atomically).
-    pub fn save_metadata(&self) -> std::io::Result<()> {
-        match &self.queues.disk {
-            Some(disk) => metadata::save(&disk.dir, &self.metadata()),
-            None => Ok(()),
-        }
-    }
-
-    /// Fsyncs every queue with unsynced writes and saves read checkpoints.
-    pub async fn sync_queues(&self) {
-        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
-        for topic in topics {
-            if let Err(e) = topic.sync_disk().await {
-                tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot sync the topic's disk queue");
-            }
-            for channel in topic.channels() {
-                if let Err(e) = channel.sync_disk().await {
-                    tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot sync the channel's disk queue");
-                }
-            }
-        }
-    }
-
-    /// Clean shutdown: refuses further publishes, writes every message held
-    /// in memory (backlogs, ready, in flight, deferred) to disk, flushes,
-    /// and saves the metadata. Call after connections and plugins stopped.
-    pub fn persist(&self) {
-        let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
-        let mut written = 0;
-        for topic in &topics {
-            topic.stop();
-            match topic.persist() {
-                Ok(n) => written += n,
-                Err(e) => {
-                    tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot write the topic's messages to disk")
-                }
-            }
-            for channel in topic.channels() {
-                match channel.persist() {
-                    Ok(n) => written += n,
-                    Err(e) => {
-                        tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot write the channel's messages to disk")
-                    }
-                }
-            }
-        }
-        if let Err(e) = self.save_metadata() {
-            tracing::error!(error = %e, "STORAGE: cannot save the metadata");
-        }
-        tracing::info!(
-            messages = written,
-            "STORAGE: messages held in memory written to disk"
-        );
-    }
-
     /// Registers a new connection and returns its shared state.
     pub fn connect_client(&self, remote_address: String) -> Arc<Client> {
         let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
@@ -510,14 +389,6 @@ impl Broker {
         };
         Stats { topics, producers }
     }
-}
-
-/// A topic to recreate at start-up: its pause state and its channels'.
-#[derive(Debug, Default)]
-struct RestoredTopic {
-    paused: bool,
-    /// Channel name -> paused.
-    channels: BTreeMap<String, bool>,
 }
 
 /// Unix seconds now.

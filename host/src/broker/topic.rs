@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use wasq_storage::{BackingQueue, Location, PendingSync, due_from_unix_nanos, due_to_unix_nanos};
+
 use super::channel::{Channel, ChannelStats, Exiting, LatencyStats};
 use super::message::{Message, now_nanos};
 use super::names::is_ephemeral;
-use crate::storage::{
-    DiskQueue, Location, PendingSync, QueueSettings, due_from_unix_nanos, due_to_unix_nanos,
-    memory_room,
-};
+use super::queues::{QueueSettings, memory_room, sync_queue};
 
 /// Messages the pump moves from the topic's disk to its channels per turn.
 const PUMP_BATCH: usize = 1024;
@@ -60,12 +59,12 @@ pub struct Topic {
     message_bytes: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct TopicState {
     channels: BTreeMap<String, Arc<Channel>>,
     backlog: VecDeque<Pending>,
-    /// Backlog beyond the memory limit; `None` for ephemeral topics.
-    disk: Option<DiskQueue>,
+    /// Backlog beyond the memory limit (on disk; dropped if ephemeral).
+    backing: Box<dyn BackingQueue>,
     /// A pump task is moving the disk backlog to the channels.
     pumping: bool,
 }
@@ -88,8 +87,10 @@ impl Topic {
             memory_limit: queues.memory_limit(ephemeral),
             me: me.clone(),
             state: Mutex::new(TopicState {
-                disk: queues.open_disk(name, ephemeral),
-                ..TopicState::default()
+                channels: BTreeMap::new(),
+                backlog: VecDeque::new(),
+                backing: queues.open_backing(name, ephemeral),
+                pumping: false,
             }),
             paused: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
@@ -115,7 +116,7 @@ impl Topic {
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let disk_waiting = state.disk.as_ref().is_some_and(|d| !d.is_empty());
+        let disk_waiting = !state.backing.is_empty();
         if state.channels.is_empty() || self.is_paused() || disk_waiting {
             self.hold(&mut state, messages, due)
         } else {
@@ -132,22 +133,20 @@ impl Topic {
         due: Option<Instant>,
     ) -> Result<PendingSync, PublishError> {
         let mut pending = PendingSync::default();
-        let room = memory_room(self.memory_limit, state.backlog.len(), state.disk.as_ref());
+        let room = memory_room(self.memory_limit, state.backlog.len(), &*state.backing);
         let mut messages = messages;
         let rest = messages.split_off(room.min(messages.len()));
         state
             .backlog
             .extend(messages.into_iter().map(|message| Pending { message, due }));
-        if let Some(disk) = &mut state.disk {
-            pending.extend(disk.append(&rest, due.map(due_to_unix_nanos))?);
-        }
+        pending.extend(state.backing.append(&rest, due.map(due_to_unix_nanos))?);
         self.wake_pump(state);
         Ok(pending)
     }
 
     /// Starts the pump if the disk backlog can go to channels now.
     fn wake_pump(&self, state: &mut TopicState) {
-        let waiting = state.disk.as_ref().is_some_and(|d| !d.is_empty());
+        let waiting = !state.backing.is_empty();
         if state.pumping || !waiting || state.channels.is_empty() || self.is_paused() {
             return;
         }
@@ -166,14 +165,15 @@ impl Topic {
         let mut state = self.state.lock();
         let TopicState {
             channels,
-            disk,
+            backing,
             pumping,
             ..
         } = &mut *state;
         let can_move = !self.is_exiting() && !self.is_paused() && !channels.is_empty();
-        let records = match disk {
-            Some(disk) if can_move => disk.read(PUMP_BATCH),
-            _ => Vec::new(),
+        let records = if can_move {
+            backing.read(PUMP_BATCH)
+        } else {
+            Vec::new()
         };
         if records.is_empty() {
             *pumping = false;
@@ -291,9 +291,7 @@ impl Topic {
     pub fn empty(&self) {
         let mut state = self.state.lock();
         state.backlog.clear();
-        if let Some(disk) = &mut state.disk {
-            disk.clear();
-        }
+        state.backing.clear();
     }
 
     /// Deletes the topic and all its channels, with their files.
@@ -302,9 +300,7 @@ impl Topic {
             let mut state = self.state.lock();
             self.exiting.store(true, Ordering::Release);
             state.backlog.clear();
-            if let Some(disk) = &mut state.disk {
-                disk.clear();
-            }
+            state.backing.clear();
             std::mem::take(&mut state.channels)
         };
         for channel in channels.values() {
@@ -316,30 +312,33 @@ impl Topic {
     /// Returns how many messages were written.
     pub fn persist(&self) -> io::Result<usize> {
         let mut state = self.state.lock();
-        let TopicState { backlog, disk, .. } = &mut *state;
-        let Some(disk) = disk else {
-            return Ok(0);
-        };
-        disk.write_back(backlog.drain(..).map(|p| (p.message, p.due)))
+        let TopicState {
+            backlog, backing, ..
+        } = &mut *state;
+        let held = backlog
+            .drain(..)
+            .map(|p| (p.message, p.due.map(due_to_unix_nanos)))
+            .collect();
+        backing.write_back(held)
     }
 
     /// Fsyncs the disk backlog if needed and saves its read checkpoint.
     pub async fn sync_disk(&self) -> io::Result<()> {
-        crate::storage::sync_queue(&self.state, |state| state.disk.as_mut()).await
+        sync_queue(&self.state, |state| &mut *state.backing).await
     }
 
     /// Messages in the backlog, in memory and on disk.
     pub fn depth(&self) -> usize {
         let state = self.state.lock();
-        state.backlog.len() + state.disk_depth() as usize
+        state.backlog.len() + state.backing.depth() as usize
     }
 
     pub fn stats(&self, channel_filter: Option<&str>, include_clients: bool) -> TopicStats {
         let (depth, backend_depth, channels) = {
             let state = self.state.lock();
             (
-                state.backlog.len() + state.disk_depth() as usize,
-                state.disk_depth(),
+                state.backlog.len() + state.backing.depth() as usize,
+                state.backing.depth(),
                 state.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
@@ -358,12 +357,6 @@ impl Topic {
             paused: self.is_paused(),
             e2e_processing_latency: LatencyStats::default(),
         }
-    }
-}
-
-impl TopicState {
-    fn disk_depth(&self) -> u64 {
-        self.disk.as_ref().map_or(0, DiskQueue::depth)
     }
 }
 
@@ -387,10 +380,9 @@ async fn pump(topic: Arc<Topic>) {
         };
         match result {
             Ok(()) => {
-                if let Some(disk) = &mut topic.state.lock().disk {
-                    for location in &locations {
-                        disk.finish(location);
-                    }
+                let mut state = topic.state.lock();
+                for location in &locations {
+                    state.backing.finish(location);
                 }
             }
             Err(e) => {

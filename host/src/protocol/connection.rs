@@ -24,7 +24,7 @@ use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
-use crate::storage::PendingSync;
+use wasq_storage::PendingSync;
 use wasq_wire::frame::{self, FrameType};
 
 /// Messages taken from the channel per batch; bounds the output buffer.

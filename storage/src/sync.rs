@@ -27,8 +27,8 @@ const GATHER_LIMIT: Duration = Duration::from_micros(100);
 
 #[derive(Debug, Default)]
 pub struct SyncState {
-    /// The segment being appended to, and appends made so far.
-    current: Mutex<(Option<Arc<File>>, u64)>,
+    /// The files with unsynced appends and the appends made so far.
+    current: Mutex<Written>,
     /// Appends known to be on stable storage.
     synced: AtomicU64,
     leader: tokio::sync::Mutex<()>,
@@ -38,6 +38,26 @@ pub struct SyncState {
     last_group: AtomicU64,
     /// Signalled when a waiter arrives, for a gathering leader.
     arrivals: (Mutex<()>, Condvar),
+}
+
+/// What was written and not yet known to be synced.
+#[derive(Debug, Default)]
+struct Written {
+    /// The segment being appended to.
+    file: Option<Arc<File>>,
+    /// Segments rolled over since the last fsync: an fsync covers them
+    /// before the current one, so a roll-over itself never fsyncs (it
+    /// happens inside an append, under its owner's lock).
+    retired: Vec<Arc<File>>,
+    /// Appends made so far.
+    appends: u64,
+}
+
+impl Written {
+    /// Every file the next fsync must cover, oldest first.
+    fn files(&self) -> Vec<Arc<File>> {
+        self.retired.iter().chain(&self.file).cloned().collect()
+    }
 }
 
 /// Counts a waiter for as long as it waits.
@@ -75,21 +95,31 @@ impl SyncState {
     /// Records one append to `file` and returns its number.
     pub fn appended(&self, file: &Arc<File>) -> u64 {
         let mut current = self.current.lock();
-        if !current.0.as_ref().is_some_and(|f| Arc::ptr_eq(f, file)) {
-            current.0 = Some(file.clone());
+        if !current.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, file)) {
+            current.file = Some(file.clone());
         }
-        current.1 += 1;
-        current.1
+        current.appends += 1;
+        current.appends
     }
 
-    /// The segment written so far was fsynced (on roll-over, or by a
-    /// synchronous flush); later waiters need not fsync for it.
-    pub fn mark_synced_through(&self, seq: u64) {
+    /// The segment being appended to is full; the next fsync covers it
+    /// before the new one.
+    pub fn retire(&self, file: Arc<File>) {
+        let mut current = self.current.lock();
+        if current.file.as_ref().is_some_and(|f| Arc::ptr_eq(f, &file)) {
+            current.file = None;
+        }
+        current.retired.push(file);
+    }
+
+    /// Appends up to `seq` are on stable storage; later waiters need not
+    /// fsync for them.
+    fn mark_synced_through(&self, seq: u64) {
         self.synced.fetch_max(seq, Ordering::AcqRel);
     }
 
     pub fn written(&self) -> u64 {
-        self.current.lock().1
+        self.current.lock().appends
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -114,19 +144,14 @@ impl SyncState {
             return Ok(());
         }
         let state = self.clone();
-        let (upto, group) = tokio::task::spawn_blocking(move || {
+        let group = tokio::task::spawn_blocking(move || {
             state.gather();
-            let (file, upto) = state.snapshot();
             let group = state.waiting.load(Ordering::Acquire);
-            if let Some(file) = file {
-                file.sync_data()?;
-            }
-            std::io::Result::Ok((upto, group))
+            state.sync_now().map(|()| group)
         })
         .await
         .map_err(std::io::Error::other)??;
         self.last_group.store(group, Ordering::Release);
-        self.mark_synced_through(upto);
         Ok(())
     }
 
@@ -146,21 +171,24 @@ impl SyncState {
         }
     }
 
-    /// Fsyncs everything written so far, blocking (shutdown, roll-over).
+    /// Fsyncs everything written so far, blocking: call it where blocking
+    /// is allowed (a blocking thread, shutdown).
     pub fn sync_now(&self) -> std::io::Result<()> {
-        let (file, upto) = self.snapshot();
-        if let Some(file) = file {
+        // Everything appended before this point is in these files.
+        let (files, upto) = {
+            let current = self.current.lock();
+            (current.files(), current.appends)
+        };
+        for file in &files {
             file.sync_data()?;
         }
+        // Rolled-over segments now synced need no fsync again.
+        self.current
+            .lock()
+            .retired
+            .retain(|f| !files.iter().any(|synced| Arc::ptr_eq(f, synced)));
         self.mark_synced_through(upto);
         Ok(())
-    }
-
-    /// Everything appended before this call is in the returned file or in
-    /// earlier segments, which were fsynced when they were rolled over.
-    fn snapshot(&self) -> (Option<Arc<File>>, u64) {
-        let current = self.current.lock();
-        (current.0.clone(), current.1)
     }
 }
 
@@ -212,6 +240,23 @@ mod tests {
         // The first sync covered both appends.
         assert!(!state.is_dirty());
         state.ticket(second).wait().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_roll_over_is_synced_by_the_next_fsync_not_by_itself() {
+        let (old, new) = (
+            Arc::new(tempfile::tempfile().unwrap()),
+            Arc::new(tempfile::tempfile().unwrap()),
+        );
+        let state = Arc::new(SyncState::default());
+        state.appended(&old);
+        state.retire(old.clone());
+        let seq = state.appended(&new);
+        assert!(state.is_dirty());
+        assert_eq!(state.current.lock().files().len(), 2);
+        state.ticket(seq).wait().await.unwrap();
+        assert!(!state.is_dirty());
+        assert!(state.current.lock().retired.is_empty());
     }
 
     #[tokio::test]

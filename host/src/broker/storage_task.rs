@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::Broker;
+use super::Broker;
 
 /// Changes arriving this close together are saved once.
 const METADATA_DEBOUNCE: Duration = Duration::from_millis(50);

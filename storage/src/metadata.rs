@@ -1,12 +1,12 @@
 //! `wasqd.dat`: which topics and channels exist and which are paused, in
-//! the JSON shape of nsqd's `nsqd.dat`. Ephemeral ones are never saved.
+//! the JSON shape of nsqd's `nsqd.dat`. The broker decides what goes in
+//! (it never saves ephemeral topics and channels) and which version it
+//! writes; this module reads and writes the file.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::NSQ_VERSION;
 
 pub const METADATA_FILE: &str = "wasqd.dat";
 
@@ -55,11 +55,10 @@ pub fn load(dir: &Path) -> Result<Metadata, MetadataError> {
     }
 }
 
+/// Replaces the metadata file atomically.
 pub fn save(dir: &Path, metadata: &Metadata) -> io::Result<()> {
-    let mut metadata = metadata.clone();
-    metadata.version = NSQ_VERSION.to_string();
-    let json = serde_json::to_vec(&metadata).map_err(io::Error::other)?;
-    super::atomic_write(&path(dir), &json)
+    let json = serde_json::to_vec(metadata).map_err(io::Error::other)?;
+    crate::files::atomic_write(&path(dir), &json)
 }
 
 #[cfg(test)]
@@ -79,7 +78,7 @@ mod tests {
                 name: "t".into(),
                 paused: false,
             }],
-            version: String::new(),
+            version: "1.3.0".into(),
         };
         save(dir.path(), &metadata).unwrap();
         let text = std::fs::read_to_string(path(dir.path())).unwrap();

@@ -1,0 +1,475 @@
+//! An append-only, segmented queue of messages on disk: the part of a topic
+//! or channel beyond `--mem-queue-size` (all of it when that is 0).
+//!
+//! It is put together from one-job parts: [`crate::files`] (naming),
+//! [`crate::writer`] (appends and roll-over), [`crate::reader`] (the read
+//! cursor), [`crate::recovery`] (the scan at open), [`crate::checkpoint`]
+//! (where reading resumes) and [`crate::sync`] (group commit).
+//!
+//! Reading hands out each message with its [`Location`]. The checkpoint is
+//! the earliest location still *outstanding* (read but not yet finished by
+//! a consumer), so a crash redelivers what was in flight instead of
+//! losing it; segments wholly before the checkpoint are deleted once it is
+//! saved.
+//!
+//! Every method here does file I/O: callers run them where blocking is
+//! allowed, never on an async worker thread while holding a lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use wasq_wire::Message;
+
+use crate::checkpoint::{self, Location};
+use crate::files::{QueueFiles, remove_file_logged};
+use crate::reader::ReadCursor;
+use crate::record::{self, StoredMessage};
+use crate::recovery::scan_segment;
+use crate::sync::{SyncState, SyncTicket};
+use crate::writer::SegmentWriter;
+
+/// Settings shared by every disk queue of a broker.
+#[derive(Debug, Clone)]
+pub struct DiskSettings {
+    pub dir: PathBuf,
+    pub max_bytes_per_file: u64,
+    /// Fsync after this many messages; 1 makes every publish wait for it.
+    pub sync_every: u64,
+    /// Largest record payload accepted when reading back.
+    pub max_payload: u64,
+}
+
+#[derive(Debug)]
+pub struct DiskQueue {
+    files: QueueFiles,
+    settings: Arc<DiskSettings>,
+    /// Unfinished segments from the read cursor's on, with the number of
+    /// readable records in each (counted from where reading starts in it).
+    segments: BTreeMap<u64, u64>,
+    /// Segments read to the end, deleted once the checkpoint passes them.
+    consumed: Vec<u64>,
+    writer: SegmentWriter,
+    read: ReadCursor,
+    depth: u64,
+    outstanding: BTreeSet<Location>,
+    saved_checkpoint: Option<Location>,
+    sync: Arc<SyncState>,
+    unsynced_messages: u64,
+}
+
+impl DiskQueue {
+    /// Opens the queue `name`, recovering whatever its files hold. Damaged
+    /// records and unreadable files are logged (naming the file) and
+    /// skipped; opening itself never fails.
+    pub fn open(name: &str, settings: Arc<DiskSettings>) -> DiskQueue {
+        let files = QueueFiles::new(&settings.dir, name);
+        let segments_on_disk = files.list_segments();
+        let start = checkpoint::resume_at(&files.checkpoint(), &segments_on_disk);
+        let mut segments = BTreeMap::new();
+        let mut depth = 0;
+        let last = segments_on_disk.last().copied();
+        for &number in &segments_on_disk {
+            let path = files.segment(number);
+            if number < start.segment {
+                remove_file_logged(&path);
+                continue;
+            }
+            let from = if number == start.segment {
+                start.offset
+            } else {
+                0
+            };
+            let records = scan_segment(&path, from, settings.max_payload, Some(number) == last);
+            depth += records;
+            segments.insert(number, records);
+        }
+        let next_segment = last.map_or(start.segment.max(1), |l| l + 1);
+        DiskQueue {
+            writer: SegmentWriter::new(next_segment, settings.max_bytes_per_file),
+            files,
+            settings,
+            segments,
+            consumed: Vec::new(),
+            read: ReadCursor::at(start),
+            depth,
+            outstanding: BTreeSet::new(),
+            saved_checkpoint: Some(start),
+            sync: Arc::new(SyncState::default()),
+            unsynced_messages: 0,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.files.name()
+    }
+
+    /// Messages on disk not yet read.
+    pub fn depth(&self) -> u64 {
+        self.depth
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.depth == 0
+    }
+
+    pub fn sync_state(&self) -> Arc<SyncState> {
+        self.sync.clone()
+    }
+
+    /// Appends messages, one write per segment they land in (a batch that
+    /// would pass `--max-bytes-per-file` continues in a new segment).
+    /// Returns a ticket to wait on when `--sync-every` is 1 (the caller
+    /// answers only after the fsync); otherwise a background fsync starts
+    /// every `sync-every` messages.
+    pub fn append(
+        &mut self,
+        messages: &[Message],
+        due_unix_nanos: Option<i64>,
+    ) -> io::Result<Option<SyncTicket>> {
+        if messages.is_empty() {
+            return Ok(None);
+        }
+        let mut seq = 0;
+        let mut rest = messages;
+        while !rest.is_empty() {
+            // As many records as fit in the current segment (at least one,
+            // so a record bigger than a whole segment still goes in).
+            let room = self.writer.room_in_segment();
+            let mut len = 0;
+            let fit = rest
+                .iter()
+                .take_while(|m| {
+                    len += record::record_len(m) as u64;
+                    len <= room
+                })
+                .count()
+                .max(1);
+            let (chunk, after) = rest.split_at(fit);
+            seq = self.write_chunk(chunk, due_unix_nanos)?;
+            rest = after;
+        }
+        self.unsynced_messages += messages.len() as u64;
+        if self.settings.sync_every <= 1 {
+            self.unsynced_messages = 0;
+            return Ok(Some(self.sync.ticket(seq)));
+        }
+        if self.unsynced_messages >= self.settings.sync_every {
+            self.unsynced_messages = 0;
+            let state = self.sync.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let name = self.name().to_string();
+                runtime.spawn(async move {
+                    if let Err(e) = state.sync_to(seq).await {
+                        tracing::error!(queue = %name, error = %e, "DISKQUEUE: fsync failed");
+                    }
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes records in one write; returns the append's number.
+    fn write_chunk(
+        &mut self,
+        messages: &[Message],
+        due_unix_nanos: Option<i64>,
+    ) -> io::Result<u64> {
+        let mut buffer = Vec::with_capacity(messages.iter().map(record::record_len).sum::<usize>());
+        for message in messages {
+            record::encode(message, due_unix_nanos, &mut buffer);
+        }
+        let (segment, seq) = self.writer.write(&self.files, &buffer, &self.sync)?;
+        *self.segments.entry(segment).or_insert(0) += messages.len() as u64;
+        self.depth += messages.len() as u64;
+        Ok(seq)
+    }
+
+    /// Reads up to `max` messages in order, each marked outstanding until
+    /// [`DiskQueue::finish`]. Damaged records end their segment (logged).
+    pub fn read(&mut self, max: usize) -> Vec<(StoredMessage, Location)> {
+        let mut out = Vec::with_capacity(max.min(self.depth as usize));
+        while out.len() < max && self.depth > 0 {
+            let segment = self.read.segment();
+            let available = self.segments.get(&segment).copied().unwrap_or(0);
+            if self.read.read_in_segment() >= available {
+                if self.writer.current_segment() == Some(segment) {
+                    break;
+                }
+                self.advance_segment();
+                continue;
+            }
+            match self.read.read_one(&self.files, self.settings.max_payload) {
+                Ok((stored, location)) => {
+                    self.depth -= 1;
+                    self.outstanding.insert(location);
+                    out.push((stored, location));
+                }
+                Err(e) => {
+                    let path = self.files.segment(segment);
+                    tracing::error!(file = %path.display(), offset = self.read.location().offset, error = %e,
+                        "DISKQUEUE: cannot read a record; skipping the rest of the file");
+                    let lost = available - self.read.read_in_segment();
+                    self.depth -= lost.min(self.depth);
+                    self.segments.insert(segment, self.read.read_in_segment());
+                    // Never append after damage: the next write starts a new file.
+                    self.writer.abandon(segment);
+                    self.advance_segment();
+                }
+            }
+        }
+        out
+    }
+
+    fn advance_segment(&mut self) {
+        let done = self.read.segment();
+        self.segments.remove(&done);
+        self.consumed.push(done);
+        let next = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.writer.next_segment());
+        self.read = ReadCursor::start_of(next);
+    }
+
+    /// A message read from this queue was finished (or moved elsewhere).
+    pub fn finish(&mut self, location: &Location) {
+        self.outstanding.remove(location);
+    }
+
+    /// Where reading would resume after a crash now.
+    pub fn checkpoint(&self) -> Location {
+        self.outstanding
+            .first()
+            .copied()
+            .unwrap_or(self.read.location())
+    }
+
+    /// Saves the checkpoint if it moved (write, fsync, rename) and deletes
+    /// the segments wholly before it.
+    pub fn save_checkpoint(&mut self) -> io::Result<()> {
+        let checkpoint = self.checkpoint();
+        if self.saved_checkpoint == Some(checkpoint) && self.consumed.is_empty() {
+            return Ok(());
+        }
+        checkpoint::write(&self.files.checkpoint(), checkpoint)?;
+        self.saved_checkpoint = Some(checkpoint);
+        let writing = self.writer.current_segment();
+        let (delete, keep): (Vec<u64>, Vec<u64>) = self
+            .consumed
+            .iter()
+            .partition(|&&s| s < checkpoint.segment && writing != Some(s));
+        for segment in delete {
+            remove_file_logged(&self.files.segment(segment));
+        }
+        self.consumed = keep;
+        Ok(())
+    }
+
+    /// Clean shutdown: appends every message the queue's owner holds in
+    /// memory (with its due time, if deferred), forgets what was read and
+    /// not finished (it is among them), fsyncs and saves the checkpoint, so
+    /// a restart finds each message exactly once. Returns how many.
+    pub fn write_back(
+        &mut self,
+        messages: impl IntoIterator<Item = (Message, Option<i64>)>,
+    ) -> io::Result<usize> {
+        let mut written = 0;
+        // Consecutive messages with the same due time go in one append.
+        let mut run: Vec<Message> = Vec::new();
+        let mut run_due = None;
+        for (message, due) in messages {
+            if due != run_due && !run.is_empty() {
+                written += run.len();
+                self.append(&std::mem::take(&mut run), run_due)?;
+            }
+            run_due = due;
+            run.push(message);
+        }
+        written += run.len();
+        self.append(&run, run_due)?;
+        self.outstanding.clear();
+        self.flush()?;
+        Ok(written)
+    }
+
+    /// Fsyncs what was written and saves the checkpoint (periodic flush
+    /// and shutdown).
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sync.sync_now()?;
+        self.unsynced_messages = 0;
+        self.save_checkpoint()
+    }
+
+    /// Deletes every file of the queue and starts it empty (/empty).
+    pub fn clear(&mut self) {
+        self.writer.reset();
+        self.read = ReadCursor::start_of(self.writer.next_segment());
+        self.files.delete_all();
+        self.segments.clear();
+        self.consumed.clear();
+        self.outstanding.clear();
+        self.depth = 0;
+        self.saved_checkpoint = None;
+        self.sync = Arc::new(SyncState::default());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::fs::{self, OpenOptions};
+    use std::path::Path;
+    use wasq_wire::MessageId;
+
+    fn settings(dir: &Path, max_bytes_per_file: u64) -> Arc<DiskSettings> {
+        Arc::new(DiskSettings {
+            dir: dir.to_path_buf(),
+            max_bytes_per_file,
+            sync_every: 2500,
+            max_payload: 1 << 20,
+        })
+    }
+
+    fn message(n: u64) -> Message {
+        let mut id = [b'0'; 16];
+        id[8..].copy_from_slice(format!("{n:08}").as_bytes());
+        Message::new(MessageId(id), Bytes::from(format!("body {n}")))
+    }
+
+    fn bodies(read: &[(StoredMessage, Location)]) -> Vec<String> {
+        read.iter()
+            .map(|(s, _)| String::from_utf8_lossy(&s.message.body).into_owned())
+            .collect()
+    }
+
+    fn segments(dir: &Path, name: &str) -> Vec<u64> {
+        QueueFiles::new(dir, name).list_segments()
+    }
+
+    #[test]
+    fn reads_back_in_order_across_segments_and_deletes_consumed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 100));
+        for n in 0..10 {
+            queue.append(&[message(n)], None).unwrap();
+        }
+        assert_eq!(queue.depth(), 10);
+        assert!(segments(dir.path(), "t").len() >= 5);
+        let read = queue.read(100);
+        assert_eq!(
+            bodies(&read),
+            (0..10).map(|n| format!("body {n}")).collect::<Vec<_>>()
+        );
+        for (_, location) in &read {
+            queue.finish(location);
+        }
+        queue.flush().unwrap();
+        // Only the segment still open for appending remains.
+        assert_eq!(segments(dir.path(), "t").len(), 1);
+    }
+
+    #[test]
+    fn a_restart_resumes_at_the_first_unfinished_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t:c", settings(dir.path(), 1 << 20));
+        queue
+            .append(&(0..5).map(message).collect::<Vec<_>>(), None)
+            .unwrap();
+        let read = queue.read(3);
+        queue.finish(&read[0].1);
+        queue.finish(&read[2].1);
+        queue.flush().unwrap();
+        drop(queue);
+        let mut queue = DiskQueue::open("t:c", settings(dir.path(), 1 << 20));
+        // body 1 was in flight: it comes again, and so does 2 (at least once).
+        assert_eq!(queue.depth(), 4);
+        assert_eq!(
+            bodies(&queue.read(10)),
+            ["body 1", "body 2", "body 3", "body 4"]
+        );
+        queue.append(&[message(5)], Some(42)).unwrap();
+        let read = queue.read(10);
+        assert_eq!(read[0].0.due_unix_nanos, Some(42));
+    }
+
+    #[test]
+    fn a_torn_tail_is_skipped_and_writing_continues_in_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        queue.append(&[message(0), message(1)], None).unwrap();
+        queue.flush().unwrap();
+        drop(queue);
+        let path = QueueFiles::new(dir.path(), "t").segment(1);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        assert_eq!(queue.depth(), 1);
+        queue.append(&[message(2)], None).unwrap();
+        assert_eq!(bodies(&queue.read(10)), ["body 0", "body 2"]);
+    }
+
+    #[test]
+    fn damage_in_the_middle_skips_the_rest_of_that_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 120));
+        for n in 0..6 {
+            queue.append(&[message(n)], None).unwrap();
+        }
+        drop(queue);
+        let first = QueueFiles::new(dir.path(), "t").segment(1);
+        let mut bytes = fs::read(&first).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        fs::write(&first, bytes).unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 120));
+        let read = bodies(&queue.read(10));
+        assert!(!read.contains(&"body 1".to_string()), "{read:?}");
+        assert!(read.contains(&"body 5".to_string()), "{read:?}");
+    }
+
+    #[test]
+    fn clear_deletes_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        queue.append(&[message(0)], None).unwrap();
+        queue.flush().unwrap();
+        queue.clear();
+        assert_eq!(queue.depth(), 0);
+        assert!(crate::files::queue_names(dir.path()).is_empty());
+        queue.append(&[message(1)], None).unwrap();
+        assert_eq!(bodies(&queue.read(10)), ["body 1"]);
+    }
+
+    #[test]
+    fn write_back_keeps_due_times_and_forgets_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        queue.append(&[message(0)], None).unwrap();
+        let read = queue.read(1);
+        // Shutdown: the read-but-unfinished message is written back with
+        // the rest, so a restart finds each exactly once.
+        let written = queue
+            .write_back([
+                (read[0].0.message.clone(), None),
+                (message(1), Some(7)),
+                (message(2), Some(7)),
+            ])
+            .unwrap();
+        assert_eq!(written, 3);
+        drop(queue);
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        let again = queue.read(10);
+        assert_eq!(bodies(&again), ["body 0", "body 1", "body 2"]);
+        assert_eq!(again[1].0.due_unix_nanos, Some(7));
+    }
+}
