@@ -6,12 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use crate::broker::queues::QueueSettings;
 pub use wasq_nsq::duration::{go_duration, parse_go_duration};
 use wasq_nsq::flags::normalize_go_flags;
 pub use wasq_nsq::flags::parse_listen_address;
@@ -241,18 +239,16 @@ impl Options {
     }
 
     /// How topics and channels keep their messages.
-    pub fn queue_settings(&self) -> QueueSettings {
-        QueueSettings {
-            mem_queue_size: self.mem_queue_size as usize,
-            disk: Some(Arc::new(DiskSettings {
-                dir: self.data_dir(),
-                max_bytes_per_file: self.max_bytes_per_file as u64,
-                sync_every: self.sync_every as u64,
-                // Generous, so a restart with a lower --max-msg-size still
-                // reads what was accepted before; it only bounds what a
-                // damaged length field can make us allocate.
-                max_payload: (self.max_body_size as u64).max(64 << 20) + 1024,
-            })),
+    /// Where and how disk queues are kept.
+    pub fn disk_settings(&self) -> DiskSettings {
+        DiskSettings {
+            dir: self.data_dir(),
+            max_bytes_per_file: self.max_bytes_per_file as u64,
+            sync_every: self.sync_every as u64,
+            // Generous, so a restart with a lower --max-msg-size still
+            // reads what was accepted before; it only bounds what a
+            // damaged length field can make us allocate.
+            max_payload: (self.max_body_size as u64).max(64 << 20) + 1024,
         }
     }
 

@@ -63,12 +63,17 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let plugins_watch = options.plugins_watch;
     let cache_dir = options.plugin_cache_dir();
     let data_dir = options.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create --data-path {}", data_dir.display()))?;
-    let data_lock = wasq_storage::DataPathLock::acquire(&data_dir)?;
+    let dir = data_dir.clone();
+    // File work, on a blocking thread like every other.
+    let data_lock = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create --data-path {}", dir.display()))?;
+        anyhow::Ok(wasq_storage::DataPathLock::acquire(&dir)?)
+    })
+    .await??;
     let broker = Broker::new(options);
     broker.set_listen_addresses(addresses);
-    let restored = broker.restore()?;
+    let restored = broker.restore().await?;
     if restored > 0 {
         tracing::info!(topics = restored, data_path = %data_dir.display(), "STORAGE: restored the previous run's topics");
     }
@@ -144,7 +149,7 @@ impl Running {
         }
         self.storage_stop.cancel();
         let _ = self.storage_task.await;
-        self.broker.persist();
+        self.broker.persist().await;
         if let Some(lookupd) = self.embedded_lookupd {
             lookupd.stop().await;
         }

@@ -31,7 +31,7 @@ async fn publishing_to_an_exiting_topic_fails_like_nsqd() {
     let running = server::start(options, log_control).await.unwrap();
     let tcp = running.addresses.tcp;
     // The topic stays registered but is closing, as during a delete.
-    running.broker.topic("closing").close();
+    running.broker.topic("closing").close().wait().await;
 
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (

@@ -20,6 +20,8 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use wasq_wire::Message;
 
 use crate::checkpoint::{self, Location};
@@ -41,6 +43,30 @@ pub struct DiskSettings {
     pub max_payload: u64,
 }
 
+/// Locations read but not yet finished. Shared (a leaf lock, held for set
+/// operations only) so the queue's owner can finish a message without
+/// waiting for whatever file I/O the queue itself is doing.
+#[derive(Debug, Clone, Default)]
+pub struct Outstanding(Arc<Mutex<BTreeSet<Location>>>);
+
+impl Outstanding {
+    pub fn insert(&self, location: Location) {
+        self.0.lock().insert(location);
+    }
+
+    pub fn remove(&self, location: &Location) {
+        self.0.lock().remove(location);
+    }
+
+    fn first(&self) -> Option<Location> {
+        self.0.lock().first().copied()
+    }
+
+    fn clear(&self) {
+        self.0.lock().clear();
+    }
+}
+
 #[derive(Debug)]
 pub struct DiskQueue {
     files: QueueFiles,
@@ -53,7 +79,7 @@ pub struct DiskQueue {
     writer: SegmentWriter,
     read: ReadCursor,
     depth: u64,
-    outstanding: BTreeSet<Location>,
+    outstanding: Outstanding,
     saved_checkpoint: Option<Location>,
     sync: Arc<SyncState>,
     unsynced_messages: u64,
@@ -64,6 +90,34 @@ impl DiskQueue {
     /// records and unreadable files are logged (naming the file) and
     /// skipped; opening itself never fails.
     pub fn open(name: &str, settings: Arc<DiskSettings>) -> DiskQueue {
+        DiskQueue::open_sharing(name, settings, Outstanding::default())
+    }
+
+    /// A queue known to have no files (created in this run): no I/O.
+    pub fn fresh(name: &str, settings: Arc<DiskSettings>, outstanding: Outstanding) -> DiskQueue {
+        let start = Location::start_of(1);
+        DiskQueue {
+            writer: SegmentWriter::new(1, settings.max_bytes_per_file),
+            files: QueueFiles::new(&settings.dir, name),
+            settings,
+            segments: BTreeMap::new(),
+            consumed: Vec::new(),
+            read: ReadCursor::at(start),
+            depth: 0,
+            outstanding,
+            saved_checkpoint: Some(start),
+            sync: Arc::new(SyncState::default()),
+            unsynced_messages: 0,
+        }
+    }
+
+    /// [`DiskQueue::open`], keeping the read-but-unfinished locations in
+    /// `outstanding` (which the owner holds too).
+    pub fn open_sharing(
+        name: &str,
+        settings: Arc<DiskSettings>,
+        outstanding: Outstanding,
+    ) -> DiskQueue {
         let files = QueueFiles::new(&settings.dir, name);
         let segments_on_disk = files.list_segments();
         let start = checkpoint::resume_at(&files.checkpoint(), &segments_on_disk);
@@ -94,7 +148,7 @@ impl DiskQueue {
             consumed: Vec::new(),
             read: ReadCursor::at(start),
             depth,
-            outstanding: BTreeSet::new(),
+            outstanding,
             saved_checkpoint: Some(start),
             sync: Arc::new(SyncState::default()),
             unsynced_messages: 0,
@@ -242,10 +296,7 @@ impl DiskQueue {
 
     /// Where reading would resume after a crash now.
     pub fn checkpoint(&self) -> Location {
-        self.outstanding
-            .first()
-            .copied()
-            .unwrap_or(self.read.location())
+        self.outstanding.first().unwrap_or(self.read.location())
     }
 
     /// Saves the checkpoint if it moved (write, fsync, rename) and deletes
@@ -270,12 +321,15 @@ impl DiskQueue {
     }
 
     /// Clean shutdown: appends every message the queue's owner holds in
-    /// memory (with its due time, if deferred), forgets what was read and
-    /// not finished (it is among them), fsyncs and saves the checkpoint, so
-    /// a restart finds each message exactly once. Returns how many.
+    /// memory (with its due time, if deferred), forgets the locations of
+    /// those it had read from here (`forget`: they are among them), fsyncs
+    /// and saves the checkpoint, so a restart finds each message exactly
+    /// once. A message read but not handed to the owner stays outstanding,
+    /// so a restart delivers it again. Returns how many were written.
     pub fn write_back(
         &mut self,
         messages: impl IntoIterator<Item = (Message, Option<i64>)>,
+        forget: &[Location],
     ) -> io::Result<usize> {
         let mut written = 0;
         // Consecutive messages with the same due time go in one append.
@@ -291,7 +345,9 @@ impl DiskQueue {
         }
         written += run.len();
         self.append(&run, run_due)?;
-        self.outstanding.clear();
+        for location in forget {
+            self.outstanding.remove(location);
+        }
         self.flush()?;
         Ok(written)
     }
@@ -459,11 +515,14 @@ mod tests {
         // Shutdown: the read-but-unfinished message is written back with
         // the rest, so a restart finds each exactly once.
         let written = queue
-            .write_back([
-                (read[0].0.message.clone(), None),
-                (message(1), Some(7)),
-                (message(2), Some(7)),
-            ])
+            .write_back(
+                [
+                    (read[0].0.message.clone(), None),
+                    (message(1), Some(7)),
+                    (message(2), Some(7)),
+                ],
+                &[read[0].1],
+            )
             .unwrap();
         assert_eq!(written, 3);
         drop(queue);

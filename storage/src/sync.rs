@@ -192,39 +192,6 @@ impl SyncState {
     }
 }
 
-/// Waits for several tickets (one publish fanned out to several channels).
-#[derive(Debug, Default)]
-#[must_use = "a durable publish is acknowledged only after its sync"]
-pub struct PendingSync(Vec<SyncTicket>);
-
-impl PendingSync {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub async fn wait(self) -> std::io::Result<()> {
-        for ticket in self.0 {
-            ticket.wait().await?;
-        }
-        Ok(())
-    }
-}
-
-impl Extend<SyncTicket> for PendingSync {
-    fn extend<I: IntoIterator<Item = SyncTicket>>(&mut self, tickets: I) {
-        self.0.extend(tickets);
-    }
-}
-
-impl IntoIterator for PendingSync {
-    type Item = SyncTicket;
-    type IntoIter = std::vec::IntoIter<SyncTicket>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,14 +9,16 @@
 //! deferred messages back to the ready queue.
 //!
 //! The ready queue holds up to `--mem-queue-size` messages in memory; the
-//! rest go to the channel's [`DiskQueue`] and are read back, in order, when
-//! memory runs dry. Once anything waits on disk new messages queue behind
-//! it there, so a channel stays first in, first out.
+//! rest go to the channel's backing queue (a disk queue, `wasq_storage`)
+//! and are read back, in order, when memory runs low. Once anything waits
+//! on disk new messages queue behind it there, so a channel stays first
+//! in, first out. The backing only takes requests under the channel's
+//! lock: a read is done by its worker and delivered by a refill task,
+//! which pushes the batch into the ready queue and wakes the consumers.
 
 use std::collections::{HashMap, VecDeque};
-use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -30,8 +32,15 @@ use super::deferred::DeferredQueue;
 use super::in_flight::{InFlight, InFlightError, InFlightQueue};
 use super::message::{Message, MessageId, now_nanos};
 use super::names::is_ephemeral;
-use super::queues::{QueueSettings, memory_room, sync_queue};
-use wasq_storage::{BackingQueue, Location, PendingSync, due_from_unix_nanos, due_to_unix_nanos};
+use super::queues::{Cleared, QueueSettings, memory_room};
+use wasq_storage::{
+    BackingQueue, Location, PendingSync, PendingWork, ReadBatch, due_from_unix_nanos,
+    due_to_unix_nanos,
+};
+
+/// Messages a refill reads from disk at least: enough that a consumer with
+/// a small RDY does not wait on the disk for every message.
+const REFILL_BATCH: usize = 1024;
 
 /// The channel is being deleted; nsqd's error text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +49,9 @@ pub struct Exiting;
 
 #[derive(Debug)]
 pub struct Channel {
+    me: Weak<Channel>,
+    /// Where refill tasks run (plugin threads call in from outside it).
+    runtime: tokio::runtime::Handle,
     pub name: String,
     pub topic_name: String,
     pub ephemeral: bool,
@@ -66,6 +78,10 @@ struct ChannelState {
     backing: Box<dyn BackingQueue>,
     /// When the timekeeper is due to wake next; `None` when it sleeps idle.
     timer_due: Option<Instant>,
+    /// A refill (a read from the backing) is under way.
+    refilling: bool,
+    /// Shutdown wrote everything back: take nothing more into memory.
+    stopped: bool,
 }
 
 impl Channel {
@@ -79,8 +95,12 @@ impl Channel {
             deferred: DeferredQueue::default(),
             backing: queues.open_backing(&format!("{topic_name}:{name}"), ephemeral),
             timer_due: None,
+            refilling: false,
+            stopped: false,
         };
-        let channel = Arc::new(Channel {
+        let channel = Arc::new_cyclic(|me| Channel {
+            me: me.clone(),
+            runtime: tokio::runtime::Handle::current(),
             name: name.to_string(),
             topic_name: topic_name.to_string(),
             ephemeral,
@@ -105,12 +125,12 @@ impl Channel {
 
     /// Appends messages: to memory while it has room and nothing waits on
     /// disk, the rest to disk. An ephemeral channel drops what does not
-    /// fit, as nsqd does. The returned sync is for durable mode
-    /// (`--sync-every=1`): answer the publisher only after it.
-    pub fn put(&self, messages: &[Message]) -> io::Result<PendingSync> {
+    /// fit, as nsqd does. Answer the publisher only once the returned
+    /// writes are done (written, and fsynced in durable mode).
+    pub fn put(&self, messages: &[Message]) -> PendingSync {
         let mut pending = PendingSync::default();
         if messages.is_empty() {
-            return Ok(pending);
+            return pending;
         }
         let (had_nothing, written) = {
             let mut state = self.state.lock();
@@ -126,13 +146,13 @@ impl Channel {
         if had_nothing {
             self.messages_ready.notify_waiters();
         }
-        pending.extend(written?);
-        Ok(pending)
+        pending.extend(written);
+        pending
     }
 
     /// Holds messages back until `due` (DPUB). In durable mode
     /// (`--mem-queue-size=0`) they go to disk with their due time.
-    pub fn put_deferred(&self, messages: &[Message], due: Instant) -> io::Result<PendingSync> {
+    pub fn put_deferred(&self, messages: &[Message], due: Instant) -> PendingSync {
         let mut pending = PendingSync::default();
         let had_nothing = {
             let mut state = self.state.lock();
@@ -140,11 +160,7 @@ impl Channel {
             // Only a durable queue has no memory (an ephemeral one keeps
             // EPHEMERAL_MIN_MEMORY).
             if self.memory_limit == 0 {
-                pending.extend(
-                    state
-                        .backing
-                        .append(messages, Some(due_to_unix_nanos(due)))?,
-                );
+                pending.extend(state.backing.append(messages, Some(due_to_unix_nanos(due))));
             } else {
                 for message in messages {
                     state.deferred.push(due, Queued::copy_of(message));
@@ -161,7 +177,7 @@ impl Channel {
         if had_nothing && self.memory_limit == 0 {
             self.messages_ready.notify_waiters();
         }
-        Ok(pending)
+        pending
     }
 
     /// A future that completes when messages may have become available.
@@ -190,9 +206,6 @@ impl Channel {
         let mut taken = Vec::with_capacity(max.min(state.ready.len()));
         while taken.len() < max {
             let Some(Queued { mut message, disk }) = state.ready.pop_front() else {
-                if self.read_from_disk(&mut state, max - taken.len()) {
-                    continue;
-                }
                 break;
             };
             if sample_rate > 0 && fastrand::i32(0..100) > sample_rate {
@@ -216,6 +229,11 @@ impl Channel {
             }
             taken.push(message);
         }
+        // Memory running low while more waits on disk: read ahead, so the
+        // next take finds it (waiting consumers are woken when it arrives).
+        if state.ready.len() < REFILL_BATCH / 2 {
+            self.refill(&mut state, max.max(REFILL_BATCH));
+        }
         if !taken.is_empty() {
             self.schedule_timer(&mut state, deadline);
             client
@@ -228,29 +246,53 @@ impl Channel {
         taken
     }
 
-    /// Moves up to `want` messages from disk to the ready queue (deferred
-    /// ones not yet due to the deferred queue). False when disk had none.
-    fn read_from_disk(&self, state: &mut ChannelState, want: usize) -> bool {
-        let records = state.backing.read(want);
-        if records.is_empty() {
-            return false;
+    /// Asks the backing for up to `want` messages, unless a read is under
+    /// way or nothing waits there; a task takes the batch into memory.
+    fn refill(&self, state: &mut ChannelState, want: usize) {
+        if state.refilling || state.stopped {
+            return;
         }
-        let now = now_nanos();
-        for (stored, location) in records {
-            let message = Queued {
-                message: stored.message,
-                disk: Some(location),
-            };
-            match stored.due_unix_nanos {
-                Some(due) if due > now => {
-                    let due = due_from_unix_nanos(due);
-                    state.deferred.push(due, message);
-                    self.schedule_timer(state, due);
+        let Some(read) = state.backing.read(want) else {
+            return;
+        };
+        state.refilling = true;
+        let channel = self.me.clone();
+        self.runtime.spawn(async move {
+            let batch = read.wait().await;
+            if let Some(channel) = channel.upgrade() {
+                channel.take_in(batch);
+            }
+        });
+    }
+
+    /// A refill's batch arrived: into the ready queue (deferred ones not
+    /// yet due into the deferred queue), and the consumers are woken. A
+    /// stale batch (the channel was emptied since) or one after shutdown is
+    /// dropped; its messages stay unfinished on disk.
+    fn take_in(&self, batch: ReadBatch) {
+        {
+            let mut state = self.state.lock();
+            state.refilling = false;
+            if state.stopped || !state.backing.delivered(&batch) {
+                return;
+            }
+            let now = now_nanos();
+            for (stored, location) in batch.records {
+                let message = Queued {
+                    message: stored.message,
+                    disk: Some(location),
+                };
+                match stored.due_unix_nanos {
+                    Some(due) if due > now => {
+                        let due = due_from_unix_nanos(due);
+                        state.deferred.push(due, message);
+                        self.schedule_timer(&mut state, due);
+                    }
+                    _ => state.ready.push_back(message),
                 }
-                _ => state.ready.push_back(message),
             }
         }
-        true
+        self.messages_ready.notify_waiters();
     }
 
     /// FIN: the consumer is done with the message.
@@ -407,13 +449,15 @@ impl Channel {
         self.exiting.load(Ordering::Acquire)
     }
 
-    /// Drops every queued, deferred and in-flight message (operator's /empty).
-    pub fn empty(&self) {
+    /// Drops every queued, deferred and in-flight message (operator's
+    /// /empty); the disk files are gone once the result completes.
+    pub fn empty(&self) -> Cleared {
+        let mut cleared = Cleared::default();
         let in_flight = {
             let mut state = self.state.lock();
             state.ready.clear();
             state.deferred.clear();
-            state.backing.clear();
+            cleared.push(state.backing.clear());
             state.in_flight.drain()
         };
         let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
@@ -426,14 +470,17 @@ impl Channel {
         for (owner, count) in per_owner.into_values() {
             owner.lost_in_flight(count);
         }
+        cleared
     }
 
     /// Writes every message held in memory (ready, in flight, deferred with
     /// its due time) to the disk queue and flushes it, so that a restart
-    /// finds them all; in-flight ones are delivered again. Returns how many
-    /// were written. Only for shutdown: the channel holds nothing after.
-    pub fn persist(&self) -> io::Result<usize> {
+    /// finds them all; in-flight ones are delivered again. Completes with
+    /// how many were written. Only for shutdown: the channel holds nothing
+    /// after, and takes nothing more from disk.
+    pub fn persist(&self) -> PendingWork<usize> {
         let mut state = self.state.lock();
+        state.stopped = true;
         let ChannelState {
             ready,
             in_flight,
@@ -441,31 +488,46 @@ impl Channel {
             backing,
             ..
         } = &mut *state;
-        let in_flight = in_flight.drain().into_iter().map(|e| (e.message, None));
-        let ready = ready.drain(..).map(|queued| (queued.message, None));
-        let deferred = deferred
-            .drain()
-            .into_iter()
-            .map(|(due, queued)| (queued.message, Some(due_to_unix_nanos(due))));
-        backing.write_back(in_flight.chain(ready).chain(deferred).collect())
+        let mut held = Vec::new();
+        let mut forget = Vec::new();
+        let mut keep = |message: Message, due: Option<Instant>, disk: Option<Location>| {
+            held.push((message, due.map(due_to_unix_nanos)));
+            forget.extend(disk);
+        };
+        for entry in in_flight.drain() {
+            keep(entry.message, None, entry.disk);
+        }
+        for queued in ready.drain(..) {
+            keep(queued.message, None, queued.disk);
+        }
+        for (due, queued) in deferred.drain() {
+            keep(queued.message, Some(due), queued.disk);
+        }
+        backing.write_back(held, forget)
     }
 
     /// Fsyncs the disk queue if it has unsynced writes and saves its read
-    /// checkpoint (every `--sync-timeout`).
-    pub async fn sync_disk(&self) -> io::Result<()> {
-        sync_queue(&self.state, |state| &mut *state.backing).await
+    /// checkpoint (every `--sync-timeout`); wait for it outside the lock.
+    pub fn sync(&self) -> PendingWork<()> {
+        self.state.lock().backing.sync()
+    }
+
+    /// Completes once the disk queue did everything asked of it so far
+    /// (the recovery scan of a restored channel).
+    pub fn settled(&self) -> PendingWork<()> {
+        self.state.lock().backing.settled()
     }
 
     /// Deletes the channel: stops the timekeeper, disconnects its consumers
-    /// and drops its messages, on disk too.
-    pub fn close(&self) {
+    /// and drops its messages, on disk too (gone once the result completes).
+    pub fn close(&self) -> Cleared {
         self.exiting.store(true, Ordering::Release);
         self.closed.cancel();
         let clients: Vec<Arc<Client>> = self.clients.lock().drain().map(|(_, c)| c).collect();
         for client in clients {
             client.kick();
         }
-        self.empty();
+        self.empty()
     }
 
     /// Messages waiting for a consumer, in memory and on disk (nsqd's `depth`).
@@ -655,7 +717,6 @@ mod tests {
         assert!(
             channel
                 .put(&[message(1), message(2), message(3)])
-                .unwrap()
                 .is_empty()
         );
         let taken = channel.take(&c, 2, Duration::from_secs(60), 0);
@@ -681,7 +742,7 @@ mod tests {
     async fn timeouts_requeue_and_return_capacity() {
         let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        assert!(channel.put(&[message(1)]).unwrap().is_empty());
+        assert!(channel.put(&[message(1)]).is_empty());
         let taken = channel.take(&c, 1, Duration::from_millis(30), 0);
         assert_eq!(taken.len(), 1);
         tokio::time::sleep(Duration::from_millis(120)).await;
@@ -694,7 +755,7 @@ mod tests {
     async fn paused_channels_deliver_nothing() {
         let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let c = client(1);
-        assert!(channel.put(&[message(1)]).unwrap().is_empty());
+        assert!(channel.put(&[message(1)]).is_empty());
         channel.pause();
         assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());
         channel.unpause();
@@ -706,7 +767,7 @@ mod tests {
         let channel = Channel::new("t", "c", &QueueSettings::memory_only());
         let a = client(1);
         channel.add_client(a.clone()).unwrap();
-        assert!(channel.put(&[message(1), message(2)]).unwrap().is_empty());
+        assert!(channel.put(&[message(1), message(2)]).is_empty());
         assert_eq!(channel.take(&a, 2, Duration::from_secs(60), 0).len(), 2);
         assert_eq!(channel.remove_client(1), 0);
         assert_eq!(channel.depth(), 2);
@@ -722,12 +783,29 @@ mod tests {
     fn durable(dir: &std::path::Path) -> QueueSettings {
         QueueSettings {
             mem_queue_size: 0,
-            disk: Some(Arc::new(wasq_storage::DiskSettings {
-                dir: dir.to_path_buf(),
-                max_bytes_per_file: 1 << 20,
-                sync_every: 2500,
-                max_payload: 1 << 20,
-            })),
+            disk: Some(Arc::new(wasq_storage::DiskStore::new(
+                Arc::new(wasq_storage::DiskSettings {
+                    dir: dir.to_path_buf(),
+                    max_bytes_per_file: 1 << 20,
+                    sync_every: 2500,
+                    max_payload: 1 << 20,
+                }),
+                tokio::runtime::Handle::current(),
+            ))),
+        }
+    }
+
+    /// Takes as a consumer does: take, and if nothing came, wait to be
+    /// woken (a refill from disk arriving) and take again.
+    async fn take_when_ready(channel: &Channel, client: &Arc<Client>) -> Vec<Message> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ready = channel.messages_ready();
+            let taken = channel.take(client, 10, Duration::from_secs(60), 0);
+            if !taken.is_empty() || Instant::now() > deadline {
+                return taken;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), ready).await;
         }
     }
 
@@ -739,17 +817,43 @@ mod tests {
         let ready = channel.messages_ready();
         assert!(channel.take(&c, 10, Duration::from_secs(60), 0).is_empty());
         let due = Instant::now() + Duration::from_secs(60);
-        assert!(channel.put_deferred(&[message(1)], due).unwrap().is_empty());
+        channel
+            .put_deferred(&[message(1)], due)
+            .wait()
+            .await
+            .unwrap();
         // Without this wake-up the consumer would sleep while messages
         // queue on disk behind the deferred one.
         tokio::time::timeout(Duration::from_secs(2), ready)
             .await
             .expect("woken");
-        assert!(channel.put(&[message(2)]).unwrap().is_empty());
-        let taken = channel.take(&c, 10, Duration::from_secs(60), 0);
+        channel.put(&[message(2)]).wait().await.unwrap();
+        let taken = take_when_ready(&channel, &c).await;
         assert_eq!(taken.len(), 1);
         assert_eq!(taken[0].body, Bytes::from("m2"));
         assert_eq!(channel.stats(false).deferred_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_disk_backlog_is_read_back_in_order_off_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let channel = Channel::new("t", "c", &durable(dir.path()));
+        let c = client(1);
+        channel
+            .put(&(1..=5).map(message).collect::<Vec<_>>())
+            .wait()
+            .await
+            .unwrap();
+        // Everything went to disk (no memory in durable mode).
+        assert_eq!(channel.stats(false).backend_depth, 5);
+        let mut bodies = Vec::new();
+        while bodies.len() < 5 {
+            let taken = take_when_ready(&channel, &c).await;
+            assert!(!taken.is_empty(), "the backlog never came back");
+            bodies.extend(taken.into_iter().map(|m| m.body));
+        }
+        assert_eq!(bodies, ["m1", "m2", "m3", "m4", "m5"]);
+        assert_eq!(channel.depth(), 0);
     }
 
     #[tokio::test]
@@ -759,7 +863,6 @@ mod tests {
         assert!(
             channel
                 .put_deferred(&[message(1)], Instant::now() + Duration::from_millis(40))
-                .unwrap()
                 .is_empty()
         );
         assert!(channel.take(&c, 1, Duration::from_secs(1), 0).is_empty());

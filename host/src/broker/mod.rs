@@ -3,7 +3,8 @@
 //! - [`topic`], [`channel`]: where messages wait; [`in_flight`] and
 //!   [`deferred`] are a channel's time-ordered parts
 //! - [`client`]: what a channel knows of a consumer
-//! - [`queues`]: memory first, then the backing queue (`wasq_storage`)
+//! - [`queues`]: memory first, then the backing queue (`wasq_storage`);
+//!   `pump` moves a topic's disk backlog to its channels
 //! - `persist`: restore at start, write back at shutdown, `wasqd.dat`
 //! - [`storage_task`]: periodic fsync and checkpoints, metadata saves
 //!
@@ -32,6 +33,7 @@ pub mod in_flight;
 pub mod message;
 pub use wasq_nsq::names;
 mod persist;
+mod pump;
 pub mod queues;
 pub mod storage_task;
 pub mod topic;
@@ -50,9 +52,9 @@ use crate::config::{LogLevel, Options};
 use channel::{Channel, Exiting};
 use client::{Client, ClientStats};
 use message::{IdGenerator, Message};
-use queues::QueueSettings;
+use queues::{Cleared, QueueSettings};
 use topic::{PublishError, Topic, TopicStats};
-use wasq_storage::PendingSync;
+use wasq_storage::{DiskStore, PendingSync};
 
 /// A change in which topics and channels exist, for lookupd registration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +106,20 @@ impl Broker {
             lookupd_tcp_addresses: options.lookupd_tcp_addresses.clone(),
             log_level: options.log_level,
         };
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let queues = QueueSettings {
+            mem_queue_size: options.mem_queue_size as usize,
+            // Disk queues need a runtime for their workers; without one
+            // (never in wasqd) the broker keeps memory only.
+            disk: runtime.as_ref().map(|runtime| {
+                Arc::new(DiskStore::new(
+                    Arc::new(options.disk_settings()),
+                    runtime.clone(),
+                ))
+            }),
+        };
         Arc::new(Broker {
-            queues: options.queue_settings(),
+            queues,
             options,
             settings: RwLock::new(settings),
             topics: RwLock::new(HashMap::new()),
@@ -116,7 +130,7 @@ impl Broker {
             listen_addresses: OnceLock::new(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             metadata_changed: tokio::sync::Notify::new(),
-            runtime: tokio::runtime::Handle::try_current().ok(),
+            runtime,
         })
     }
 
@@ -219,22 +233,21 @@ impl Broker {
         self.topics.read().get(name).cloned()
     }
 
-    /// Deletes a topic with all its channels; false if it did not exist.
-    pub fn delete_topic(&self, name: &str) -> bool {
-        let Some(topic) = self.topics.write().remove(name) else {
-            return false;
-        };
-        topic.close();
+    /// Deletes a topic with all its channels; `None` if it did not exist.
+    /// Its files are gone once the result completes.
+    pub fn delete_topic(&self, name: &str) -> Option<Cleared> {
+        let topic = self.topics.write().remove(name)?;
+        let cleared = topic.close();
         tracing::info!(topic = name, "TOPIC: deleted");
         self.emit(BrokerEvent::TopicDeleted(name.to_string()));
-        true
+        Some(cleared)
     }
 
     /// Deletes a channel; an ephemeral topic goes with its last channel.
-    pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> bool {
-        let Some((_, remaining)) = topic.delete_channel(name) else {
-            return false;
-        };
+    /// `None` if it did not exist; its files are gone once the result
+    /// completes.
+    pub fn delete_channel(&self, topic: &Arc<Topic>, name: &str) -> Option<Cleared> {
+        let (remaining, cleared) = topic.delete_channel(name)?;
         tracing::info!(topic = %topic.name, channel = name, "CHANNEL: deleted");
         self.emit(BrokerEvent::ChannelDeleted(
             topic.name.clone(),
@@ -243,7 +256,7 @@ impl Broker {
         if remaining == 0 && topic.ephemeral {
             self.delete_topic_if_current(topic);
         }
-        true
+        Some(cleared)
     }
 
     fn delete_topic_if_current(&self, topic: &Arc<Topic>) {
@@ -255,7 +268,8 @@ impl Broker {
         {
             topics.remove(&topic.name);
             drop(topics);
-            topic.close();
+            // Ephemeral: nothing on disk to wait for.
+            drop(topic.close());
             tracing::info!(topic = %topic.name, "TOPIC: deleted (ephemeral, no channels left)");
             self.emit(BrokerEvent::TopicDeleted(topic.name.clone()));
         }

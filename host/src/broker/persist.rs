@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasq_storage::files::queue_names;
 use wasq_storage::metadata::{self, ChannelMetadata, Metadata, MetadataError, TopicMetadata};
 
 use super::Broker;
@@ -18,11 +17,20 @@ impl Broker {
     /// states and disk backlogs: those in `wasqd.dat` and those that have
     /// queue files (created after the last metadata save). Returns how
     /// many topics were restored.
-    pub fn restore(&self) -> Result<usize, MetadataError> {
-        let Some(disk) = &self.queues.disk else {
+    pub async fn restore(&self) -> Result<usize, MetadataError> {
+        let Some(disk) = self.queues.disk.clone() else {
             return Ok(0);
         };
-        let saved = metadata::load(&disk.dir)?;
+        // The data path is read on a blocking thread, before any queue opens.
+        let (saved, on_disk) = tokio::task::spawn_blocking(move || {
+            let saved = metadata::load(&disk.settings().dir)?;
+            Ok::<_, MetadataError>((saved, disk.scan()))
+        })
+        .await
+        .map_err(|e| MetadataError {
+            path: metadata::path(&self.options.data_dir()),
+            reason: e.to_string(),
+        })??;
         let mut wanted: BTreeMap<String, RestoredTopic> = BTreeMap::new();
         for topic in saved.topics {
             let entry = wanted.entry(topic.name).or_default();
@@ -31,7 +39,7 @@ impl Broker {
                 entry.channels.insert(channel.name, channel.paused);
             }
         }
-        for queue in queue_names(&disk.dir) {
+        for queue in on_disk {
             match queue.split_once(':') {
                 Some((topic, channel)) => {
                     let entry = wanted.entry(topic.to_string()).or_default();
@@ -64,10 +72,18 @@ impl Broker {
                     channel.pause();
                 }
             }
+            // Each queue with files is recovered by its own worker.
+            let channels = topic.channels();
+            let mut recovered = vec![topic.settled()];
+            recovered.extend(channels.iter().map(|c| c.settled()));
+            for work in recovered {
+                if let Err(e) = work.wait().await {
+                    tracing::error!(topic = %topic_name, error = %e, "STORAGE: cannot recover a queue");
+                }
+            }
             if !paused {
                 topic.unpause();
             }
-            let channels = topic.channels();
             let queued = topic.depth() + channels.iter().map(|c| c.depth()).sum::<usize>();
             tracing::info!(topic = %topic_name, channels = channels.len(), messages = queued, "STORAGE: topic restored");
             restored += 1;
@@ -102,23 +118,27 @@ impl Broker {
         }
     }
 
-    /// Saves which topics and channels exist (atomically).
-    pub fn save_metadata(&self) -> std::io::Result<()> {
-        match &self.queues.disk {
-            Some(disk) => metadata::save(&disk.dir, &self.metadata()),
-            None => Ok(()),
-        }
+    /// Saves which topics and channels exist (atomically, on a blocking
+    /// thread).
+    pub async fn save_metadata(&self) -> std::io::Result<()> {
+        let Some(disk) = &self.queues.disk else {
+            return Ok(());
+        };
+        let (dir, metadata) = (disk.settings().dir.clone(), self.metadata());
+        tokio::task::spawn_blocking(move || metadata::save(&dir, &metadata))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Fsyncs every queue with unsynced writes and saves read checkpoints.
     pub async fn sync_queues(&self) {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         for topic in topics {
-            if let Err(e) = topic.sync_disk().await {
+            if let Err(e) = topic.sync().wait().await {
                 tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot sync the topic's disk queue");
             }
             for channel in topic.channels() {
-                if let Err(e) = channel.sync_disk().await {
+                if let Err(e) = channel.sync().wait().await {
                     tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot sync the channel's disk queue");
                 }
             }
@@ -128,19 +148,19 @@ impl Broker {
     /// Clean shutdown: refuses further publishes, writes every message held
     /// in memory (backlogs, ready, in flight, deferred) to disk, flushes,
     /// and saves the metadata. Call after connections and plugins stopped.
-    pub fn persist(&self) {
+    pub async fn persist(&self) {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         let mut written = 0;
         for topic in &topics {
             topic.stop();
-            match topic.persist() {
+            match topic.persist().await {
                 Ok(n) => written += n,
                 Err(e) => {
                     tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot write the topic's messages to disk")
                 }
             }
             for channel in topic.channels() {
-                match channel.persist() {
+                match channel.persist().wait().await {
                     Ok(n) => written += n,
                     Err(e) => {
                         tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot write the channel's messages to disk")
@@ -148,7 +168,7 @@ impl Broker {
                 }
             }
         }
-        if let Err(e) = self.save_metadata() {
+        if let Err(e) = self.save_metadata().await {
             tracing::error!(error = %e, "STORAGE: cannot save the metadata");
         }
         tracing::info!(

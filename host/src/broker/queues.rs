@@ -3,11 +3,9 @@
 //! queue for a durable one, nothing (dropped, as nsqd drops them) for an
 //! ephemeral one.
 
-use std::io;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-use wasq_storage::{BackingQueue, DiscardQueue, DiskQueue, DiskSettings};
+use wasq_storage::{BackingQueue, DiscardQueue, DiskStore, PendingWork};
 
 /// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
 /// still holds this many messages so `nsq_tail` works in durable mode.
@@ -19,7 +17,7 @@ pub const EPHEMERAL_MIN_MEMORY: usize = 1000;
 pub struct QueueSettings {
     pub mem_queue_size: usize,
     /// `None`: memory only (unit tests).
-    pub disk: Option<Arc<DiskSettings>>,
+    pub disk: Option<Arc<DiskStore>>,
 }
 
 impl QueueSettings {
@@ -41,12 +39,13 @@ impl QueueSettings {
         }
     }
 
-    /// Opens (and recovers) the backing of queue `name` (a topic, or
-    /// `TOPIC:CHANNEL`): its disk queue, or a discarding one if it is
-    /// ephemeral or the broker keeps no disk.
+    /// Opens the backing of queue `name` (a topic, or `TOPIC:CHANNEL`):
+    /// its disk queue (recovered on its worker if it has files), or a
+    /// discarding one if it is ephemeral or the broker keeps no disk.
+    /// Returns at once.
     pub fn open_backing(&self, name: &str, ephemeral: bool) -> Box<dyn BackingQueue> {
         match &self.disk {
-            Some(settings) if !ephemeral => Box::new(DiskQueue::open(name, settings.clone())),
+            Some(store) if !ephemeral => Box::new(store.open(name)),
             _ => Box::new(DiscardQueue),
         }
     }
@@ -62,19 +61,28 @@ pub fn memory_room(memory_limit: usize, in_memory: usize, backing: &dyn BackingQ
     }
 }
 
-/// Fsyncs a queue's unsynced writes (without holding its owner's lock
-/// across the fsync) and saves its read checkpoint; `backing` picks the
-/// queue out of the topic's or channel's locked state.
-pub async fn sync_queue<S>(
-    state: &Mutex<S>,
-    backing: fn(&mut S) -> &mut dyn BackingQueue,
-) -> io::Result<()> {
-    let sync = backing(&mut state.lock()).sync_state();
-    let Some(sync) = sync else {
-        return Ok(());
-    };
-    if sync.is_dirty() {
-        sync.sync_to(sync.written()).await?;
+/// Disk work an operator's request waits for before it is answered: the
+/// files of an emptied or deleted queue are gone once it completes.
+#[derive(Debug, Default)]
+#[must_use = "the files are gone only once this completes"]
+pub struct Cleared(Vec<PendingWork<()>>);
+
+impl Cleared {
+    pub fn push(&mut self, work: PendingWork<()>) {
+        self.0.push(work);
     }
-    backing(&mut state.lock()).save_checkpoint()
+
+    pub fn append(&mut self, mut other: Cleared) {
+        self.0.append(&mut other.0);
+    }
+
+    /// Waits for every deletion; a failure is logged (the queue is empty
+    /// either way).
+    pub async fn wait(self) {
+        for work in self.0 {
+            if let Err(e) = work.wait().await {
+                tracing::error!(error = %e, "STORAGE: cannot delete a queue's files");
+            }
+        }
+    }
 }

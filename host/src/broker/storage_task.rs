@@ -24,7 +24,7 @@ pub fn spawn(broker: Arc<Broker>, stop: CancellationToken) -> tokio::task::JoinH
                 _ = tick.tick() => broker.sync_queues().await,
                 _ = broker.metadata_changed() => {
                     tokio::time::sleep(METADATA_DEBOUNCE).await;
-                    if let Err(e) = broker.save_metadata() {
+                    if let Err(e) = broker.save_metadata().await {
                         tracing::error!(error = %e, "STORAGE: cannot save the metadata");
                     }
                 }

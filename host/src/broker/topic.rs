@@ -13,20 +13,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use wasq_storage::{BackingQueue, Location, PendingSync, due_from_unix_nanos, due_to_unix_nanos};
+use tokio::sync::Notify;
+use wasq_storage::{BackingQueue, PendingSync, PendingWork, ReadBatch, due_to_unix_nanos};
 
 use super::channel::{Channel, ChannelStats, Exiting, LatencyStats};
-use super::message::{Message, now_nanos};
+use super::message::Message;
 use super::names::is_ephemeral;
-use super::queues::{QueueSettings, memory_room, sync_queue};
-
-/// Messages the pump moves from the topic's disk to its channels per turn.
-const PUMP_BATCH: usize = 1024;
+use super::pump;
+use super::queues::{Cleared, QueueSettings, memory_room};
 
 /// Why a publish was refused; nothing acknowledged was lost.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +51,9 @@ pub struct Topic {
     queues: QueueSettings,
     memory_limit: usize,
     me: Weak<Topic>,
-    state: Mutex<TopicState>,
+    pub(super) state: Mutex<TopicState>,
+    /// Signalled when the pump stops.
+    pump_idle: Notify,
     paused: AtomicBool,
     exiting: AtomicBool,
     message_count: AtomicU64,
@@ -60,13 +61,16 @@ pub struct Topic {
 }
 
 #[derive(Debug)]
-struct TopicState {
-    channels: BTreeMap<String, Arc<Channel>>,
+pub(super) struct TopicState {
+    pub(super) channels: BTreeMap<String, Arc<Channel>>,
     backlog: VecDeque<Pending>,
     /// Backlog beyond the memory limit (on disk; dropped if ephemeral).
-    backing: Box<dyn BackingQueue>,
+    pub(super) backing: Box<dyn BackingQueue>,
     /// A pump task is moving the disk backlog to the channels.
-    pumping: bool,
+    pub(super) pumping: bool,
+    /// A batch the pump read when the last channel had just gone: kept
+    /// (unfinished on disk) until a channel comes.
+    pub(super) stash: Option<ReadBatch>,
 }
 
 /// A message held by the topic, with its due time if it was deferred.
@@ -91,7 +95,9 @@ impl Topic {
                 backlog: VecDeque::new(),
                 backing: queues.open_backing(name, ephemeral),
                 pumping: false,
+                stash: None,
             }),
+            pump_idle: Notify::new(),
             paused: AtomicBool::new(false),
             exiting: AtomicBool::new(false),
             message_count: AtomicU64::new(0),
@@ -116,11 +122,11 @@ impl Topic {
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let disk_waiting = !state.backing.is_empty();
+        let disk_waiting = !state.backing.is_empty() || state.stash.is_some();
         if state.channels.is_empty() || self.is_paused() || disk_waiting {
-            self.hold(&mut state, messages, due)
+            Ok(self.hold(&mut state, messages, due))
         } else {
-            Ok(fan_out(state.channels.values(), &messages, due)?)
+            Ok(fan_out(state.channels.values(), &messages, due))
         }
     }
 
@@ -131,7 +137,7 @@ impl Topic {
         state: &mut TopicState,
         messages: Vec<Message>,
         due: Option<Instant>,
-    ) -> Result<PendingSync, PublishError> {
+    ) -> PendingSync {
         let mut pending = PendingSync::default();
         let room = memory_room(self.memory_limit, state.backlog.len(), &*state.backing);
         let mut messages = messages;
@@ -139,14 +145,14 @@ impl Topic {
         state
             .backlog
             .extend(messages.into_iter().map(|message| Pending { message, due }));
-        pending.extend(state.backing.append(&rest, due.map(due_to_unix_nanos))?);
+        pending.extend(state.backing.append(&rest, due.map(due_to_unix_nanos)));
         self.wake_pump(state);
-        Ok(pending)
+        pending
     }
 
     /// Starts the pump if the disk backlog can go to channels now.
     fn wake_pump(&self, state: &mut TopicState) {
-        let waiting = !state.backing.is_empty();
+        let waiting = !state.backing.is_empty() || state.stash.is_some();
         if state.pumping || !waiting || state.channels.is_empty() || self.is_paused() {
             return;
         }
@@ -154,54 +160,25 @@ impl Topic {
             (self.me.upgrade(), tokio::runtime::Handle::try_current())
         {
             state.pumping = true;
-            runtime.spawn(pump(topic));
+            runtime.spawn(pump::run(Arc::downgrade(&topic)));
         }
     }
 
-    /// Moves one batch from the disk backlog to the channels; returns the
-    /// syncs to wait for and the locations to finish after them, or `None`
-    /// when the pump should stop.
-    fn pump_batch(&self) -> Option<(io::Result<PendingSync>, Vec<Location>)> {
-        let mut state = self.state.lock();
-        let TopicState {
-            channels,
-            backing,
-            pumping,
-            ..
-        } = &mut *state;
-        let can_move = !self.is_exiting() && !self.is_paused() && !channels.is_empty();
-        let records = if can_move {
-            backing.read(PUMP_BATCH)
-        } else {
-            Vec::new()
-        };
-        if records.is_empty() {
-            *pumping = false;
-            return None;
-        }
-        let now = now_nanos();
-        let mut pending = PendingSync::default();
-        let mut locations = Vec::with_capacity(records.len());
-        let mut immediate = Vec::with_capacity(records.len());
-        let mut result = Ok(());
-        for (stored, location) in records {
-            locations.push(location);
-            match stored.due_unix_nanos {
-                Some(due) if due > now => {
-                    let due = Some(due_from_unix_nanos(due));
-                    match fan_out(channels.values(), &[stored.message], due) {
-                        Ok(more) => pending.extend(more),
-                        Err(e) => result = Err(e),
-                    }
-                }
-                _ => immediate.push(stored.message),
+    /// The pump stopped (called with the state locked).
+    pub(super) fn pump_stopped(&self, state: &mut TopicState) {
+        state.pumping = false;
+        self.pump_idle.notify_waiters();
+    }
+
+    /// Waits until no pump runs (shutdown, after [`Topic::stop`]).
+    async fn pump_finished(&self) {
+        loop {
+            let idle = self.pump_idle.notified();
+            if !self.state.lock().pumping {
+                return;
             }
+            idle.await;
         }
-        match fan_out(channels.values(), &immediate, None) {
-            Ok(more) => pending.extend(more),
-            Err(e) => result = Err(e),
-        }
-        Some((result.map(|()| pending), locations))
     }
 
     /// Returns the channel, creating it if needed; the first channel takes
@@ -231,16 +208,16 @@ impl Topic {
         self.state.lock().channels.values().cloned().collect()
     }
 
-    /// Deletes a channel (closing its consumers). Returns the channel and
-    /// how many channels remain, or `None` if there was no such channel.
-    pub fn delete_channel(&self, name: &str) -> Option<(Arc<Channel>, usize)> {
+    /// Deletes a channel (closing its consumers). Returns how many
+    /// channels remain and the deletion of its files, or `None` if there
+    /// was no such channel.
+    pub fn delete_channel(&self, name: &str) -> Option<(usize, Cleared)> {
         let (channel, remaining) = {
             let mut state = self.state.lock();
             let channel = state.channels.remove(name)?;
             (channel, state.channels.len())
         };
-        channel.close();
-        Some((channel, remaining))
+        Some((remaining, channel.close()))
     }
 
     /// Deletes an ephemeral channel only if it still has no consumer; a
@@ -255,7 +232,8 @@ impl Topic {
             state.channels.remove(&channel.name);
             state.channels.len()
         };
-        channel.close();
+        // Ephemeral: nothing on disk to wait for.
+        drop(channel.close());
         Some(remaining)
     }
 
@@ -287,44 +265,64 @@ impl Topic {
     }
 
     /// Drops the topic's own backlog, on disk too (nsqd's topic /empty;
-    /// channels keep theirs).
-    pub fn empty(&self) {
+    /// channels keep theirs); the files are gone once the result completes.
+    pub fn empty(&self) -> Cleared {
         let mut state = self.state.lock();
         state.backlog.clear();
-        state.backing.clear();
+        state.stash = None;
+        let mut cleared = Cleared::default();
+        cleared.push(state.backing.clear());
+        cleared
     }
 
-    /// Deletes the topic and all its channels, with their files.
-    pub fn close(&self) {
-        let channels = {
+    /// Deletes the topic and all its channels, with their files (gone once
+    /// the result completes).
+    pub fn close(&self) -> Cleared {
+        let (channels, mut cleared) = {
             let mut state = self.state.lock();
             self.exiting.store(true, Ordering::Release);
             state.backlog.clear();
-            state.backing.clear();
-            std::mem::take(&mut state.channels)
+            state.stash = None;
+            let mut cleared = Cleared::default();
+            cleared.push(state.backing.clear());
+            (std::mem::take(&mut state.channels), cleared)
         };
         for channel in channels.values() {
-            channel.close();
+            cleared.append(channel.close());
         }
+        cleared
     }
 
-    /// Writes the in-memory backlog to disk and flushes it (shutdown).
-    /// Returns how many messages were written.
-    pub fn persist(&self) -> io::Result<usize> {
-        let mut state = self.state.lock();
-        let TopicState {
-            backlog, backing, ..
-        } = &mut *state;
-        let held = backlog
-            .drain(..)
-            .map(|p| (p.message, p.due.map(due_to_unix_nanos)))
-            .collect();
-        backing.write_back(held)
+    /// Shutdown, after [`Topic::stop`]: waits for the pump to put down
+    /// its batch, then writes the in-memory backlog to disk and flushes it.
+    /// Returns how many messages were written. A batch the pump had read
+    /// but not handed on stays unfinished on disk, delivered after restart.
+    pub async fn persist(&self) -> io::Result<usize> {
+        self.pump_finished().await;
+        let written = {
+            let mut state = self.state.lock();
+            let TopicState {
+                backlog, backing, ..
+            } = &mut *state;
+            let held = backlog
+                .drain(..)
+                .map(|p| (p.message, p.due.map(due_to_unix_nanos)))
+                .collect();
+            backing.write_back(held, Vec::new())
+        };
+        written.wait().await
     }
 
-    /// Fsyncs the disk backlog if needed and saves its read checkpoint.
-    pub async fn sync_disk(&self) -> io::Result<()> {
-        sync_queue(&self.state, |state| &mut *state.backing).await
+    /// Fsyncs the disk backlog if needed and saves its read checkpoint;
+    /// wait for it outside the lock.
+    pub fn sync(&self) -> PendingWork<()> {
+        self.state.lock().backing.sync()
+    }
+
+    /// Completes once the disk backlog did everything asked of it so far
+    /// (the recovery scan of a restored topic).
+    pub fn settled(&self) -> PendingWork<()> {
+        self.state.lock().backing.settled()
     }
 
     /// Messages in the backlog, in memory and on disk.
@@ -360,89 +358,48 @@ impl Topic {
     }
 }
 
-/// Moves the disk backlog to the channels, one batch at a time; a batch
-/// leaves the topic's disk (its checkpoint passes it) only once every
-/// channel has it, synced in durable mode. Ends when the backlog is empty,
-/// the topic is paused or deleted, or its last channel goes.
-async fn pump(topic: Arc<Topic>) {
-    let weak = Arc::downgrade(&topic);
-    drop(topic);
-    loop {
-        let Some(topic) = weak.upgrade() else {
-            return;
-        };
-        let Some((result, locations)) = topic.pump_batch() else {
-            return;
-        };
-        let result = match result {
-            Ok(pending) => pending.wait().await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {
-                let mut state = topic.state.lock();
-                for location in &locations {
-                    state.backing.finish(location);
-                }
-            }
-            Err(e) => {
-                // The batch stays unfinished on the topic's disk, so a
-                // restart delivers it again; try the next batch later.
-                tracing::error!(topic = %topic.name, error = %e, "TOPIC: cannot move messages to its channels");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-        drop(topic);
-        tokio::task::yield_now().await;
-    }
-}
-
 /// Gives each channel its copy of `messages` (bodies shared, not copied).
-fn fan_out<'a>(
+pub(super) fn fan_out<'a>(
     channels: impl Iterator<Item = &'a Arc<Channel>>,
     messages: &[Message],
     due: Option<Instant>,
-) -> io::Result<PendingSync> {
+) -> PendingSync {
     let mut pending = PendingSync::default();
-    let mut first_error = None;
     for channel in channels {
-        let put = match due {
+        pending.extend([match due {
             Some(due) if due > Instant::now() => channel.put_deferred(messages, due),
             _ => channel.put(messages),
-        };
-        match put {
-            Ok(more) => pending.extend(more),
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
+        }]);
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(pending),
-    }
+    pending
 }
 
 /// Hands the in-memory backlog to the channels (first channel, unpause).
 /// Channels take it in memory unless their own disk queue is in use; a
-/// failure there is logged, as nobody waits for these messages.
+/// failure to write there is logged, as no publisher waits for these.
 fn drain_backlog(state: &mut TopicState) {
     let backlog = std::mem::take(&mut state.backlog);
     let mut immediate = Vec::new();
-    let mut result = Ok(PendingSync::default());
-    for pending in backlog {
-        match pending.due {
-            Some(due) => {
-                result = result.and(fan_out(
-                    state.channels.values(),
-                    std::slice::from_ref(&pending.message),
-                    Some(due),
-                ))
-            }
-            None => immediate.push(pending.message),
+    let mut pending = PendingSync::default();
+    for held in backlog {
+        match held.due {
+            Some(due) => pending.extend([fan_out(
+                state.channels.values(),
+                std::slice::from_ref(&held.message),
+                Some(due),
+            )]),
+            None => immediate.push(held.message),
         }
     }
-    result = result.and(fan_out(state.channels.values(), &immediate, None));
-    if let Err(e) = result {
-        tracing::error!(error = %e, "TOPIC: cannot hand its backlog to a channel");
+    pending.extend([fan_out(state.channels.values(), &immediate, None)]);
+    if !pending.is_empty()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        runtime.spawn(async move {
+            if let Err(e) = pending.wait().await {
+                tracing::error!(error = %e, "TOPIC: cannot hand its backlog to a channel");
+            }
+        });
     }
 }
 
@@ -507,7 +464,7 @@ mod tests {
     #[tokio::test]
     async fn closed_topics_refuse_messages() {
         let topic = Topic::new("t", &QueueSettings::memory_only());
-        topic.close();
+        topic.close().wait().await;
         assert!(matches!(
             topic.publish(vec![message("a")], None),
             Err(PublishError::Exiting)

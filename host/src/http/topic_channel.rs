@@ -23,9 +23,11 @@ pub async fn delete_topic(State(state): State<AppState>, RawQuery(raw): RawQuery
     let name = query
         .get("topic")
         .ok_or_else(|| ApiError::bad_request("MISSING_ARG_TOPIC"))?;
-    if !state.broker.delete_topic(name) {
+    let Some(cleared) = state.broker.delete_topic(name) else {
         return Err(ApiError::not_found("TOPIC_NOT_FOUND"));
-    }
+    };
+    // Answered once its files are gone.
+    cleared.wait().await;
     Ok(ApiResponse::Empty)
 }
 
@@ -37,7 +39,7 @@ pub async fn empty_topic(State(state): State<AppState>, RawQuery(raw): RawQuery)
     if !is_valid_name(name) {
         return Err(ApiError::bad_request("INVALID_TOPIC"));
     }
-    existing_topic(&state.broker, name)?.empty();
+    existing_topic(&state.broker, name)?.empty().wait().await;
     Ok(ApiResponse::Empty)
 }
 
@@ -82,15 +84,19 @@ pub async fn create_channel(State(state): State<AppState>, RawQuery(raw): RawQue
 pub async fn delete_channel(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let query = Query::parse(raw.as_deref());
     let (topic, channel_name) = topic_and_channel(&state.broker, &query)?;
-    if !state.broker.delete_channel(&topic, channel_name) {
+    let Some(cleared) = state.broker.delete_channel(&topic, channel_name) else {
         return Err(ApiError::not_found("CHANNEL_NOT_FOUND"));
-    }
+    };
+    cleared.wait().await;
     Ok(ApiResponse::Empty)
 }
 
 pub async fn empty_channel(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
     let query = Query::parse(raw.as_deref());
-    existing_channel(&state.broker, &query)?.empty();
+    existing_channel(&state.broker, &query)?
+        .empty()
+        .wait()
+        .await;
     Ok(ApiResponse::Empty)
 }
 

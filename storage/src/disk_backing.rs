@@ -1,0 +1,408 @@
+//! The broker's handle on a disk queue: [`DiskBacking`], a
+//! [`BackingQueue`] whose every method returns at once. File work is a job
+//! for the queue's [`Worker`] (in order, on a blocking thread); what the
+//! owner must know without waiting (how many messages are held, which
+//! locations are outstanding) is kept here, behind leaf locks that no I/O
+//! ever holds.
+//!
+//! [`DiskStore`] opens them: it knows the settings, which queue names had
+//! files when the broker started (only those are scanned when opened; a
+//! queue first made in this run opens with no I/O at all), and the worker
+//! of every name used so far.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use wasq_wire::Message;
+
+use crate::backing::BackingQueue;
+use crate::checkpoint::Location;
+use crate::disk_queue::{DiskQueue, DiskSettings, Outstanding};
+use crate::files::queue_names;
+use crate::pending::{PendingRead, PendingWork, PendingWrite, ReadBatch};
+use crate::worker::Worker;
+
+/// Opens disk queues for a broker.
+#[derive(Debug)]
+pub struct DiskStore {
+    settings: Arc<DiskSettings>,
+    runtime: tokio::runtime::Handle,
+    /// Queue names with files when the broker started.
+    on_disk_at_start: Mutex<BTreeSet<String>>,
+    /// The worker of every queue name opened so far.
+    workers: Mutex<HashMap<String, Arc<Worker>>>,
+    next_incarnation: AtomicU64,
+}
+
+impl DiskStore {
+    pub fn new(settings: Arc<DiskSettings>, runtime: tokio::runtime::Handle) -> DiskStore {
+        DiskStore {
+            settings,
+            runtime,
+            on_disk_at_start: Mutex::new(BTreeSet::new()),
+            workers: Mutex::new(HashMap::new()),
+            next_incarnation: AtomicU64::new(1),
+        }
+    }
+
+    pub fn settings(&self) -> &DiskSettings {
+        &self.settings
+    }
+
+    /// Lists the queues that have files (blocking: call it at start-up on
+    /// a blocking thread, before any queue is opened) and remembers them.
+    pub fn scan(&self) -> BTreeSet<String> {
+        let names = queue_names(&self.settings.dir);
+        *self.on_disk_at_start.lock() = names.clone();
+        names
+    }
+
+    /// Opens queue `name`: at once if it cannot have files, else by a
+    /// recovery scan on its worker (until which it counts as non-empty,
+    /// so whatever arrives meanwhile queues behind what is on disk).
+    pub fn open(&self, name: &str) -> DiskBacking {
+        let incarnation = self.next_incarnation.fetch_add(1, Ordering::Relaxed);
+        let outstanding = Outstanding::default();
+        let (worker, fresh) = {
+            let mut workers = self.workers.lock();
+            match workers.get(name) {
+                Some(worker) => (worker.clone(), false),
+                None => {
+                    let worker = Worker::new(name, self.runtime.clone());
+                    workers.insert(name.to_string(), worker.clone());
+                    (worker, !self.on_disk_at_start.lock().contains(name))
+                }
+            }
+        };
+        let counts = Arc::new(Mutex::new(Counts {
+            opening: !fresh,
+            ..Counts::default()
+        }));
+        if fresh {
+            let queue = DiskQueue::fresh(name, self.settings.clone(), outstanding.clone());
+            worker.install_now(incarnation, queue);
+        } else {
+            let (name, settings, outstanding, counts) = (
+                name.to_string(),
+                self.settings.clone(),
+                outstanding.clone(),
+                counts.clone(),
+            );
+            worker.submit(Box::new(move |slot| {
+                let queue = DiskQueue::open_sharing(&name, settings, outstanding);
+                let depth = queue.depth();
+                slot.install(incarnation, queue);
+                let mut counts = counts.lock();
+                counts.on_disk = depth;
+                counts.opening = false;
+            }));
+        }
+        DiskBacking {
+            worker,
+            incarnation,
+            counts,
+            outstanding,
+        }
+    }
+}
+
+/// How many messages a queue holds, as its owner sees them.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Bumped by every clear; work asked for before it is stale.
+    generation: u64,
+    /// In append jobs not yet done.
+    queued: u64,
+    /// On disk and unread, as of the last job done.
+    on_disk: u64,
+    /// Read by a job, not yet taken by the owner.
+    in_transit: u64,
+    /// The recovery scan has not finished.
+    opening: bool,
+}
+
+/// A disk queue seen from its owner; see the module doc.
+#[derive(Debug)]
+pub struct DiskBacking {
+    worker: Arc<Worker>,
+    incarnation: u64,
+    counts: Arc<Mutex<Counts>>,
+    outstanding: Outstanding,
+}
+
+impl DiskBacking {
+    /// Runs `work` on this incarnation's queue, in order, and answers.
+    fn work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut DiskQueue) -> io::Result<T> + Send + 'static,
+        if_gone: impl FnOnce() -> io::Result<T> + Send + 'static,
+    ) -> PendingWork<T> {
+        let (tx, rx) = oneshot::channel();
+        let incarnation = self.incarnation;
+        self.worker.submit(Box::new(move |slot| {
+            let result = match slot.queue(incarnation) {
+                Some(queue) => work(queue),
+                None => if_gone(),
+            };
+            let _ = tx.send(result);
+        }));
+        PendingWork(rx)
+    }
+}
+
+fn deleted() -> io::Error {
+    io::Error::other("the queue was deleted")
+}
+
+impl BackingQueue for DiskBacking {
+    fn append(
+        &mut self,
+        messages: &[Message],
+        due_unix_nanos: Option<i64>,
+    ) -> Option<PendingWrite> {
+        if messages.is_empty() {
+            return None;
+        }
+        let count = messages.len() as u64;
+        let generation = {
+            let mut counts = self.counts.lock();
+            counts.queued += count;
+            counts.generation
+        };
+        let messages = messages.to_vec();
+        let counts = self.counts.clone();
+        let (tx, rx) = oneshot::channel();
+        let incarnation = self.incarnation;
+        self.worker.submit(Box::new(move |slot| {
+            let result = match slot.queue(incarnation) {
+                Some(queue) => {
+                    let result = queue.append(&messages, due_unix_nanos);
+                    let depth = queue.depth();
+                    let mut counts = counts.lock();
+                    if counts.generation == generation {
+                        // On disk first, then no longer queued: a reader
+                        // in between sees them twice, never not at all.
+                        counts.on_disk = depth;
+                        counts.queued -= count.min(counts.queued);
+                    }
+                    result
+                }
+                None => Err(deleted()),
+            };
+            let _ = tx.send(result);
+        }));
+        Some(PendingWrite(rx))
+    }
+
+    fn read(&mut self, max: usize) -> Option<PendingRead> {
+        if self.is_empty() || max == 0 {
+            return None;
+        }
+        let generation = self.counts.lock().generation;
+        let counts = self.counts.clone();
+        let (tx, rx) = oneshot::channel();
+        let incarnation = self.incarnation;
+        self.worker.submit(Box::new(move |slot| {
+            let records = match slot.queue(incarnation) {
+                Some(queue) => {
+                    let records = queue.read(max);
+                    let depth = queue.depth();
+                    let mut counts = counts.lock();
+                    if counts.generation == generation {
+                        counts.in_transit += records.len() as u64;
+                        counts.on_disk = depth;
+                    }
+                    records
+                }
+                None => Vec::new(),
+            };
+            let _ = tx.send(ReadBatch {
+                generation,
+                records,
+            });
+        }));
+        Some(PendingRead(rx))
+    }
+
+    fn delivered(&mut self, batch: &ReadBatch) -> bool {
+        let mut counts = self.counts.lock();
+        if batch.generation != counts.generation {
+            return false;
+        }
+        let taken = batch.records.len() as u64;
+        counts.in_transit -= taken.min(counts.in_transit);
+        true
+    }
+
+    fn finish(&mut self, location: &Location) {
+        self.outstanding.remove(location);
+    }
+
+    fn depth(&self) -> u64 {
+        let counts = self.counts.lock();
+        counts.queued + counts.on_disk + counts.in_transit
+    }
+
+    fn is_empty(&self) -> bool {
+        let counts = self.counts.lock();
+        !counts.opening && counts.queued + counts.on_disk + counts.in_transit == 0
+    }
+
+    fn sync(&mut self) -> PendingWork<()> {
+        // The fsync is group commit's (it never holds up the worker's
+        // appends); then the checkpoint, on the worker.
+        let state = self.work(|queue| Ok(Some(queue.sync_state())), || Ok(None));
+        let worker = self.worker.clone();
+        let incarnation = self.incarnation;
+        let (tx, rx) = oneshot::channel();
+        let task = async move {
+            let result = async {
+                let Some(state) = state.wait().await? else {
+                    return Ok(()); // deleted meanwhile: nothing to keep
+                };
+                if state.is_dirty() {
+                    state.sync_to(state.written()).await?;
+                }
+                let (done_tx, done_rx) = oneshot::channel();
+                worker.submit(Box::new(move |slot| {
+                    let result = slot
+                        .queue(incarnation)
+                        .map_or(Ok(()), |queue| queue.save_checkpoint());
+                    let _ = done_tx.send(result);
+                }));
+                PendingWork(done_rx).wait().await
+            }
+            .await;
+            let _ = tx.send(result);
+        };
+        self.worker.runtime().spawn(task);
+        PendingWork(rx)
+    }
+
+    fn write_back(
+        &mut self,
+        messages: Vec<(Message, Option<i64>)>,
+        forget: Vec<Location>,
+    ) -> PendingWork<usize> {
+        self.work(move |queue| queue.write_back(messages, &forget), || Ok(0))
+    }
+
+    fn clear(&mut self) -> PendingWork<()> {
+        {
+            let mut counts = self.counts.lock();
+            counts.generation += 1;
+            counts.queued = 0;
+            counts.on_disk = 0;
+            counts.in_transit = 0;
+        }
+        self.work(
+            |queue| {
+                queue.clear();
+                Ok(())
+            },
+            || Ok(()),
+        )
+    }
+
+    fn settled(&mut self) -> PendingWork<()> {
+        self.work(|_| Ok(()), || Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use wasq_wire::MessageId;
+
+    fn store(dir: &std::path::Path) -> DiskStore {
+        DiskStore::new(
+            Arc::new(DiskSettings {
+                dir: dir.to_path_buf(),
+                max_bytes_per_file: 1 << 20,
+                sync_every: 2500,
+                max_payload: 1 << 20,
+            }),
+            tokio::runtime::Handle::current(),
+        )
+    }
+
+    fn message(n: u8) -> Message {
+        Message::new(MessageId([b'0' + n; 16]), Bytes::from(vec![b'a' + n]))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_and_reads_happen_in_order_off_the_caller_and_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut queue = store.open("t");
+        // A queue made in this run is open (and empty) at once.
+        assert!(queue.is_empty());
+        let write = queue.append(&[message(0), message(1)], None).unwrap();
+        // Counted from the moment it is asked for, before it is written.
+        assert_eq!(queue.depth(), 2);
+        let read = queue.read(10).unwrap();
+        write.wait().await.unwrap();
+        let batch = read.wait().await;
+        // The read came after the append: it saw both.
+        assert_eq!(batch.records.len(), 2);
+        assert_eq!(queue.depth(), 2, "in transit until delivered");
+        assert!(queue.delivered(&batch));
+        assert!(queue.is_empty());
+        for (_, location) in &batch.records {
+            queue.finish(location);
+        }
+        queue.sync().wait().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clear_makes_earlier_reads_stale_and_a_reopen_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut queue = store.open("t");
+        let _ = queue.append(&[message(0)], None).unwrap();
+        let read = queue.read(10).unwrap();
+        let cleared = queue.clear();
+        assert_eq!(queue.depth(), 0);
+        let batch = read.wait().await;
+        assert!(!queue.delivered(&batch), "a batch from before the clear");
+        cleared.wait().await.unwrap();
+        // Created again: opened after the old files were deleted.
+        let mut again = store.open("t");
+        again.settled().wait().await.unwrap();
+        assert!(again.is_empty());
+        assert!(crate::files::queue_names(dir.path()).is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_with_files_is_recovered_on_its_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut queue = DiskQueue::open("t", store(dir.path()).settings.clone());
+            queue.append(&[message(0), message(1)], None).unwrap();
+            queue.flush().unwrap();
+        }
+        let store = store(dir.path());
+        assert!(store.scan().contains("t"));
+        let mut queue = store.open("t");
+        queue.settled().wait().await.unwrap();
+        assert_eq!(queue.depth(), 2);
+        let batch = queue.read(1).unwrap().wait().await;
+        assert_eq!(batch.records[0].0.message.body, "a");
+        // Written back unforgotten: still outstanding, so the checkpoint
+        // stays before it and a restart delivers it again.
+        queue
+            .write_back(Vec::new(), Vec::new())
+            .wait()
+            .await
+            .unwrap();
+        drop(queue);
+        let mut reopened = DiskQueue::open("t", store.settings.clone());
+        assert_eq!(reopened.depth(), 2);
+        assert_eq!(reopened.read(10).len(), 2);
+    }
+}
