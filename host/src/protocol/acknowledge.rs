@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::command::{lossy, parse_base10};
 use super::connection::Connection;
 use super::error::ClientError;
+use super::go_text::{lossy, parse_base10};
 use crate::broker::channel::Channel;
 use crate::broker::client::ClientState;
 use crate::broker::message::MessageId;

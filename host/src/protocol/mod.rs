@@ -1,11 +1,13 @@
-//! NSQ TCP protocol V2: the listener, command parsing (`command`), the
-//! connection loop and one file per command family. Frames and message
+//! NSQ TCP protocol V2: the listener, command parsing (`command`, with
+//! Go's number and quoting rules in `go_text`), the connection loop and
+//! one file per command family. Frames and message
 //! encoding are the wire crate's (`wasq_wire`).
 
 mod acknowledge;
 pub mod command;
 pub mod connection;
 pub mod error;
+mod go_text;
 mod identify;
 mod publish;
 mod subscribe;

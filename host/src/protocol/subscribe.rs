@@ -4,9 +4,9 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::command::{go_quote, lossy, parse_base10};
 use super::connection::Connection;
 use super::error::ClientError;
+use super::go_text::{go_quote, lossy, parse_base10};
 use crate::broker::client::ClientState;
 use crate::broker::names::is_valid_name;
 use wasq_wire::frame;

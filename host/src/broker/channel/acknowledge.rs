@@ -1,0 +1,93 @@
+//! A consumer's answers about a message it holds: FIN (one, or a plugin's
+//! batch), REQ (at once or after a delay) and TOUCH.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Channel, Queued};
+use crate::broker::client::Client;
+use crate::broker::in_flight::InFlightError;
+use crate::broker::message::MessageId;
+
+impl Channel {
+    /// FIN: the consumer is done with the message.
+    pub fn finish(&self, client_id: u64, id: &MessageId) -> Result<(), InFlightError> {
+        let entry = {
+            let mut state = self.state.lock();
+            let entry = state.in_flight.remove(client_id, id)?;
+            state.release(entry.disk);
+            entry
+        };
+        entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
+        entry.owner.finish_count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// FIN for many messages of one consumer under one lock (plugins settle
+    /// a batch at once). Returns how many were still in flight.
+    pub fn finish_many(&self, client: &Client, ids: &[MessageId]) -> usize {
+        let finished = {
+            let mut state = self.state.lock();
+            ids.iter()
+                .filter(|id| match state.in_flight.remove(client.id, id) {
+                    Ok(entry) => {
+                        state.release(entry.disk);
+                        true
+                    }
+                    Err(_) => false,
+                })
+                .count()
+        };
+        client
+            .in_flight
+            .fetch_sub(finished as i64, Ordering::AcqRel);
+        client
+            .finish_count
+            .fetch_add(finished as u64, Ordering::Relaxed);
+        finished
+    }
+
+    /// REQ: put the message back, at once or after `delay`.
+    pub fn requeue(
+        &self,
+        client_id: u64,
+        id: &MessageId,
+        delay: Duration,
+    ) -> Result<(), InFlightError> {
+        let was_empty = {
+            let mut state = self.state.lock();
+            let entry = state.in_flight.remove(client_id, id)?;
+            entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
+            entry.owner.requeue_count.fetch_add(1, Ordering::Relaxed);
+            if delay.is_zero() {
+                let was_empty = state.ready.is_empty();
+                state.ready.push_back(Queued::returned(entry));
+                was_empty
+            } else {
+                let due = Instant::now() + delay;
+                state.deferred.push(due, Queued::returned(entry));
+                self.schedule_timer(&mut state, due);
+                false
+            }
+        };
+        self.requeue_count.fetch_add(1, Ordering::Relaxed);
+        if was_empty {
+            self.messages_ready.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// TOUCH: give the consumer another `timeout` from now.
+    pub fn touch(
+        &self,
+        client_id: u64,
+        id: &MessageId,
+        timeout: Duration,
+    ) -> Result<(), InFlightError> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state.lock();
+        state.in_flight.touch(client_id, id, deadline)?;
+        self.schedule_timer(&mut state, deadline);
+        Ok(())
+    }
+}

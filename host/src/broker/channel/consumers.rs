@@ -1,0 +1,66 @@
+//! The consumers of a channel: joining, leaving (what they held goes back
+//! at once) and the race-free retirement of an unused ephemeral channel.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{Channel, Exiting, Queued};
+use crate::broker::client::Client;
+
+impl Channel {
+    pub fn add_client(&self, client: Arc<Client>) -> Result<(), Exiting> {
+        let mut clients = self.clients.lock();
+        if self.is_exiting() {
+            return Err(Exiting);
+        }
+        clients.insert(client.id, client);
+        Ok(())
+    }
+
+    /// Removes a consumer and returns what it held to the front of the queue
+    /// at once (nsqd waits for the timeout; nobody can FIN them any more).
+    /// Returns how many consumers remain.
+    pub fn remove_client(&self, client_id: u64) -> usize {
+        let remaining = {
+            let mut clients = self.clients.lock();
+            clients.remove(&client_id);
+            clients.len()
+        };
+        let returned = {
+            let mut state = self.state.lock();
+            let held = state.in_flight.remove_owner(client_id);
+            let was_empty = state.ready.is_empty();
+            let returned = !held.is_empty();
+            if let Some(first) = held.first() {
+                first
+                    .owner
+                    .in_flight
+                    .fetch_sub(held.len() as i64, Ordering::AcqRel);
+            }
+            for entry in held.into_iter().rev() {
+                state.ready.push_front(Queued::returned(entry));
+            }
+            was_empty && returned
+        };
+        if returned {
+            self.messages_ready.notify_waiters();
+        }
+        remaining
+    }
+
+    /// Marks the channel as exiting if it has no consumer, atomically with
+    /// respect to [`Channel::add_client`], so a consumer arriving at the same
+    /// moment is refused (and subscribes to the successor) rather than lost.
+    pub fn retire_if_unused(&self) -> bool {
+        let clients = self.clients.lock();
+        if !clients.is_empty() || self.is_exiting() {
+            return false;
+        }
+        self.exiting.store(true, Ordering::Release);
+        true
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+}

@@ -1,0 +1,134 @@
+//! The channel's disk side: reading its backlog back (a refill asks the
+//! backing queue under the lock; a task takes the batch in when it
+//! arrives), /empty, the shutdown write-back, and the periodic sync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasq_storage::{Location, PendingWork, ReadBatch, due_from_unix_nanos, due_to_unix_nanos};
+
+use super::{Channel, ChannelState, Queued};
+use crate::broker::client::Client;
+use crate::broker::message::{Message, now_nanos};
+use crate::broker::queues::Cleared;
+
+impl Channel {
+    /// Asks the backing for up to `want` messages, unless a read is under
+    /// way or nothing waits there; a task takes the batch into memory.
+    pub(super) fn refill(&self, state: &mut ChannelState, want: usize) {
+        if state.refilling || state.stopped {
+            return;
+        }
+        let Some(read) = state.backing.read(want) else {
+            return;
+        };
+        state.refilling = true;
+        let channel = self.me.clone();
+        self.runtime.spawn(async move {
+            let batch = read.wait().await;
+            if let Some(channel) = channel.upgrade() {
+                channel.take_in(batch);
+            }
+        });
+    }
+
+    /// A refill's batch arrived: into the ready queue (deferred ones not
+    /// yet due into the deferred queue), and the consumers are woken. A
+    /// stale batch (the channel was emptied since) or one after shutdown is
+    /// dropped; its messages stay unfinished on disk.
+    fn take_in(&self, batch: ReadBatch) {
+        {
+            let mut state = self.state.lock();
+            state.refilling = false;
+            if state.stopped || !state.backing.delivered(&batch) {
+                return;
+            }
+            let now = now_nanos();
+            for (stored, location) in batch.records {
+                let message = Queued {
+                    message: stored.message,
+                    disk: Some(location),
+                };
+                match stored.due_unix_nanos {
+                    Some(due) if due > now => {
+                        let due = due_from_unix_nanos(due);
+                        state.deferred.push(due, message);
+                        self.schedule_timer(&mut state, due);
+                    }
+                    _ => state.ready.push_back(message),
+                }
+            }
+        }
+        self.messages_ready.notify_waiters();
+    }
+
+    /// Drops every queued, deferred and in-flight message (operator's
+    /// /empty); the disk files are gone once the result completes.
+    pub fn empty(&self) -> Cleared {
+        let mut cleared = Cleared::default();
+        let in_flight = {
+            let mut state = self.state.lock();
+            state.ready.clear();
+            state.deferred.clear();
+            cleared.push(state.backing.clear());
+            state.in_flight.drain()
+        };
+        let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
+        for entry in in_flight {
+            per_owner
+                .entry(entry.owner_id)
+                .or_insert_with(|| (entry.owner.clone(), 0))
+                .1 += 1;
+        }
+        for (owner, count) in per_owner.into_values() {
+            owner.lost_in_flight(count);
+        }
+        cleared
+    }
+
+    /// Writes every message held in memory (ready, in flight, deferred with
+    /// its due time) to the disk queue and flushes it, so that a restart
+    /// finds them all; in-flight ones are delivered again. Completes with
+    /// how many were written. Only for shutdown: the channel holds nothing
+    /// after, and takes nothing more from disk.
+    pub fn persist(&self) -> PendingWork<usize> {
+        let mut state = self.state.lock();
+        state.stopped = true;
+        let ChannelState {
+            ready,
+            in_flight,
+            deferred,
+            backing,
+            ..
+        } = &mut *state;
+        let mut held = Vec::new();
+        let mut forget = Vec::new();
+        let mut keep = |message: Message, due: Option<Instant>, disk: Option<Location>| {
+            held.push((message, due.map(due_to_unix_nanos)));
+            forget.extend(disk);
+        };
+        for entry in in_flight.drain() {
+            keep(entry.message, None, entry.disk);
+        }
+        for queued in ready.drain(..) {
+            keep(queued.message, None, queued.disk);
+        }
+        for (due, queued) in deferred.drain() {
+            keep(queued.message, Some(due), queued.disk);
+        }
+        backing.write_back(held, forget)
+    }
+
+    /// Fsyncs the disk queue if it has unsynced writes and saves its read
+    /// checkpoint (every `--sync-timeout`); wait for it outside the lock.
+    pub fn sync(&self) -> PendingWork<()> {
+        self.state.lock().backing.sync()
+    }
+
+    /// Completes once the disk queue did everything asked of it so far
+    /// (the recovery scan of a restored channel).
+    pub fn settled(&self) -> PendingWork<()> {
+        self.state.lock().backing.settled()
+    }
+}

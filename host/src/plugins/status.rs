@@ -1,0 +1,80 @@
+//! What GET /plugins and the /stats `plugins` section report of a plugin.
+
+use serde::Serialize;
+
+use super::Plugin;
+use super::reload::ReloadRecord;
+use super::stats::CountersView;
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so the text /stats can align it in a column.
+        f.pad(match self {
+            PluginState::Running => "running",
+            PluginState::Failed => "failed",
+            PluginState::Removed => "removed",
+        })
+    }
+}
+
+/// A plugin's state in GET /plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginState {
+    /// A version is live and consuming.
+    Running,
+    /// No version is live: the files are bad.
+    Failed,
+    /// The files were removed; the plugin stopped.
+    Removed,
+}
+
+/// One plugin in GET /plugins and the /stats `plugins` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: String,
+    pub file: Option<String>,
+    pub manifest_file: String,
+    /// The hash (SHA-256) of the module that is live, if any.
+    pub module_hash: Option<String>,
+    pub topic: Option<String>,
+    pub channel: Option<String>,
+    pub state: PluginState,
+    pub last_error: Option<String>,
+    pub instances: usize,
+    pub concurrency: usize,
+    pub max_in_flight: i64,
+    pub backoff_level: u32,
+    pub counters: CountersView,
+    pub history: Vec<ReloadRecord>,
+}
+
+impl Plugin {
+    pub(super) fn status(&self, name: &str) -> PluginStatus {
+        let live = self.live.as_ref();
+        let manifest = live.map(|l| &l.manifest);
+        PluginStatus {
+            name: name.to_string(),
+            file: self.module_file.as_ref().map(|f| f.display().to_string()),
+            manifest_file: self.manifest_file.display().to_string(),
+            module_hash: live.map(|l| l.module_hash.clone()),
+            topic: manifest.map(|m| m.topic.clone()),
+            channel: manifest.map(|m| m.channel.clone()),
+            state: match (live, self.removed) {
+                (Some(_), _) => PluginState::Running,
+                (None, true) => PluginState::Removed,
+                (None, false) => PluginState::Failed,
+            },
+            last_error: self
+                .error
+                .clone()
+                .or_else(|| live.and_then(|l| l.run.last_error())),
+            instances: live.map_or(0, |l| l.run.live_instances()),
+            concurrency: manifest.map_or(0, |m| m.concurrency),
+            max_in_flight: manifest.map_or(0, |m| m.max_in_flight),
+            backoff_level: live.map_or(0, |l| l.run.backoff_level()),
+            counters: self.stats.snapshot(),
+            history: self.history.iter().cloned().collect(),
+        }
+    }
+}
