@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{Broker, BrokerEvent};
+use crate::broker::{Broker, BrokerEvent, TopicChannels};
 use crate::config::{NSQ_VERSION, hostname};
 
 /// nsqd pings each lookupd this often.
@@ -119,7 +119,7 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
         };
         match action {
             Action::Stop => {
-                for (topic, _) in broker.topology() {
+                for TopicChannels { topic, .. } in broker.topology() {
                     let _ = conn.command(&format!("UNREGISTER {topic}")).await;
                 }
                 return Ok(());
@@ -156,7 +156,7 @@ enum Action {
 }
 
 async fn register_all(conn: &mut LookupConn, broker: &Broker) -> anyhow::Result<()> {
-    for (topic, channels) in broker.topology() {
+    for TopicChannels { topic, channels } in broker.topology() {
         conn.command(&format!("REGISTER {topic}")).await?;
         for channel in channels {
             conn.command(&format!("REGISTER {topic} {channel}")).await?;

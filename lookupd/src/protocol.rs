@@ -166,11 +166,11 @@ fn unregister(lookupd: &Lookupd, peer: &Peer, topic: &str, channel: Option<&str>
     match channel {
         Some(channel) => {
             let registration = Registration::channel(topic, channel);
-            let (removed, left) = registry.remove_producer(&registration, &peer.id);
-            if removed {
+            let removal = registry.remove_producer(&registration, &peer.id);
+            if removal.removed {
                 tracing::info!(client = %remote, topic, channel, "DB: UNREGISTER channel");
             }
-            if left == 0 && is_ephemeral(channel) {
+            if removal.remaining == 0 && is_ephemeral(channel) {
                 registry.remove_registration(&registration);
             }
         }
@@ -180,11 +180,11 @@ fn unregister(lookupd: &Lookupd, peer: &Peer, topic: &str, channel: Option<&str>
                 registry.remove_producer(&registration, &peer.id);
             }
             let registration = Registration::topic(topic);
-            let (removed, left) = registry.remove_producer(&registration, &peer.id);
-            if removed {
+            let removal = registry.remove_producer(&registration, &peer.id);
+            if removal.removed {
                 tracing::info!(client = %remote, topic, "DB: UNREGISTER topic");
             }
-            if left == 0 && is_ephemeral(topic) {
+            if removal.remaining == 0 && is_ephemeral(topic) {
                 registry.remove_registration(&registration);
             }
         }

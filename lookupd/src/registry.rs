@@ -104,6 +104,15 @@ impl Peer {
 }
 
 /// A peer as registered under one registration, possibly tombstoned.
+/// What removing a producer from a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// It was registered there.
+    pub removed: bool,
+    /// Producers the registration still has.
+    pub remaining: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Producer {
     pub peer: Arc<Peer>,
@@ -159,14 +168,19 @@ impl Registry {
         true
     }
 
-    /// Removes a producer; returns whether it was there and how many remain.
-    pub fn remove_producer(&self, registration: &Registration, id: &str) -> (bool, usize) {
+    /// Removes a producer from a registration.
+    pub fn remove_producer(&self, registration: &Registration, id: &str) -> Removal {
         let mut map = self.map.write();
         let Some(producers) = map.get_mut(registration) else {
-            return (false, 0);
+            return Removal {
+                removed: false,
+                remaining: 0,
+            };
         };
-        let removed = producers.remove(id).is_some();
-        (removed, producers.len())
+        Removal {
+            removed: producers.remove(id).is_some(),
+            remaining: producers.len(),
+        }
     }
 
     /// Removes a peer from everything it registered (its connection closed).
@@ -285,7 +299,10 @@ mod tests {
         );
         assert_eq!(
             db.remove_producer(&Registration::topic("t"), "a:1"),
-            (true, 1)
+            Removal {
+                removed: true,
+                remaining: 1
+            }
         );
         assert_eq!(
             db.lookup_registrations("a:1"),

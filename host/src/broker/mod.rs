@@ -93,6 +93,13 @@ pub struct Broker {
     runtime: Option<tokio::runtime::Handle>,
 }
 
+/// A topic's name and its channels' names, as lookupd registers them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicChannels {
+    pub topic: String,
+    pub channels: Vec<String>,
+}
+
 /// Where the listeners really are (a port of 0 in the options is chosen by the OS).
 #[derive(Debug, Clone, Copy)]
 pub struct ListenAddresses {
@@ -169,15 +176,13 @@ impl Broker {
     }
 
     /// Every topic and its channels, for a full registration.
-    pub fn topology(&self) -> Vec<(String, Vec<String>)> {
+    pub fn topology(&self) -> Vec<TopicChannels> {
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         topics
             .iter()
-            .map(|t| {
-                (
-                    t.name.clone(),
-                    t.channels().iter().map(|c| c.name.clone()).collect(),
-                )
+            .map(|t| TopicChannels {
+                topic: t.name.clone(),
+                channels: t.channels().iter().map(|c| c.name.clone()).collect(),
             })
             .collect()
     }

@@ -27,6 +27,13 @@ pub(super) enum PrepareError {
     Failed(Option<String>, String),
 }
 
+/// What is live now: a version with the same module and manifest is
+/// not loaded again.
+pub(super) struct LiveVersion {
+    pub(super) module_hash: String,
+    pub(super) manifest: Manifest,
+}
+
 /// Reads, checks, compiles and tries a version; CPU work, run off the async threads.
 pub(super) fn prepare(
     runtime: &WasmRuntime,
@@ -35,7 +42,7 @@ pub(super) fn prepare(
     module_file: &Path,
     manifest_file: &Path,
     stats: Arc<PluginStats>,
-    live: Option<(String, Manifest)>,
+    live: Option<LiveVersion>,
 ) -> Result<Prepared, PrepareError> {
     let fail = |hash: Option<&String>, why: String| PrepareError::Failed(hash.cloned(), why);
     let bytes = std::fs::read(module_file)
@@ -51,7 +58,7 @@ pub(super) fn prepare(
         Manifest::parse(name, manifest_file, &text).map_err(|e| fail(Some(&module_hash), e))?;
     if live
         .as_ref()
-        .is_some_and(|(hash, m)| *hash == module_hash && *m == manifest)
+        .is_some_and(|l| l.module_hash == module_hash && l.manifest == manifest)
     {
         return Err(PrepareError::Unchanged);
     }

@@ -8,8 +8,7 @@ use serde::Serialize;
 
 use super::consumer::{PluginRun, StopMode};
 use super::files::PluginFiles;
-use super::manifest::Manifest;
-use super::prepare::{PrepareError, Prepared, prepare};
+use super::prepare::{LiveVersion, PrepareError, Prepared, prepare};
 use super::{Live, Plugin, PluginHost};
 
 /// What made the host look at a plugin's files.
@@ -308,12 +307,11 @@ impl PluginHost {
         plugin.error = Some(why);
     }
 
-    fn live_version(&self, name: &str) -> Option<(String, Manifest)> {
+    fn live_version(&self, name: &str) -> Option<LiveVersion> {
         let plugins = self.plugins.lock();
-        plugins
-            .get(name)?
-            .live
-            .as_ref()
-            .map(|l| (l.module_hash.clone(), l.manifest.clone()))
+        plugins.get(name)?.live.as_ref().map(|l| LiveVersion {
+            module_hash: l.module_hash.clone(),
+            manifest: l.manifest.clone(),
+        })
     }
 }
