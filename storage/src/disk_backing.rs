@@ -125,6 +125,26 @@ struct Counts {
     opening: bool,
 }
 
+impl Counts {
+    /// An append of `count` messages was done; `depth` is what is on disk.
+    fn appended(&mut self, generation: u64, count: u64, depth: u64) {
+        if self.generation == generation {
+            // On disk first, then no longer queued: whoever looks in
+            // between sees them twice, never not at all.
+            self.on_disk = depth;
+            self.queued -= count.min(self.queued);
+        }
+    }
+
+    /// A read took `count` messages off the disk, now in transit.
+    fn read(&mut self, generation: u64, count: u64, depth: u64) {
+        if self.generation == generation {
+            self.in_transit += count;
+            self.on_disk = depth;
+        }
+    }
+}
+
 /// A disk queue seen from its owner; see the module doc.
 #[derive(Debug)]
 pub struct DiskBacking {
@@ -175,27 +195,15 @@ impl BackingQueue for DiskBacking {
         };
         let messages = messages.to_vec();
         let counts = self.counts.clone();
-        let (tx, rx) = oneshot::channel();
-        let incarnation = self.incarnation;
-        self.worker.submit(Box::new(move |slot| {
-            let result = match slot.queue(incarnation) {
-                Some(queue) => {
-                    let result = queue.append(&messages, due_unix_nanos);
-                    let depth = queue.depth();
-                    let mut counts = counts.lock();
-                    if counts.generation == generation {
-                        // On disk first, then no longer queued: a reader
-                        // in between sees them twice, never not at all.
-                        counts.on_disk = depth;
-                        counts.queued -= count.min(counts.queued);
-                    }
-                    result
-                }
-                None => Err(deleted()),
-            };
-            let _ = tx.send(result);
-        }));
-        Some(PendingWrite(rx))
+        let written = self.work(
+            move |queue| {
+                let result = queue.append(&messages, due_unix_nanos);
+                counts.lock().appended(generation, count, queue.depth());
+                result
+            },
+            || Err(deleted()),
+        );
+        Some(PendingWrite(written))
     }
 
     fn read(&mut self, max: usize) -> Option<PendingRead> {
@@ -204,28 +212,25 @@ impl BackingQueue for DiskBacking {
         }
         let generation = self.counts.lock().generation;
         let counts = self.counts.clone();
-        let (tx, rx) = oneshot::channel();
-        let incarnation = self.incarnation;
-        self.worker.submit(Box::new(move |slot| {
-            let records = match slot.queue(incarnation) {
-                Some(queue) => {
-                    let records = queue.read(max);
-                    let depth = queue.depth();
-                    let mut counts = counts.lock();
-                    if counts.generation == generation {
-                        counts.in_transit += records.len() as u64;
-                        counts.on_disk = depth;
-                    }
-                    records
-                }
-                None => Vec::new(),
-            };
-            let _ = tx.send(ReadBatch {
-                generation,
-                records,
-            });
-        }));
-        Some(PendingRead(rx))
+        let read = self.work(
+            move |queue| {
+                let records = queue.read(max);
+                counts
+                    .lock()
+                    .read(generation, records.len() as u64, queue.depth());
+                Ok(ReadBatch {
+                    generation,
+                    records,
+                })
+            },
+            move || {
+                Ok(ReadBatch {
+                    generation,
+                    records: Vec::new(),
+                })
+            },
+        );
+        Some(PendingRead(read))
     }
 
     fn delivered(&mut self, batch: &ReadBatch) -> bool {

@@ -18,12 +18,11 @@ fn worker_gone() -> io::Error {
 /// One append: done once written, and in durable mode once fsynced.
 #[derive(Debug)]
 #[must_use = "a publish is acknowledged only once its write is done"]
-pub struct PendingWrite(pub(crate) oneshot::Receiver<io::Result<Option<SyncTicket>>>);
+pub struct PendingWrite(pub(crate) PendingWork<Option<SyncTicket>>);
 
 impl PendingWrite {
     pub async fn wait(self) -> io::Result<()> {
-        let ticket = self.0.await.map_err(|_| worker_gone())??;
-        match ticket {
+        match self.0.wait().await? {
             Some(ticket) => ticket.wait().await,
             None => Ok(()),
         }
@@ -81,12 +80,12 @@ pub struct ReadBatch {
 
 /// A read the worker is doing.
 #[derive(Debug)]
-pub struct PendingRead(pub(crate) oneshot::Receiver<ReadBatch>);
+pub struct PendingRead(pub(crate) PendingWork<ReadBatch>);
 
 impl PendingRead {
-    /// The batch; empty if the worker went away.
+    /// The batch; an empty, stale one if the worker went away.
     pub async fn wait(self) -> ReadBatch {
-        self.0.await.unwrap_or(ReadBatch {
+        self.0.wait().await.unwrap_or(ReadBatch {
             generation: u64::MAX,
             records: Vec::new(),
         })
