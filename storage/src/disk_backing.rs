@@ -293,7 +293,7 @@ impl BackingQueue for DiskBacking {
         messages: Vec<(Message, Option<i64>)>,
         forget: Vec<Location>,
     ) -> PendingWork<usize> {
-        self.work(move |queue| queue.write_back(messages, &forget), || Ok(0))
+        self.work(move |queue| queue.write_back(&messages, &forget), || Ok(0))
     }
 
     fn clear(&mut self) -> PendingWork<()> {

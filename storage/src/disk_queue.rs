@@ -182,11 +182,22 @@ impl DiskQueue {
         messages: &[Message],
         due_unix_nanos: Option<i64>,
     ) -> io::Result<Option<SyncTicket>> {
-        if messages.is_empty() {
+        let records: Vec<(&Message, Option<i64>)> =
+            messages.iter().map(|m| (m, due_unix_nanos)).collect();
+        self.append_each(&records)
+    }
+
+    /// [`DiskQueue::append`] for records with a due time each (several
+    /// appends gathered into one write, a shutdown's write-back).
+    pub fn append_each(
+        &mut self,
+        records: &[(&Message, Option<i64>)],
+    ) -> io::Result<Option<SyncTicket>> {
+        if records.is_empty() {
             return Ok(None);
         }
         let mut seq = 0;
-        let mut rest = messages;
+        let mut rest = records;
         while !rest.is_empty() {
             // As many records as fit in the current segment (at least one,
             // so a record bigger than a whole segment still goes in).
@@ -194,17 +205,17 @@ impl DiskQueue {
             let mut len = 0;
             let fit = rest
                 .iter()
-                .take_while(|m| {
+                .take_while(|(m, _)| {
                     len += record::record_len(m) as u64;
                     len <= room
                 })
                 .count()
                 .max(1);
             let (chunk, after) = rest.split_at(fit);
-            seq = self.write_chunk(chunk, due_unix_nanos)?;
+            seq = self.write_chunk(chunk)?;
             rest = after;
         }
-        self.unsynced_messages += messages.len() as u64;
+        self.unsynced_messages += records.len() as u64;
         if self.settings.sync_every <= 1 {
             self.unsynced_messages = 0;
             return Ok(Some(self.sync.ticket(seq)));
@@ -225,18 +236,15 @@ impl DiskQueue {
     }
 
     /// Writes records in one write; returns the append's number.
-    fn write_chunk(
-        &mut self,
-        messages: &[Message],
-        due_unix_nanos: Option<i64>,
-    ) -> io::Result<u64> {
-        let mut buffer = Vec::with_capacity(messages.iter().map(record::record_len).sum::<usize>());
-        for message in messages {
-            record::encode(message, due_unix_nanos, &mut buffer);
+    fn write_chunk(&mut self, records: &[(&Message, Option<i64>)]) -> io::Result<u64> {
+        let mut buffer =
+            Vec::with_capacity(records.iter().map(|(m, _)| record::record_len(m)).sum());
+        for (message, due_unix_nanos) in records {
+            record::encode(message, *due_unix_nanos, &mut buffer);
         }
         let (segment, seq) = self.writer.write(&self.files, &buffer, &self.sync)?;
-        *self.segments.entry(segment).or_insert(0) += messages.len() as u64;
-        self.depth += messages.len() as u64;
+        *self.segments.entry(segment).or_insert(0) += records.len() as u64;
+        self.depth += records.len() as u64;
         Ok(seq)
     }
 
@@ -328,28 +336,17 @@ impl DiskQueue {
     /// so a restart delivers it again. Returns how many were written.
     pub fn write_back(
         &mut self,
-        messages: impl IntoIterator<Item = (Message, Option<i64>)>,
+        messages: &[(Message, Option<i64>)],
         forget: &[Location],
     ) -> io::Result<usize> {
-        let mut written = 0;
-        // Consecutive messages with the same due time go in one append.
-        let mut run: Vec<Message> = Vec::new();
-        let mut run_due = None;
-        for (message, due) in messages {
-            if due != run_due && !run.is_empty() {
-                written += run.len();
-                self.append(&std::mem::take(&mut run), run_due)?;
-            }
-            run_due = due;
-            run.push(message);
-        }
-        written += run.len();
-        self.append(&run, run_due)?;
+        let records: Vec<(&Message, Option<i64>)> =
+            messages.iter().map(|(m, due)| (m, *due)).collect();
+        self.append_each(&records)?;
         for location in forget {
             self.outstanding.remove(location);
         }
         self.flush()?;
-        Ok(written)
+        Ok(messages.len())
     }
 
     /// Fsyncs what was written and saves the checkpoint (periodic flush
@@ -516,7 +513,7 @@ mod tests {
         // the rest, so a restart finds each exactly once.
         let written = queue
             .write_back(
-                [
+                &[
                     (read[0].0.message.clone(), None),
                     (message(1), Some(7)),
                     (message(2), Some(7)),
