@@ -126,11 +126,16 @@ struct Counts {
 }
 
 impl Counts {
+    /// Messages held and not yet taken by the owner.
+    fn total(&self) -> u64 {
+        self.queued + self.on_disk + self.in_transit
+    }
+
     /// An append of `count` messages was done; `depth` is what is on disk.
+    /// Both move in one step (under the lock), so the messages are never
+    /// counted nowhere.
     fn appended(&mut self, generation: u64, count: u64, depth: u64) {
         if self.generation == generation {
-            // On disk first, then no longer queued: whoever looks in
-            // between sees them twice, never not at all.
             self.on_disk = depth;
             self.queued -= count.min(self.queued);
         }
@@ -161,17 +166,27 @@ impl DiskBacking {
         work: impl FnOnce(&mut DiskQueue) -> io::Result<T> + Send + 'static,
         if_gone: impl FnOnce() -> io::Result<T> + Send + 'static,
     ) -> PendingWork<T> {
-        let (tx, rx) = oneshot::channel();
-        let incarnation = self.incarnation;
-        self.worker.submit(Box::new(move |slot| {
-            let result = match slot.queue(incarnation) {
-                Some(queue) => work(queue),
-                None => if_gone(),
-            };
-            let _ = tx.send(result);
-        }));
-        PendingWork(rx)
+        submit_work(&self.worker, self.incarnation, work, if_gone)
     }
+}
+
+/// Queues `work` for incarnation `incarnation` of the worker's queue
+/// (`if_gone` answers if another incarnation is open by then).
+fn submit_work<T: Send + 'static>(
+    worker: &Arc<Worker>,
+    incarnation: u64,
+    work: impl FnOnce(&mut DiskQueue) -> io::Result<T> + Send + 'static,
+    if_gone: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> PendingWork<T> {
+    let (tx, rx) = oneshot::channel();
+    worker.submit(Box::new(move |slot| {
+        let result = match slot.queue(incarnation) {
+            Some(queue) => work(queue),
+            None => if_gone(),
+        };
+        let _ = tx.send(result);
+    }));
+    PendingWork(rx)
 }
 
 fn deleted() -> io::Error {
@@ -248,13 +263,12 @@ impl BackingQueue for DiskBacking {
     }
 
     fn depth(&self) -> u64 {
-        let counts = self.counts.lock();
-        counts.queued + counts.on_disk + counts.in_transit
+        self.counts.lock().total()
     }
 
     fn is_empty(&self) -> bool {
         let counts = self.counts.lock();
-        !counts.opening && counts.queued + counts.on_disk + counts.in_transit == 0
+        !counts.opening && counts.total() == 0
     }
 
     fn sync(&mut self) -> PendingWork<()> {
@@ -272,14 +286,9 @@ impl BackingQueue for DiskBacking {
                 if state.is_dirty() {
                     state.sync_to(state.written()).await?;
                 }
-                let (done_tx, done_rx) = oneshot::channel();
-                worker.submit(Box::new(move |slot| {
-                    let result = slot
-                        .queue(incarnation)
-                        .map_or(Ok(()), |queue| queue.save_checkpoint());
-                    let _ = done_tx.send(result);
-                }));
-                PendingWork(done_rx).wait().await
+                submit_work(&worker, incarnation, DiskQueue::save_checkpoint, || Ok(()))
+                    .wait()
+                    .await
             }
             .await;
             let _ = tx.send(result);
@@ -299,10 +308,11 @@ impl BackingQueue for DiskBacking {
     fn clear(&mut self) -> PendingWork<()> {
         {
             let mut counts = self.counts.lock();
-            counts.generation += 1;
-            counts.queued = 0;
-            counts.on_disk = 0;
-            counts.in_transit = 0;
+            *counts = Counts {
+                generation: counts.generation + 1,
+                opening: counts.opening,
+                ..Counts::default()
+            };
         }
         self.work(
             |queue| {

@@ -95,20 +95,9 @@ impl DiskQueue {
 
     /// A queue known to have no files (created in this run): no I/O.
     pub fn fresh(name: &str, settings: Arc<DiskSettings>, outstanding: Outstanding) -> DiskQueue {
+        let files = QueueFiles::new(&settings.dir, name);
         let start = Location::start_of(1);
-        DiskQueue {
-            writer: SegmentWriter::new(1, settings.max_bytes_per_file),
-            files: QueueFiles::new(&settings.dir, name),
-            settings,
-            segments: BTreeMap::new(),
-            consumed: Vec::new(),
-            read: ReadCursor::at(start),
-            depth: 0,
-            outstanding,
-            saved_checkpoint: Some(start),
-            sync: Arc::new(SyncState::default()),
-            unsynced_messages: 0,
-        }
+        DiskQueue::at(files, settings, outstanding, start, BTreeMap::new(), 1)
     }
 
     /// [`DiskQueue::open`], keeping the read-but-unfinished locations in
@@ -122,7 +111,6 @@ impl DiskQueue {
         let segments_on_disk = files.list_segments();
         let start = checkpoint::resume_at(&files.checkpoint(), &segments_on_disk);
         let mut segments = BTreeMap::new();
-        let mut depth = 0;
         let last = segments_on_disk.last().copied();
         for &number in &segments_on_disk {
             let path = files.segment(number);
@@ -136,18 +124,30 @@ impl DiskQueue {
                 0
             };
             let records = scan_segment(&path, from, settings.max_payload, Some(number) == last);
-            depth += records;
             segments.insert(number, records);
         }
         let next_segment = last.map_or(start.segment.max(1), |l| l + 1);
+        DiskQueue::at(files, settings, outstanding, start, segments, next_segment)
+    }
+
+    /// A queue reading from `start`, with `segments` (records per unread
+    /// segment) on disk and appends going to `next_segment`.
+    fn at(
+        files: QueueFiles,
+        settings: Arc<DiskSettings>,
+        outstanding: Outstanding,
+        start: Location,
+        segments: BTreeMap<u64, u64>,
+        next_segment: u64,
+    ) -> DiskQueue {
         DiskQueue {
             writer: SegmentWriter::new(next_segment, settings.max_bytes_per_file),
             files,
             settings,
+            depth: segments.values().sum(),
             segments,
             consumed: Vec::new(),
             read: ReadCursor::at(start),
-            depth,
             outstanding,
             saved_checkpoint: Some(start),
             sync: Arc::new(SyncState::default()),
