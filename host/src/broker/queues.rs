@@ -52,12 +52,13 @@ impl QueueSettings {
 }
 
 /// How many more messages a queue may keep in memory: none once anything
-/// waits behind it, so new messages queue behind that and order holds.
-pub fn memory_room(memory_limit: usize, in_memory: usize, backing: &dyn BackingQueue) -> usize {
-    if backing.is_empty() {
-        memory_limit.saturating_sub(in_memory)
-    } else {
+/// waits beyond memory (`older_beyond`), so new messages queue behind it
+/// and order holds.
+pub fn memory_room(memory_limit: usize, in_memory: usize, older_beyond: bool) -> usize {
+    if older_beyond {
         0
+    } else {
+        memory_limit.saturating_sub(in_memory)
     }
 }
 

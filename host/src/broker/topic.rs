@@ -122,8 +122,7 @@ impl Topic {
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
-        let disk_waiting = !state.backing.is_empty() || state.stash.is_some();
-        if state.channels.is_empty() || self.is_paused() || disk_waiting {
+        if state.channels.is_empty() || self.is_paused() || state.disk_waiting() {
             Ok(self.hold(&mut state, messages, due))
         } else {
             Ok(fan_out(state.channels.values(), &messages, due))
@@ -139,7 +138,7 @@ impl Topic {
         due: Option<Instant>,
     ) -> PendingSync {
         let mut pending = PendingSync::default();
-        let room = memory_room(self.memory_limit, state.backlog.len(), &*state.backing);
+        let room = memory_room(self.memory_limit, state.backlog.len(), state.disk_waiting());
         let mut messages = messages;
         let rest = messages.split_off(room.min(messages.len()));
         state
@@ -152,8 +151,7 @@ impl Topic {
 
     /// Starts the pump if the disk backlog can go to channels now.
     fn wake_pump(&self, state: &mut TopicState) {
-        let waiting = !state.backing.is_empty() || state.stash.is_some();
-        if state.pumping || !waiting || state.channels.is_empty() || self.is_paused() {
+        if state.pumping || !state.disk_waiting() || state.channels.is_empty() || self.is_paused() {
             return;
         }
         if let (Some(topic), Ok(runtime)) =
@@ -327,15 +325,14 @@ impl Topic {
 
     /// Messages in the backlog, in memory and on disk.
     pub fn depth(&self) -> usize {
-        let state = self.state.lock();
-        state.backlog.len() + state.backing.depth() as usize
+        self.state.lock().depth()
     }
 
     pub fn stats(&self, channel_filter: Option<&str>, include_clients: bool) -> TopicStats {
         let (depth, backend_depth, channels) = {
             let state = self.state.lock();
             (
-                state.backlog.len() + state.backing.depth() as usize,
+                state.depth(),
                 state.backing.depth(),
                 state.channels.values().cloned().collect::<Vec<_>>(),
             )
@@ -355,6 +352,20 @@ impl Topic {
             paused: self.is_paused(),
             e2e_processing_latency: LatencyStats::default(),
         }
+    }
+}
+
+impl TopicState {
+    /// Messages wait on disk (or in a batch the pump read but could not
+    /// hand on): what is published now must queue behind them.
+    fn disk_waiting(&self) -> bool {
+        !self.backing.is_empty() || self.stash.is_some()
+    }
+
+    /// The backlog, in memory and on disk (a stashed batch counts in the
+    /// backing's depth until it is handed on).
+    fn depth(&self) -> usize {
+        self.backlog.len() + self.backing.depth() as usize
     }
 }
 

@@ -146,7 +146,8 @@ impl Channel {
         let (had_nothing, written) = {
             let mut state = self.state.lock();
             let had_nothing = state.ready.is_empty() && state.backing.is_empty();
-            let room = memory_room(self.memory_limit, state.ready.len(), &*state.backing);
+            let older = !state.backing.is_empty();
+            let room = memory_room(self.memory_limit, state.ready.len(), older);
             let (memory, rest) = messages.split_at(room.min(messages.len()));
             state.ready.extend(memory.iter().map(Queued::copy_of));
             let written = state.backing.append(rest, None);

@@ -25,13 +25,16 @@ impl Channel {
         let (expired, became_ready, next) = {
             let mut state = self.state.lock();
             let was_empty = state.ready.is_empty();
-            let expired = state.in_flight.pop_expired(now);
-            for entry in &expired {
-                state.ready.push_back(Queued {
-                    message: entry.message.clone(),
-                    disk: entry.disk,
-                });
-            }
+            let expired: Vec<_> = state
+                .in_flight
+                .pop_expired(now)
+                .into_iter()
+                .map(|entry| {
+                    let owner = entry.owner.clone();
+                    state.ready.push_back(Queued::returned(entry));
+                    owner
+                })
+                .collect();
             let due = state.deferred.pop_due(now);
             state.ready.extend(due);
             let next = match (state.in_flight.next_deadline(), state.deferred.next_due()) {
@@ -43,8 +46,8 @@ impl Channel {
         };
         self.timeout_count
             .fetch_add(expired.len() as u64, Ordering::Relaxed);
-        for entry in &expired {
-            entry.owner.lost_in_flight(1);
+        for owner in &expired {
+            owner.lost_in_flight(1);
         }
         if became_ready {
             self.messages_ready.notify_waiters();
