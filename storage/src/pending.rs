@@ -40,10 +40,6 @@ impl PendingSync {
         self.0.is_empty()
     }
 
-    pub fn push(&mut self, write: PendingWrite) {
-        self.0.push(write);
-    }
-
     pub async fn wait(self) -> io::Result<()> {
         let mut first_error = None;
         for write in self.0 {

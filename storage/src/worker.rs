@@ -114,12 +114,6 @@ impl Worker {
     pub fn runtime(&self) -> &tokio::runtime::Handle {
         &self.runtime
     }
-
-    /// True while nothing is queued or running (the registry may forget it).
-    pub fn is_idle(&self) -> bool {
-        let jobs = self.jobs.lock();
-        !jobs.running && jobs.waiting.is_empty()
-    }
 }
 
 #[cfg(test)]

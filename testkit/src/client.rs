@@ -86,12 +86,6 @@ impl RawClient {
         self.send(&command::encode(|out| command::fin(out, &message.id.0)));
     }
 
-    pub fn requeue(&mut self, message: &Message, delay_ms: u64) {
-        self.send(&command::encode(|out| {
-            command::req(out, &message.id.0, delay_ms)
-        }));
-    }
-
     pub fn touch(&mut self, message: &Message) {
         self.send(&command::encode(|out| command::touch(out, &message.id.0)));
     }

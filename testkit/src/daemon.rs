@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -26,18 +26,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Daemon {
     child: Child,
     _stdin: ChildStdin,
-    /// The working directory (and the ready file's home).
-    workdir: tempfile::TempDir,
+    /// The working directory (and the ready file's home), deleted on drop.
+    _workdir: tempfile::TempDir,
     listening: BTreeMap<String, SocketAddr>,
     log: Arc<Log>,
 }
 
-/// Standard error, line by line, with a condition to wait on.
-#[derive(Default)]
-struct Log {
-    lines: Mutex<Vec<String>>,
-    grew: Condvar,
-}
+/// Standard error, line by line.
+type Log = Mutex<Vec<String>>;
 
 /// The path of a workspace binary: `$ENV_VAR` if set, else beside the
 /// running executable (a test in `target/debug/deps/`, or the load tool in
@@ -73,18 +69,17 @@ impl Daemon {
             .with_context(|| format!("cannot start {:?}", command.get_program()))?;
         let stdin = child.stdin.take().context("stdin")?;
         let stderr = child.stderr.take().context("stderr")?;
-        let log = Arc::new(Log::default());
+        let log: Arc<Log> = Arc::default();
         let writer = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                writer.lines.lock().unwrap().push(line);
-                writer.grew.notify_all();
+                writer.lock().unwrap().push(line);
             }
         });
         let mut daemon = Daemon {
             child,
             _stdin: stdin,
-            workdir,
+            _workdir: workdir,
             listening: BTreeMap::new(),
             log,
         };
@@ -114,29 +109,9 @@ impl Daemon {
         self.listening.get(name).copied()
     }
 
-    pub fn workdir(&self) -> &Path {
-        self.workdir.path()
-    }
-
     /// Every line written to standard error so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lines.lock().unwrap().clone()
-    }
-
-    /// Waits until a log line contains `text`; false after `timeout`.
-    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut lines = self.log.lines.lock().unwrap();
-        loop {
-            if lines.iter().any(|line| line.contains(text)) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            lines = self.log.grew.wait_timeout(lines, left).unwrap().0;
-        }
+        self.log.lock().unwrap().clone()
     }
 
     /// Kills the process with SIGKILL, as a crash would.

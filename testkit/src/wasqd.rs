@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, ExitStatus};
-use std::time::Duration;
 
 use crate::client::RawClient;
 use crate::daemon::{Daemon, binary};
@@ -87,16 +86,6 @@ impl Wasqd {
     /// Every line wasqd logged so far.
     pub fn log(&self) -> Vec<String> {
         self.daemon.log()
-    }
-
-    /// Waits until a log line contains `text`.
-    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
-        self.daemon.wait_for_log(text, timeout)
-    }
-
-    /// The process's working directory (the default data path).
-    pub fn workdir(&self) -> &std::path::Path {
-        self.daemon.workdir()
     }
 
     pub fn url(&self, path_and_query: &str) -> String {

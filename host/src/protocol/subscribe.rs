@@ -78,7 +78,7 @@ impl Connection {
         }
         self.client.ready_count.store(0, Ordering::Release);
         self.set_state(ClientState::Closing);
-        self.respond(b"CLOSE_WAIT");
+        self.respond(frame::CLOSE_WAIT);
         Ok(())
     }
 }
