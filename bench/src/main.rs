@@ -8,7 +8,8 @@
 //! `wasq-bench persistence` runs that workload on wasqd in memory,
 //! spilling and durable (see `persistence.rs`); `wasq-bench plugin` compares a trivial Wasm plugin with an external
 //! tokio-nsq consumer instead (see `plugin.rs`); `wasq-bench reload` times
-//! hot reloads (see `reload.rs`).
+//! hot reloads (see `reload.rs`); `wasq-bench memory` measures the resident
+//! memory of a queued message by every route it can arrive (see `memory.rs`).
 //!
 //! By default it starts the `wasqd` built beside it (`target/release/wasqd`)
 //! on ephemeral ports, through the shared test harness (`wasq-testkit`). With
@@ -21,6 +22,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
+mod memory;
 mod persistence;
 mod plugin;
 mod reload;
@@ -62,6 +64,15 @@ enum Mode {
     },
     /// the broker workload on three wasqd set-ups in one run: in memory, spilling to disk, durable (--mem-queue-size 0 --sync-every 1)
     Persistence,
+    /// resident memory per queued message, for every route a message can arrive by
+    Memory {
+        /// messages queued per route
+        #[arg(long, default_value_t = 10_000)]
+        messages: usize,
+        /// body size in bytes
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+    },
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -73,6 +84,9 @@ enum Mode {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Mode::Memory { messages, size }) = args.command {
+        return tokio::task::spawn_blocking(move || memory::run(messages, size)).await?;
+    }
     if let Some(Mode::Reload { rounds }) = args.command {
         return reload::run(rounds).await;
     }

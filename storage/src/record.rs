@@ -14,7 +14,7 @@ use wasq_wire::message::{MESSAGE_ID_LEN, Message, MessageId};
 pub const RECORD_HEADER_LEN: usize = 8;
 
 /// Payload bytes before the body.
-const PAYLOAD_FIXED_LEN: usize = MESSAGE_ID_LEN + 8 + 2 + 8;
+pub const PAYLOAD_FIXED_LEN: usize = MESSAGE_ID_LEN + 8 + 2 + 8;
 
 /// A message read back from disk, with its due time if it was deferred.
 #[derive(Debug, Clone)]
@@ -68,31 +68,36 @@ pub fn decode_header(
     Ok((len as usize, crc))
 }
 
-/// Checks a payload against its checksum and decodes it.
-pub fn decode_payload(payload: Bytes, crc: u32) -> Result<StoredMessage, RecordError> {
-    if crc32fast::hash(&payload) != crc {
+/// Checks a payload, read as its fixed part and its body, against its
+/// checksum and decodes it.
+///
+/// The body comes in a buffer of its own, exactly its size, which becomes
+/// the message's body: a message read back from disk holds nothing of the
+/// record around it (no read buffer, no record header).
+pub fn decode_payload(
+    fixed: &[u8; PAYLOAD_FIXED_LEN],
+    body: Vec<u8>,
+    crc: u32,
+) -> Result<StoredMessage, RecordError> {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(fixed);
+    hasher.update(&body);
+    if hasher.finalize() != crc {
         return Err(RecordError::BadChecksum);
     }
-    if payload.len() < PAYLOAD_FIXED_LEN {
-        return Err(RecordError::BadLength(payload.len() as u32));
-    }
-    let id = MessageId::from_slice(&payload[..MESSAGE_ID_LEN]).ok_or(RecordError::BadChecksum)?;
-    let mut at = MESSAGE_ID_LEN;
-    let mut take = |n: usize| {
-        let field = &payload[at..at + n];
-        at += n;
-        field
-    };
-    let timestamp = i64::from_le_bytes(take(8).try_into().unwrap_or_default());
-    let attempts = u16::from_le_bytes(take(2).try_into().unwrap_or_default());
-    let due = i64::from_le_bytes(take(8).try_into().unwrap_or_default());
-    let body = payload.slice(PAYLOAD_FIXED_LEN..);
+    let (id, rest) = fixed.split_at(MESSAGE_ID_LEN);
+    let (timestamp, rest) = rest.split_at(8);
+    let (attempts, due) = rest.split_at(2);
+    let id = MessageId::from_slice(id).ok_or(RecordError::BadChecksum)?;
+    let timestamp = i64::from_le_bytes(timestamp.try_into().unwrap_or_default());
+    let attempts = u16::from_le_bytes(attempts.try_into().unwrap_or_default());
+    let due = i64::from_le_bytes(due.try_into().unwrap_or_default());
     Ok(StoredMessage {
         message: Message {
             id,
             timestamp,
             attempts,
-            body,
+            body: Bytes::from(body),
         },
         due_unix_nanos: (due != 0).then_some(due),
     })
@@ -115,8 +120,9 @@ pub fn decode(bytes: &[u8], max_payload: u64) -> Result<(StoredMessage, usize), 
             available: bytes.len(),
         });
     }
-    let payload = Bytes::copy_from_slice(&bytes[RECORD_HEADER_LEN..end]);
-    Ok((decode_payload(payload, crc)?, end))
+    let (fixed, body) = bytes[RECORD_HEADER_LEN..end].split_at(PAYLOAD_FIXED_LEN);
+    let fixed = fixed.try_into().expect("the fixed part's length");
+    Ok((decode_payload(fixed, body.to_vec(), crc)?, end))
 }
 
 #[cfg(test)]

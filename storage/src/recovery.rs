@@ -10,9 +10,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use bytes::BytesMut;
-
-use crate::record::{self, RECORD_HEADER_LEN, RecordError, StoredMessage};
+use crate::record::{self, PAYLOAD_FIXED_LEN, RECORD_HEADER_LEN, RecordError, StoredMessage};
 
 /// Why a record could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +29,11 @@ pub fn read_record(
     let mut header = [0u8; RECORD_HEADER_LEN];
     read_exactly(reader, &mut header)?;
     let (len, crc) = record::decode_header(&header, max_payload)?;
-    let mut payload = BytesMut::zeroed(len);
-    read_exactly(reader, &mut payload)?;
-    let stored = record::decode_payload(payload.freeze(), crc)?;
+    let mut fixed = [0u8; PAYLOAD_FIXED_LEN];
+    read_exactly(reader, &mut fixed)?;
+    let mut body = vec![0u8; len - PAYLOAD_FIXED_LEN];
+    read_exactly(reader, &mut body)?;
+    let stored = record::decode_payload(&fixed, body, crc)?;
     Ok((stored, (RECORD_HEADER_LEN + len) as u64))
 }
 

@@ -105,6 +105,11 @@ impl Daemon {
 
     /// The address of a listener by its ready-file name (`tcp`, `http`,
     /// `lookupd_tcp`, `lookupd_http`).
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn address(&self, name: &str) -> Option<SocketAddr> {
         self.listening.get(name).copied()
     }

@@ -10,6 +10,8 @@
 //! - [`node`]: a blocking lookupd protocol V1 client (what an nsqd node sends)
 //! - [`http`]: HTTP calls that return any status, and /stats and /plugins readers
 //! - [`plugins`]: plugin directories built from the example modules and WAT
+//! - [`memory`]: a process's resident set, and each route by which a
+//!   message comes to be held in a broker's memory
 //!
 //! Frames and commands come from `wasq-wire`, the crate the broker uses
 //! too; the third-party clients in the tests (tokio-nsq, pynsq, nsqjs)
@@ -20,6 +22,7 @@ pub mod client;
 pub mod daemon;
 pub mod http;
 pub mod lookupd;
+pub mod memory;
 pub mod node;
 pub mod plugins;
 pub mod wasqd;

@@ -83,6 +83,12 @@ impl Wasqd {
         })
     }
 
+    /// The process id (of the shell, for [`Wasqd::start_via_shell`],
+    /// unless its script `exec`s wasqd).
+    pub fn pid(&self) -> u32 {
+        self.daemon.pid()
+    }
+
     /// Every line wasqd logged so far.
     pub fn log(&self) -> Vec<String> {
         self.daemon.log()

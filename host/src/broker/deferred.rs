@@ -6,6 +6,8 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
+use super::spare_room::ReleaseSpare;
+
 #[derive(Debug)]
 struct Entry<T> {
     due: Instant,
@@ -80,11 +82,12 @@ impl<T> DeferredQueue<T> {
                 due.push(entry.message);
             }
         }
+        self.heap.release_spare();
         due
     }
 
     pub fn clear(&mut self) {
-        self.heap.clear();
+        self.heap = BinaryHeap::new();
     }
 
     /// Removes every message with its due time, in due order (shutdown).
@@ -93,6 +96,7 @@ impl<T> DeferredQueue<T> {
         while let Some(entry) = self.heap.pop() {
             all.push((entry.due, entry.message));
         }
+        self.heap = BinaryHeap::new();
         all
     }
 }

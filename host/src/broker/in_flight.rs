@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use super::message::{Message, MessageId};
+use super::spare_room::ReleaseSpare;
 use wasq_storage::Location;
 
 /// Why an acknowledgement was refused; the text is nsqd's.
@@ -90,6 +91,7 @@ impl<O> InFlightQueue<O> {
         }
         let entry = self.by_id.remove(id).ok_or(InFlightError::NotInFlight)?;
         self.by_deadline.remove(&(entry.deadline, *id));
+        self.by_id.release_spare();
         Ok(entry)
     }
 
@@ -127,6 +129,7 @@ impl<O> InFlightQueue<O> {
                 expired.push(entry);
             }
         }
+        self.by_id.release_spare();
         expired
     }
 
@@ -148,7 +151,7 @@ impl<O> InFlightQueue<O> {
     /// Removes everything (channel emptied or deleted).
     pub fn drain(&mut self) -> Vec<InFlight<O>> {
         self.by_deadline.clear();
-        self.by_id.drain().map(|(_, e)| e).collect()
+        std::mem::take(&mut self.by_id).into_values().collect()
     }
 }
 

@@ -7,7 +7,27 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 pub use wasq_wire::message::{MESSAGE_ID_LEN, Message, MessageId, now_nanos};
+
+/// A published body in an allocation of its own, as the broker keeps it.
+///
+/// Bodies arrive as slices of larger buffers: a TCP connection's 16 KiB
+/// read buffer (shared by every command pipelined into it), hyper's
+/// 8–400 KiB read buffer, a whole MPUB or /mpub request. A slice keeps its
+/// entire buffer alive for as long as the message lives, which for a
+/// queued, deferred or dead-lettered message can be hours: a 200-byte
+/// message that outlives the neighbours it arrived with would hold 4–16
+/// KiB. So every body is copied out once, as it is published (the rule is
+/// here, where every publish path meets: TCP, HTTP, plugins, dead letters).
+/// The copy is one allocation and a memcpy of bytes that were just received,
+/// less than receiving them cost; holding a large body as a slice would
+/// save little, since its buffer was grown for it and could still be twice
+/// its size.
+pub fn owned_body(body: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(body)
+}
 
 /// Makes unique message ids without a lock.
 ///
@@ -47,6 +67,15 @@ impl IdGenerator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_owned_body_does_not_keep_its_buffer() {
+        let buffer = Bytes::from(vec![7u8; 16 * 1024]);
+        let body = owned_body(&buffer[100..300]);
+        assert_eq!(&body[..], &buffer[100..300]);
+        // The buffer's only owner is `buffer`: the body holds none of it.
+        assert!(buffer.is_unique());
+    }
 
     #[test]
     fn ids_are_unique_hex() {

@@ -7,6 +7,7 @@
 //!   `pump` moves a topic's disk backlog to its channels
 //! - `persist`: restore at start, write back at shutdown, `wasqd.dat`
 //! - [`storage_task`]: periodic fsync and checkpoints, metadata saves
+//! - `spare_room`: queues give their room back after a burst
 //!
 //! ## Locks
 //!
@@ -35,6 +36,7 @@ pub use wasq_nsq::names;
 mod persist;
 mod pump;
 pub mod queues;
+mod spare_room;
 pub mod storage_task;
 pub mod topic;
 
@@ -280,9 +282,10 @@ impl Broker {
         }
     }
 
-    /// Makes a message with a fresh id and the current time.
-    pub fn new_message(&self, body: Bytes) -> Message {
-        Message::new(self.ids.next_id(), body)
+    /// Makes a message with a fresh id and the current time, its body
+    /// copied out of the buffer it arrived in ([`message::owned_body`]).
+    pub fn new_message(&self, body: &[u8]) -> Message {
+        Message::new(self.ids.next_id(), message::owned_body(body))
     }
 
     /// Publishes bodies to a topic, deferred by `defer` if non-zero. The
@@ -294,7 +297,7 @@ impl Broker {
         bodies: Vec<Bytes>,
         defer: Duration,
     ) -> Result<PendingSync, PublishError> {
-        let messages: Vec<Message> = bodies.into_iter().map(|b| self.new_message(b)).collect();
+        let messages: Vec<Message> = bodies.iter().map(|b| self.new_message(b)).collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
         // A topic is removed from the map before it is closed, so a second
         // lookup finds its successor; the rare race left is reported to the

@@ -2,7 +2,7 @@
 //! backing queue under the lock; a task takes the batch in when it
 //! arrives), /empty, the shutdown write-back, and the periodic sync.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -69,7 +69,7 @@ impl Channel {
         let mut cleared = Cleared::default();
         let in_flight = {
             let mut state = self.state.lock();
-            state.ready.clear();
+            state.ready = VecDeque::new();
             state.deferred.clear();
             cleared.push(state.backing.clear());
             state.in_flight.drain()

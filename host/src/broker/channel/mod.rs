@@ -37,6 +37,7 @@ use super::in_flight::{InFlight, InFlightQueue};
 use super::message::Message;
 use super::names::is_ephemeral;
 use super::queues::{Cleared, QueueSettings, memory_room};
+use super::spare_room::ReleaseSpare;
 use wasq_storage::{BackingQueue, Location, PendingSync, due_to_unix_nanos};
 
 mod acknowledge;
@@ -241,6 +242,7 @@ impl Channel {
             }
             taken.push(message);
         }
+        state.ready.release_spare();
         // Memory running low while more waits on disk: read ahead, so the
         // next take finds it (waiting consumers are woken when it arrives).
         if state.ready.len() < REFILL_BATCH / 2 {
