@@ -5,12 +5,13 @@
 //! locations are outstanding) is kept here, behind leaf locks that no I/O
 //! ever holds.
 //!
-//! [`DiskStore`] opens them: it knows the settings, which queue names had
-//! files when the broker started (only those are scanned when opened; a
-//! queue first made in this run opens with no I/O at all), and the worker
-//! of every name used so far.
+//! [`DiskStore`] opens them: it knows the settings, which queue names may
+//! have files (those that had when the broker started, or were closed
+//! without being cleared; only those are scanned when opened, any other
+//! queue opens with no I/O at all), and the worker of every name in use.
+//! Dropping a handle closes its queue; the worker goes with the last one.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,17 +25,14 @@ use crate::checkpoint::Location;
 use crate::disk_queue::{DiskQueue, DiskSettings, Outstanding};
 use crate::files::queue_names;
 use crate::pending::{PendingRead, PendingWork, PendingWrite, ReadBatch};
-use crate::worker::Worker;
+use crate::worker::{Registry, Worker};
 
 /// Opens disk queues for a broker.
 #[derive(Debug)]
 pub struct DiskStore {
     settings: Arc<DiskSettings>,
     runtime: tokio::runtime::Handle,
-    /// Queue names with files when the broker started.
-    on_disk_at_start: Mutex<BTreeSet<String>>,
-    /// The worker of every queue name opened so far.
-    workers: Mutex<HashMap<String, Arc<Worker>>>,
+    registry: Arc<Mutex<Registry>>,
     next_incarnation: AtomicU64,
 }
 
@@ -43,8 +41,7 @@ impl DiskStore {
         DiskStore {
             settings,
             runtime,
-            on_disk_at_start: Mutex::new(BTreeSet::new()),
-            workers: Mutex::new(HashMap::new()),
+            registry: Arc::default(),
             next_incarnation: AtomicU64::new(1),
         }
     }
@@ -57,7 +54,7 @@ impl DiskStore {
     /// a blocking thread, before any queue is opened) and remembers them.
     pub fn scan(&self) -> BTreeSet<String> {
         let names = queue_names(&self.settings.dir);
-        *self.on_disk_at_start.lock() = names.clone();
+        self.registry.lock().may_have_files = names.clone();
         names
     }
 
@@ -68,13 +65,22 @@ impl DiskStore {
         let incarnation = self.next_incarnation.fetch_add(1, Ordering::Relaxed);
         let outstanding = Outstanding::default();
         let (worker, fresh) = {
-            let mut workers = self.workers.lock();
-            match workers.get(name) {
+            let mut registry = self.registry.lock();
+            match registry.workers.get(name) {
                 Some(worker) => (worker.clone(), false),
                 None => {
-                    let worker = Worker::new(name, self.runtime.clone());
-                    workers.insert(name.to_string(), worker.clone());
-                    (worker, !self.on_disk_at_start.lock().contains(name))
+                    // A name with no files and no worker: its queue opens
+                    // with no I/O, installed before anyone can submit work.
+                    let fresh = !registry.may_have_files.contains(name);
+                    let queue = fresh.then(|| {
+                        let queue =
+                            DiskQueue::fresh(name, self.settings.clone(), outstanding.clone());
+                        (incarnation, queue)
+                    });
+                    let registry_handle = Arc::downgrade(&self.registry);
+                    let worker = Worker::new(name, self.runtime.clone(), registry_handle, queue);
+                    registry.workers.insert(name.to_string(), worker.clone());
+                    (worker, fresh)
                 }
             }
         };
@@ -82,10 +88,7 @@ impl DiskStore {
             opening: !fresh,
             ..Counts::default()
         }));
-        if fresh {
-            let queue = DiskQueue::fresh(name, self.settings.clone(), outstanding.clone());
-            worker.install_now(incarnation, queue);
-        } else {
+        if !fresh {
             let (name, settings, outstanding, counts) = (
                 name.to_string(),
                 self.settings.clone(),
@@ -157,6 +160,14 @@ pub struct DiskBacking {
     incarnation: u64,
     counts: Arc<Mutex<Counts>>,
     outstanding: Outstanding,
+}
+
+impl Drop for DiskBacking {
+    /// The owner (a deleted topic or channel, or the broker at shutdown)
+    /// is gone: close the queue after the work already asked for.
+    fn drop(&mut self) {
+        self.worker.close(self.incarnation);
+    }
 }
 
 impl DiskBacking {
@@ -419,5 +430,49 @@ mod tests {
         let mut reopened = DiskQueue::open("t", store.settings.clone());
         assert_eq!(reopened.depth(), 2);
         assert_eq!(reopened.read(10).len(), 2);
+    }
+
+    /// Waits until no worker serves `name` any more.
+    async fn worker_gone(store: &DiskStore, name: &str) {
+        for _ in 0..500 {
+            if !store.registry.lock().workers.contains_key(name) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the worker of {name} is still registered");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deleted_queue_takes_its_worker_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut queue = store.open("t");
+        let _ = queue.append(&[message(0)], None).unwrap();
+        queue.clear().wait().await.unwrap();
+        drop(queue);
+        worker_gone(&store, "t").await;
+        assert!(!store.registry.lock().may_have_files.contains("t"));
+        // Made again: no files, so open at once.
+        let again = store.open("t");
+        assert!(again.is_empty());
+        assert!(!again.counts.lock().opening);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_closed_with_messages_is_recovered_when_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let mut queue = store.open("t");
+        let write = queue.append(&[message(0), message(1)], None).unwrap();
+        write.wait().await.unwrap();
+        drop(queue);
+        worker_gone(&store, "t").await;
+        assert!(store.registry.lock().may_have_files.contains("t"));
+        let mut again = store.open("t");
+        again.settled().wait().await.unwrap();
+        assert_eq!(again.depth(), 2);
+        let batch = again.read(10).unwrap().wait().await;
+        assert_eq!(batch.records.len(), 2);
     }
 }

@@ -83,6 +83,9 @@ pub struct DiskQueue {
     saved_checkpoint: Option<Location>,
     sync: Arc<SyncState>,
     unsynced_messages: u64,
+    /// Files may exist: the queue was recovered from them, or has been
+    /// written since it was made or cleared.
+    may_have_files: bool,
 }
 
 impl DiskQueue {
@@ -127,7 +130,9 @@ impl DiskQueue {
             segments.insert(number, records);
         }
         let next_segment = last.map_or(start.segment.max(1), |l| l + 1);
-        DiskQueue::at(files, settings, outstanding, start, segments, next_segment)
+        let mut queue = DiskQueue::at(files, settings, outstanding, start, segments, next_segment);
+        queue.may_have_files = true;
+        queue
     }
 
     /// A queue reading from `start`, with `segments` (records per unread
@@ -152,6 +157,7 @@ impl DiskQueue {
             saved_checkpoint: Some(start),
             sync: Arc::new(SyncState::default()),
             unsynced_messages: 0,
+            may_have_files: false,
         }
     }
 
@@ -166,6 +172,12 @@ impl DiskQueue {
 
     pub fn is_empty(&self) -> bool {
         self.depth == 0
+    }
+
+    /// Whether files of this queue may exist (false for a queue made in
+    /// this run and never written, or cleared since).
+    pub fn may_have_files(&self) -> bool {
+        self.may_have_files
     }
 
     pub fn sync_state(&self) -> Arc<SyncState> {
@@ -196,6 +208,7 @@ impl DiskQueue {
         if records.is_empty() {
             return Ok(None);
         }
+        self.may_have_files = true;
         let mut seq = 0;
         let mut rest = records;
         while !rest.is_empty() {
@@ -368,6 +381,7 @@ impl DiskQueue {
         self.depth = 0;
         self.saved_checkpoint = None;
         self.sync = Arc::new(SyncState::default());
+        self.may_have_files = false;
     }
 }
 

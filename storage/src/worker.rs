@@ -12,13 +12,29 @@
 //! and created again), so the new one's files are opened only after the
 //! old one's were deleted. Each job names the incarnation it is for and
 //! is skipped if that incarnation is no longer the one open.
+//!
+//! A worker lives as long as its queue: once the last incarnation is
+//! closed (its owner, a deleted topic or channel, is gone) and no job
+//! waits, the worker leaves the [`Registry`], so a broker that creates and
+//! deletes topics all day does not keep a worker for every name it ever
+//! used.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use crate::disk_queue::DiskQueue;
+
+/// The worker of every queue name in use, and the names whose files may
+/// exist (opening one of those scans its files; any other opens with no
+/// I/O). Always locked before a worker's job list, never while a job runs
+/// file I/O.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub workers: HashMap<String, Arc<Worker>>,
+    pub may_have_files: BTreeSet<String>,
+}
 
 /// The queue a job finds open, if it is still the job's incarnation.
 pub type Job = Box<dyn FnOnce(&mut Slot) + Send>;
@@ -42,6 +58,14 @@ impl Slot {
     pub fn install(&mut self, incarnation: u64, queue: DiskQueue) {
         self.open = Some((incarnation, queue));
     }
+
+    /// Closes the queue if `incarnation` is the one open, returning it.
+    fn close(&mut self, incarnation: u64) -> Option<DiskQueue> {
+        match &self.open {
+            Some((open, _)) if *open == incarnation => self.open.take().map(|(_, queue)| queue),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +81,7 @@ pub struct Worker {
     /// Locked only by the runner, on a blocking thread.
     slot: Mutex<Slot>,
     runtime: tokio::runtime::Handle,
+    registry: Weak<Mutex<Registry>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -66,19 +91,21 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    pub fn new(name: &str, runtime: tokio::runtime::Handle) -> Arc<Worker> {
+    /// A worker for queue `name`, with `open` installed if its queue needed
+    /// no I/O to open (it has no files yet).
+    pub fn new(
+        name: &str,
+        runtime: tokio::runtime::Handle,
+        registry: Weak<Mutex<Registry>>,
+        open: Option<(u64, DiskQueue)>,
+    ) -> Arc<Worker> {
         Arc::new(Worker {
             name: name.to_string(),
             jobs: Mutex::new(Jobs::default()),
-            slot: Mutex::new(Slot::default()),
+            slot: Mutex::new(Slot { open }),
             runtime,
+            registry,
         })
-    }
-
-    /// Installs a queue that needs no I/O to open (no files yet), before
-    /// any job of its incarnation; safe because nobody else has it yet.
-    pub fn install_now(&self, incarnation: u64, queue: DiskQueue) {
-        self.slot.lock().install(incarnation, queue);
     }
 
     /// Queues a job; it runs after every job submitted before it.
@@ -93,21 +120,61 @@ impl Worker {
         }
     }
 
-    /// Works the list until it is empty.
-    fn run(&self) {
-        loop {
-            let job = {
-                let mut jobs = self.jobs.lock();
-                match jobs.waiting.pop_front() {
-                    Some(job) => job,
-                    None => {
-                        jobs.running = false;
-                        return;
-                    }
+    /// Closes incarnation `incarnation` after every job submitted before,
+    /// noting in the registry whether files of the name may remain (a queue
+    /// dropped without being cleared, at shutdown for example).
+    pub fn close(self: &Arc<Self>, incarnation: u64) {
+        let worker = self.clone();
+        self.submit(Box::new(move |slot| {
+            if let Some(queue) = slot.close(incarnation)
+                && let Some(registry) = worker.registry.upgrade()
+            {
+                let mut registry = registry.lock();
+                if queue.may_have_files() {
+                    registry.may_have_files.insert(worker.name.clone());
+                } else {
+                    registry.may_have_files.remove(&worker.name);
                 }
-            };
-            job(&mut self.slot.lock());
+            }
+        }));
+    }
+
+    /// Works the list until it is empty.
+    fn run(self: &Arc<Self>) {
+        loop {
+            let next = self.jobs.lock().waiting.pop_front();
+            match next {
+                Some(job) => job(&mut self.slot.lock()),
+                None if self.stop() => return,
+                None => {}
+            }
         }
+    }
+
+    /// Ends the runner unless a job came in meanwhile (false then). With
+    /// no queue open the worker leaves the registry too; the registry is
+    /// locked before the job list, as `DiskStore::open` does, so no job can
+    /// reach this worker through it in between. Jobs of a closed
+    /// incarnation may still come from its owner's handle; they find no
+    /// queue open and touch no file.
+    fn stop(self: &Arc<Self>) -> bool {
+        let closed = self.slot.lock().open.is_none();
+        let registry = self.registry.upgrade().filter(|_| closed);
+        let mut registry = registry.as_ref().map(|r| r.lock());
+        let mut jobs = self.jobs.lock();
+        if !jobs.waiting.is_empty() {
+            return false;
+        }
+        jobs.running = false;
+        if let Some(registry) = registry.as_mut()
+            && registry
+                .workers
+                .get(&self.name)
+                .is_some_and(|w| Arc::ptr_eq(w, self))
+        {
+            registry.workers.remove(&self.name);
+        }
+        true
     }
 
     /// The runtime whose blocking pool runs the jobs.
@@ -123,7 +190,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn jobs_run_one_at_a_time_in_order() {
-        let worker = Worker::new("q", tokio::runtime::Handle::current());
+        let worker = Worker::new("q", tokio::runtime::Handle::current(), Weak::new(), None);
         let seen = Arc::new(Mutex::new(Vec::new()));
         let running = Arc::new(AtomicUsize::new(0));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
