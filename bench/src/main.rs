@@ -9,7 +9,9 @@
 //! spilling and durable (see `persistence.rs`); `wasq-bench plugin` compares a trivial Wasm plugin with an external
 //! tokio-nsq consumer instead (see `plugin.rs`); `wasq-bench reload` times
 //! hot reloads (see `reload.rs`); `wasq-bench memory` measures the resident
-//! memory of a queued message by every route it can arrive (see `memory.rs`).
+//! memory of a queued message by every route it can arrive (see `memory.rs`);
+//! `wasq-bench soak` runs a long mixed load and checks that memory stays
+//! flat and nothing is lost (see `soak.rs`).
 //!
 //! By default it starts the `wasqd` built beside it (`target/release/wasqd`)
 //! on ephemeral ports, through the shared test harness (`wasq-testkit`). With
@@ -26,6 +28,7 @@ mod memory;
 mod persistence;
 mod plugin;
 mod reload;
+mod soak;
 mod workload;
 
 use workload::{Workload, run_all};
@@ -73,6 +76,8 @@ enum Mode {
         #[arg(long, default_value_t = 200)]
         size: usize,
     },
+    /// long mixed load (TCP and HTTP publishers, plugins with reloads, consumers, a channel backed up to disk) with resident memory sampled and every message accounted for
+    Soak(soak::SoakArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -86,6 +91,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Mode::Memory { messages, size }) = args.command {
         return tokio::task::spawn_blocking(move || memory::run(messages, size)).await?;
+    }
+    if let Some(Mode::Soak(soak)) = args.command {
+        return soak::run(soak).await;
     }
     if let Some(Mode::Reload { rounds }) = args.command {
         return reload::run(rounds).await;
