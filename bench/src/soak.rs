@@ -39,7 +39,7 @@ use wasq_testkit::{FrameType, Wasqd};
 use wasq_wire::command;
 
 /// One job in this many asks to fail (and is dead-lettered).
-const FAIL_EVERY: u64 = 500;
+const FAIL_EVERY: u64 = 5000;
 /// Publishers send a batch every tick.
 const TICK: Duration = Duration::from_millis(10);
 /// The marker in a failing job's body.
@@ -403,7 +403,7 @@ fn start_broker(work: &Path) -> anyhow::Result<(Wasqd, [Vec<u8>; 2])> {
     std::fs::write(plugins.join("flaky.wasm"), module("flaky")?)?;
     std::fs::write(
         plugins.join("flaky.toml"),
-        "topic = \"jobs\"\nchannel = \"flaky\"\nmax_attempts = 3\ndead_letter_topic = \"jobs.dead\"\n\
+        "topic = \"jobs\"\nchannel = \"flaky\"\nconcurrency = 2\nmax_attempts = 3\ndead_letter_topic = \"jobs.dead\"\n\
          backoff_min_ms = 10\nbackoff_max_ms = 200\npublish = [\"jobs.done\"]\n",
     )?;
     let data = work.join("data");

@@ -7,7 +7,9 @@
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
 //! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
+//! - [`allocator`]: glibc malloc set up for a long-running process
 
+pub mod allocator;
 pub mod broker;
 pub mod config;
 pub mod http;

@@ -12,6 +12,7 @@ use wasq_host::http::LogControl;
 use wasq_host::server;
 
 fn main() -> ExitCode {
+    wasq_host::allocator::limit_arenas();
     let options = Options::from_args();
     if let Err(message) = options.validate() {
         eprintln!("wasqd: {message}");
