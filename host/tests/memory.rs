@@ -5,7 +5,7 @@
 //! The publishing routes are bounded at 0.5 KB a message: a body copied out
 //! of its buffer costs about 0.3 KB (the body, its allocation and the
 //! queue's slot), while a body that kept the buffer it arrived in alive cost
-//! 0.7 KB (TCP, ten to a connection) to 11.6 KB (HTTP /pub) before. Routes
+//! 0.7 KB (TCP, ten to a connection) to 12 KB (HTTP /pub) before. Routes
 //! that hold a message in flight or deferred also pay for those structures
 //! (about 0.65 KB in all) and are bounded at 0.9 KB.
 
