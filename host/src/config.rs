@@ -15,6 +15,9 @@ use wasq_nsq::flags::normalize_go_flags;
 pub use wasq_nsq::flags::parse_listen_address;
 use wasq_storage::DiskSettings;
 
+use crate::broker::message::{MAX_NODE_ID, default_node_id};
+pub use crate::tls::{ClientAuthPolicy, TlsMinVersion, TlsRequired};
+
 /// The NSQ release whose wire behaviour wasqd reproduces; clients and
 /// nsqadmin read it from IDENTIFY, /info and /stats.
 pub const NSQ_VERSION: &str = "1.3.0";
@@ -140,6 +143,122 @@ pub struct Options {
     #[arg(long = "lookupd-tcp-address")]
     pub lookupd_tcp_addresses: Vec<String>,
 
+    /// <addr>:<port> to listen on for HTTPS clients (only with --tls-cert and --tls-key)
+    #[arg(long, default_value = "127.0.0.1:4152", value_parser = parse_listen_address)]
+    pub https_address: SocketAddr,
+
+    /// path to certificate file (PEM; with --tls-key, enables TLS: the IDENTIFY upgrade and HTTPS)
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// path to key file (PEM)
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+
+    /// path to certificate authority file: verifies client certificates (require-verify) and auth servers over https
+    #[arg(long)]
+    pub tls_root_ca_file: Option<PathBuf>,
+
+    /// client certificate auth policy ('require' or 'require-verify'); implies --tls-required
+    #[arg(long, value_enum)]
+    pub tls_client_auth_policy: Option<ClientAuthPolicy>,
+
+    /// require TLS for client connections (true, false, tcp-https: TCP only, plain HTTP stays open)
+    #[arg(long, default_value = "false", num_args = 0..=1, default_missing_value = "true", value_parser = TlsRequired::parse)]
+    pub tls_required: TlsRequired,
+
+    /// minimum TLS version acceptable ('tls1.0', 'tls1.1', 'tls1.2' or 'tls1.3'; Wasq speaks TLS 1.2 and 1.3, so anything below tls1.3 means TLS 1.2)
+    #[arg(long, value_enum, default_value = "tls1.0", ignore_case = true)]
+    pub tls_min_version: TlsMinVersion,
+
+    /// enable snappy feature negotiation (client compression)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub snappy: bool,
+
+    /// enable deflate feature negotiation (client compression)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub deflate: bool,
+
+    /// max deflate compression level a client can negotiate (> values == > CPU usage)
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i64).range(1..=9))]
+    pub max_deflate_level: i64,
+
+    /// <addr>:<port> or a full url to query auth server (may be given multiple times); plugins need no secret
+    #[arg(long = "auth-http-address")]
+    pub auth_http_addresses: Vec<String>,
+
+    /// timeout for HTTP connect (auth server)
+    #[arg(long, default_value = "2s", value_parser = parse_go_duration)]
+    pub http_client_connect_timeout: Duration,
+
+    /// timeout for HTTP request (auth server)
+    #[arg(long, default_value = "5s", value_parser = parse_go_duration)]
+    pub http_client_request_timeout: Duration,
+
+    /// maximum channel consumer connection count per wasqd instance (0: unlimited; plugins count as one consumer each)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    pub max_channel_consumers: i64,
+
+    /// TCP port that will be registered with lookupd (default: the TCP port this wasqd is listening on)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16))]
+    pub broadcast_tcp_port: u16,
+
+    /// HTTP port that will be registered with lookupd (default: the HTTP port this wasqd is listening on)
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u16))]
+    pub broadcast_http_port: u16,
+
+    /// unique part for message IDs, (int) in range [0,1024) (default is hash of hostname)
+    #[arg(long, value_parser = clap::value_parser!(i64).range(0..=MAX_NODE_ID))]
+    pub node_id: Option<i64>,
+
+    /// log message prefix
+    #[arg(long, default_value = "[nsqd] ")]
+    pub log_prefix: String,
+
+    /// accepted for nsqd compatibility: Wasq keeps each channel's in-flight and deferred messages in time order and wakes exactly when the next one is due, so there is no scan to tune
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
+    pub queue_scan_selection_count: i64,
+
+    /// accepted for nsqd compatibility (see --queue-scan-selection-count)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
+    pub queue_scan_worker_pool_max: i64,
+
+    /// UDP <addr>:<port> of a statsd daemon for pushing stats (accepted; statsd push is not implemented yet)
+    #[arg(long)]
+    pub statsd_address: Option<String>,
+
+    /// prefix used for keys sent to statsd (%s for host replacement; accepted, see --statsd-address)
+    #[arg(long, default_value = "nsq.%s")]
+    pub statsd_prefix: String,
+
+    /// duration between pushing to statsd (accepted, see --statsd-address)
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub statsd_interval: Duration,
+
+    /// toggle sending memory and GC stats to statsd (accepted, see --statsd-address)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_mem_stats: bool,
+
+    /// the size in bytes of statsd UDP packets (accepted, see --statsd-address)
+    #[arg(long, default_value_t = 508)]
+    pub statsd_udp_packet_size: i64,
+
+    /// omit ephemeral topics and channels from statsd (accepted, see --statsd-address)
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_exclude_ephemeral: bool,
+
+    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times; accepted, not computed yet: /stats reports none)
+    #[arg(long = "e2e-processing-latency-percentile")]
+    pub e2e_processing_latency_percentiles: Vec<f64>,
+
+    /// calculate end to end latency quantiles for this duration of time (accepted, see --e2e-processing-latency-percentile)
+    #[arg(long, default_value = "10m0s", value_parser = parse_go_duration)]
+    pub e2e_processing_latency_window_time: Duration,
+
+    /// path to config file (not supported yet: Wasq refuses to start rather than ignore it)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
     /// exit when standard input closes (lets a test harness or supervisor own the process)
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,
@@ -225,6 +344,17 @@ impl Options {
         if self.client_timeout < Duration::from_secs(2) {
             return Err("--client-timeout must be at least 2s".into());
         }
+        if let Some(path) = &self.config {
+            return Err(format!(
+                "--config {}: config files are not supported yet; pass the settings as flags",
+                path.display()
+            ));
+        }
+        if self.tls_required() != TlsRequired::No
+            && (self.tls_cert.is_none() || self.tls_key.is_none())
+        {
+            return Err("cannot require TLS client connections without TLS key and cert".into());
+        }
         Ok(())
     }
 
@@ -252,6 +382,25 @@ impl Options {
         }
     }
 
+    /// `--tls-required`, raised to `true` by a client auth policy as in nsqd.
+    pub fn tls_required(&self) -> TlsRequired {
+        if self.tls_client_auth_policy.is_some() && self.tls_required == TlsRequired::No {
+            TlsRequired::Yes
+        } else {
+            self.tls_required
+        }
+    }
+
+    /// A `--broadcast-*-port`, or the port `bound` listens on when it is 0.
+    pub fn broadcast_port(&self, flag: u16, bound: SocketAddr) -> u16 {
+        if flag == 0 { bound.port() } else { flag }
+    }
+
+    /// `--node-id`, or nsqd's default derived from the host name.
+    pub fn node_id(&self) -> i64 {
+        self.node_id.unwrap_or_else(|| default_node_id(&hostname()))
+    }
+
     /// The address advertised to lookupd and shown in /info.
     pub fn broadcast_address(&self) -> String {
         self.broadcast_address.clone().unwrap_or_else(hostname)
@@ -264,6 +413,11 @@ const SWITCHES: &[&str] = &[
     "--help",
     "--exit-on-stdin-eof",
     "--plugins-watch",
+    "--tls-required",
+    "--snappy",
+    "--deflate",
+    "--statsd-mem-stats",
+    "--statsd-exclude-ephemeral",
 ];
 
 const VERSION_LINE: &str = concat!("v", env!("CARGO_PKG_VERSION"), " (nsqd 1.3.0 compatible)");

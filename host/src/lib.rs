@@ -10,10 +10,13 @@
 //! - [`allocator`]: glibc malloc set up for a long-running process
 
 pub mod allocator;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod http;
 pub mod lookup;
 pub mod plugins;
 pub mod protocol;
+pub mod security;
 pub mod server;
+pub mod tls;

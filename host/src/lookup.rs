@@ -99,8 +99,8 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
     let addresses = broker.listen_addresses();
     let identity = json!({
         "version": NSQ_VERSION,
-        "tcp_port": addresses.tcp.port(),
-        "http_port": addresses.http.port(),
+        "tcp_port": broker.options.broadcast_port(broker.options.broadcast_tcp_port, addresses.tcp),
+        "http_port": broker.options.broadcast_port(broker.options.broadcast_http_port, addresses.http),
         "hostname": hostname(),
         "broadcast_address": broker.options.broadcast_address(),
     });

@@ -13,6 +13,7 @@ use crate::config::Options;
 use crate::http::{self, AppState, LogControl};
 use crate::plugins::{PluginHost, watcher};
 use crate::protocol;
+use crate::security::Security;
 
 /// How long shutdown waits for connections to wind down.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -33,10 +34,28 @@ pub struct Running {
 
 /// Binds both listeners and starts serving.
 pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<Running> {
+    let security = Arc::new(Security::from_options(&options)?);
     let listeners = wasq_nsq::listen::bind(options.tcp_address, options.http_address).await?;
+    let https_listener = match &security.tls {
+        Some(_) => Some(
+            tokio::net::TcpListener::bind(options.https_address)
+                .await
+                .with_context(|| {
+                    format!(
+                        "failed to listen on HTTPS address {}",
+                        options.https_address
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let addresses = ListenAddresses {
         tcp: listeners.tcp_address,
         http: listeners.http_address,
+        https: match &https_listener {
+            Some(listener) => Some(listener.local_addr()?),
+            None => None,
+        },
     };
     let (tcp, http_listener) = (listeners.tcp, listeners.http);
 
@@ -98,13 +117,33 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let lookup_task = crate::lookup::start(broker.clone(), always, shutdown.clone());
     tracing::info!("TCP: listening on {}", addresses.tcp);
     tracing::info!("HTTP: listening on {}", addresses.http);
+    if let Some(https) = addresses.https {
+        tracing::info!("HTTPS: listening on {https}");
+    }
 
-    let tcp_task = tokio::spawn(protocol::serve(tcp, broker.clone(), shutdown.clone()));
+    let tcp_task = tokio::spawn(protocol::serve(
+        tcp,
+        broker.clone(),
+        security.clone(),
+        shutdown.clone(),
+    ));
     let state = AppState {
         broker: broker.clone(),
+        security: security.clone(),
         plugins: plugins.clone(),
         log_control,
     };
+    let mut tasks = Vec::new();
+    if let (Some(listener), Some(acceptor)) = (https_listener, security.tls.clone()) {
+        let listener = http::https::TlsListener::new(listener, acceptor, shutdown.clone())?;
+        let state = state.clone();
+        let https_shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve_https(listener, state, https_shutdown).await {
+                tracing::error!(error = %e, "HTTPS server failed");
+            }
+        }));
+    }
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
@@ -116,6 +155,9 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
             ("tcp".to_string(), addresses.tcp),
             ("http".to_string(), addresses.http),
         ]);
+        if let Some(https) = addresses.https {
+            listening.insert("https".to_string(), https);
+        }
         if let Some(lookupd) = &embedded {
             let at = lookupd.lookupd.addresses;
             listening.insert("lookupd_tcp".to_string(), at.tcp);
@@ -130,7 +172,10 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         addresses,
         embedded_lookupd: embedded,
         shutdown,
-        tasks: vec![lookup_task, tcp_task, http_task],
+        tasks: {
+            tasks.extend([lookup_task, tcp_task, http_task]);
+            tasks
+        },
         storage_stop,
         storage_task,
         _data_lock: data_lock,

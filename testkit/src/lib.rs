@@ -10,6 +10,8 @@
 //! - [`node`]: a blocking lookupd protocol V1 client (what an nsqd node sends)
 //! - [`http`]: HTTP calls that return any status, and /stats and /plugins readers
 //! - [`plugins`]: plugin directories built from the example modules and WAT
+//! - [`certs`]: fresh TLS certificates (CA, server, client) as PEM files
+//! - [`auth_server`]: a small auth server speaking nsqd's auth protocol
 //! - [`memory`]: a process's resident set, and each route by which a
 //!   message comes to be held in a broker's memory
 //!
@@ -18,6 +20,8 @@
 //! keep our client and our server from agreeing on a mistake.
 
 pub mod async_client;
+pub mod auth_server;
+pub mod certs;
 pub mod client;
 pub mod daemon;
 pub mod http;

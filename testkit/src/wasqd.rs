@@ -9,10 +9,12 @@ use crate::daemon::{Daemon, binary};
 use crate::http::Http;
 
 /// The flags every test and benchmark broker gets first.
-const LOOPBACK: [&str; 8] = [
+const LOOPBACK: [&str; 10] = [
     "--tcp-address",
     "127.0.0.1:0",
     "--http-address",
+    "127.0.0.1:0",
+    "--https-address",
     "127.0.0.1:0",
     "--lookupd-embedded-tcp-address",
     "127.0.0.1:0",
@@ -25,6 +27,8 @@ pub struct Wasqd {
     daemon: Daemon,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// Only with TLS configured.
+    pub https: Option<SocketAddr>,
     /// The embedded lookupd's addresses (absent with --no-embedded-lookupd).
     pub lookupd_tcp: Option<SocketAddr>,
     pub lookupd_http: Option<SocketAddr>,
@@ -77,6 +81,7 @@ impl Wasqd {
         Ok(Wasqd {
             tcp: address("tcp")?,
             http: address("http")?,
+            https: daemon.address("https"),
             lookupd_tcp: daemon.address("lookupd_tcp"),
             lookupd_http: daemon.address("lookupd_http"),
             daemon,

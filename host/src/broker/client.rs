@@ -75,6 +75,26 @@ pub struct ClientMeta {
     pub sample_rate: i32,
     pub topology_zone: String,
     pub topology_region: String,
+    /// What the connection negotiated after IDENTIFY.
+    pub tls: Option<TlsSession>,
+    pub snappy: bool,
+    pub deflate: bool,
+    /// Set once AUTH succeeded with at least one authorization.
+    pub auth: Option<AuthIdentity>,
+}
+
+/// A TLS session as nsqd's /stats names it (`TLS1.3`, Go's suite names).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSession {
+    pub version: String,
+    pub cipher_suite: String,
+}
+
+/// Who the auth server said the client is.
+#[derive(Debug, Clone, Default)]
+pub struct AuthIdentity {
+    pub identity: String,
+    pub identity_url: String,
 }
 
 #[derive(Debug)]
@@ -171,12 +191,23 @@ impl Client {
             requeue_count: self.requeue_count.load(Ordering::Relaxed),
             connect_ts: self.connect_ts,
             sample_rate: meta.sample_rate,
-            deflate: false,
-            snappy: false,
+            deflate: meta.deflate,
+            snappy: meta.snappy,
             user_agent: meta.user_agent,
-            tls: false,
-            tls_cipher_suite: String::new(),
-            tls_version: String::new(),
+            authed: meta.auth.is_some(),
+            auth_identity: meta
+                .auth
+                .as_ref()
+                .map(|a| a.identity.clone())
+                .unwrap_or_default(),
+            auth_identity_url: meta.auth.map(|a| a.identity_url).unwrap_or_default(),
+            tls: meta.tls.is_some(),
+            tls_cipher_suite: meta
+                .tls
+                .as_ref()
+                .map(|t| t.cipher_suite.clone())
+                .unwrap_or_default(),
+            tls_version: meta.tls.map(|t| t.version).unwrap_or_default(),
             tls_negotiated_protocol: String::new(),
             tls_negotiated_protocol_is_mutual: false,
             topology_zone: meta.topology_zone,
@@ -210,6 +241,12 @@ pub struct ClientStats {
     pub deflate: bool,
     pub snappy: bool,
     pub user_agent: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub authed: bool,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub auth_identity_url: String,
     pub tls: bool,
     pub tls_cipher_suite: String,
     pub tls_version: String,

@@ -29,39 +29,73 @@ pub fn owned_body(body: &[u8]) -> Bytes {
     Bytes::copy_from_slice(body)
 }
 
-/// Makes unique message ids without a lock.
+/// Makes unique message ids without a lock, laid out as nsqd's: a
+/// timestamp in 2^20-nanosecond units since nsqd's epoch (42 bits), the
+/// node id (`--node-id`, 10 bits) and a sequence (12 bits), written as 16
+/// hex digits. Ids of two nodes with different node ids never collide.
 ///
-/// An id is a 64-bit number written as 16 hex digits (nsqd's shape). The
-/// counter starts at the start time in milliseconds shifted left by 20 bits,
-/// so ids stay unique across restarts unless a run publishes more than a
-/// million messages per millisecond of its uptime.
+/// nsqd takes a lock per id and fails a publish when more than 4096 ids
+/// are asked for in one time unit. Here one atomic counter holds
+/// timestamp and sequence together: a burst past 4096 borrows from the
+/// next time unit instead of failing, and each time the sequence wraps the
+/// counter is moved up to the clock if it fell behind. The counter only
+/// grows, so ids stay unique (and increasing) within a run, and across
+/// restarts unless a run borrowed further ahead than its restart took.
 #[derive(Debug)]
 pub struct IdGenerator {
+    /// Timestamp << 12 | sequence.
     next: AtomicU64,
+    node_id: u64,
 }
 
-impl Default for IdGenerator {
-    fn default() -> Self {
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        IdGenerator {
-            next: AtomicU64::new(millis << 20),
-        }
-    }
+/// nsqd's epoch: 2012-10-28 16:23:42 UTC in 2^20-nanosecond units.
+const EPOCH_UNITS: u64 = 1_288_834_974_288;
+const SEQUENCE_BITS: u32 = 12;
+const NODE_ID_BITS: u32 = 10;
+
+/// Node ids must fit their 10 bits (nsqd: `[0,1024)`).
+pub const MAX_NODE_ID: i64 = (1 << NODE_ID_BITS) - 1;
+
+fn clock_slot() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos >> 20).saturating_sub(EPOCH_UNITS) << SEQUENCE_BITS
 }
 
 impl IdGenerator {
+    pub fn new(node_id: u16) -> IdGenerator {
+        IdGenerator {
+            next: AtomicU64::new(clock_slot()),
+            node_id: u64::from(node_id) & MAX_NODE_ID as u64,
+        }
+    }
+
     pub fn next_id(&self) -> MessageId {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let sequence_mask = (1 << SEQUENCE_BITS) - 1;
+        if n & sequence_mask == sequence_mask {
+            self.next.fetch_max(clock_slot(), Ordering::Relaxed);
+        }
+        let timestamp = n >> SEQUENCE_BITS;
+        let value = (timestamp << (SEQUENCE_BITS + NODE_ID_BITS))
+            | (self.node_id << SEQUENCE_BITS)
+            | (n & sequence_mask);
         let mut id = [0u8; MESSAGE_ID_LEN];
         for (i, byte) in id.iter_mut().enumerate() {
-            let nibble = ((n >> (60 - 4 * i)) & 0xf) as u8;
+            let nibble = ((value >> (60 - 4 * i)) & 0xf) as u8;
             *byte = b"0123456789abcdef"[nibble as usize];
         }
         MessageId(id)
     }
+}
+
+/// nsqd's default node id: the CRC-32 of the MD5 of the host name, mod 1024.
+pub fn default_node_id(hostname: &str) -> i64 {
+    use md5::Digest;
+    let digest = md5::Md5::digest(hostname.as_bytes());
+    i64::from(crc32fast::hash(&digest) % 1024)
 }
 
 #[cfg(test)]
@@ -79,10 +113,35 @@ mod tests {
 
     #[test]
     fn ids_are_unique_hex() {
-        let ids = IdGenerator::default();
+        let ids = IdGenerator::new(617);
         let a = ids.next_id();
         let b = ids.next_id();
         assert_ne!(a, b);
         assert!(a.0.iter().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    fn value(id: MessageId) -> u64 {
+        u64::from_str_radix(std::str::from_utf8(&id.0).unwrap(), 16).unwrap()
+    }
+
+    #[test]
+    fn ids_carry_the_node_id_and_increase_through_bursts() {
+        let ids = IdGenerator::new(0x2a5);
+        let mut last = 0;
+        for _ in 0..20_000 {
+            let v = value(ids.next_id());
+            assert_eq!((v >> 12) & 0x3ff, 0x2a5);
+            assert!(v > last);
+            last = v;
+        }
+        // The timestamp is nsqd's: within a second of the clock.
+        let now_units = (now_nanos() as u64 >> 20) - EPOCH_UNITS;
+        assert!((last >> 22).abs_diff(now_units) < 1000);
+    }
+
+    #[test]
+    fn default_node_id_is_nsqds() {
+        // nsqd v1.3.0 on a host named "vm" reports --node-id 617.
+        assert_eq!(default_node_id("vm"), 617);
     }
 }

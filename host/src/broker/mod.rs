@@ -51,6 +51,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use crate::config::{LogLevel, Options};
+use channel::consumers::JoinError;
 use channel::{Channel, Exiting};
 use client::{Client, ClientStats};
 use message::{IdGenerator, Message};
@@ -107,6 +108,8 @@ pub struct TopicChannels {
 pub struct ListenAddresses {
     pub tcp: SocketAddr,
     pub http: SocketAddr,
+    /// Only with TLS configured.
+    pub https: Option<SocketAddr>,
 }
 
 impl Broker {
@@ -127,13 +130,14 @@ impl Broker {
                 ))
             }),
         };
+        let ids = IdGenerator::new(options.node_id() as u16);
         Arc::new(Broker {
             queues,
             options,
             settings: RwLock::new(settings),
             topics: RwLock::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
-            ids: IdGenerator::default(),
+            ids,
             next_client_id: AtomicU64::new(1),
             start_time: SystemTime::now(),
             listen_addresses: OnceLock::new(),
@@ -154,6 +158,7 @@ impl Broker {
             .unwrap_or(ListenAddresses {
                 tcp: self.options.tcp_address,
                 http: self.options.http_address,
+                https: None,
             })
     }
 
@@ -328,12 +333,16 @@ impl Broker {
     }
 
     /// Adds a consumer to topic/channel, creating both as needed.
+    /// Adds `client` as a consumer of the channel, creating topic and
+    /// channel as needed; `limit` is the most consumers the channel may
+    /// have (0: no limit).
     pub fn subscribe(
         &self,
         topic_name: &str,
         channel_name: &str,
         client: &Arc<Client>,
-    ) -> Result<(Arc<Topic>, Arc<Channel>), Exiting> {
+        limit: usize,
+    ) -> Result<(Arc<Topic>, Arc<Channel>), JoinError> {
         // An ephemeral channel or topic may be exiting as its last consumer
         // leaves; try again once with its successor, as nsqd does.
         for attempt in 0..2 {
@@ -341,14 +350,16 @@ impl Broker {
             let Ok(channel) = self.channel(&topic, channel_name) else {
                 continue;
             };
-            if channel.add_client(client.clone()).is_ok() {
-                return Ok((topic, channel));
+            match channel.add_client(client.clone(), limit) {
+                Ok(()) => return Ok((topic, channel)),
+                Err(JoinError::Exiting) => {}
+                Err(full) => return Err(full),
             }
             if attempt == 0 {
                 std::thread::yield_now();
             }
         }
-        Err(Exiting)
+        Err(JoinError::Exiting)
     }
 
     /// Removes a consumer; an ephemeral channel goes with its last consumer.

@@ -4,7 +4,9 @@
 //! or an error status with `{"message":"CODE"}`, always with the
 //! `X-NSQ-Content-Type: nsq; version=1.0` header that clients look for.
 
+mod authorize;
 mod config;
+pub mod https;
 mod info;
 mod plugins;
 mod publish;
@@ -20,8 +22,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
-use crate::config::LogLevel;
+use crate::config::{LogLevel, TlsRequired};
 use crate::plugins::PluginHost;
+use crate::security::Security;
+use https::{Peer, TlsListener};
 
 /// Changes the process's log level (PUT /config/log_level).
 pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
@@ -29,6 +33,7 @@ pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Arc<Broker>,
+    pub security: Arc<Security>,
     pub plugins: Arc<PluginHost>,
     pub log_control: LogControl,
 }
@@ -63,15 +68,56 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API until `shutdown`.
+/// Serves the API on the plain HTTP port until `shutdown`. With
+/// `--tls-required=true` every request there is answered as nsqd does:
+/// 403 and where the HTTPS port is.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = if state.security.tls_required == TlsRequired::Yes {
+        let https_port = state
+            .broker
+            .listen_addresses()
+            .https
+            .map(|a| a.port())
+            .unwrap_or(0);
+        Router::new().fallback(move || async move { tls_required(https_port) })
+    } else {
+        router(state)
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
+}
+
+/// Serves the same API over TLS (`--https-address`) until `shutdown`.
+pub async fn serve_https(
+    listener: TlsListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// nsqd's answer on plain HTTP when TLS is required (its exact bytes).
+fn tls_required(https_port: u16) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        StatusCode::FORBIDDEN,
+        [
+            ("X-NSQ-Content-Type", "nsq; version=1.0"),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
+        format!(r#"{{"message": "TLS_REQUIRED", "https_port": {https_port}}}"#),
+    )
+        .into_response()
 }
 
 pub use wasq_nsq::http_v1::{ApiError, ApiResponse, ApiResult, Query, parse_bool_param};

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 
+use super::authorize::authorize_publish;
+use super::https::Peer;
 use super::{ApiError, ApiResponse, ApiResult, AppState, Query};
 use crate::broker::Broker;
 use crate::broker::names::is_valid_name;
@@ -66,6 +68,7 @@ pub(super) fn topic_from_query(query: &Query) -> Result<&str, ApiError> {
 
 pub async fn publish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -80,6 +83,7 @@ pub async fn publish(
     }
     let query = Query::parse(raw.as_deref());
     let topic = topic_from_query(&query)?;
+    authorize_publish(&state, &peer, &headers, &query, topic).await?;
     let mut defer = Duration::ZERO;
     if let Some(value) = query.get("defer") {
         let ms: i64 = value
@@ -95,6 +99,7 @@ pub async fn publish(
 
 pub async fn multi_publish(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -107,6 +112,7 @@ pub async fn multi_publish(
     }
     let query = Query::parse(raw.as_deref());
     let topic = topic_from_query(&query)?;
+    authorize_publish(&state, &peer, &headers, &query, topic).await?;
     // nsqd creates the topic here, before the body is read.
     broker.topic(topic);
     // Text mode is the default; an unrecognised value of `binary` means true.

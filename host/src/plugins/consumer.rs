@@ -79,7 +79,7 @@ impl PluginRun {
             meta.user_agent = format!("wasq-plugin/{}", link.name);
         }
         let subscription = broker
-            .subscribe(&manifest.topic, &manifest.channel, &client)
+            .subscribe(&manifest.topic, &manifest.channel, &client, 0)
             .map_err(|_| {
                 anyhow::anyhow!(
                     "cannot subscribe to {}/{}",
@@ -225,7 +225,7 @@ impl PluginRun {
         match self
             .link
             .broker
-            .subscribe(&manifest.topic, &manifest.channel, &self.client)
+            .subscribe(&manifest.topic, &manifest.channel, &self.client, 0)
         {
             Ok(subscription) => *self.subscription.lock() = subscription,
             Err(_) => {

@@ -9,6 +9,12 @@
 //! nsqd's order, so a bad length is refused before we would buffer it.
 //! Parameters of body-less commands are checked where the command is
 //! applied, after the state checks, as nsqd does.
+//!
+//! What nsqd checks before it reads a body but that depends on the
+//! connection (TLS policy, MPUB's authorization) is asked of an
+//! [`Admission`]. MPUB's inner messages are checked as they arrive, as
+//! nsqd reads them one by one: a bad size is refused at once, not after
+//! the rest of a declared 5 MiB body has been buffered.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -92,99 +98,248 @@ impl Command {
     }
 }
 
-/// Takes one complete command off the front of `buf`, `Ok(None)` if more
-/// bytes are needed. Every error is fatal to the connection.
-pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, ClientError> {
-    let Some(newline) = memchr::memchr(b'\n', buf) else {
-        if buf.len() > MAX_LINE_LEN {
-            return Err(ClientError::invalid(format!(
-                "command line longer than {MAX_LINE_LEN} bytes"
-            )));
+/// Checks nsqd makes before it reads a command's body, which depend on
+/// the connection.
+pub trait Admission {
+    /// Every command but IDENTIFY, as soon as its verb is read (nsqd's
+    /// `--tls-required` policy comes before anything else).
+    fn command(&self, verb: &[u8]) -> Result<(), ClientError>;
+    /// MPUB once its topic name is valid: nsqd authorizes MPUB before
+    /// reading its body (PUB and DPUB after).
+    fn mpub(&self, topic: &str) -> Result<(), ClientError>;
+}
+
+/// Admits everything: a connection without TLS policy or auth.
+pub struct Open;
+
+impl Admission for Open {
+    fn command(&self, _verb: &[u8]) -> Result<(), ClientError> {
+        Ok(())
+    }
+    fn mpub(&self, _topic: &str) -> Result<(), ClientError> {
+        Ok(())
+    }
+}
+
+/// A connection's command parser: the limits, and how far the MPUB at the
+/// front of the buffer has been checked while its body streams in.
+#[derive(Debug)]
+pub struct Parser {
+    pub limits: Limits,
+    mpub: MpubScan,
+}
+
+/// Progress through a partly received MPUB body.
+#[derive(Debug, Default, Clone, Copy)]
+struct MpubScan {
+    /// Offset in the body of the next unchecked size header (0: the count).
+    next: usize,
+    /// Index of the message whose size header is at `next`.
+    index: i32,
+}
+
+impl Parser {
+    pub fn new(limits: Limits) -> Parser {
+        Parser {
+            limits,
+            mpub: MpubScan::default(),
         }
-        return Ok(None);
-    };
-    let line_len = newline + 1;
-    let line = strip_cr(&buf[..newline]);
-    let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-    let verb = match params[0] {
-        b"IDENTIFY" => {
-            return body_command(
-                buf,
-                line_len,
-                LengthRule::body("IDENTIFY", limits),
-                Command::Identify,
-            );
+    }
+
+    /// Takes one complete command off the front of `buf`, `Ok(None)` if
+    /// more bytes are needed. Every error is fatal to the connection.
+    pub fn parse(
+        &mut self,
+        buf: &mut BytesMut,
+        admission: &impl Admission,
+    ) -> Result<Option<Command>, ClientError> {
+        let parsed = self.parse_front(buf, admission);
+        if !matches!(parsed, Ok(None)) {
+            self.mpub = MpubScan::default();
         }
-        b"AUTH" => {
-            if params.len() != 1 {
-                return Err(ClientError::invalid("AUTH invalid number of parameters"));
-            }
-            return body_command(
-                buf,
-                line_len,
-                LengthRule::body("AUTH", limits),
-                Command::Auth,
-            );
-        }
-        b"PUB" => {
-            let topic = topic_param(&params, 2, "PUB", "PUB")?;
-            return body_command(buf, line_len, LengthRule::message("PUB", limits), |body| {
-                Command::Pub { topic, body }
-            });
-        }
-        b"DPUB" => {
-            let topic = topic_param(&params, 3, "DPUB", "DPUB")?;
-            let defer_ms = parse_base10(params[2]).ok_or_else(|| {
-                ClientError::invalid(format!("DPUB could not parse timeout {}", lossy(params[2])))
-            })? as i64;
-            if defer_ms < 0 || defer_ms > limits.max_req_timeout_ms {
+        parsed
+    }
+
+    fn parse_front(
+        &mut self,
+        buf: &mut BytesMut,
+        admission: &impl Admission,
+    ) -> Result<Option<Command>, ClientError> {
+        let limits = &self.limits;
+        let Some(newline) = memchr::memchr(b'\n', buf) else {
+            if buf.len() > MAX_LINE_LEN {
                 return Err(ClientError::invalid(format!(
-                    "DPUB timeout {defer_ms} out of range 0-{}",
-                    limits.max_req_timeout_ms
+                    "command line longer than {MAX_LINE_LEN} bytes"
                 )));
             }
-            return body_command(buf, line_len, LengthRule::message("DPUB", limits), |body| {
-                Command::Dpub {
-                    topic,
-                    defer_ms,
-                    body,
+            return Ok(None);
+        };
+        let line_len = newline + 1;
+        let line = strip_cr(&buf[..newline]);
+        let params: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        if params[0] != b"IDENTIFY" {
+            admission.command(params[0])?;
+        }
+        let verb = match params[0] {
+            b"IDENTIFY" => {
+                return body_command(
+                    buf,
+                    line_len,
+                    LengthRule::body("IDENTIFY", limits),
+                    Command::Identify,
+                );
+            }
+            b"AUTH" => {
+                if params.len() != 1 {
+                    return Err(ClientError::invalid("AUTH invalid number of parameters"));
                 }
-            });
+                return body_command(
+                    buf,
+                    line_len,
+                    LengthRule::body("AUTH", limits),
+                    Command::Auth,
+                );
+            }
+            b"PUB" => {
+                let topic = topic_param(&params, 2, "PUB", "PUB")?;
+                return body_command(buf, line_len, LengthRule::message("PUB", limits), |body| {
+                    Command::Pub { topic, body }
+                });
+            }
+            b"DPUB" => {
+                let topic = topic_param(&params, 3, "DPUB", "DPUB")?;
+                let defer_ms = parse_base10(params[2]).ok_or_else(|| {
+                    ClientError::invalid(format!(
+                        "DPUB could not parse timeout {}",
+                        lossy(params[2])
+                    ))
+                })? as i64;
+                if defer_ms < 0 || defer_ms > limits.max_req_timeout_ms {
+                    return Err(ClientError::invalid(format!(
+                        "DPUB timeout {defer_ms} out of range 0-{}",
+                        limits.max_req_timeout_ms
+                    )));
+                }
+                return body_command(buf, line_len, LengthRule::message("DPUB", limits), |body| {
+                    Command::Dpub {
+                        topic,
+                        defer_ms,
+                        body,
+                    }
+                });
+            }
+            b"MPUB" => {
+                // nsqd's message repeats the code here; kept so clients match it.
+                let topic = topic_param(&params, 2, "MPUB", "E_BAD_TOPIC MPUB")?;
+                admission.mpub(&topic)?;
+                let limits = *limits;
+                let Some(body) = self.take_mpub_body(buf, line_len)? else {
+                    return Ok(None);
+                };
+                let bodies = parse_mpub_body(body, &limits)?;
+                return Ok(Some(Command::Mpub { topic, bodies }));
+            }
+            b"SUB" => Verb::Sub,
+            b"RDY" => Verb::Rdy,
+            b"FIN" => Verb::Fin,
+            b"REQ" => Verb::Req,
+            b"TOUCH" => Verb::Touch,
+            b"CLS" => Verb::Cls,
+            b"NOP" => Verb::Nop,
+            other => {
+                return Err(ClientError::invalid(format!(
+                    "invalid command {}",
+                    lossy(other)
+                )));
+            }
+        };
+        let param_count = params.len() - 1;
+        let line = buf.split_to(line_len).freeze();
+        let line = strip_cr_bytes(line.slice(..newline));
+        let params: Vec<Bytes> = line
+            .split(|&b| b == b' ')
+            .skip(1)
+            .map(|p| line.slice_ref(p))
+            .collect();
+        debug_assert_eq!(params.len(), param_count);
+        Ok(Some(Command::Line(verb, params)))
+    }
+
+    /// MPUB's body once all of it is here; until then, checks the count
+    /// and each size header as they arrive (from where the last call
+    /// stopped), so a bad one is refused without waiting for the rest.
+    fn take_mpub_body(
+        &mut self,
+        buf: &mut BytesMut,
+        line_len: usize,
+    ) -> Result<Option<Bytes>, ClientError> {
+        let limits = self.limits;
+        let rule = LengthRule::mpub(&limits);
+        if buf.len() < line_len + 4 {
+            return Ok(None);
         }
-        b"MPUB" => {
-            // nsqd's message repeats the code here; kept so clients match it.
-            let topic = topic_param(&params, 2, "MPUB", "E_BAD_TOPIC MPUB")?;
-            let check = LengthRule::mpub(limits);
-            let Some(body) = take_body(buf, line_len, check)? else {
+        let len = read_i32(&buf[line_len..]);
+        rule.check(len)?;
+        let body_start = line_len + 4;
+        let total = body_start + len as usize;
+        if buf.len() >= total {
+            buf.advance(body_start);
+            return Ok(Some(buf.split_to(len as usize).freeze()));
+        }
+        let arrived = &buf[body_start..];
+        let scan = &mut self.mpub;
+        if scan.next == 0 {
+            if arrived.len() < 4 {
                 return Ok(None);
-            };
-            let bodies = parse_mpub_body(body, limits)?;
-            return Ok(Some(Command::Mpub { topic, bodies }));
+            }
+            check_mpub_count(read_i32(arrived), &limits)?;
+            scan.next = 4;
         }
-        b"SUB" => Verb::Sub,
-        b"RDY" => Verb::Rdy,
-        b"FIN" => Verb::Fin,
-        b"REQ" => Verb::Req,
-        b"TOUCH" => Verb::Touch,
-        b"CLS" => Verb::Cls,
-        b"NOP" => Verb::Nop,
-        other => {
-            return Err(ClientError::invalid(format!(
-                "invalid command {}",
-                lossy(other)
-            )));
+        while arrived.len() >= scan.next + 4 {
+            let size = read_i32(&arrived[scan.next..]);
+            check_mpub_message_size(scan.index, size, &limits)?;
+            scan.next += 4 + size as usize;
+            scan.index += 1;
         }
-    };
-    let param_count = params.len() - 1;
-    let line = buf.split_to(line_len).freeze();
-    let line = strip_cr_bytes(line.slice(..newline));
-    let params: Vec<Bytes> = line
-        .split(|&b| b == b' ')
-        .skip(1)
-        .map(|p| line.slice_ref(p))
-        .collect();
-    debug_assert_eq!(params.len(), param_count);
-    Ok(Some(Command::Line(verb, params)))
+        buf.reserve(total - buf.len());
+        Ok(None)
+    }
+}
+
+fn read_i32(bytes: &[u8]) -> i32 {
+    i32::from_be_bytes(bytes[..4].try_into().expect("four bytes"))
+}
+
+fn check_mpub_count(count: i32, limits: &Limits) -> Result<(), ClientError> {
+    let max_messages = (limits.max_body_size - 4) / 5;
+    if count <= 0 || i64::from(count) > max_messages {
+        return Err(ClientError::fatal(
+            "E_BAD_BODY",
+            format!("MPUB invalid message count {count}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_mpub_message_size(index: i32, size: i32, limits: &Limits) -> Result<(), ClientError> {
+    if size <= 0 {
+        return Err(ClientError::fatal(
+            "E_BAD_MESSAGE",
+            format!("MPUB invalid message({index}) body size {size}"),
+        ));
+    }
+    if i64::from(size) > limits.max_msg_size {
+        return Err(ClientError::fatal(
+            "E_BAD_MESSAGE",
+            format!("MPUB message too big {size} > {}", limits.max_msg_size),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses one command with no connection policy (tests, fuzzing).
+pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, ClientError> {
+    Parser::new(*limits).parse(buf, &Open)
 }
 
 /// Parses MPUB's body: `[count u32]` then `[size u32][bytes]` per message,
@@ -197,13 +352,7 @@ pub fn parse_mpub_body(mut body: Bytes, limits: &Limits) -> Result<Vec<Bytes>, C
         ));
     }
     let count = body.get_i32();
-    let max_messages = (limits.max_body_size - 4) / 5;
-    if count <= 0 || i64::from(count) > max_messages {
-        return Err(ClientError::fatal(
-            "E_BAD_BODY",
-            format!("MPUB invalid message count {count}"),
-        ));
-    }
+    check_mpub_count(count, limits)?;
     let mut messages = Vec::with_capacity(count as usize);
     for i in 0..count {
         if body.len() < 4 {
@@ -213,18 +362,7 @@ pub fn parse_mpub_body(mut body: Bytes, limits: &Limits) -> Result<Vec<Bytes>, C
             ));
         }
         let size = body.get_i32();
-        if size <= 0 {
-            return Err(ClientError::fatal(
-                "E_BAD_MESSAGE",
-                format!("MPUB invalid message({i}) body size {size}"),
-            ));
-        }
-        if i64::from(size) > limits.max_msg_size {
-            return Err(ClientError::fatal(
-                "E_BAD_MESSAGE",
-                format!("MPUB message too big {size} > {}", limits.max_msg_size),
-            ));
-        }
+        check_mpub_message_size(i, size, limits)?;
         if body.len() < size as usize {
             return Err(ClientError::fatal(
                 "E_BAD_MESSAGE",
@@ -351,8 +489,7 @@ fn take_body(
     if buf.len() < line_len + 4 {
         return Ok(None);
     }
-    let len_bytes: [u8; 4] = buf[line_len..line_len + 4].try_into().expect("four bytes");
-    let len = i32::from_be_bytes(len_bytes);
+    let len = read_i32(&buf[line_len..]);
     rule.check(len)?;
     let total = line_len + 4 + len as usize;
     if buf.len() < total {

@@ -12,18 +12,21 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 
-use super::command::{self, Command, Limits, Verb};
+use super::authorize::{AuthCheck, Gate};
+use super::command::{Command, Limits, Parser, Verb};
 use super::error::ClientError;
+use super::identify::Upgrade;
+use super::transport::Transport;
+use crate::auth::AuthState;
 use crate::broker::Broker;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
+use crate::security::Security;
 use wasq_storage::PendingSync;
 use wasq_wire::frame::{self, FrameType};
 
@@ -36,11 +39,11 @@ pub const DEFAULT_OUTPUT_BUFFER_SIZE: usize = 16 * 1024;
 pub struct Connection {
     pub(super) broker: Arc<Broker>,
     pub(super) client: Arc<Client>,
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
-    read_buf: BytesMut,
+    pub(super) security: Arc<Security>,
+    pub(super) transport: Transport,
+    pub(super) read_buf: BytesMut,
     out: Vec<u8>,
-    limits: Limits,
+    parser: Parser,
     /// `None` when the client disabled heartbeats.
     pub(super) heartbeat_interval: Option<Duration>,
     pub(super) msg_timeout: Duration,
@@ -55,6 +58,22 @@ pub struct Connection {
     awaiting_sync: Vec<AwaitingSync>,
     /// A sync failed: the error went out instead of the OK, then we close.
     sync_failure: Option<ClientError>,
+    /// The secret the client sent with AUTH, kept to ask again when its
+    /// authorization expires.
+    pub(super) auth_secret: Option<String>,
+    pub(super) auth_state: Option<AuthState>,
+}
+
+/// Work a command leaves for the connection to do asynchronously, before
+/// it reads on: the rest of the buffer may depend on it.
+pub(super) enum Suspend {
+    /// IDENTIFY negotiated TLS or compression; its response is already in
+    /// the output buffer and must go out before the upgrade.
+    Upgrade(Upgrade),
+    /// AUTH: ask the auth servers about this secret.
+    Authenticate(String),
+    /// The authorization expired and the next command needs it.
+    Reauthorize,
 }
 
 /// An OK in the output buffer that waits for its publish's fsync.
@@ -77,22 +96,26 @@ enum Ending {
 }
 
 impl Connection {
-    pub fn new(broker: Arc<Broker>, stream: TcpStream, remote: String) -> Connection {
+    pub fn new(
+        broker: Arc<Broker>,
+        security: Arc<Security>,
+        stream: TcpStream,
+        remote: String,
+    ) -> Connection {
         let options = &broker.options;
         let client = broker.connect_client(remote);
         let limits = Limits::from_options(options);
         let heartbeat_interval = Some(options.client_timeout / 2);
         let msg_timeout = options.msg_timeout;
         let output_buffer_timeout = options.output_buffer_timeout;
-        let (reader, writer) = stream.into_split();
         Connection {
             broker,
             client,
-            reader,
-            writer,
+            security,
+            transport: Transport::new(stream),
             read_buf: BytesMut::with_capacity(16 * 1024),
             out: Vec::with_capacity(DEFAULT_OUTPUT_BUFFER_SIZE),
-            limits,
+            parser: Parser::new(limits),
             heartbeat_interval,
             msg_timeout,
             output_buffer_size: DEFAULT_OUTPUT_BUFFER_SIZE,
@@ -102,6 +125,8 @@ impl Connection {
             last_read: Instant::now(),
             awaiting_sync: Vec::new(),
             sync_failure: None,
+            auth_secret: None,
+            auth_state: None,
         }
     }
 
@@ -130,7 +155,7 @@ impl Connection {
             self.broker.unsubscribe(&topic, &channel, self.client.id);
         }
         self.broker.disconnect_client(self.client.id);
-        let _ = self.writer.shutdown().await;
+        self.transport.shutdown().await;
         tracing::info!(client = %remote, "TCP: client exited");
     }
 
@@ -138,9 +163,23 @@ impl Connection {
         let mut heartbeat = self.heartbeat_timer();
         let mut heartbeat_period = self.heartbeat_interval;
         loop {
-            if let Err(ending) = self.run_buffered_commands() {
-                let _ = self.flush().await;
-                return ending;
+            match self.run_buffered_commands() {
+                Ok(None) => {}
+                Ok(Some(suspend)) => {
+                    if let Err(e) = self.flush().await {
+                        return Ending::Io(e);
+                    }
+                    if let Err(e) = self.resume(suspend).await {
+                        self.send_error(&e);
+                        let _ = self.flush().await;
+                        return Ending::Fatal(e);
+                    }
+                    continue;
+                }
+                Err(ending) => {
+                    let _ = self.flush().await;
+                    return ending;
+                }
             }
             if heartbeat_period != self.heartbeat_interval {
                 heartbeat = self.heartbeat_timer();
@@ -178,7 +217,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ending::Shutdown,
-                read = self.reader.read_buf(&mut self.read_buf) => match read {
+                read = self.transport.read(&mut self.read_buf) => match read {
                     Ok(0) => return Ending::ClientClosed,
                     Ok(_) => self.last_read = Instant::now(),
                     Err(e) => return Ending::Io(e),
@@ -204,32 +243,57 @@ impl Connection {
         })
     }
 
-    /// Runs every complete command in the read buffer.
-    fn run_buffered_commands(&mut self) -> Result<(), Ending> {
+    /// Runs every complete command in the read buffer, stopping early at
+    /// one that leaves asynchronous work ([`Suspend`]).
+    fn run_buffered_commands(&mut self) -> Result<Option<Suspend>, Ending> {
         loop {
-            let command = match command::parse(&mut self.read_buf, &self.limits) {
+            if self.must_reauthorize() {
+                return Ok(Some(Suspend::Reauthorize));
+            }
+            let gate = Gate {
+                tls_missing: self.tls_missing(),
+                auth: AuthCheck {
+                    enabled: self.security.auth_enabled(),
+                    state: self.auth_state.as_ref(),
+                },
+            };
+            let command = match self.parser.parse(&mut self.read_buf, &gate) {
                 Ok(Some(command)) => command,
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(None),
                 Err(e) => {
                     self.send_error(&e);
                     return Err(Ending::Fatal(e));
                 }
             };
-            if let Err(e) = self.execute(command) {
-                self.send_error(&e);
-                if e.fatal {
-                    return Err(Ending::Fatal(e));
+            match self.execute(command) {
+                Ok(None) => {}
+                Ok(Some(suspend)) => return Ok(Some(suspend)),
+                Err(e) => {
+                    self.send_error(&e);
+                    if e.fatal {
+                        return Err(Ending::Fatal(e));
+                    }
+                    tracing::debug!(client = %self.client.remote_address, error = %e, "recoverable client error");
                 }
-                tracing::debug!(client = %self.client.remote_address, error = %e, "recoverable client error");
             }
         }
     }
 
-    fn execute(&mut self, command: Command) -> Result<(), ClientError> {
+    /// Does what a command left, then lets the loop read on.
+    async fn resume(&mut self, suspend: Suspend) -> Result<(), ClientError> {
+        match suspend {
+            Suspend::Upgrade(upgrade) => self.upgrade(upgrade).await,
+            Suspend::Authenticate(secret) => self.authenticate(secret).await,
+            Suspend::Reauthorize => self.reauthorize().await,
+        }
+    }
+
+    fn execute(&mut self, command: Command) -> Result<Option<Suspend>, ClientError> {
         tracing::debug!(client = %self.client.remote_address, command = command.name(), "PROTOCOL(V2)");
-        match command {
-            Command::Identify(body) => self.identify(&body),
-            Command::Auth(body) => self.auth(&body),
+        let no_suspend = |result: Result<(), ClientError>| result.map(|()| None);
+        no_suspend(match command {
+            Command::Identify(body) => return self.identify(&body),
+            Command::Auth(body) => return self.auth(&body),
             Command::Pub { topic, body } => self.publish("PUB", &topic, vec![body], 0),
             Command::Mpub { topic, bodies } => self.publish("MPUB", &topic, bodies, 0),
             Command::Dpub {
@@ -246,7 +310,7 @@ impl Connection {
                 Verb::Cls => self.start_close(),
                 Verb::Nop => Ok(()),
             },
-        }
+        })
     }
 
     /// Sends as many messages as RDY allows. Returns true when the channel
@@ -328,7 +392,7 @@ impl Connection {
 
     /// Writes the output buffer; a client that does not read for a whole
     /// heartbeat interval (or client timeout) is given up on.
-    async fn flush(&mut self) -> std::io::Result<()> {
+    pub(super) async fn flush(&mut self) -> std::io::Result<()> {
         self.wait_for_syncs().await;
         if self.out.is_empty() {
             return Ok(());
@@ -336,7 +400,7 @@ impl Connection {
         let limit = self
             .heartbeat_interval
             .unwrap_or(self.broker.options.client_timeout);
-        let written = tokio::time::timeout(limit, self.writer.write_all(&self.out)).await;
+        let written = tokio::time::timeout(limit, self.transport.write_all(&self.out)).await;
         self.out.clear();
         if self.out.capacity() > 4 * self.output_buffer_size.max(DEFAULT_OUTPUT_BUFFER_SIZE) {
             self.out

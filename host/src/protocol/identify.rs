@@ -1,11 +1,13 @@
-//! IDENTIFY (feature negotiation and per-client settings) and AUTH.
+//! IDENTIFY: per-client settings and feature negotiation, then the
+//! in-band upgrades it negotiated (TLS, snappy, deflate).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::connection::Connection;
+use super::compression::Compression;
+use super::connection::{Connection, Suspend};
 use super::error::ClientError;
 use crate::broker::client::ClientState;
 use crate::config::NSQ_VERSION;
@@ -74,11 +76,24 @@ struct IdentifyResponse<'a> {
     output_buffer_timeout: i64,
 }
 
-/// nsqd's `--max-deflate-level` default; deflate itself comes with its own issue.
-const MAX_DEFLATE_LEVEL: i64 = 6;
+/// What IDENTIFY negotiated, done after its response has gone out plain.
+pub(super) struct Upgrade {
+    tls: bool,
+    compression: Option<Negotiated>,
+}
+
+#[derive(Clone, Copy)]
+enum Negotiated {
+    Snappy,
+    Deflate(u32),
+}
+
+fn identify_failed(error: impl std::fmt::Display) -> ClientError {
+    ClientError::fatal("E_IDENTIFY_FAILED", format!("IDENTIFY failed {error}"))
+}
 
 impl Connection {
-    pub(super) fn identify(&mut self, body: &Bytes) -> Result<(), ClientError> {
+    pub(super) fn identify(&mut self, body: &Bytes) -> Result<Option<Suspend>, ClientError> {
         if self.state() != ClientState::Init {
             return Err(ClientError::invalid("cannot IDENTIFY in current state"));
         }
@@ -88,39 +103,104 @@ impl Connection {
         self.apply_identify(&data)
             .map_err(|e| ClientError::fatal("E_BAD_BODY", format!("IDENTIFY {e}")))?;
 
-        if data.tls_v1 || data.snappy || data.deflate {
-            // Answered `false` below, so clients fall back to a plain stream.
-            tracing::info!(
-                client = %self.client.remote_address,
-                tls_v1 = data.tls_v1,
-                snappy = data.snappy,
-                deflate = data.deflate,
-                deflate_level = data.deflate_level,
-                "client asked for TLS/compression, which this build does not offer yet"
-            );
-        }
         if !data.feature_negotiation {
             self.respond(frame::OK);
-            return Ok(());
+            return Ok(None);
         }
         let options = &self.broker.options;
+        let tls = self.security.tls.is_some() && data.tls_v1 && !self.transport.is_tls();
+        let deflate = options.deflate && data.deflate;
+        let mut deflate_level = 6;
+        if deflate && data.deflate_level > 0 {
+            deflate_level = data.deflate_level;
+        }
+        deflate_level = deflate_level.min(options.max_deflate_level);
+        let snappy = options.snappy && data.snappy;
+        if deflate && snappy {
+            return Err(ClientError::fatal(
+                "E_IDENTIFY_FAILED",
+                "cannot enable both deflate and snappy compression",
+            ));
+        }
         let response = IdentifyResponse {
             max_rdy_count: options.max_rdy_count,
             version: NSQ_VERSION,
             max_msg_timeout: options.max_msg_timeout.as_millis() as i64,
             msg_timeout: self.msg_timeout.as_millis() as i64,
-            tls_v1: false,
-            deflate: false,
-            deflate_level: MAX_DEFLATE_LEVEL,
-            max_deflate_level: MAX_DEFLATE_LEVEL,
-            snappy: false,
+            tls_v1: tls,
+            deflate,
+            deflate_level,
+            max_deflate_level: options.max_deflate_level,
+            snappy,
             sample_rate: self.sample_rate,
-            auth_required: false,
+            auth_required: self.security.auth_enabled(),
             output_buffer_size: self.output_buffer_size,
             output_buffer_timeout: self.output_buffer_timeout.as_millis() as i64,
         };
         let json = serde_json::to_vec(&response).expect("plain struct serializes");
         self.respond(&json);
+        let compression = if snappy {
+            Some(Negotiated::Snappy)
+        } else if deflate {
+            Some(Negotiated::Deflate(deflate_level as u32))
+        } else {
+            None
+        };
+        if !tls && compression.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Suspend::Upgrade(Upgrade { tls, compression })))
+    }
+
+    /// Upgrades the connection in nsqd's order, TLS then compression,
+    /// each followed by an OK sent over the upgraded stream.
+    pub(super) async fn upgrade(&mut self, upgrade: Upgrade) -> Result<(), ClientError> {
+        let client = self.client.remote_address.clone();
+        if upgrade.tls {
+            tracing::info!(client = %client, "PROTOCOL(V2): upgrading connection to TLS");
+            if !self.read_buf.is_empty() {
+                // nsqd's buffered reader would swallow these too.
+                return Err(identify_failed("data arrived before the TLS handshake"));
+            }
+            let acceptor = self
+                .security
+                .tls
+                .clone()
+                .expect("TLS offered only when configured");
+            let session = self
+                .transport
+                .upgrade_to_tls(&acceptor)
+                .await
+                .map_err(identify_failed)?;
+            tracing::debug!(client = %client, version = %session.version, suite = %session.cipher_suite, "TLS handshake done");
+            self.client.meta.lock().tls = Some(session);
+            self.respond(frame::OK);
+            self.flush().await.map_err(identify_failed)?;
+        }
+        if let Some(negotiated) = upgrade.compression {
+            let compression = match negotiated {
+                Negotiated::Snappy => Compression::snappy(),
+                Negotiated::Deflate(level) => Compression::deflate(level),
+            };
+            match negotiated {
+                Negotiated::Snappy => {
+                    tracing::info!(client = %client, "PROTOCOL(V2): upgrading connection to snappy")
+                }
+                Negotiated::Deflate(level) => {
+                    tracing::info!(client = %client, "PROTOCOL(V2): upgrading connection to deflate (level {level})")
+                }
+            }
+            self.transport
+                .compress(compression, &mut self.read_buf)
+                .map_err(identify_failed)?;
+            {
+                let mut meta = self.client.meta.lock();
+                meta.snappy = matches!(negotiated, Negotiated::Snappy);
+                meta.deflate = matches!(negotiated, Negotiated::Deflate(_));
+            }
+            self.respond(frame::OK);
+            self.flush().await.map_err(identify_failed)?;
+        }
         Ok(())
     }
 
@@ -184,14 +264,5 @@ impl Connection {
             ms => return Err(format!("msg timeout ({ms}) is invalid")),
         }
         Ok(())
-    }
-
-    /// AUTH: no auth server can be configured yet, so it is refused as nsqd
-    /// refuses it without `--auth-http-address`.
-    pub(super) fn auth(&mut self, _body: &Bytes) -> Result<(), ClientError> {
-        if self.state() != ClientState::Init {
-            return Err(ClientError::invalid("cannot AUTH in current state"));
-        }
-        Err(ClientError::fatal("E_AUTH_DISABLED", "AUTH disabled"))
     }
 }

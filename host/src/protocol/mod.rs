@@ -4,13 +4,16 @@
 //! encoding are the wire crate's (`wasq_wire`).
 
 mod acknowledge;
+pub mod authorize;
 pub mod command;
+pub mod compression;
 pub mod connection;
 pub mod error;
 mod go_text;
 mod identify;
 mod publish;
 mod subscribe;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,13 +24,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::Broker;
+use crate::security::Security;
 use connection::Connection;
 
 pub use wasq_wire::MAGIC_V2;
 use wasq_wire::frame;
 
 /// Accepts TCP clients until `shutdown`, then waits for them to finish.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    security: Arc<Security>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -37,8 +46,15 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, shutdown: Cancell
         match accepted {
             Ok((stream, remote)) => {
                 let broker = broker.clone();
+                let security = security.clone();
                 let shutdown = shutdown.clone();
-                tracker.spawn(handle(stream, remote.to_string(), broker, shutdown));
+                tracker.spawn(handle(
+                    stream,
+                    remote.to_string(),
+                    broker,
+                    security,
+                    shutdown,
+                ));
             }
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the rest.
@@ -55,6 +71,7 @@ async fn handle(
     mut stream: TcpStream,
     remote: String,
     broker: Arc<Broker>,
+    security: Arc<Security>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
@@ -66,7 +83,9 @@ async fn handle(
     };
     match read {
         Ok(Ok(_)) if &magic == MAGIC_V2 => {
-            Connection::new(broker, stream, remote).run(shutdown).await
+            Connection::new(broker, security, stream, remote)
+                .run(shutdown)
+                .await
         }
         Ok(Ok(_)) => {
             tracing::warn!(client = %remote, magic = ?String::from_utf8_lossy(&magic), "TCP: bad protocol magic");

@@ -18,6 +18,11 @@ impl Connection {
         bodies: Vec<Bytes>,
         defer_ms: i64,
     ) -> Result<(), ClientError> {
+        if command != "MPUB" {
+            // nsqd authorizes PUB and DPUB once their body is read (MPUB
+            // was authorized before its body, in `command`).
+            self.check_auth(command, topic, "")?;
+        }
         let count = bodies.len() as u64;
         let defer = Duration::from_millis(defer_ms.max(0) as u64);
         let pending = self

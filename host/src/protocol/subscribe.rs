@@ -7,6 +7,7 @@ use bytes::Bytes;
 use super::connection::Connection;
 use super::error::ClientError;
 use super::go_text::{go_quote, lossy, parse_base10};
+use crate::broker::channel::consumers::JoinError;
 use crate::broker::client::ClientState;
 use crate::broker::names::is_valid_name;
 use wasq_wire::frame;
@@ -36,11 +37,16 @@ impl Connection {
                 format!("SUB channel name {} is not valid", go_quote(&params[1])),
             )
         })?;
+        self.check_auth("SUB", topic, channel)?;
+        let limit = self.broker.options.max_channel_consumers as usize;
         let subscription = self
             .broker
-            .subscribe(topic, channel, &self.client)
-            .map_err(|_| {
-                ClientError::fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
+            .subscribe(topic, channel, &self.client, limit)
+            .map_err(|e| match e {
+                JoinError::Exiting => {
+                    ClientError::fatal("E_SUB_FAILED", "SUB failed to deleted topic/channel")
+                }
+                full => ClientError::fatal("E_SUB_FAILED", format!("SUB failed {full}")),
             })?;
         self.subscription = Some(subscription);
         self.set_state(ClientState::Subscribed);

@@ -4,14 +4,38 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{Channel, Exiting, Queued};
+use super::{Channel, Queued};
 use crate::broker::client::Client;
 
+/// Why a consumer could not join a channel.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The channel is being deleted (nsqd's text).
+    #[error("exiting")]
+    Exiting,
+    /// `--max-channel-consumers` reached (nsqd's text).
+    #[error("consumers for {topic}:{channel} exceeds limit of {limit}")]
+    Full {
+        topic: String,
+        channel: String,
+        limit: usize,
+    },
+}
+
 impl Channel {
-    pub fn add_client(&self, client: Arc<Client>) -> Result<(), Exiting> {
+    /// Adds a consumer unless the channel is exiting or already has
+    /// `limit` consumers (0: no limit).
+    pub fn add_client(&self, client: Arc<Client>, limit: usize) -> Result<(), JoinError> {
         let mut clients = self.clients.lock();
         if self.is_exiting() {
-            return Err(Exiting);
+            return Err(JoinError::Exiting);
+        }
+        if limit != 0 && clients.len() >= limit && !clients.contains_key(&client.id) {
+            return Err(JoinError::Full {
+                topic: self.topic_name.to_string(),
+                channel: self.name.to_string(),
+                limit,
+            });
         }
         clients.insert(client.id, client);
         Ok(())

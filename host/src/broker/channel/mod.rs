@@ -41,7 +41,7 @@ use super::spare_room::ReleaseSpare;
 use wasq_storage::{BackingQueue, Location, PendingSync, due_to_unix_nanos};
 
 mod acknowledge;
-mod consumers;
+pub mod consumers;
 mod disk;
 mod stats;
 #[cfg(test)]

@@ -69,7 +69,7 @@ async fn paused_channels_deliver_nothing() {
 async fn a_leaving_client_returns_its_messages() {
     let channel = Channel::new("t", "c", &QueueSettings::memory_only());
     let a = client(1);
-    channel.add_client(a.clone()).unwrap();
+    channel.add_client(a.clone(), 0).unwrap();
     assert!(channel.put(&[message(1), message(2)]).is_empty());
     assert_eq!(channel.take(&a, 2, Duration::from_secs(60), 0).len(), 2);
     assert_eq!(channel.remove_client(1), 0);
