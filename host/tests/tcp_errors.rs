@@ -326,3 +326,28 @@ fn garbage_truncation_and_slow_drips_never_hurt_other_clients() {
     drop(stalled);
     assert_healthy(&wasqd);
 }
+
+#[test]
+fn an_oversized_mpub_message_is_refused_before_the_rest_of_the_body_arrives() {
+    let wasqd = Wasqd::start_with(&["--max-msg-size", "1000"]);
+    let mut client = wasqd.raw();
+    // Declares 4 MB, sends the count and a first size header of 2000
+    // bytes (over --max-msg-size), and nothing more: nsqd answers at once.
+    let mut start = b"MPUB t\n".to_vec();
+    start.extend_from_slice(&4_000_000i32.to_be_bytes());
+    start.extend_from_slice(&100i32.to_be_bytes());
+    start.extend_from_slice(&2000i32.to_be_bytes());
+    client.send(&start);
+    client.expect_fatal("E_BAD_MESSAGE MPUB message too big 2000 > 1000");
+
+    let mut client = wasqd.raw();
+    let mut zero = b"MPUB t\n".to_vec();
+    zero.extend_from_slice(&4_000_000i32.to_be_bytes());
+    zero.extend_from_slice(&100i32.to_be_bytes());
+    zero.extend_from_slice(&3i32.to_be_bytes());
+    zero.extend_from_slice(b"abc");
+    zero.extend_from_slice(&0i32.to_be_bytes());
+    client.send(&zero);
+    client.expect_fatal("E_BAD_MESSAGE MPUB invalid message(1) body size 0");
+    assert_healthy(&wasqd);
+}

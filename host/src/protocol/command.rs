@@ -679,4 +679,112 @@ mod tests {
             "E_BAD_MESSAGE MPUB failed to read message body"
         );
     }
+
+    #[test]
+    fn mpub_sizes_are_refused_as_they_arrive() {
+        // Declares a 900-byte body (under max_body_size 1000), then a first
+        // message of 10 bytes and a second of 101 (over max_msg_size 100):
+        // refused once that header is in, with 700 bytes still to come.
+        let mut input = b"MPUB t\n".to_vec();
+        input.extend_from_slice(&900i32.to_be_bytes());
+        input.extend_from_slice(&3i32.to_be_bytes());
+        input.extend_from_slice(&10i32.to_be_bytes());
+        input.extend_from_slice(&[b'a'; 10]);
+        input.extend_from_slice(&101i32.to_be_bytes());
+        let mut parser = Parser::new(LIMITS);
+        let mut buf = BytesMut::new();
+        let mut result = Ok(None);
+        for byte in &input {
+            buf.extend_from_slice(&[*byte]);
+            result = parser.parse(&mut buf, &Open);
+            if result != Ok(None) {
+                break;
+            }
+        }
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "E_BAD_MESSAGE MPUB message too big 101 > 100"
+        );
+
+        let mut zero = b"MPUB t\n".to_vec();
+        zero.extend_from_slice(&900i32.to_be_bytes());
+        zero.extend_from_slice(&2i32.to_be_bytes());
+        zero.extend_from_slice(&0i32.to_be_bytes());
+        assert_eq!(
+            parse_all(&zero).1.unwrap().to_string(),
+            "E_BAD_MESSAGE MPUB invalid message(0) body size 0"
+        );
+
+        let mut count = b"MPUB t\n".to_vec();
+        count.extend_from_slice(&900i32.to_be_bytes());
+        count.extend_from_slice(&0i32.to_be_bytes());
+        assert_eq!(
+            parse_all(&count).1.unwrap().to_string(),
+            "E_BAD_BODY MPUB invalid message count 0"
+        );
+    }
+
+    #[test]
+    fn a_streamed_mpub_parses_whole_once_complete_and_the_next_starts_fresh() {
+        let bodies: Vec<Vec<u8>> = (0..20).map(|i| vec![b'0' + i as u8; 1 + i % 7]).collect();
+        let mut body = (bodies.len() as i32).to_be_bytes().to_vec();
+        for b in &bodies {
+            body.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            body.extend_from_slice(b);
+        }
+        let mut input = framed("MPUB t\n", &body);
+        input.extend_from_slice(&framed("MPUB u\n", &body));
+        let mut parser = Parser::new(LIMITS);
+        let mut buf = BytesMut::new();
+        let mut parsed = Vec::new();
+        for chunk in input.chunks(3) {
+            buf.extend_from_slice(chunk);
+            while let Some(command) = parser.parse(&mut buf, &Open).unwrap() {
+                parsed.push(command);
+            }
+        }
+        assert_eq!(parsed.len(), 2);
+        for (command, topic) in parsed.iter().zip(["t", "u"]) {
+            let Command::Mpub {
+                topic: t,
+                bodies: got,
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(t, topic);
+            assert_eq!(got.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), bodies);
+        }
+    }
+
+    struct Refuse;
+    impl Admission for Refuse {
+        fn command(&self, verb: &[u8]) -> Result<(), ClientError> {
+            Err(ClientError::invalid(format!(
+                "cannot {} in current state (TLS required)",
+                lossy(verb)
+            )))
+        }
+        fn mpub(&self, _topic: &str) -> Result<(), ClientError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn admission_comes_before_parameters_and_identify_is_always_admitted() {
+        let mut parser = Parser::new(LIMITS);
+        let mut bad_topic = BytesMut::from(&b"PUB bad!name\n"[..]);
+        assert_eq!(
+            parser
+                .parse(&mut bad_topic, &Refuse)
+                .unwrap_err()
+                .to_string(),
+            "E_INVALID cannot PUB in current state (TLS required)"
+        );
+        let mut identify = BytesMut::from(&framed("IDENTIFY\n", b"{}")[..]);
+        assert!(matches!(
+            parser.parse(&mut identify, &Refuse),
+            Ok(Some(Command::Identify(_)))
+        ));
+    }
 }

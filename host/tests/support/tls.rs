@@ -102,6 +102,11 @@ impl TlsClient {
         self.send(&command::encode(|out| command::auth(out, secret)));
     }
 
+    /// The decrypted stream, for reading raw bytes.
+    pub fn reader(&mut self) -> &mut impl Read {
+        &mut self.stream
+    }
+
     /// Everything left until the server closes.
     pub fn read_to_end(&mut self) -> Vec<u8> {
         let mut rest = Vec::new();
