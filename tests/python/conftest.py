@@ -26,7 +26,8 @@ class Wasqd:
         self.workdir = tempfile.TemporaryDirectory(prefix="wasq-py-")
         ready_file = os.path.join(self.workdir.name, ".ready.json")
         self.proc = subprocess.Popen(
-            [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--exit-on-stdin-eof",
+            [binary, "--tcp-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--https-address", "127.0.0.1:0",
+             "--exit-on-stdin-eof",
              "--ready-file", ready_file,
              "--lookupd-embedded-tcp-address", "127.0.0.1:0", "--lookupd-embedded-http-address", "127.0.0.1:0", *args],
             stdin=subprocess.PIPE,
@@ -54,6 +55,8 @@ class Wasqd:
         self.http = listening["http"]
         # The embedded lookupd (None with --no-embedded-lookupd).
         self.lookupd_tcp = listening.get("lookupd_tcp")
+        # Only with TLS configured.
+        self.https = listening.get("https")
         self.lookupd_http = listening.get("lookupd_http")
 
     def stats(self):
