@@ -4,49 +4,8 @@
 
 const { test } = require('node:test')
 const assert = require('node:assert')
-const { spawn } = require('node:child_process')
-const fs = require('node:fs')
-const os = require('node:os')
-const path = require('node:path')
 const nsq = require('nsqjs')
-
-const binary = process.env.WASQD_BIN || path.join(__dirname, '..', '..', 'target', 'debug', 'wasqd')
-
-function startWasqd () {
-  return new Promise((resolve, reject) => {
-    // A scratch working directory: no plugins, nothing written in the repository.
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-'))
-    // wasqd writes its bound addresses here once it serves (log lines are
-    // for people and may be reworded).
-    const readyFile = path.join(cwd, '.ready.json')
-    const child = spawn(binary, ['--tcp-address', '127.0.0.1:0', '--http-address', '127.0.0.1:0', '--exit-on-stdin-eof',
-      '--ready-file', readyFile,
-      '--lookupd-embedded-tcp-address', '127.0.0.1:0', '--lookupd-embedded-http-address', '127.0.0.1:0'], {
-      cwd,
-      stdio: ['pipe', 'ignore', 'pipe']
-    })
-    let log = ''
-    child.stderr.setEncoding('utf8')
-    child.stderr.on('data', chunk => { log += chunk })
-    child.on('exit', code => reject(new Error(`wasqd exited (${code}): ${log}`)))
-    const started = Date.now()
-    const poll = setInterval(() => {
-      if (fs.existsSync(readyFile)) {
-        clearInterval(poll)
-        const listening = JSON.parse(fs.readFileSync(readyFile, 'utf8'))
-        resolve({ child, tcp: listening.tcp, http: listening.http })
-      } else if (Date.now() - started > 60000) {
-        clearInterval(poll)
-        reject(new Error('wasqd did not start: ' + log))
-      }
-    }, 10)
-  })
-}
-
-async function stats (http) {
-  const response = await fetch(`http://${http}/stats?format=json`)
-  return response.json()
-}
+const { startWasqd, stats } = require('./wasqd')
 
 test('nsqjs publishes, consumes, finishes and requeues', { timeout: 30000 }, async () => {
   const wasqd = await startWasqd()
