@@ -71,6 +71,8 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
             log_level: options.log_level.filter().to_string(),
             exit_on_stdin_eof: false,
             ready_file: None,
+            log_prefix: options.log_prefix.clone(),
+            config: None,
         };
         Some(
             wasq_lookupd::server::start(&lookupd_options)

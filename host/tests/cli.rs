@@ -85,3 +85,107 @@ fn sigterm_shuts_down_cleanly() {
     assert!(status.success(), "exit status {status:?}");
     consumer.expect_closed();
 }
+
+/// Every flag of nsqd v1.3.0 (`nsqd --help`), which `wasqd --help` must list.
+const NSQD_FLAGS: &[&str] = &[
+    "auth-http-address",
+    "broadcast-address",
+    "broadcast-http-port",
+    "broadcast-tcp-port",
+    "config",
+    "data-path",
+    "deflate",
+    "e2e-processing-latency-percentile",
+    "e2e-processing-latency-window-time",
+    "http-address",
+    "http-client-connect-timeout",
+    "http-client-request-timeout",
+    "https-address",
+    "log-level",
+    "log-prefix",
+    "lookupd-tcp-address",
+    "max-body-size",
+    "max-bytes-per-file",
+    "max-channel-consumers",
+    "max-deflate-level",
+    "max-heartbeat-interval",
+    "max-msg-size",
+    "max-msg-timeout",
+    "max-output-buffer-size",
+    "max-output-buffer-timeout",
+    "max-rdy-count",
+    "max-req-timeout",
+    "mem-queue-size",
+    "min-output-buffer-timeout",
+    "msg-timeout",
+    "node-id",
+    "output-buffer-timeout",
+    "queue-scan-selection-count",
+    "queue-scan-worker-pool-max",
+    "snappy",
+    "statsd-address",
+    "statsd-exclude-ephemeral",
+    "statsd-interval",
+    "statsd-mem-stats",
+    "statsd-prefix",
+    "statsd-udp-packet-size",
+    "sync-every",
+    "sync-timeout",
+    "tcp-address",
+    "tls-cert",
+    "tls-client-auth-policy",
+    "tls-key",
+    "tls-min-version",
+    "tls-required",
+    "tls-root-ca-file",
+    "version",
+];
+
+#[test]
+fn help_lists_every_nsqd_flag() {
+    let (code, stdout, _) = run(&["--help"]);
+    assert_eq!(code, 0);
+    let missing: Vec<&str> = NSQD_FLAGS
+        .iter()
+        .copied()
+        .filter(|flag| !stdout.contains(&format!("--{flag}")))
+        .collect();
+    assert!(missing.is_empty(), "missing from --help: {missing:?}");
+}
+
+#[test]
+fn tls_and_config_flags_are_checked_at_start_up() {
+    for (args, expected) in [
+        (&["--tls-min-version", "ssl3.0"][..], "--tls-min-version"),
+        (
+            &["--tls-client-auth-policy", "maybe"][..],
+            "--tls-client-auth-policy",
+        ),
+        (&["--tls-required=sometimes"][..], "--tls-required"),
+        (&["--max-deflate-level", "10"][..], "--max-deflate-level"),
+        (&["--node-id", "1024"][..], "--node-id"),
+        (
+            &["--tls-cert", "/nonexistent/cert.pem"][..],
+            "--tls-cert is given without --tls-key",
+        ),
+        (
+            &["--config", "/etc/nsqd.cfg"][..],
+            "config files are not supported yet",
+        ),
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_ne!(code, 0, "{args:?} was accepted");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn log_lines_start_with_the_log_prefix() {
+    let wasqd = Wasqd::start_with(&["--log-prefix", "[node-a] "]);
+    let log = wasqd.log();
+    assert!(!log.is_empty());
+    assert!(
+        log.iter().all(|line| line.starts_with("[node-a] ")),
+        "{log:?}"
+    );
+}

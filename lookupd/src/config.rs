@@ -40,6 +40,14 @@ pub struct LookupdOptions {
     #[arg(long, default_value = "info", ignore_case = true, value_parser = ["debug", "info", "warn", "warning", "error", "fatal"])]
     pub log_level: String,
 
+    /// log message prefix
+    #[arg(long, default_value = "[nsqlookupd] ")]
+    pub log_prefix: String,
+
+    /// path to config file (not supported yet: wasq-lookupd refuses to start rather than ignore it)
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+
     /// exit when standard input closes (lets a test harness or supervisor own the process)
     #[arg(long, hide = true)]
     pub exit_on_stdin_eof: bool,

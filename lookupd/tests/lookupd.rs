@@ -318,3 +318,28 @@ fn protocol_errors_and_garbage_close_the_connection_only() {
         json!({"topics": ["ok"]})
     );
 }
+
+#[test]
+fn help_lists_every_nsqlookupd_flag() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasq-lookupd"))
+        .arg("--help")
+        .output()
+        .expect("run wasq-lookupd");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "broadcast-address",
+        "config",
+        "http-address",
+        "inactive-producer-timeout",
+        "log-level",
+        "log-prefix",
+        "tcp-address",
+        "tombstone-lifetime",
+        "version",
+    ] {
+        assert!(
+            help.contains(&format!("--{flag}")),
+            "--{flag} missing: {help}"
+        );
+    }
+}

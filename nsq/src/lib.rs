@@ -1,13 +1,15 @@
 //! What NSQ's daemons share, written once for wasqd and wasq-lookupd:
 //! topic/channel name rules, Go's duration syntax, and the "V1" HTTP
 //! response shape (`{"message":"CODE"}` errors, the `X-NSQ-Content-Type`
-//! header, first-value query parameters), listening, and a daemon's life
+//! header, first-value query parameters), listening, the `--log-prefix`
+//! log format, and a daemon's life
 //! from start-up (with its `--ready-file`) to a shutdown signal.
 
 pub mod duration;
 pub mod flags;
 pub mod http_v1;
 pub mod listen;
+pub mod log_prefix;
 pub mod names;
 pub mod ready;
 pub mod signals;

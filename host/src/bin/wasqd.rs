@@ -10,6 +10,7 @@ use tracing_subscriber::reload;
 use wasq_host::config::Options;
 use wasq_host::http::LogControl;
 use wasq_host::server;
+use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
     wasq_host::allocator::limit_arenas();
@@ -25,8 +26,11 @@ fn main() -> ExitCode {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .event_format(Prefixed {
+                    prefix: options.log_prefix.clone(),
+                    inner: tracing_subscriber::fmt::format().with_target(false),
+                }),
         )
         .init();
     let log_control: LogControl = Arc::new(move |level| {

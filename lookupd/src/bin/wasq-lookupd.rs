@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 use wasq_lookupd::config::LookupdOptions;
 use wasq_lookupd::server;
+use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
     let options = LookupdOptions::from_args();
@@ -14,11 +15,21 @@ fn main() -> ExitCode {
         other => other,
     }
     .to_string();
+    if let Some(path) = &options.config {
+        eprintln!(
+            "wasq-lookupd: --config {}: config files are not supported yet; pass the settings as flags",
+            path.display()
+        );
+        return ExitCode::from(2);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(level))
         .with_writer(std::io::stderr)
-        .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(Prefixed {
+            prefix: options.log_prefix.clone(),
+            inner: tracing_subscriber::fmt::format().with_target(false),
+        })
         .init();
     wasq_nsq::signals::run_until_signal(
         "wasq-lookupd",
