@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wasq_nsq::names::{is_ephemeral, is_valid_name};
 
@@ -55,8 +55,13 @@ pub async fn serve(listener: TcpListener, lookupd: Arc<Lookupd>, shutdown: Cance
     }
 }
 
-async fn handle(stream: TcpStream, remote: String, lookupd: &Lookupd) {
-    let (read, mut write) = stream.into_split();
+/// Serves one node's connection until it closes. Generic over the
+/// stream so the parser can be driven from memory (the fuzz target).
+pub async fn handle<S>(stream: S, remote: String, lookupd: &Lookupd)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (read, mut write) = tokio::io::split(stream);
     let mut reader = BufReader::new(read);
     let mut magic = [0u8; 4];
     if reader.read_exact(&mut magic).await.is_err() {
@@ -107,7 +112,7 @@ async fn handle(stream: TcpStream, remote: String, lookupd: &Lookupd) {
     tracing::info!(client = %remote, "TCP: client exited");
 }
 
-async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, data: &[u8]) -> std::io::Result<()> {
+async fn send(write: &mut (impl AsyncWrite + Unpin), data: &[u8]) -> std::io::Result<()> {
     let mut frame = Vec::with_capacity(4 + data.len());
     wasq_wire::lookup::write_response(&mut frame, data);
     write.write_all(&frame).await
@@ -115,7 +120,7 @@ async fn send(write: &mut tokio::net::tcp::OwnedWriteHalf, data: &[u8]) -> std::
 
 async fn execute(
     params: &[&str],
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: &mut BufReader<impl AsyncRead + Unpin>,
     peer: &mut Option<Arc<Peer>>,
     remote: &str,
     lookupd: &Lookupd,
@@ -220,7 +225,7 @@ fn topic_and_channel<'a>(
 }
 
 async fn identify(
-    reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: &mut BufReader<impl AsyncRead + Unpin>,
     peer: &mut Option<Arc<Peer>>,
     remote: &str,
     lookupd: &Lookupd,

@@ -27,7 +27,7 @@ pub const MAX_DEFLATE_LEVEL: u32 = 9;
 
 pub enum Compression {
     Snappy {
-        encoder: snap::write::FrameEncoder<Vec<u8>>,
+        encoder: Box<snap::write::FrameEncoder<Vec<u8>>>,
         decoder: Box<snap::read::FrameDecoder<WholeChunks>>,
         /// Received bytes not yet forming a whole chunk.
         partial: Vec<u8>,
@@ -41,7 +41,7 @@ pub enum Compression {
 impl Compression {
     pub fn snappy() -> Compression {
         Compression::Snappy {
-            encoder: snap::write::FrameEncoder::new(Vec::new()),
+            encoder: Box::new(snap::write::FrameEncoder::new(Vec::new())),
             decoder: Box::new(snap::read::FrameDecoder::new(WholeChunks::default())),
             partial: Vec::new(),
         }

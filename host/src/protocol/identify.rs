@@ -204,10 +204,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Validates and applies the client's settings in nsqd's order, with
-    /// nsqd's error texts.
+    /// Validates the client's settings and applies them.
     fn apply_identify(&mut self, data: &IdentifyData) -> Result<(), String> {
-        let options = &self.broker.options;
+        let settings = Negotiation::from_options(&self.broker.options).validate(data)?;
         {
             let mut meta = self.client.meta.lock();
             meta.client_id = data.client_id.clone();
@@ -215,54 +214,111 @@ impl Connection {
             meta.user_agent = data.user_agent.clone();
             meta.topology_region = data.topology_region.clone();
             meta.topology_zone = data.topology_zone.clone();
+            meta.sample_rate = settings.sample_rate;
         }
+        if let Some(heartbeat) = settings.heartbeat_interval {
+            self.heartbeat_interval = heartbeat;
+        }
+        if let Some(timeout) = settings.output_buffer_timeout {
+            self.output_buffer_timeout = timeout;
+        }
+        if let Some(size) = settings.output_buffer_size {
+            self.output_buffer_size = size;
+        }
+        if let Some(timeout) = settings.msg_timeout {
+            self.msg_timeout = timeout;
+        }
+        self.sample_rate = settings.sample_rate;
+        Ok(())
+    }
+}
 
-        let max_heartbeat = options.max_heartbeat_interval.as_millis() as i64;
+/// The bounds IDENTIFY's values are checked against (from the options).
+#[derive(Debug, Clone)]
+pub struct Negotiation {
+    max_heartbeat_ms: i64,
+    min_output_buffer_timeout_ms: i64,
+    max_output_buffer_timeout_ms: i64,
+    max_output_buffer_size: i64,
+    max_msg_timeout_ms: i64,
+}
+
+/// What a valid IDENTIFY changes; `None` keeps the connection's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// `Some(None)`: heartbeats disabled.
+    pub heartbeat_interval: Option<Option<Duration>>,
+    pub output_buffer_timeout: Option<Duration>,
+    pub output_buffer_size: Option<usize>,
+    pub sample_rate: i32,
+    pub msg_timeout: Option<Duration>,
+}
+
+impl Negotiation {
+    pub fn from_options(options: &crate::config::Options) -> Negotiation {
+        Negotiation {
+            max_heartbeat_ms: options.max_heartbeat_interval.as_millis() as i64,
+            min_output_buffer_timeout_ms: options.min_output_buffer_timeout.as_millis() as i64,
+            max_output_buffer_timeout_ms: options.max_output_buffer_timeout.as_millis() as i64,
+            max_output_buffer_size: options.max_output_buffer_size,
+            max_msg_timeout_ms: options.max_msg_timeout.as_millis() as i64,
+        }
+    }
+
+    /// nsqd's defaults.
+    pub fn defaults() -> Negotiation {
+        use clap::Parser;
+        Negotiation::from_options(&crate::config::Options::parse_from(["wasqd"]))
+    }
+
+    /// Checks the settings in nsqd's order, with nsqd's error texts.
+    pub fn validate(&self, data: &IdentifyData) -> Result<ClientSettings, String> {
+        let mut settings = ClientSettings {
+            heartbeat_interval: None,
+            output_buffer_timeout: None,
+            output_buffer_size: None,
+            sample_rate: 0,
+            msg_timeout: None,
+        };
         match data.heartbeat_interval {
-            -1 => self.heartbeat_interval = None,
+            -1 => settings.heartbeat_interval = Some(None),
             0 => {}
-            ms if (1000..=max_heartbeat).contains(&ms) => {
-                self.heartbeat_interval = Some(Duration::from_millis(ms as u64));
+            ms if (1000..=self.max_heartbeat_ms).contains(&ms) => {
+                settings.heartbeat_interval = Some(Some(Duration::from_millis(ms as u64)));
             }
             ms => return Err(format!("heartbeat interval ({ms}) is invalid")),
         }
-
-        let min_timeout = options.min_output_buffer_timeout.as_millis() as i64;
-        let max_timeout = options.max_output_buffer_timeout.as_millis() as i64;
+        let timeouts = self.min_output_buffer_timeout_ms..=self.max_output_buffer_timeout_ms;
         match data.output_buffer_timeout {
-            -1 => self.output_buffer_timeout = Duration::ZERO,
+            -1 => settings.output_buffer_timeout = Some(Duration::ZERO),
             0 => {}
-            ms if (min_timeout..=max_timeout).contains(&ms) => {
-                self.output_buffer_timeout = Duration::from_millis(ms as u64);
+            ms if timeouts.contains(&ms) => {
+                settings.output_buffer_timeout = Some(Duration::from_millis(ms as u64));
             }
             ms => return Err(format!("output buffer timeout ({ms}) is invalid")),
         }
         match data.output_buffer_size {
             -1 => {
-                self.output_buffer_size = 1;
-                self.output_buffer_timeout = Duration::ZERO;
+                settings.output_buffer_size = Some(1);
+                settings.output_buffer_timeout = Some(Duration::ZERO);
             }
             0 => {}
-            size if (64..=options.max_output_buffer_size).contains(&size) => {
-                self.output_buffer_size = size as usize;
+            size if (64..=self.max_output_buffer_size).contains(&size) => {
+                settings.output_buffer_size = Some(size as usize);
             }
             size => return Err(format!("output buffer size ({size}) is invalid")),
         }
-
         if !(0..=99).contains(&data.sample_rate) {
             return Err(format!("sample rate ({}) is invalid", data.sample_rate));
         }
-        self.sample_rate = data.sample_rate;
-        self.client.meta.lock().sample_rate = data.sample_rate;
-
-        let max_msg_timeout = options.max_msg_timeout.as_millis() as i64;
+        settings.sample_rate = data.sample_rate;
         match data.msg_timeout {
             0 => {}
-            ms if (1000..=max_msg_timeout).contains(&ms) => {
-                self.msg_timeout = Duration::from_millis(ms as u64)
+            ms if (1000..=self.max_msg_timeout_ms).contains(&ms) => {
+                settings.msg_timeout = Some(Duration::from_millis(ms as u64))
             }
             ms => return Err(format!("msg timeout ({ms}) is invalid")),
         }
-        Ok(())
+        Ok(settings)
     }
 }

@@ -10,7 +10,7 @@ pub mod compression;
 pub mod connection;
 pub mod error;
 mod go_text;
-mod identify;
+pub mod identify;
 mod publish;
 mod subscribe;
 pub mod transport;
