@@ -35,9 +35,11 @@ def fresh_loop():
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def publish_all(wasqd, topic, bodies):
+def publish_all(wasqd, topic, bodies, **connection):
+    """Publishes every body with a pynsq Writer (given connection options
+    such as tls_v1, snappy, deflate or auth_secret) and waits for each OK."""
     acked = []
-    writer = nsq.Writer([wasqd.tcp])
+    writer = nsq.Writer([wasqd.tcp], **connection)
 
     def send():
         if not writer.conns:

@@ -6,19 +6,22 @@ Certificates are made fresh for each test by `wasq-test-certs` (built with
 the workspace), so no private key lives in the repository."""
 
 import json
+import logging
 import os
 import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import nsq
 import pytest
+import tornado.ioloop
 
 from conftest import ROOT, Wasqd
-from test_pynsq import fresh_loop, run_loop
+from test_pynsq import fresh_loop, publish_all, run_loop
 
 
 @pytest.fixture
@@ -49,21 +52,7 @@ def round_trip(wasqd, topic, count=20, size=300, **connection):
     with the same connection options; returns the channel's client stats."""
     fresh_loop()
     bodies = [(f"{topic} {i} ".encode() + b"x" * size) for i in range(count)]
-    acked = []
-    writer = nsq.Writer([wasqd.tcp], **connection)
-
-    def send():
-        if not writer.conns:
-            return
-        sender.stop()
-        for body in bodies:
-            writer.pub(topic, body, callback=lambda conn, data: acked.append(data))
-
-    import tornado.ioloop
-    sender = tornado.ioloop.PeriodicCallback(send, 10)
-    sender.start()
-    run_loop(lambda: len(acked) == count)
-    assert all(a == b"OK" for a in acked), acked
+    publish_all(wasqd, topic, bodies, **connection)
 
     seen = []
     reader = nsq.Reader(
@@ -75,8 +64,6 @@ def round_trip(wasqd, topic, count=20, size=300, **connection):
     assert sorted(seen) == sorted(bodies)
     clients = wasqd.channel(topic, "c")["clients"]
     reader.close()
-    for conn in list(writer.conns.values()):
-        conn.close()
     return clients[0]
 
 
@@ -179,8 +166,6 @@ def test_auth_grant(certs):
 def auth_error(server, secret):
     """Connects a pynsq Writer with `secret`; returns the error frame the
     connection got (pynsq reports it through its log)."""
-    import logging
-
     fresh_loop()
     errors = []
 
@@ -224,8 +209,6 @@ def test_auth_expiry_asks_again():
         fresh_loop()
         acked = []
         writer = nsq.Writer([server.tcp], auth_secret="good")
-        import time
-        import tornado.ioloop
         started = time.time()
 
         def send():
