@@ -230,3 +230,50 @@ fn ureq_with_bearer(wasqd: &Wasqd, secret: &str) -> (u16, String) {
         response.body_mut().read_to_string().unwrap(),
     )
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_nsq_with_a_refused_secret_never_becomes_healthy() {
+    use tokio_nsq::{NSQEvent, NSQProducerConfig};
+    let auth = server();
+    let wasqd = wasqd_with(&auth);
+    let mut producer = NSQProducerConfig::new(wasqd.tcp.to_string())
+        .set_shared(shared().set_credentials(b"wrong".to_vec()))
+        .build();
+    let event = tokio::time::timeout(support::nsq::WAIT, producer.consume())
+        .await
+        .expect("an event");
+    // tokio-nsq ends the producer (None) or reports it unhealthy.
+    assert!(!matches!(event, Some(NSQEvent::Healthy())), "{event:?}");
+    assert!(auth.requests().iter().any(|r| r["secret"] == "wrong"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_nsq_keeps_publishing_across_an_expiry() {
+    use tokio_nsq::{NSQEvent, NSQProducerConfig, NSQTopic};
+    let auth = AuthServer::start(|_| grant("carol", ".*", ".*", &["publish"], 1));
+    let wasqd = wasqd_with(&auth);
+    let mut producer = NSQProducerConfig::new(wasqd.tcp.to_string())
+        .set_shared(shared().set_credentials(b"s".to_vec()))
+        .build();
+    let wait = support::nsq::WAIT;
+    assert!(matches!(
+        tokio::time::timeout(wait, producer.consume())
+            .await
+            .unwrap(),
+        Some(NSQEvent::Healthy())
+    ));
+    let topic = NSQTopic::new("expiring").unwrap();
+    let started = std::time::Instant::now();
+    // Publish until the 1 s grant has been asked for again.
+    while auth.requests().len() < 2 {
+        assert!(started.elapsed() < wait, "never asked again");
+        producer.publish(&topic, b"x".to_vec()).await.unwrap();
+        assert!(matches!(
+            tokio::time::timeout(wait, producer.consume())
+                .await
+                .unwrap(),
+            Some(NSQEvent::Ok())
+        ));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
