@@ -53,7 +53,10 @@ fn harness() -> &'static Harness {
 
 fn settled(h: &Harness) -> u64 {
     let status = h.plugins.status_of("script").expect("the script plugin");
-    assert!(status.last_error.is_none() || status.counters.handled > 0, "{status:?}");
+    assert!(
+        status.last_error.is_none() || status.counters.handled > 0,
+        "{status:?}"
+    );
     status.counters.handled
 }
 
@@ -65,12 +68,19 @@ fuzz_target!(|data: &[u8]| {
     let before = settled(h);
     let _ = h.runtime.block_on(async {
         h.broker
-            .publish("fuzz", vec![bytes::Bytes::copy_from_slice(data)], Duration::ZERO)
+            .publish(
+                "fuzz",
+                vec![bytes::Bytes::copy_from_slice(data)],
+                Duration::ZERO,
+            )
             .map(|_| ())
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while settled(h) == before {
-        assert!(Instant::now() < deadline, "the plugin stopped handling messages");
+        assert!(
+            Instant::now() < deadline,
+            "the plugin stopped handling messages"
+        );
         std::thread::yield_now();
     }
     // Keep what the script published from piling up.
