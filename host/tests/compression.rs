@@ -167,6 +167,7 @@ fn disabled_or_capped_compression_is_answered_as_nsqd_does() {
     assert_eq!(response["deflate"], true);
     assert_eq!(response["deflate_level"], 3);
     assert_eq!(response["max_deflate_level"], 3);
+    assert_eq!(wasqd.http().get_json("/info").1["max_deflate_level"], 3);
     // Without a level the client gets nsqd's 6, capped to the maximum.
     let mut raw = wasqd.raw();
     let response = identify(&mut raw, r#"{"feature_negotiation":true,"deflate":true}"#);

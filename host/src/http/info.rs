@@ -25,6 +25,6 @@ pub async fn info(State(state): State<AppState>) -> ApiResult {
         "max_heartbeat_interval": options.max_heartbeat_interval.as_nanos() as u64,
         "max_output_buffer_size": options.max_output_buffer_size,
         "max_output_buffer_timeout": options.max_output_buffer_timeout.as_nanos() as u64,
-        "max_deflate_level": 6,
+        "max_deflate_level": options.max_deflate_level,
     })))
 }
