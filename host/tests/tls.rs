@@ -215,47 +215,30 @@ fn a_stalled_handshake_does_not_hold_up_other_https_clients() {
 #[test]
 fn bad_certificate_files_stop_start_up_with_the_file_named() {
     let certs = Certificates::new();
-    let missing = "/nonexistent/wasq/server.pem";
-    let error = Wasqd::try_start(&[
-        "--tls-cert",
-        missing,
-        "--tls-key",
-        &certs.path("server.key"),
-    ])
-    .err()
-    .expect("start-up fails");
-    assert!(format!("{error:#}").contains(missing), "{error:#}");
-
-    // A key that is not the certificate's.
-    let error = Wasqd::try_start(&[
-        "--tls-cert",
-        &certs.path("server.pem"),
-        "--tls-key",
-        &certs.path("client.key"),
-    ])
-    .err()
-    .expect("start-up fails");
-    assert!(format!("{error:#}").contains("server.pem"), "{error:#}");
-
-    // Not a key at all.
-    let error = Wasqd::try_start(&[
-        "--tls-cert",
-        &certs.path("server.pem"),
-        "--tls-key",
-        &certs.path("ca.pem"),
-    ])
-    .err()
-    .expect("start-up fails");
-    assert!(format!("{error:#}").contains("ca.pem"), "{error:#}");
-
-    let error = Wasqd::try_start(&["--tls-required"])
-        .err()
-        .expect("start-up fails");
-    assert!(
-        format!("{error:#}")
-            .contains("cannot require TLS client connections without TLS key and cert"),
-        "{error:#}"
+    let (cert, key, ca) = (
+        certs.path("server.pem"),
+        certs.path("server.key"),
+        certs.path("ca.pem"),
     );
+    let client_key = certs.path("client.key");
+    let missing = "/nonexistent/wasq/server.pem";
+    for (args, named) in [
+        (vec!["--tls-cert", missing, "--tls-key", &key], missing),
+        // A key that is not the certificate's.
+        (
+            vec!["--tls-cert", &cert, "--tls-key", &client_key],
+            "server.pem",
+        ),
+        // Not a key at all.
+        (vec!["--tls-cert", &cert, "--tls-key", &ca], "ca.pem"),
+        (
+            vec!["--tls-required"],
+            "cannot require TLS client connections without TLS key and cert",
+        ),
+    ] {
+        let error = Wasqd::try_start(&args).err().expect("start-up fails");
+        assert!(format!("{error:#}").contains(named), "{args:?}: {error:#}");
+    }
 }
 
 #[test]
