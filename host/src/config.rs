@@ -223,37 +223,37 @@ pub struct Options {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
     pub queue_scan_worker_pool_max: i64,
 
-    /// UDP <addr>:<port> of a statsd daemon for pushing stats (accepted; statsd push is not implemented yet)
+    /// UDP <addr>:<port> of a statsd daemon for pushing stats (not supported yet: refused rather than ignored, as every --statsd-* flag)
     #[arg(long)]
     pub statsd_address: Option<String>,
 
-    /// prefix used for keys sent to statsd (%s for host replacement; accepted, see --statsd-address)
-    #[arg(long, default_value = "nsq.%s")]
-    pub statsd_prefix: String,
+    /// prefix used for keys sent to statsd (%s for host replacement) [nsqd's default: nsq.%s; not supported yet]
+    #[arg(long)]
+    pub statsd_prefix: Option<String>,
 
-    /// duration between pushing to statsd (accepted, see --statsd-address)
-    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
-    pub statsd_interval: Duration,
+    /// duration between pushing to statsd [nsqd's default: 1m0s; not supported yet]
+    #[arg(long, value_parser = parse_go_duration)]
+    pub statsd_interval: Option<Duration>,
 
-    /// toggle sending memory and GC stats to statsd (accepted, see --statsd-address)
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_mem_stats: bool,
+    /// toggle sending memory and GC stats to statsd [nsqd's default: true; not supported yet]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_mem_stats: Option<bool>,
 
-    /// the size in bytes of statsd UDP packets (accepted, see --statsd-address)
-    #[arg(long, default_value_t = 508)]
-    pub statsd_udp_packet_size: i64,
+    /// the size in bytes of statsd UDP packets [nsqd's default: 508; not supported yet]
+    #[arg(long)]
+    pub statsd_udp_packet_size: Option<i64>,
 
-    /// omit ephemeral topics and channels from statsd (accepted, see --statsd-address)
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_exclude_ephemeral: bool,
+    /// omit ephemeral topics and channels from statsd [nsqd's default: false; not supported yet]
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_exclude_ephemeral: Option<bool>,
 
-    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times; accepted, not computed yet: /stats reports none)
+    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times; not supported yet: refused rather than ignored)
     #[arg(long = "e2e-processing-latency-percentile")]
     pub e2e_processing_latency_percentiles: Vec<f64>,
 
-    /// calculate end to end latency quantiles for this duration of time (accepted, see --e2e-processing-latency-percentile)
-    #[arg(long, default_value = "10m0s", value_parser = parse_go_duration)]
-    pub e2e_processing_latency_window_time: Duration,
+    /// calculate end to end latency quantiles for this duration of time [nsqd's default: 10m0s; not supported yet]
+    #[arg(long, value_parser = parse_go_duration)]
+    pub e2e_processing_latency_window_time: Option<Duration>,
 
     /// path to config file (not supported yet: Wasq refuses to start rather than ignore it)
     #[arg(long)]
@@ -343,6 +343,36 @@ impl Options {
         }
         if self.client_timeout < Duration::from_secs(2) {
             return Err("--client-timeout must be at least 2s".into());
+        }
+        // Features nsqd has and Wasq does not yet: a flag that asks for one
+        // stops start-up rather than being silently ignored.
+        let unsupported = [
+            ("--statsd-address", self.statsd_address.is_some()),
+            ("--statsd-prefix", self.statsd_prefix.is_some()),
+            ("--statsd-interval", self.statsd_interval.is_some()),
+            ("--statsd-mem-stats", self.statsd_mem_stats.is_some()),
+            (
+                "--statsd-udp-packet-size",
+                self.statsd_udp_packet_size.is_some(),
+            ),
+            (
+                "--statsd-exclude-ephemeral",
+                self.statsd_exclude_ephemeral.is_some(),
+            ),
+            (
+                "--e2e-processing-latency-percentile",
+                !self.e2e_processing_latency_percentiles.is_empty(),
+            ),
+            (
+                "--e2e-processing-latency-window-time",
+                self.e2e_processing_latency_window_time.is_some(),
+            ),
+        ];
+        if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
+            return Err(format!(
+                "{flag}: statsd push and end-to-end latency percentiles are not supported yet; \
+                 start without it rather than have it ignored"
+            ));
         }
         if let Some(path) = &self.config {
             return Err(format!(

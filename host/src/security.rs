@@ -28,15 +28,6 @@ impl Security {
         })
     }
 
-    /// Plain connections allowed, no auth (tests and tools).
-    pub fn open() -> Security {
-        Security {
-            tls: None,
-            tls_required: TlsRequired::No,
-            auth: None,
-        }
-    }
-
     pub fn auth_enabled(&self) -> bool {
         self.auth.is_some()
     }
