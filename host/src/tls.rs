@@ -73,7 +73,7 @@ pub enum TlsMinVersion {
 /// The server configuration, or `None` when neither `--tls-cert` nor
 /// `--tls-key` is given. Every failure names the flag and file.
 pub fn server_config(options: &Options) -> anyhow::Result<Option<Arc<ServerConfig>>> {
-    let (cert, key) = match (&options.tls_cert, &options.tls_key) {
+    let (cert, key_path) = match (&options.tls_cert, &options.tls_key) {
         (None, None) => return Ok(None),
         (Some(cert), Some(key)) => (cert, key),
         (Some(_), None) => bail!("--tls-cert is given without --tls-key"),
@@ -81,8 +81,12 @@ pub fn server_config(options: &Options) -> anyhow::Result<Option<Arc<ServerConfi
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let chain = read_certificates(cert, "--tls-cert")?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| anyhow!("--tls-key {}: no usable private key ({e})", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
+        anyhow!(
+            "--tls-key {}: no usable private key ({e})",
+            key_path.display()
+        )
+    })?;
     let versions: &[&rustls::SupportedProtocolVersion] = match options.tls_min_version {
         TlsMinVersion::Tls13 => &[&rustls::version::TLS13],
         _ => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -116,7 +120,7 @@ pub fn server_config(options: &Options) -> anyhow::Result<Option<Arc<ServerConfi
         format!(
             "--tls-cert {} and --tls-key {} do not make a usable pair",
             cert.display(),
-            options.tls_key.as_ref().expect("checked").display()
+            key_path.display()
         )
     })?;
     Ok(Some(Arc::new(config)))

@@ -104,8 +104,11 @@ impl Transport {
     /// Turns compression on; `unread` is what was already read past the
     /// IDENTIFY (compressed by a client that did not wait for the answer),
     /// decompressed into the same buffer.
-    pub fn compress(&mut self, compression: Compression, unread: &mut BytesMut) -> io::Result<()> {
-        let mut compression = compression;
+    pub fn compress(
+        &mut self,
+        mut compression: Compression,
+        unread: &mut BytesMut,
+    ) -> io::Result<()> {
         let already = unread.split();
         if !already.is_empty() {
             compression.decompress(&already, unread)?;
