@@ -8,7 +8,8 @@
 //! `wasq-bench persistence` runs that workload on wasqd in memory,
 //! spilling and durable (see `persistence.rs`); `wasq-bench plugin` compares a trivial Wasm plugin with an external
 //! tokio-nsq consumer instead (see `plugin.rs`); `wasq-bench reload` times
-//! hot reloads (see `reload.rs`); `wasq-bench memory` measures the resident
+//! hot reloads (see `reload.rs`); `wasq-bench guests` times the trivial
+//! handler in each kind of guest (see `guests.rs`); `wasq-bench memory` measures the resident
 //! memory of a queued message by every route it can arrive (see `memory.rs`);
 //! `wasq-bench soak` runs a long mixed load and checks that memory stays
 //! flat and nothing is lost (see `soak.rs`).
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
+mod guests;
 mod memory;
 mod persistence;
 mod plugin;
@@ -64,6 +66,18 @@ enum Mode {
         /// plugin instances (worker threads)
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+    },
+    /// per-message cost of the trivial handler as a core module, a Rust component, a JavaScript and a Python component
+    Guests {
+        /// messages per guest per round
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// body size in bytes
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        /// rounds (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// the broker workload on three wasqd set-ups in one run: in memory, spilling to disk, durable (--mem-queue-size 0 --sync-every 1)
     Persistence,
@@ -113,6 +127,19 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
     }
+    if let Some(Mode::Guests {
+        messages,
+        size,
+        rounds,
+    }) = args.command
+    {
+        return guests::run(guests::GuestsArgs {
+            messages,
+            size,
+            rounds,
+        })
+        .await;
+    }
     if let Some(Mode::Persistence) = args.command {
         return persistence::run(&args.workload).await;
     }
@@ -150,5 +177,14 @@ async fn main() -> anyhow::Result<()> {
 fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<Wasqd> {
     let mut args = vec!["--no-embedded-lookupd"];
     args.extend_from_slice(extra);
-    Wasqd::try_start(&args)
+    let wasqd = Wasqd::try_start(&args)?;
+    if extra.contains(&"--plugins-dir") {
+        // Plugins load in the background; measure from loaded ones.
+        tokio::task::block_in_place(|| {
+            wasqd
+                .http()
+                .wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT)
+        });
+    }
+    Ok(wasqd)
 }

@@ -100,7 +100,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn publish_backlog(
+/// Publishes `messages` bodies of `size` bytes to `topic`, in MPUBs of 500.
+pub(crate) async fn publish_backlog(
     tcp: std::net::SocketAddr,
     topic: &str,
     messages: usize,
@@ -119,7 +120,7 @@ async fn publish_backlog(
     Ok(())
 }
 
-fn post(http: &std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+pub(crate) fn post(http: &std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
     ureq::post(&format!("http://{http}{path}"))
         .send_empty()
         .with_context(|| format!("POST {path}"))?;

@@ -417,6 +417,9 @@ fn start_broker(work: &Path) -> anyhow::Result<(Wasqd, [Vec<u8>; 2])> {
         "--mem-queue-size",
         "1000",
     ])?;
+    broker
+        .http()
+        .wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT);
     Ok((broker, versions))
 }
 

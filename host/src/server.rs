@@ -103,7 +103,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let storage_task = crate::broker::storage_task::spawn(broker.clone(), storage_stop.clone());
     let plugins = PluginHost::new(broker.clone(), plugins_dir.clone(), Some(cache_dir))
         .context("cannot start the Wasm runtime")?;
-    plugins.load_all().await;
+    plugins.start_loading().await;
     if plugins_watch
         && plugins_dir.is_dir()
         && let Err(e) = watcher::spawn(plugins.clone(), plugins_dir, shutdown.clone())

@@ -105,6 +105,26 @@ impl Http {
     }
 
     /// One plugin's entry in GET /plugins.
+    /// Every plugin GET /plugins reports.
+    pub fn plugins(&self) -> Vec<Value> {
+        let (status, body) = self.get("/plugins");
+        assert_eq!(status, 200, "{body}");
+        let all: Value = serde_json::from_str(&body).unwrap();
+        all["plugins"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until no plugin found at start-up is still `loading`.
+    pub fn wait_for_plugins_loaded(&self, timeout: std::time::Duration) {
+        let loaded = crate::eventually(timeout, || {
+            self.plugins().iter().all(|p| p["state"] != "loading")
+        });
+        assert!(
+            loaded,
+            "plugins still loading after {timeout:?}: {:?}",
+            self.plugins()
+        );
+    }
+
     pub fn plugin(&self, name: &str) -> Value {
         let (status, body) = self.get("/plugins");
         assert_eq!(status, 200);

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 pub use client::RawClient;
 pub use http::Http;
 pub use lookupd::Lookupd;
-pub use plugins::{PluginDir, guest_build_problem, guest_dir, wat_plugin};
+pub use plugins::{PLUGINS_LOADED_TIMEOUT, PluginDir, guest_build_problem, guest_dir, wat_plugin};
 pub use wasq_wire::{FrameType, Message, MessageId};
 pub use wasqd::Wasqd;
 

@@ -107,9 +107,17 @@ impl PluginDir {
     pub fn start_with(&self, extra: &[&str]) -> Wasqd {
         let mut args = vec!["--plugins-dir", self.dir.path().to_str().unwrap()];
         args.extend_from_slice(extra);
-        Wasqd::start_with(&args)
+        let wasqd = Wasqd::start_with(&args);
+        // Plugins load in the background; tests start from loaded ones.
+        // Generous: a JavaScript or Python component compiles for seconds,
+        // more on a busy machine.
+        wasqd.http().wait_for_plugins_loaded(PLUGINS_LOADED_TIMEOUT);
+        wasqd
     }
 }
+
+/// The longest a test waits for the plugins found at start-up to load.
+pub const PLUGINS_LOADED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A minimal ABI v1 module in WAT whose `wasq_handle` body is `handle_body`
 /// (an expression of type i64) with `extra` definitions beside it.

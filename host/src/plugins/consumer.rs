@@ -16,12 +16,11 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
-use wasmtime::InstancePre;
 
 use super::abi::Outcome;
 use super::backoff::Backoff;
-use super::instance::{GuestError, GuestInstance};
-use super::runtime::{GuestState, PluginLink};
+use super::instance::{CompiledGuest, GuestError, GuestInstance};
+use super::runtime::PluginLink;
 use super::stats::{self, PluginStats};
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
@@ -51,7 +50,7 @@ pub enum StopMode {
 
 pub struct PluginRun {
     pub link: Arc<PluginLink>,
-    pre: InstancePre<GuestState>,
+    guest: CompiledGuest,
     client: Arc<Client>,
     subscription: Mutex<(Arc<Topic>, Arc<Channel>)>,
     backoff: Mutex<Backoff>,
@@ -65,10 +64,7 @@ pub struct PluginRun {
 
 impl PluginRun {
     /// Subscribes the plugin and starts its dispatcher and workers.
-    pub fn start(
-        link: Arc<PluginLink>,
-        pre: InstancePre<GuestState>,
-    ) -> anyhow::Result<Arc<PluginRun>> {
+    pub fn start(link: Arc<PluginLink>, guest: CompiledGuest) -> anyhow::Result<Arc<PluginRun>> {
         let broker = link.broker.clone();
         let manifest = &link.manifest;
         let client = broker.connect_client(format!("plugin:{}", link.name));
@@ -91,7 +87,7 @@ impl PluginRun {
         let run = Arc::new(PluginRun {
             backoff: Mutex::new(Backoff::new(manifest.backoff_min, manifest.backoff_max)),
             link,
-            pre,
+            guest,
             client,
             subscription: Mutex::new(subscription),
             shutdown: CancellationToken::new(),
@@ -238,6 +234,7 @@ impl PluginRun {
     /// A worker thread: one instance, reused until it fails.
     fn work(self: Arc<Self>, batches: Receiver<Batch>) {
         let mut instance: Option<GuestInstance> = None;
+        let mut recycle_at = usize::MAX;
         let mut times = stats::new_histogram();
         let mut successes = Vec::new();
         while let Ok((channel, messages)) = batches.recv() {
@@ -248,6 +245,12 @@ impl PluginRun {
                 }
                 if instance.is_none() {
                     instance = self.new_instance();
+                    if let Some(guest) = &instance {
+                        recycle_at = GuestInstance::recycle_threshold(
+                            guest.memory_bytes(),
+                            self.link.manifest.memory_limit_bytes,
+                        );
+                    }
                 }
                 let Some(guest) = instance.as_mut() else {
                     let no_instance = Err(GuestError::Abi("no instance".into()));
@@ -261,7 +264,14 @@ impl PluginRun {
                     &self.link.manifest.channel,
                 );
                 stats::record(&mut times, started.elapsed());
+                let held = guest.memory_bytes();
                 if result.is_err() {
+                    instance = None;
+                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
+                } else if held > recycle_at {
+                    // Between two messages, before it runs out: nothing retried.
+                    tracing::info!(plugin = %self.link.name, memory_bytes = held, limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
+                    PluginStats::bump(&self.link.stats.recycled);
                     instance = None;
                     self.live_instances.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -288,7 +298,7 @@ impl PluginRun {
     }
 
     fn new_instance(&self) -> Option<GuestInstance> {
-        match GuestInstance::new(&self.pre, self.link.clone()) {
+        match self.guest.instantiate(self.link.clone()) {
             Ok(instance) => {
                 self.live_instances.fetch_add(1, Ordering::Relaxed);
                 Some(instance)

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::manifest::Manifest;
+
 /// Module file extensions, in order of preference.
 pub const MODULE_EXTENSIONS: [&str; 2] = ["wasm", "wat"];
 
@@ -53,5 +55,12 @@ impl PluginFiles {
                 .map(|ext| dir.join(format!("{name}.{ext}")))
                 .find(|p| p.exists()),
         }
+    }
+
+    /// Reads and checks the manifest (blocking).
+    pub fn read_manifest(&self, name: &str) -> Result<Manifest, String> {
+        let text = std::fs::read_to_string(&self.manifest)
+            .map_err(|e| format!("{}: cannot read the manifest: {e}", self.manifest.display()))?;
+        Manifest::parse(name, &self.manifest, &text)
     }
 }

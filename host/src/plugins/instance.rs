@@ -1,16 +1,20 @@
-//! One instance of a plugin's module, owned by one worker thread and reused
-//! for message after message. A trap, a deadline overrun or an exhausted
-//! memory/stack poisons nothing else: the worker drops the instance and
-//! makes a new one.
+//! One live guest, whatever its kind: a core module speaking ABI v1
+//! ([`super::core_module`]) or a component of the `wasq:plugin` WIT world
+//! ([`super::component`]). Both are adapted here to the one handler the
+//! workers use, so outcomes, limits, deadlines and stats cannot differ by
+//! kind. An instance is owned by one worker thread and reused for message
+//! after message; a trap, a deadline overrun or an exhausted memory/stack
+//! poisons nothing else: the worker drops the instance and makes a new one.
 
 use std::sync::Arc;
 
-use wasmtime::{InstancePre, Memory, Store, StoreLimitsBuilder, Trap, TypedFunc};
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap};
 
-use super::abi::{self, Outcome};
-use super::log_stream::GuestOutput;
-use super::runtime::{EPOCH_TICK, GuestState, PluginLink};
+use super::abi::Outcome;
+use super::component::{ComponentInstance, ComponentPre};
+use super::core_module::{CoreInstance, CorePre};
+use super::runtime::{EPOCH_TICK, PluginLink};
+use super::stats::PluginStats;
 use crate::broker::message::Message;
 
 /// Why a call into the guest failed.
@@ -34,125 +38,168 @@ impl std::fmt::Display for GuestError {
     }
 }
 
-pub struct GuestInstance {
-    store: Store<GuestState>,
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    handle: TypedFunc<(i32, i32), i64>,
-    deadline_ticks: u64,
+/// The kind of a plugin's module, as GET /plugins reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestKind {
+    /// A core module, ABI v1 (guest-sdk/ABI.md).
+    CoreModule,
+    /// A component of the WIT world `wasq:plugin/consumer@1.0.0`.
+    Component,
 }
 
-impl GuestInstance {
-    /// Instantiates the module, checks its ABI version and runs its
-    /// start-up (`_initialize`, then `wasq_init`).
-    pub fn new(
-        pre: &InstancePre<GuestState>,
-        link: Arc<PluginLink>,
-    ) -> Result<GuestInstance, GuestError> {
-        let manifest = &link.manifest;
-        let wasi = WasiCtxBuilder::new()
-            .args(&[&*link.name])
-            .stdout(GuestOutput::new(link.name.clone(), "stdout"))
-            .stderr(GuestOutput::new(link.name.clone(), "stderr"))
-            .build_p1();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(manifest.memory_limit_bytes)
-            .instances(1)
-            .memories(1)
-            .tables(4)
-            .build();
-        let deadline_ticks = manifest
-            .handler_deadline
-            .as_nanos()
-            .div_ceil(EPOCH_TICK.as_nanos()) as u64
-            + 1;
-        let mut store = Store::new(pre.module().engine(), GuestState { wasi, limits, link });
-        store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks);
+/// A compiled and linked version of a plugin, ready to make instances.
+#[derive(Clone)]
+pub enum CompiledGuest {
+    Core(CorePre),
+    Component(ComponentPre),
+}
 
-        let instance = pre.instantiate(&mut store).map_err(classify)?;
-        let abi_error = |e: wasmtime::Error| GuestError::Abi(e.to_string());
-        let memory = instance
-            .get_memory(&mut store, abi::EXPORT_MEMORY)
-            .ok_or_else(|| GuestError::Abi("no exported memory".into()))?;
-        let version: TypedFunc<(), i32> = instance
-            .get_typed_func(&mut store, abi::EXPORT_VERSION)
-            .map_err(abi_error)?;
-        let alloc = instance
-            .get_typed_func(&mut store, abi::EXPORT_ALLOC)
-            .map_err(abi_error)?;
-        let handle = instance
-            .get_typed_func(&mut store, abi::EXPORT_HANDLE)
-            .map_err(abi_error)?;
-
-        if let Ok(reactor_init) =
-            instance.get_typed_func::<(), ()>(&mut store, abi::EXPORT_REACTOR_INIT)
-        {
-            reactor_init.call(&mut store, ()).map_err(classify)?;
+impl CompiledGuest {
+    pub fn kind(&self) -> GuestKind {
+        match self {
+            CompiledGuest::Core(_) => GuestKind::CoreModule,
+            CompiledGuest::Component(_) => GuestKind::Component,
         }
-        store.set_epoch_deadline(deadline_ticks);
-        let found = version.call(&mut store, ()).map_err(classify)?;
-        if found != abi::ABI_VERSION {
-            return Err(GuestError::Abi(format!(
-                "wasq_abi_version() returned {found}; this host speaks version {}",
-                abi::ABI_VERSION
-            )));
-        }
-        if let Ok(init) = instance.get_typed_func::<(), i32>(&mut store, abi::EXPORT_INIT) {
-            store.set_epoch_deadline(deadline_ticks);
-            let code = init.call(&mut store, ()).map_err(classify)?;
-            if code != 0 {
-                return Err(GuestError::Abi(format!(
-                    "wasq_init() failed with code {code}"
-                )));
-            }
-        }
-        Ok(GuestInstance {
-            store,
-            memory,
-            alloc,
-            handle,
-            deadline_ticks,
-        })
     }
 
-    /// Places the message in guest memory and calls `wasq_handle`.
+    /// A new instance, started up (`_initialize`/`wasq_init`, or `init`).
+    pub fn instantiate(&self, link: Arc<PluginLink>) -> Result<GuestInstance, GuestError> {
+        Ok(match self {
+            CompiledGuest::Core(pre) => GuestInstance::Core(CoreInstance::new(pre, link)?),
+            CompiledGuest::Component(pre) => {
+                GuestInstance::Component(ComponentInstance::new(pre, link)?)
+            }
+        })
+    }
+}
+
+pub enum GuestInstance {
+    Core(CoreInstance),
+    Component(ComponentInstance),
+}
+
+/// Share of the headroom an instance has after start-up (its memory
+/// limit less what it holds then) that it may use before it is replaced
+/// between two messages. Bounds the memory of a guest whose runtime leaks
+/// (componentize-js keeps every `list<u8>` argument: ComponentizeJS#350)
+/// without a trap, and so without a retried message.
+const RECYCLE_AT_HEADROOM_USED: (usize, usize) = (3, 4);
+
+impl GuestInstance {
+    /// Linear memory the instance holds now, over all its memories.
+    pub fn memory_bytes(&self) -> usize {
+        match self {
+            GuestInstance::Core(core) => core.limits().memory_bytes,
+            GuestInstance::Component(component) => component.limits().memory_bytes,
+        }
+    }
+
+    /// The memory past which [`GuestInstance::needs_recycling`] says yes.
+    pub fn recycle_threshold(started_with: usize, limit: usize) -> usize {
+        let (used, of) = RECYCLE_AT_HEADROOM_USED;
+        started_with + limit.saturating_sub(started_with) / of * used
+    }
+
+    /// Hands one message to the guest and returns its outcome.
     pub fn handle(
         &mut self,
         message: &Message,
         topic: &str,
         channel: &str,
     ) -> Result<Outcome, GuestError> {
-        let len = abi::encoded_len(message, topic, channel);
-        let len_i32 =
-            i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let ptr = self
-            .alloc
-            .call(&mut self.store, len_i32)
-            .map_err(classify)?;
-        if ptr == 0 {
-            return Err(GuestError::Abi(format!("wasq_alloc({len}) returned 0")));
+        match self {
+            GuestInstance::Core(core) => core.handle(message, topic, channel),
+            GuestInstance::Component(component) => component.handle(message, topic, channel),
         }
-        let start = ptr as u32 as usize;
-        let region = self
-            .memory
-            .data_mut(&mut self.store)
-            .get_mut(start..start + len)
-            .ok_or_else(|| {
-                GuestError::Abi(format!("wasq_alloc returned {start}, outside memory"))
-            })?;
-        abi::encode_into(region, message, topic, channel);
-        self.store.set_epoch_deadline(self.deadline_ticks);
-        let value = self
-            .handle
-            .call(&mut self.store, (ptr, len_i32))
-            .map_err(classify)?;
-        Outcome::decode(value).map_err(|raw| GuestError::Abi(format!("unknown outcome {raw:#x}")))
     }
 }
 
-fn classify(error: wasmtime::Error) -> GuestError {
+/// The epoch ticks a handler may run: its deadline, rounded up, plus the
+/// tick already under way.
+pub fn deadline_ticks(link: &PluginLink) -> u64 {
+    link.manifest
+        .handler_deadline
+        .as_nanos()
+        .div_ceil(EPOCH_TICK.as_nanos()) as u64
+        + 1
+}
+
+/// A guest's resource limits (the manifest's memory limit, and how many
+/// instances, memories and tables one guest may make), counting the linear
+/// memory it holds so GET /plugins can show a guest that keeps growing.
+pub struct GuestLimits {
+    limits: StoreLimits,
+    stats: Arc<PluginStats>,
+    /// Linear memory held now (grown, never shrunk: Wasm cannot shrink).
+    pub memory_bytes: usize,
+}
+
+impl GuestLimits {
+    /// Limits for a core module: one instance, one memory.
+    pub fn for_core_module(link: &PluginLink) -> GuestLimits {
+        GuestLimits::new(link, 1, 1, 4)
+    }
+
+    /// Limits for a component: its core instances, memories and tables
+    /// (a JavaScript or Python runtime links several modules).
+    pub fn for_component(link: &PluginLink) -> GuestLimits {
+        GuestLimits::new(link, 64, 16, 64)
+    }
+
+    fn new(link: &PluginLink, instances: usize, memories: usize, tables: usize) -> GuestLimits {
+        GuestLimits {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(link.manifest.memory_limit_bytes)
+                .instances(instances)
+                .memories(memories)
+                .tables(tables)
+                .build(),
+            stats: link.stats.clone(),
+            memory_bytes: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+            self.stats.note_guest_memory(self.memory_bytes);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// Sorts a wasmtime error from a guest call into a [`GuestError`].
+pub fn classify(error: wasmtime::Error) -> GuestError {
     if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return GuestError::Trap(format!("proc_exit({})", exit.0));
     }

@@ -2,8 +2,11 @@
 //!
 //! - [`manifest`]: the manifest, `plugins/NAME.toml`
 //! - [`abi`]: the host side of guest-sdk/ABI.md
-//! - [`runtime`]: engine, linker, imports, epoch deadlines, compiled-module cache
-//! - [`instance`]: one guest instance, reused per worker
+//! - [`runtime`]: engine, linkers, epoch deadlines, compiled-artifact cache
+//! - [`core_module`]: core modules speaking ABI v1
+//! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
+//! - [`imports`]: what `log` and `publish` mean, for both kinds
+//! - [`instance`]: one guest instance of either kind, reused per worker
 //! - [`consumer`]: the dispatcher and workers of a running plugin
 //! - [`backoff`]: server-side consumer backoff
 //! - [`watcher`]: hot reload when files in the plugins directory change
@@ -22,8 +25,11 @@
 
 pub mod abi;
 pub mod backoff;
+pub mod component;
 pub mod consumer;
+pub mod core_module;
 pub mod files;
+pub mod imports;
 pub mod instance;
 mod log_stream;
 pub mod manifest;
@@ -34,7 +40,7 @@ pub mod stats;
 pub mod status;
 pub mod watcher;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -46,6 +52,7 @@ use manifest::Manifest;
 use runtime::WasmRuntime;
 use stats::PluginStats;
 
+use files::PluginFiles;
 pub use files::{MODULE_EXTENSIONS, is_plugin_name};
 pub use reload::{ReloadRecord, ReloadResult, SyncResult, Trigger};
 pub use status::{PluginState, PluginStatus};
@@ -60,6 +67,8 @@ pub struct PluginHost {
     plugins: Mutex<BTreeMap<String, Plugin>>,
     /// One load/reload/remove at a time, so versions never interleave.
     sync_lock: tokio::sync::Mutex<()>,
+    /// Plugins found at start-up and not loaded yet.
+    loading: Mutex<BTreeSet<String>>,
 }
 
 /// What the host knows of one plugin name.
@@ -79,6 +88,8 @@ struct Live {
     run: Arc<PluginRun>,
     module_hash: String,
     manifest: Manifest,
+    kind: instance::GuestKind,
+    load: prepare::LoadReport,
 }
 
 impl PluginHost {
@@ -93,6 +104,7 @@ impl PluginHost {
             dir,
             plugins: Mutex::new(BTreeMap::new()),
             sync_lock: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(BTreeSet::new()),
         }))
     }
 
@@ -100,22 +112,50 @@ impl PluginHost {
         &self.dir
     }
 
-    /// Loads every plugin in the directory.
-    pub async fn load_all(&self) {
+    /// Loads every plugin in the directory, in the background: compiling a
+    /// large component takes seconds, and the broker serves meanwhile. Each
+    /// plugin's topic and channel are created first, before this returns,
+    /// so every message published from then on waits for its plugin. Until
+    /// a plugin is loaded (or fails to), GET /plugins reports it `loading`.
+    pub async fn start_loading(self: &Arc<Self>) {
         let dir = self.dir.clone();
-        let names = tokio::task::spawn_blocking(move || files::plugin_names(&dir))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let names = match names {
-            Ok(names) => names,
+        let found = tokio::task::spawn_blocking(move || {
+            let names = files::plugin_names(&dir)?;
+            let manifests: Vec<(String, Option<Manifest>)> = names
+                .into_iter()
+                .map(|name| {
+                    let manifest = PluginFiles::find(&dir, &name).read_manifest(&name).ok();
+                    (name, manifest)
+                })
+                .collect();
+            Ok::<_, std::io::Error>(manifests)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        let found = match found {
+            Ok(found) => found,
             Err(e) => {
                 tracing::info!(dir = %self.dir.display(), "PLUGINS: no plugins loaded ({e})");
                 return;
             }
         };
-        for name in names {
-            self.sync_plugin(&name, Trigger::Start).await;
+        let mut names = Vec::new();
+        for (name, manifest) in found {
+            if let Some(manifest) = manifest {
+                let topic = self.broker.topic(&manifest.topic);
+                let _ = self.broker.channel(&topic, &manifest.channel);
+            }
+            self.loading.lock().insert(name.clone());
+            names.push(name);
         }
+        let host = self.clone();
+        tokio::spawn(async move {
+            for name in names {
+                host.sync_plugin(&name, Trigger::Start).await;
+                host.loading.lock().remove(&name);
+            }
+            tracing::info!("PLUGINS: every plugin loaded");
+        });
     }
 
     /// Stops every plugin, returning what they hold to their channels.
@@ -133,12 +173,24 @@ impl PluginHost {
     }
 
     pub fn status(&self) -> Vec<PluginStatus> {
+        let loading = self.loading.lock().clone();
         let plugins = self.plugins.lock();
-        plugins.iter().map(|(name, p)| p.status(name)).collect()
+        let mut all: Vec<PluginStatus> = plugins.iter().map(|(name, p)| p.status(name)).collect();
+        for name in loading.iter().filter(|name| !plugins.contains_key(*name)) {
+            all.push(PluginStatus::loading(name, &self.dir));
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     pub fn status_of(&self, name: &str) -> Option<PluginStatus> {
-        self.plugins.lock().get(name).map(|p| p.status(name))
+        if let Some(plugin) = self.plugins.lock().get(name) {
+            return Some(plugin.status(name));
+        }
+        self.loading
+            .lock()
+            .contains(name)
+            .then(|| PluginStatus::loading(name, &self.dir))
     }
 }
 

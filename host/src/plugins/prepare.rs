@@ -4,20 +4,33 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-use wasmtime::InstancePre;
+use std::time::{Duration, Instant};
 
-use super::instance::GuestInstance;
+use sha2::{Digest, Sha256};
+
+use super::files::PluginFiles;
+use super::instance::CompiledGuest;
 use super::manifest::Manifest;
-use super::runtime::{GuestState, PluginLink, WasmRuntime};
+use super::runtime::{PluginLink, WasmRuntime};
 use super::stats::PluginStats;
 use crate::broker::Broker;
 
 /// A version compiled, linked and tried, ready to go live.
 pub(super) struct Prepared {
-    pub(super) pre: InstancePre<GuestState>,
+    pub(super) guest: CompiledGuest,
     pub(super) link: Arc<PluginLink>,
     pub(super) module_hash: String,
+    pub(super) load: LoadReport,
+}
+
+/// How a version was loaded, for GET /plugins.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct LoadReport {
+    /// Reading, compiling (or loading from the cache), linking and trying
+    /// one instance, in milliseconds.
+    pub load_ms: u64,
+    /// Whether the compiled artifact came from the cache under --data-path.
+    pub from_cache: bool,
 }
 
 pub(super) enum PrepareError {
@@ -44,25 +57,25 @@ pub(super) fn prepare(
     stats: Arc<PluginStats>,
     live: Option<LiveVersion>,
 ) -> Result<Prepared, PrepareError> {
+    let started = Instant::now();
     let fail = |hash: Option<&String>, why: String| PrepareError::Failed(hash.cloned(), why);
     let bytes = std::fs::read(module_file)
         .map_err(|e| fail(None, format!("{}: cannot read: {e}", module_file.display())))?;
     let module_hash = hex(&Sha256::digest(&bytes));
-    let text = std::fs::read_to_string(manifest_file).map_err(|e| {
-        fail(
-            Some(&module_hash),
-            format!("{}: cannot read the manifest: {e}", manifest_file.display()),
-        )
-    })?;
-    let manifest =
-        Manifest::parse(name, manifest_file, &text).map_err(|e| fail(Some(&module_hash), e))?;
+    let manifest = PluginFiles {
+        manifest: manifest_file.to_path_buf(),
+        manifest_exists: true,
+        module: Some(module_file.to_path_buf()),
+    }
+    .read_manifest(name)
+    .map_err(|e| fail(Some(&module_hash), e))?;
     if live
         .as_ref()
         .is_some_and(|l| l.module_hash == module_hash && l.manifest == manifest)
     {
         return Err(PrepareError::Unchanged);
     }
-    let pre = runtime.compile(&bytes, &module_hash).map_err(|e| {
+    let compiled = runtime.compile(&bytes, &module_hash).map_err(|e| {
         fail(
             Some(&module_hash),
             format!("{}: {e:#}", module_file.display()),
@@ -75,17 +88,27 @@ pub(super) fn prepare(
         stats,
     });
     // One trial instance proves the ABI version and init before going live.
-    GuestInstance::new(&pre, link.clone()).map_err(|e| {
+    compiled.guest.instantiate(link.clone()).map_err(|e| {
         fail(
             Some(&module_hash),
             format!("{}: {e}", module_file.display()),
         )
     })?;
+    let load = LoadReport {
+        load_ms: millis(started.elapsed()),
+        from_cache: compiled.from_cache,
+    };
+    tracing::info!(plugin = name, kind = ?compiled.guest.kind(), load_ms = load.load_ms, from_cache = load.from_cache, "PLUGIN: version ready");
     Ok(Prepared {
-        pre,
+        guest: compiled.guest,
         link,
         module_hash,
+        load,
     })
+}
+
+fn millis(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn hex(bytes: &[u8]) -> String {

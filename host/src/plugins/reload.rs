@@ -172,7 +172,8 @@ impl PluginHost {
     ) -> SyncResult {
         let manifest = prepared.link.manifest.clone();
         let stats = prepared.link.stats.clone();
-        let run = match PluginRun::start(prepared.link, prepared.pre) {
+        let kind = prepared.guest.kind();
+        let run = match PluginRun::start(prepared.link, prepared.guest) {
             Ok(run) => run,
             Err(e) => {
                 let why = format!("{}: {e:#}", module_file.display());
@@ -191,6 +192,8 @@ impl PluginHost {
             run,
             module_hash: prepared.module_hash.clone(),
             manifest,
+            kind,
+            load: prepared.load,
         };
         let old = {
             let mut plugins = self.plugins.lock();

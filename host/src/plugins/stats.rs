@@ -17,6 +17,10 @@ pub struct PluginStats {
     pub timeouts: AtomicU64,
     pub published: AtomicU64,
     pub publish_refused: AtomicU64,
+    /// Instances replaced between messages because their memory kept growing.
+    pub recycled: AtomicU64,
+    /// The most linear memory one instance has held, in bytes.
+    guest_memory_peak: AtomicU64,
     /// Handler time in microseconds.
     handler_time: Mutex<Histogram<u64>>,
 }
@@ -32,6 +36,8 @@ impl Default for PluginStats {
             timeouts: AtomicU64::new(0),
             published: AtomicU64::new(0),
             publish_refused: AtomicU64::new(0),
+            recycled: AtomicU64::new(0),
+            guest_memory_peak: AtomicU64::new(0),
             handler_time: Mutex::new(new_histogram()),
         }
     }
@@ -58,6 +64,12 @@ impl PluginStats {
         local.reset();
     }
 
+    /// An instance now holds `bytes` of linear memory (all its memories).
+    pub fn note_guest_memory(&self, bytes: usize) {
+        self.guest_memory_peak
+            .fetch_max(bytes as u64, Ordering::Relaxed);
+    }
+
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -81,6 +93,8 @@ impl PluginStats {
             timeouts: load(&self.timeouts),
             published: load(&self.published),
             publish_refused: load(&self.publish_refused),
+            recycled: load(&self.recycled),
+            guest_memory_peak_bytes: load(&self.guest_memory_peak),
             handler_time_us_p50: percentile(0.5),
             handler_time_us_p99: percentile(0.99),
         }
@@ -97,6 +111,12 @@ pub struct CountersView {
     pub timeouts: u64,
     pub published: u64,
     pub publish_refused: u64,
+    /// Instances replaced between two messages because their memory had
+    /// used 3/4 of the headroom they started with (a leaking guest runtime).
+    pub recycled: u64,
+    /// The most linear memory any instance of the plugin has held since
+    /// it was first loaded: a guest that leaks shows here.
+    pub guest_memory_peak_bytes: u64,
     pub handler_time_us_p50: u64,
     pub handler_time_us_p99: u64,
 }

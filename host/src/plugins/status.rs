@@ -3,6 +3,8 @@
 use serde::Serialize;
 
 use super::Plugin;
+use super::instance::GuestKind;
+use super::prepare::LoadReport;
 use super::reload::ReloadRecord;
 use super::stats::CountersView;
 
@@ -13,6 +15,7 @@ impl std::fmt::Display for PluginState {
             PluginState::Running => "running",
             PluginState::Failed => "failed",
             PluginState::Removed => "removed",
+            PluginState::Loading => "loading",
         })
     }
 }
@@ -27,6 +30,8 @@ pub enum PluginState {
     Failed,
     /// The files were removed; the plugin stopped.
     Removed,
+    /// Found at start-up, still being compiled or tried.
+    Loading,
 }
 
 /// One plugin in GET /plugins and the /stats `plugins` section.
@@ -37,6 +42,11 @@ pub struct PluginStatus {
     pub manifest_file: String,
     /// The hash (SHA-256) of the module that is live, if any.
     pub module_hash: Option<String>,
+    /// `core-module` (ABI v1) or `component` (the WIT world), if live.
+    pub kind: Option<GuestKind>,
+    /// How long the live version took to load, and whether its compiled
+    /// artifact came from the cache.
+    pub load: Option<LoadReport>,
     pub topic: Option<String>,
     pub channel: Option<String>,
     pub state: PluginState,
@@ -49,6 +59,30 @@ pub struct PluginStatus {
     pub history: Vec<ReloadRecord>,
 }
 
+impl PluginStatus {
+    /// A plugin found at start-up that is not loaded yet.
+    pub(super) fn loading(name: &str, dir: &std::path::Path) -> PluginStatus {
+        PluginStatus {
+            name: name.to_string(),
+            file: None,
+            manifest_file: dir.join(format!("{name}.toml")).display().to_string(),
+            module_hash: None,
+            kind: None,
+            load: None,
+            topic: None,
+            channel: None,
+            state: PluginState::Loading,
+            last_error: None,
+            instances: 0,
+            concurrency: 0,
+            max_in_flight: 0,
+            backoff_level: 0,
+            counters: super::stats::PluginStats::default().snapshot(),
+            history: Vec::new(),
+        }
+    }
+}
+
 impl Plugin {
     pub(super) fn status(&self, name: &str) -> PluginStatus {
         let live = self.live.as_ref();
@@ -58,6 +92,8 @@ impl Plugin {
             file: self.module_file.as_ref().map(|f| f.display().to_string()),
             manifest_file: self.manifest_file.display().to_string(),
             module_hash: live.map(|l| l.module_hash.clone()),
+            kind: live.map(|l| l.kind),
+            load: live.map(|l| l.load),
             topic: manifest.map(|m| m.topic.clone()),
             channel: manifest.map(|m| m.channel.clone()),
             state: match (live, self.removed) {

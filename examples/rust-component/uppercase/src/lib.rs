@@ -1,0 +1,23 @@
+//! uppercase, as a component: publishes each body of `words`, ASCII
+//! letters uppercased (other bytes unchanged), to `words.upper.rs-component`.
+
+wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer" });
+
+use wasq::plugin::host::{Level, log, publish};
+
+struct Uppercase;
+
+impl Guest for Uppercase {
+    fn handle(message: Message) -> Result<(), Failure> {
+        let upper = message.body.to_ascii_uppercase();
+        publish("words.upper.rs-component", &upper).map_err(|e| {
+            log(
+                Level::Warn,
+                &format!("cannot publish to words.upper.rs-component: {e:?}"),
+            );
+            Failure::Retry
+        })
+    }
+}
+
+export!(Uppercase);

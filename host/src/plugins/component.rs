@@ -1,0 +1,297 @@
+//! Components: the WIT world `wasq:plugin/consumer@1.0.0`
+//! (guest-sdk/wit/plugin.wit), the same contract as ABI v1 in the component
+//! model's types. The checks a component must pass before it links, the
+//! `host` interface (over [`super::imports`], as ABI v1's imports are), WASI
+//! 0.2 without files, sockets, environment or HTTP, and one instance whose
+//! `handle` result becomes the same [`Outcome`] a core module returns.
+//!
+//! Calls are synchronous (no `component-model-async`): a worker thread
+//! owns the instance, as it owns a core module's.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::{
+    Component, HasSelf, Instance, InstancePre, Linker, ResourceTable, TypedFunc,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::abi::Outcome;
+use super::imports::{self, Refusal};
+use super::instance::{GuestError, GuestLimits, classify, deadline_ticks};
+use super::log_stream::GuestOutput;
+use super::runtime::PluginLink;
+use crate::broker::message::Message;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../guest-sdk/wit",
+        world: "consumer",
+    });
+}
+
+use bindings::wasq::plugin::types::{self as wit, Failure, Level, PublishError};
+use bindings::{Consumer, ConsumerIndices};
+
+/// The WIT package this host implements, as components import it.
+pub const PACKAGE: &str = "wasq:plugin";
+pub const PACKAGE_VERSION: &str = "1.0.0";
+/// The optional start-up export (world `consumer-with-init`).
+const EXPORT_INIT: &str = "init";
+
+/// The data of one component instance's `Store`.
+pub struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: GuestLimits,
+    link: Arc<PluginLink>,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::Host for ComponentState {}
+
+impl bindings::wasq::plugin::host::Host for ComponentState {
+    fn log(&mut self, level: Level, text: String) {
+        let level = match level {
+            Level::Debug => imports::Level::Debug,
+            Level::Info => imports::Level::Info,
+            Level::Warn => imports::Level::Warn,
+            Level::Error => imports::Level::Error,
+        };
+        imports::log(&self.link, level, &text);
+    }
+
+    fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), PublishError> {
+        imports::publish(&self.link, topic.as_bytes(), body, 0).map_err(publish_error)
+    }
+
+    fn publish_deferred(
+        &mut self,
+        topic: String,
+        body: Vec<u8>,
+        delay_ms: u32,
+    ) -> Result<(), PublishError> {
+        imports::publish(&self.link, topic.as_bytes(), body, i64::from(delay_ms))
+            .map_err(publish_error)
+    }
+}
+
+fn publish_error(refusal: Refusal) -> PublishError {
+    match refusal {
+        Refusal::Forbidden => PublishError::Forbidden,
+        Refusal::InvalidTopic => PublishError::InvalidTopic,
+        Refusal::InvalidBody => PublishError::InvalidBody,
+        Refusal::InvalidDelay => PublishError::InvalidDelay,
+        Refusal::Unavailable => PublishError::Unavailable,
+    }
+}
+
+/// A component linked against `wasq:plugin/host` and WASI 0.2, with its
+/// `handle` export found and type-checked.
+#[derive(Clone)]
+pub struct ComponentPre {
+    pre: InstancePre<ComponentState>,
+    indices: Arc<ConsumerIndices>,
+    has_init: bool,
+}
+
+/// The linker every component is linked with: WASI 0.2 (synchronous) and
+/// the world's `host` interface.
+pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<ComponentState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    Consumer::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Checks a component against the world and links it.
+pub fn link(
+    linker: &Linker<ComponentState>,
+    component: &Component,
+) -> anyhow::Result<ComponentPre> {
+    let engine = linker.engine();
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        check_import(name)?;
+    }
+    let init = ty.exports(engine).find(|(name, _)| *name == EXPORT_INIT);
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| anyhow::Error::from(e).context("cannot link the component's imports"))?;
+    let indices = ConsumerIndices::new(&pre).map_err(|e| {
+        anyhow::Error::from(e).context(format!(
+            "not a {PACKAGE}/consumer@{PACKAGE_VERSION} component (see guest-sdk/wit/plugin.wit)"
+        ))
+    })?;
+    Ok(ComponentPre {
+        pre,
+        indices: Arc::new(indices),
+        has_init: init.is_some(),
+    })
+}
+
+/// The interfaces a component may import: this world's, and WASI 0.2 but
+/// HTTP. Anything else is named in the error, as a core module's is.
+fn check_import(name: &str) -> anyhow::Result<()> {
+    let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+    if let Some(ours) = interface
+        .strip_prefix(PACKAGE)
+        .and_then(|i| i.strip_prefix('/'))
+    {
+        if version != PACKAGE_VERSION {
+            anyhow::bail!(
+                "the component imports `{name}`; this host implements {PACKAGE}@{PACKAGE_VERSION}"
+            );
+        }
+        if ["types", "host"].contains(&ours) {
+            return Ok(());
+        }
+    } else if interface.starts_with("wasi:")
+        && !interface.starts_with("wasi:http/")
+        && version.starts_with("0.2.")
+    {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "unknown import `{name}`: the world {PACKAGE}/consumer@{PACKAGE_VERSION} offers {PACKAGE}/host and WASI 0.2 (without HTTP)"
+    )
+}
+
+pub struct ComponentInstance {
+    store: Store<ComponentState>,
+    consumer: Consumer,
+    deadline_ticks: u64,
+}
+
+impl ComponentInstance {
+    /// Instantiates the component (WASI 0.2 with no preopened directories,
+    /// no environment, no network; stdout/stderr to the log) and runs its
+    /// `init` if it has one.
+    pub fn new(pre: &ComponentPre, link: Arc<PluginLink>) -> Result<ComponentInstance, GuestError> {
+        let wasi = WasiCtxBuilder::new()
+            .args(&[&*link.name])
+            .stdout(GuestOutput::new(link.name.clone(), "stdout"))
+            .stderr(GuestOutput::new(link.name.clone(), "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        let deadline_ticks = deadline_ticks(&link);
+        let limits = GuestLimits::for_component(&link);
+        let state = ComponentState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            link,
+        };
+        let mut store = Store::new(pre.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(deadline_ticks);
+        let instance = pre.pre.instantiate(&mut store).map_err(classify)?;
+        let consumer = pre
+            .indices
+            .load(&mut store, &instance)
+            .map_err(|e| GuestError::Abi(format!("{e:#}")))?;
+        if pre.has_init {
+            run_init(&mut store, &instance, deadline_ticks)?;
+        }
+        Ok(ComponentInstance {
+            store,
+            consumer,
+            deadline_ticks,
+        })
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.store.data().limits
+    }
+
+    /// Calls `handle` with the message and maps its result to an outcome.
+    pub fn handle(
+        &mut self,
+        message: &Message,
+        topic: &str,
+        channel: &str,
+    ) -> Result<Outcome, GuestError> {
+        let message = wit::Message {
+            id: message.id.0.to_vec(),
+            attempts: message.attempts,
+            timestamp: message.timestamp,
+            topic: topic.to_string(),
+            channel: channel.to_string(),
+            body: message.body.to_vec(),
+        };
+        self.store.set_epoch_deadline(self.deadline_ticks);
+        let result = self
+            .consumer
+            .call_handle(&mut self.store, &message)
+            .map_err(classify)?;
+        Ok(match result {
+            Ok(()) => Outcome::Success,
+            Err(Failure::Retry) => Outcome::Retry,
+            Err(Failure::RetryAfter(ms)) => {
+                Outcome::RetryAfter(std::time::Duration::from_millis(u64::from(ms)))
+            }
+            Err(Failure::Fatal(reason)) => {
+                let link = &self.store.data().link;
+                tracing::warn!(plugin = %link.name, id = %String::from_utf8_lossy(&message.id), "handler failed fatally: {reason}");
+                Outcome::Fatal
+            }
+        })
+    }
+}
+
+/// `init() -> result<_, string>`: an `err` keeps the instance from serving.
+fn run_init(
+    store: &mut Store<ComponentState>,
+    instance: &Instance,
+    deadline_ticks: u64,
+) -> Result<(), GuestError> {
+    let init: TypedFunc<(), (Result<(), String>,)> = instance
+        .get_typed_func(&mut *store, EXPORT_INIT)
+        .map_err(|e| {
+            GuestError::Abi(format!(
+                "export `{EXPORT_INIT}` must be `func() -> result<_, string>`: {e:#}"
+            ))
+        })?;
+    store.set_epoch_deadline(deadline_ticks);
+    let (result,) = init.call(&mut *store, ()).map_err(classify)?;
+    result.map_err(|why| GuestError::Abi(format!("init() failed: {why}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imports_are_this_world_and_wasi_without_http() {
+        for ok in [
+            "wasq:plugin/host@1.0.0",
+            "wasq:plugin/types@1.0.0",
+            "wasi:cli/stdout@0.2.9",
+            "wasi:filesystem/types@0.2.0",
+            "wasi:sockets/tcp@0.2.3",
+        ] {
+            assert!(check_import(ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.0.0"),
+            ("wasq:plugin/other@1.0.0", "unknown import"),
+            ("wasi:http/types@0.2.0", "unknown import"),
+            ("wasi:cli/stdout@0.3.0", "unknown import"),
+            ("acme:thing/api", "unknown import `acme:thing/api`"),
+        ] {
+            let error = check_import(bad).unwrap_err().to_string();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+}
