@@ -53,7 +53,7 @@ fn outcomes_retries_and_dead_letters_are_those_of_core_modules() {
     let dir = scripted(
         "script",
         "topic = \"script\"\nmax_attempts = 2\ndead_letter_topic = \"script.dead\"\n\
-         backoff_min_ms = 20\nbackoff_max_ms = 100\npublish = [\"scripted.results\"]\n",
+         backoff_min_ms = 20\nbackoff_max_ms = 100\n",
     );
     let wasqd = dir.start();
     let http = wasqd.http();
@@ -124,11 +124,11 @@ fn deadlines_memory_limits_and_traps_replace_the_instance() {
 fn publishes_are_checked_and_refused_as_for_core_modules() {
     let dir = scripted(
         "publisher",
-        "topic = \"orders\"\npublish = [\"scripted.results\", \"allowed.*\"]\n",
+        "topic = \"orders\"\npublish = [\"orders.results\", \"allowed.*\"]\n",
     );
     let wasqd = dir.start();
     let http = wasqd.http();
-    let mut results = wasqd.consumer("scripted.results", "check", 1);
+    let mut results = wasqd.consumer("orders.results", "check", 1);
     let mut allowed = wasqd.consumer("allowed.x", "check", 10);
     let mut deferred = wasqd.consumer("allowed.later", "check", 10);
     let mut publisher = wasqd.raw();
@@ -186,10 +186,10 @@ fn init_runs_per_instance_and_a_failing_init_keeps_the_version_out() {
 fn wasi_gives_no_environment_files_or_network_and_stdout_reaches_the_log() {
     let dir = scripted(
         "boxed",
-        "topic = \"boxed\"\npublish = [\"scripted.results\"]\n",
+        "topic = \"boxed\"\npublish = [\"boxed.results\"]\n",
     );
     let wasqd = dir.start();
-    let mut results = wasqd.consumer("scripted.results", "check", 1);
+    let mut results = wasqd.consumer("boxed.results", "check", 1);
     let mut publisher = wasqd.raw();
     publisher.publish("boxed", b"sandbox");
     publisher.publish("boxed", b"print hello from a component");
@@ -265,4 +265,99 @@ fn a_component_reloads_under_traffic_and_back_from_the_cache() {
     let counters = &status["counters"];
     assert_eq!(counters["finished"], 200, "{status}");
     assert_eq!(counters["requeued"], 0, "{status}");
+}
+
+/// The same script through `scripted` in Rust, JavaScript and Python, side
+/// by side in one wasqd: every outcome, a handler that throws something
+/// that is not a `failure`, publish refusals, init and stdout.
+#[test]
+fn rust_javascript_and_python_components_keep_the_contract_alike() {
+    const LANGUAGES: [(&str, &str); 3] = [
+        ("rust-component", "init ran in scripted_rust-component"),
+        ("js", "init ran in javascript"),
+        ("python", "init ran in python"),
+    ];
+    let dir = PluginDir::default();
+    for (language, _) in LANGUAGES {
+        let manifest = format!(
+            "topic = \"script_{language}\"\nmax_attempts = 2\n\
+             dead_letter_topic = \"script_{language}.dead\"\nbackoff_min_ms = 20\nbackoff_max_ms = 100\n\
+             publish = [\"script_{language}.results\", \"allowed_{language}\"]\n"
+        );
+        dir.guest(
+            language,
+            "scripted",
+            &format!("scripted_{language}"),
+            &manifest,
+        );
+    }
+    let wasqd = dir.start();
+    let http = wasqd.http();
+    let mut publisher = wasqd.raw();
+    let mut readers = Vec::new();
+    for (language, _) in LANGUAGES {
+        let topic = format!("script_{language}");
+        let dead = wasqd.consumer(&format!("{topic}.dead"), "check", 10);
+        let results = wasqd.consumer(&format!("{topic}.results"), "check", 1);
+        let allowed = wasqd.consumer(&format!("allowed_{language}"), "check", 10);
+        for body in [
+            "ok".to_string(),
+            "retry".to_string(),
+            "retry-after 200".to_string(),
+            format!("fatal bad input for {language}"),
+            "throw".to_string(),
+            format!("publish allowed_{language} hello"),
+            "publish forbidden.topic x".to_string(),
+            "publish bad!name x".to_string(),
+            format!("publish allowed_{language}"),
+            format!("print hello from {language}"),
+        ] {
+            publisher.publish(&topic, body.as_bytes());
+        }
+        readers.push((language, dead, results, allowed));
+    }
+    for (language, dead, results, allowed) in &mut readers {
+        let mut dead_letters = read_bodies(dead, 4);
+        dead_letters.sort();
+        assert_eq!(
+            dead_letters,
+            [
+                format!("fatal bad input for {language}"),
+                "retry".to_string(),
+                "retry-after 200".to_string(),
+                "throw".to_string()
+            ],
+            "{language}"
+        );
+        assert_eq!(
+            read_bodies(results, 4),
+            ["ok", "forbidden", "invalid-topic", "invalid-body"],
+            "{language}"
+        );
+        assert_eq!(read_bodies(allowed, 1), ["hello"], "{language}");
+    }
+    for (language, init_line) in LANGUAGES {
+        let plugin = format!("scripted_{language}");
+        http.wait_settled(&format!("script_{language}"), &plugin);
+        let status = http.plugin(&plugin);
+        let counters = &status["counters"];
+        assert_eq!(status["kind"], "component", "{status}");
+        assert_eq!(counters["handled"], 13, "{language}: {status}");
+        assert_eq!(counters["finished"], 6, "{language}: {status}");
+        assert_eq!(counters["requeued"], 3, "{language}: {status}");
+        assert_eq!(counters["dead_lettered"], 4, "{language}: {status}");
+        assert_eq!(counters["traps"], 2, "{language}: throwing traps: {status}");
+        assert_eq!(counters["publish_refused"], 3, "{language}: {status}");
+        for line in [
+            init_line.to_string(),
+            format!("bad input for {language}"),
+            format!("hello from {language}"),
+        ] {
+            assert!(
+                eventually(WAIT, || logged(&wasqd, &[&plugin, &line])),
+                "{plugin}: no log line {line:?} in {:?}",
+                wasqd.log()
+            );
+        }
+    }
 }

@@ -6,13 +6,12 @@
 //! Bodies: `ok`, `retry`, `retry-after MS`, `fatal REASON`, `trap`,
 //! `spin`, `grow MIB`, `publish TOPIC [BODY]`, `publish-deferred TOPIC MS`,
 //! `print TEXT`, `sandbox`. Results of `publish*` and `sandbox` are
-//! published to `scripted.results`.
+//! published to TOPIC.results (the consumed topic's), as the JavaScript
+//! and Python `scripted` do.
 
 wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer-with-init" });
 
 use wasq::plugin::host::{Level, PublishError, log, publish, publish_deferred};
-
-const RESULTS: &str = "scripted.results";
 
 struct Scripted;
 
@@ -30,12 +29,13 @@ impl Guest for Scripted {
     fn handle(message: Message) -> Result<(), Failure> {
         let text = String::from_utf8_lossy(&message.body).into_owned();
         let (command, rest) = text.split_once(' ').unwrap_or((&text, ""));
+        let results = format!("{}.results", message.topic);
         match command {
             "ok" => Ok(()),
             "retry" => Err(Failure::Retry),
             "retry-after" => Err(Failure::RetryAfter(rest.parse().unwrap_or(0))),
             "fatal" => Err(Failure::Fatal(rest.to_string())),
-            "trap" => panic!("asked to trap"),
+            "trap" | "throw" => panic!("asked to trap"),
             "spin" => loop {
                 std::hint::black_box(());
             },
@@ -47,15 +47,14 @@ impl Guest for Scripted {
             }
             "publish" => {
                 let (topic, body) = rest.split_once(' ').unwrap_or((rest, ""));
-                report(publish(topic, body.as_bytes()))
+                report(&results, publish(topic, body.as_bytes()))
             }
             "publish-deferred" => {
                 let (topic, delay) = rest.split_once(' ').unwrap_or((rest, "0"));
-                report(publish_deferred(
-                    topic,
-                    b"deferred",
-                    delay.parse().unwrap_or(0),
-                ))
+                report(
+                    &results,
+                    publish_deferred(topic, b"deferred", delay.parse().unwrap_or(0)),
+                )
             }
             "print" => {
                 println!("{rest}");
@@ -67,7 +66,7 @@ impl Guest for Scripted {
                 let network = std::net::TcpStream::connect("127.0.0.1:4150")
                     .map_or("denied", |_| "connected");
                 let summary = format!("env={environment} file={file} net={network}");
-                report_text(&summary)
+                report_text(&results, &summary)
             }
             _ => Err(Failure::Fatal(format!("unknown command {command:?}"))),
         }
@@ -75,7 +74,7 @@ impl Guest for Scripted {
 }
 
 /// Publishes the result of a publish (`ok` or the error's name).
-fn report(result: Result<(), PublishError>) -> Result<(), Failure> {
+fn report(results: &str, result: Result<(), PublishError>) -> Result<(), Failure> {
     let name = match result {
         Ok(()) => "ok",
         Err(PublishError::Forbidden) => "forbidden",
@@ -84,11 +83,11 @@ fn report(result: Result<(), PublishError>) -> Result<(), Failure> {
         Err(PublishError::InvalidDelay) => "invalid-delay",
         Err(PublishError::Unavailable) => "unavailable",
     };
-    report_text(name)
+    report_text(results, name)
 }
 
-fn report_text(text: &str) -> Result<(), Failure> {
-    publish(RESULTS, text.as_bytes()).map_err(|_| Failure::Retry)
+fn report_text(results: &str, text: &str) -> Result<(), Failure> {
+    publish(results, text.as_bytes()).map_err(|_| Failure::Retry)
 }
 
 export!(Scripted);
