@@ -7,6 +7,12 @@
 //! own paused channel; the time from unpausing to its last FIN, divided by
 //! the messages, is the per-message cost, broker included. Rounds alternate
 //! the order, and the median is reported, since this machine is noisy.
+//!
+//! Then the hot reload of a cached component: each plugin's file is
+//! replaced by its language's `uppercase` (compiled, not timed), then by its
+//! `trivial` again, whose compiled artifact is in the cache: the time from
+//! that write until the version is live (the watcher's 100 ms debounce
+//! included) and the host's own `load_ms` are reported.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,32 +29,47 @@ pub struct GuestsArgs {
     pub rounds: usize,
 }
 
-/// (plugin name, where scripts/build-plugins or build-guests leaves it)
-const GUESTS: [(&str, &str); 4] = [
+/// (plugin name, where scripts/build-plugins or build-guests leaves its
+/// trivial handler, and its uppercase example)
+const GUESTS: [(&str, &str, &str); 4] = [
     (
         "core_module",
         "examples/target/wasm32-wasip1/release/trivial.wasm",
+        "examples/target/wasm32-wasip1/release/uppercase.wasm",
     ),
     (
         "rust_component",
         "examples/target/guests/rust-component/trivial.wasm",
+        "examples/target/guests/rust-component/uppercase.wasm",
     ),
-    ("javascript", "examples/target/guests/js/trivial.wasm"),
-    ("python", "examples/target/guests/python/trivial.wasm"),
+    (
+        "javascript",
+        "examples/target/guests/js/trivial.wasm",
+        "examples/target/guests/js/uppercase.wasm",
+    ),
+    (
+        "python",
+        "examples/target/guests/python/trivial.wasm",
+        "examples/target/guests/python/uppercase.wasm",
+    ),
 ];
 
 pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let plugins = tempfile::tempdir()?;
-    for (name, file) in GUESTS {
-        let module = root.join(file);
-        if !module.exists() {
-            bail!(
-                "{} not found: run scripts/build-plugins and scripts/build-guests first",
-                module.display()
-            );
+    for (name, trivial, uppercase) in GUESTS {
+        for module in [trivial, uppercase].map(|file| root.join(file)) {
+            if !module.exists() {
+                bail!(
+                    "{} not found: run scripts/build-plugins and scripts/build-guests first",
+                    module.display()
+                );
+            }
         }
-        std::fs::copy(&module, plugins.path().join(format!("{name}.wasm")))?;
+        std::fs::copy(
+            root.join(trivial),
+            plugins.path().join(format!("{name}.wasm")),
+        )?;
         std::fs::write(
             plugins.path().join(format!("{name}.toml")),
             format!(
@@ -68,15 +89,20 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
         "100000000",
     ])?;
     let (tcp, http) = (broker.tcp, broker.http);
-    let loading = Instant::now();
     wait_until_loaded(&http).await?;
     println!(
-        "workload: {} messages of {} B per guest, one instance each, {} rounds; plugins compiled in {:.1} s",
-        args.messages,
-        args.size,
-        args.rounds,
-        loading.elapsed().as_secs_f64()
+        "workload: {} messages of {} B per guest, one instance each, {} rounds",
+        args.messages, args.size, args.rounds,
     );
+    println!("{:<16} {:>10} {:>14}", "guest", "file KB", "first load ms");
+    for (name, trivial, _) in GUESTS {
+        let status = plugin(&http, name)?;
+        println!(
+            "{name:<16} {:>10} {:>14}",
+            std::fs::metadata(root.join(trivial))?.len() / 1000,
+            status["load"]["load_ms"]
+        );
+    }
 
     let mut costs: Vec<Vec<f64>> = vec![Vec::new(); GUESTS.len()];
     for round in 0..args.rounds {
@@ -104,20 +130,71 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
         "{:<16} {:>12} {:>12} {:>10}",
         "guest", "µs/message", "msg/s", "vs core"
     );
-    for ((name, _), cost) in GUESTS.iter().zip(&medians) {
+    for ((name, ..), cost) in GUESTS.iter().zip(&medians) {
         println!(
             "{name:<16} {cost:>12.2} {:>12.0} {:>9.1}x",
             1e6 / cost,
             cost / medians[0]
         );
     }
-    for ((name, _), cost) in GUESTS.iter().zip(&medians) {
+    for ((name, ..), cost) in GUESTS.iter().zip(&medians) {
         println!(
             "BENCH guests guest={name} us_per_message={cost:.3} rounds={}",
             args.rounds
         );
     }
+
+    println!(
+        "{:<16} {:>22} {:>10}",
+        "guest", "cached reload, ms live", "load_ms"
+    );
+    for (name, trivial, uppercase) in GUESTS {
+        let target = plugins.path().join(format!("{name}.wasm"));
+        let trivial_hash = plugin(&http, name)?["module_hash"].clone();
+        replace(&target, &std::fs::read(root.join(uppercase))?)?;
+        wait_for_hash_change(&http, name, &trivial_hash).await?;
+        let uppercase_hash = plugin(&http, name)?["module_hash"].clone();
+        let written = Instant::now();
+        replace(&target, &std::fs::read(root.join(trivial))?)?;
+        wait_for_hash_change(&http, name, &uppercase_hash).await?;
+        let live_ms = written.elapsed().as_secs_f64() * 1e3;
+        let status = plugin(&http, name)?;
+        if status["load"]["from_cache"] != true {
+            bail!("{name}: the reload did not come from the cache: {status}");
+        }
+        println!(
+            "{name:<16} {live_ms:>22.0} {:>10}",
+            status["load"]["load_ms"]
+        );
+        println!(
+            "BENCH guests_reload guest={name} live_ms={live_ms:.0} load_ms={}",
+            status["load"]["load_ms"]
+        );
+    }
     drop(broker);
+    Ok(())
+}
+
+/// Writes a module elsewhere and renames it into place, as `mv` does.
+fn replace(target: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let staging = target.with_extension("staging");
+    std::fs::write(&staging, bytes)?;
+    std::fs::rename(&staging, target)?;
+    Ok(())
+}
+
+async fn wait_for_hash_change(
+    http: &SocketAddr,
+    name: &str,
+    old: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while plugin(http, name)?["module_hash"] == *old {
+        if Instant::now() > deadline {
+            bail!("{name} did not reload: {}", plugin(http, name)?);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     Ok(())
 }
 
@@ -152,11 +229,17 @@ fn plugins(http: &SocketAddr) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
-fn finished(http: &SocketAddr, name: &str) -> anyhow::Result<u64> {
+fn plugin(http: &SocketAddr, name: &str) -> anyhow::Result<serde_json::Value> {
     let status = plugins(http)?;
-    Ok(status["plugins"]
+    status["plugins"]
         .as_array()
         .and_then(|all| all.iter().find(|p| p["name"] == name))
-        .and_then(|p| p["counters"]["finished"].as_u64())
+        .cloned()
+        .with_context(|| format!("no plugin {name} in {status}"))
+}
+
+fn finished(http: &SocketAddr, name: &str) -> anyhow::Result<u64> {
+    Ok(plugin(http, name)?["counters"]["finished"]
+        .as_u64()
         .unwrap_or(0))
 }
