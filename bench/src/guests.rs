@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::plugin::{post, publish_backlog};
-use crate::spawn_wasqd;
+use crate::spawn_wasqd_with_plugins;
 
 pub struct GuestsArgs {
     pub messages: usize,
@@ -77,17 +77,7 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
             ),
         )?;
     }
-    let plugins_dir = plugins
-        .path()
-        .to_str()
-        .context("temp dir path")?
-        .to_string();
-    let broker = spawn_wasqd(&[
-        "--plugins-dir",
-        &plugins_dir,
-        "--mem-queue-size",
-        "100000000",
-    ])?;
+    let broker = spawn_wasqd_with_plugins(plugins.path())?;
     let (tcp, http) = (broker.tcp, broker.http);
     wait_until_loaded(&http).await?;
     println!(

@@ -22,6 +22,7 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
@@ -174,6 +175,13 @@ async fn main() -> anyhow::Result<()> {
 /// a release build) on ephemeral loopback ports, without the embedded
 /// lookupd, with its data in a temporary directory unless `extra` names a
 /// --data-path.
+/// Starts wasqd in memory (`--mem-queue-size` above any backlog here) with
+/// the plugins in `dir`, and waits until they are loaded.
+fn spawn_wasqd_with_plugins(dir: &std::path::Path) -> anyhow::Result<Wasqd> {
+    let dir = dir.to_str().context("plugins dir path")?;
+    spawn_wasqd(&["--plugins-dir", dir, "--mem-queue-size", "100000000"])
+}
+
 fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<Wasqd> {
     let mut args = vec!["--no-embedded-lookupd"];
     args.extend_from_slice(extra);

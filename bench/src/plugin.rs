@@ -12,7 +12,7 @@ use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumerConfig, NSQConsumerConfigSources, NSQTopic,
 };
 
-use crate::spawn_wasqd;
+use crate::spawn_wasqd_with_plugins;
 use wasq_testkit::async_client::AsyncClient;
 use wasq_wire::command;
 
@@ -41,18 +41,8 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             args.concurrency, args.rdy
         ),
     )?;
-    let plugins_dir = plugins
-        .path()
-        .to_str()
-        .context("temp dir path")?
-        .to_string();
     // In memory: this compares consumers, not disk reads.
-    let broker = spawn_wasqd(&[
-        "--plugins-dir",
-        &plugins_dir,
-        "--mem-queue-size",
-        "100000000",
-    ])?;
+    let broker = spawn_wasqd_with_plugins(plugins.path())?;
     let (tcp, http) = (broker.tcp, broker.http);
     println!(
         "workload: {} messages of {} B drained from a backlog; RDY {} for both; plugin concurrency {}",
