@@ -112,33 +112,50 @@ impl PluginHost {
         &self.dir
     }
 
+    /// Loads every plugin in the directory and returns when each is loaded
+    /// (or failed to load). Embedders and the fuzzer; wasqd uses
+    /// [`PluginHost::start_loading`].
+    pub async fn load_all(self: &Arc<Self>) {
+        let names = self.claim(self.find_plugins().await);
+        self.load(names).await;
+    }
+
     /// Loads every plugin in the directory, in the background: compiling a
     /// large component takes seconds, and the broker serves meanwhile. Each
     /// plugin's topic and channel are created first, before this returns,
     /// so every message published from then on waits for its plugin. Until
     /// a plugin is loaded (or fails to), GET /plugins reports it `loading`.
     pub async fn start_loading(self: &Arc<Self>) {
+        let names = self.claim(self.find_plugins().await);
+        let host = self.clone();
+        tokio::spawn(async move { host.load(names).await });
+    }
+
+    /// The plugins in the directory, with their manifests when readable.
+    async fn find_plugins(&self) -> Vec<(String, Option<Manifest>)> {
         let dir = self.dir.clone();
         let found = tokio::task::spawn_blocking(move || {
             let names = files::plugin_names(&dir)?;
-            let manifests: Vec<(String, Option<Manifest>)> = names
-                .into_iter()
-                .map(|name| {
-                    let manifest = PluginFiles::find(&dir, &name).read_manifest(&name).ok();
-                    (name, manifest)
-                })
-                .collect();
-            Ok::<_, std::io::Error>(manifests)
+            Ok::<_, std::io::Error>(
+                names
+                    .into_iter()
+                    .map(|name| {
+                        let manifest = PluginFiles::find(&dir, &name).read_manifest(&name).ok();
+                        (name, manifest)
+                    })
+                    .collect(),
+            )
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::info!(dir = %self.dir.display(), "PLUGINS: no plugins loaded ({e})");
-                return;
-            }
-        };
+        found.unwrap_or_else(|e| {
+            tracing::info!(dir = %self.dir.display(), "PLUGINS: no plugins loaded ({e})");
+            Vec::new()
+        })
+    }
+
+    /// Creates each plugin's topic and channel and marks it `loading`.
+    fn claim(&self, found: Vec<(String, Option<Manifest>)>) -> Vec<String> {
         let mut names = Vec::new();
         for (name, manifest) in found {
             if let Some(manifest) = manifest {
@@ -148,14 +165,15 @@ impl PluginHost {
             self.loading.lock().insert(name.clone());
             names.push(name);
         }
-        let host = self.clone();
-        tokio::spawn(async move {
-            for name in names {
-                host.sync_plugin(&name, Trigger::Start).await;
-                host.loading.lock().remove(&name);
-            }
-            tracing::info!("PLUGINS: every plugin loaded");
-        });
+        names
+    }
+
+    async fn load(&self, names: Vec<String>) {
+        for name in names {
+            self.sync_plugin(&name, Trigger::Start).await;
+            self.loading.lock().remove(&name);
+        }
+        tracing::info!("PLUGINS: every plugin loaded");
     }
 
     /// Stops every plugin, returning what they hold to their channels.
