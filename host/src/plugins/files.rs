@@ -56,11 +56,11 @@ impl PluginFiles {
                 .find(|p| p.exists()),
         }
     }
+}
 
-    /// Reads and checks the manifest (blocking).
-    pub fn read_manifest(&self, name: &str) -> Result<Manifest, String> {
-        let text = std::fs::read_to_string(&self.manifest)
-            .map_err(|e| format!("{}: cannot read the manifest: {e}", self.manifest.display()))?;
-        Manifest::parse(name, &self.manifest, &text)
-    }
+/// Reads and checks a plugin's manifest (blocking).
+pub fn read_manifest(file: &Path, name: &str) -> Result<Manifest, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read the manifest: {e}", file.display()))?;
+    Manifest::parse(name, file, &text)
 }

@@ -140,7 +140,8 @@ impl PluginHost {
                 names
                     .into_iter()
                     .map(|name| {
-                        let manifest = PluginFiles::find(&dir, &name).read_manifest(&name).ok();
+                        let file = PluginFiles::find(&dir, &name).manifest;
+                        let manifest = files::read_manifest(&file, &name).ok();
                         (name, manifest)
                     })
                     .collect(),

@@ -3,12 +3,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::files::PluginFiles;
+use super::files::read_manifest;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::runtime::{PluginLink, WasmRuntime};
@@ -62,13 +61,7 @@ pub(super) fn prepare(
     let bytes = std::fs::read(module_file)
         .map_err(|e| fail(None, format!("{}: cannot read: {e}", module_file.display())))?;
     let module_hash = hex(&Sha256::digest(&bytes));
-    let manifest = PluginFiles {
-        manifest: manifest_file.to_path_buf(),
-        manifest_exists: true,
-        module: Some(module_file.to_path_buf()),
-    }
-    .read_manifest(name)
-    .map_err(|e| fail(Some(&module_hash), e))?;
+    let manifest = read_manifest(manifest_file, name).map_err(|e| fail(Some(&module_hash), e))?;
     if live
         .as_ref()
         .is_some_and(|l| l.module_hash == module_hash && l.manifest == manifest)
