@@ -14,12 +14,11 @@ use wasmtime::Store;
 use wasmtime::component::{
     Component, HasSelf, Instance, InstancePre, Linker, ResourceTable, TypedFunc,
 };
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::abi::Outcome;
 use super::imports::{self, Refusal};
-use super::instance::{GuestError, GuestLimits, classify, deadline_ticks};
-use super::log_stream::GuestOutput;
+use super::instance::{GuestError, GuestLimits, classify, deadline_ticks, sandboxed_wasi};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -176,15 +175,7 @@ impl ComponentInstance {
     /// no environment, no network; stdout/stderr to the log) and runs its
     /// `init` if it has one.
     pub fn new(pre: &ComponentPre, link: Arc<PluginLink>) -> Result<ComponentInstance, GuestError> {
-        let wasi = WasiCtxBuilder::new()
-            .args(&[&*link.name])
-            .stdout(GuestOutput::new(link.name.clone(), "stdout"))
-            .stderr(GuestOutput::new(link.name.clone(), "stderr"))
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
+        let wasi = sandboxed_wasi(&link).build();
         let deadline_ticks = deadline_ticks(&link);
         let limits = GuestLimits::for_component(&link);
         let state = ComponentState {

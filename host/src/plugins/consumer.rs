@@ -234,7 +234,6 @@ impl PluginRun {
     /// A worker thread: one instance, reused until it fails.
     fn work(self: Arc<Self>, batches: Receiver<Batch>) {
         let mut instance: Option<GuestInstance> = None;
-        let mut recycle_at = usize::MAX;
         let mut times = stats::new_histogram();
         let mut successes = Vec::new();
         while let Ok((channel, messages)) = batches.recv() {
@@ -245,12 +244,6 @@ impl PluginRun {
                 }
                 if instance.is_none() {
                     instance = self.new_instance();
-                    if let Some(guest) = &instance {
-                        recycle_at = GuestInstance::recycle_threshold(
-                            guest.memory_bytes(),
-                            self.link.manifest.memory_limit_bytes,
-                        );
-                    }
                 }
                 let Some(guest) = instance.as_mut() else {
                     let no_instance = Err(GuestError::Abi("no instance".into()));
@@ -264,13 +257,12 @@ impl PluginRun {
                     &self.link.manifest.channel,
                 );
                 stats::record(&mut times, started.elapsed());
-                let held = guest.memory_bytes();
                 if result.is_err() {
                     instance = None;
                     self.live_instances.fetch_sub(1, Ordering::Relaxed);
-                } else if held > recycle_at {
+                } else if guest.needs_recycling() {
                     // Between two messages, before it runs out: nothing retried.
-                    tracing::info!(plugin = %self.link.name, memory_bytes = held, limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
+                    tracing::info!(plugin = %self.link.name, memory_bytes = guest.memory_bytes(), limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
                     PluginStats::bump(&self.link.stats.recycled);
                     instance = None;
                     self.live_instances.fetch_sub(1, Ordering::Relaxed);

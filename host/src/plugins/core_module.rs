@@ -8,13 +8,11 @@ use std::sync::Arc;
 use wasmtime::{
     Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc, ValType,
 };
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
 use super::imports::{self, Level, Refusal};
-use super::instance::{GuestError, GuestLimits, classify, deadline_ticks};
-use super::log_stream::GuestOutput;
+use super::instance::{GuestError, GuestLimits, classify, deadline_ticks, sandboxed_wasi};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -184,11 +182,7 @@ impl CoreInstance {
     /// Instantiates the module, checks its ABI version and runs its
     /// start-up (`_initialize`, then `wasq_init`).
     pub fn new(pre: &CorePre, link: Arc<PluginLink>) -> Result<CoreInstance, GuestError> {
-        let wasi = WasiCtxBuilder::new()
-            .args(&[&*link.name])
-            .stdout(GuestOutput::new(link.name.clone(), "stdout"))
-            .stderr(GuestOutput::new(link.name.clone(), "stderr"))
-            .build_p1();
+        let wasi = sandboxed_wasi(&link).build_p1();
         let deadline_ticks = deadline_ticks(&link);
         let limits = GuestLimits::for_core_module(&link);
         let mut store = Store::new(pre.module().engine(), CoreState { wasi, limits, link });

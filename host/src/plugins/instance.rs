@@ -9,10 +9,12 @@
 use std::sync::Arc;
 
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
 
 use super::abi::Outcome;
 use super::component::{ComponentInstance, ComponentPre};
 use super::core_module::{CoreInstance, CorePre};
+use super::log_stream::GuestOutput;
 use super::runtime::{EPOCH_TICK, PluginLink};
 use super::stats::PluginStats;
 use crate::broker::message::Message;
@@ -65,18 +67,41 @@ impl CompiledGuest {
 
     /// A new instance, started up (`_initialize`/`wasq_init`, or `init`).
     pub fn instantiate(&self, link: Arc<PluginLink>) -> Result<GuestInstance, GuestError> {
-        Ok(match self {
-            CompiledGuest::Core(pre) => GuestInstance::Core(CoreInstance::new(pre, link)?),
+        let limit = link.manifest.memory_limit_bytes;
+        let live = match self {
+            CompiledGuest::Core(pre) => LiveGuest::Core(CoreInstance::new(pre, link)?),
             CompiledGuest::Component(pre) => {
-                GuestInstance::Component(ComponentInstance::new(pre, link)?)
+                LiveGuest::Component(ComponentInstance::new(pre, link)?)
             }
+        };
+        let started_with = live.memory_bytes();
+        let (used, of) = RECYCLE_AT_HEADROOM_USED;
+        Ok(GuestInstance {
+            recycle_at: started_with + limit.saturating_sub(started_with) / of * used,
+            live,
         })
     }
 }
 
-pub enum GuestInstance {
+/// A started instance of either kind, and the memory past which it is
+/// replaced (see [`RECYCLE_AT_HEADROOM_USED`]).
+pub struct GuestInstance {
+    live: LiveGuest,
+    recycle_at: usize,
+}
+
+enum LiveGuest {
     Core(CoreInstance),
     Component(ComponentInstance),
+}
+
+impl LiveGuest {
+    fn memory_bytes(&self) -> usize {
+        match self {
+            LiveGuest::Core(core) => core.limits().memory_bytes,
+            LiveGuest::Component(component) => component.limits().memory_bytes,
+        }
+    }
 }
 
 /// Share of the headroom an instance has after start-up (its memory
@@ -89,16 +114,13 @@ const RECYCLE_AT_HEADROOM_USED: (usize, usize) = (3, 4);
 impl GuestInstance {
     /// Linear memory the instance holds now, over all its memories.
     pub fn memory_bytes(&self) -> usize {
-        match self {
-            GuestInstance::Core(core) => core.limits().memory_bytes,
-            GuestInstance::Component(component) => component.limits().memory_bytes,
-        }
+        self.live.memory_bytes()
     }
 
-    /// The memory past which [`GuestInstance::needs_recycling`] says yes.
-    pub fn recycle_threshold(started_with: usize, limit: usize) -> usize {
-        let (used, of) = RECYCLE_AT_HEADROOM_USED;
-        started_with + limit.saturating_sub(started_with) / of * used
+    /// True once the instance holds more memory than it may keep: replace
+    /// it before the next message.
+    pub fn needs_recycling(&self) -> bool {
+        self.memory_bytes() > self.recycle_at
     }
 
     /// Hands one message to the guest and returns its outcome.
@@ -108,11 +130,27 @@ impl GuestInstance {
         topic: &str,
         channel: &str,
     ) -> Result<Outcome, GuestError> {
-        match self {
-            GuestInstance::Core(core) => core.handle(message, topic, channel),
-            GuestInstance::Component(component) => component.handle(message, topic, channel),
+        match &mut self.live {
+            LiveGuest::Core(core) => core.handle(message, topic, channel),
+            LiveGuest::Component(component) => component.handle(message, topic, channel),
         }
     }
+}
+
+/// The WASI a guest of either kind gets: its name as the only argument,
+/// no environment, no preopened directories, no network; stdout and
+/// stderr to the host log under the plugin's name. Core modules build it
+/// for preview 1, components for 0.2.
+pub fn sandboxed_wasi(link: &PluginLink) -> WasiCtxBuilder {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(&[&*link.name])
+        .stdout(GuestOutput::new(link.name.clone(), "stdout"))
+        .stderr(GuestOutput::new(link.name.clone(), "stderr"))
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    wasi
 }
 
 /// The epoch ticks a handler may run: its deadline, rounded up, plus the
