@@ -18,10 +18,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use crate::plugin::{post, publish_backlog};
-use crate::spawn_wasqd_with_plugins;
+use crate::plugin::{finished, plugin, post, publish_backlog};
+use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
 
 pub struct GuestsArgs {
     pub messages: usize,
@@ -77,9 +77,9 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
             ),
         )?;
     }
-    let broker = spawn_wasqd_with_plugins(plugins.path())?;
+    let broker = spawn_wasqd_with_plugins(plugins.path(), IN_MEMORY)?;
     let (tcp, http) = (broker.tcp, broker.http);
-    wait_until_loaded(&http).await?;
+    check_all_running(&http)?;
     println!(
         "workload: {} messages of {} B per guest, one instance each, {} rounds",
         args.messages, args.size, args.rounds,
@@ -193,43 +193,13 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-async fn wait_until_loaded(http: &SocketAddr) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let status = plugins(http)?;
-        let states: Vec<&str> = status["plugins"]
-            .as_array()
-            .map(|all| all.iter().filter_map(|p| p["state"].as_str()).collect())
-            .unwrap_or_default();
-        if states.len() == GUESTS.len() && states.iter().all(|s| *s == "running") {
-            return Ok(());
+/// Every guest is `running` (spawning waited until none was loading).
+fn check_all_running(http: &SocketAddr) -> anyhow::Result<()> {
+    for (name, ..) in GUESTS {
+        let status = plugin(http, name)?;
+        if status["state"] != "running" {
+            bail!("{name} did not load: {status}");
         }
-        if states.contains(&"failed") || Instant::now() > deadline {
-            bail!("plugins did not load: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn plugins(http: &SocketAddr) -> anyhow::Result<serde_json::Value> {
-    let body = ureq::get(&format!("http://{http}/plugins"))
-        .call()?
-        .body_mut()
-        .read_to_string()?;
-    Ok(serde_json::from_str(&body)?)
-}
-
-fn plugin(http: &SocketAddr, name: &str) -> anyhow::Result<serde_json::Value> {
-    let status = plugins(http)?;
-    status["plugins"]
-        .as_array()
-        .and_then(|all| all.iter().find(|p| p["name"] == name))
-        .cloned()
-        .with_context(|| format!("no plugin {name} in {status}"))
-}
-
-fn finished(http: &SocketAddr, name: &str) -> anyhow::Result<u64> {
-    Ok(plugin(http, name)?["counters"]["finished"]
-        .as_u64()
-        .unwrap_or(0))
+    Ok(())
 }

@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         Some(addr) => addr,
         None => {
             // In memory, like nsqd with a --mem-queue-size above the workload.
-            let broker = spawn_wasqd(&["--mem-queue-size", "100000000"])?;
+            let broker = spawn_wasqd(IN_MEMORY)?;
             let addr = broker.tcp;
             spawned = Some(broker);
             addr
@@ -175,24 +175,26 @@ async fn main() -> anyhow::Result<()> {
 /// a release build) on ephemeral loopback ports, without the embedded
 /// lookupd, with its data in a temporary directory unless `extra` names a
 /// --data-path.
-/// Starts wasqd in memory (`--mem-queue-size` above any backlog here) with
-/// the plugins in `dir`, and waits until they are loaded.
-fn spawn_wasqd_with_plugins(dir: &std::path::Path) -> anyhow::Result<Wasqd> {
-    let dir = dir.to_str().context("plugins dir path")?;
-    spawn_wasqd(&["--plugins-dir", dir, "--mem-queue-size", "100000000"])
+/// wasqd in memory: a `--mem-queue-size` above any backlog here.
+const IN_MEMORY: &[&str] = &["--mem-queue-size", "100000000"];
+
+/// Starts wasqd with the plugins in `dir` (and `extra` flags), and waits
+/// until they are loaded: plugins load in the background, and the bench
+/// measures loaded ones.
+fn spawn_wasqd_with_plugins(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Wasqd> {
+    let mut args = vec!["--plugins-dir", dir.to_str().context("plugins dir path")?];
+    args.extend_from_slice(extra);
+    let wasqd = spawn_wasqd(&args)?;
+    tokio::task::block_in_place(|| {
+        wasqd
+            .http()
+            .wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT)
+    });
+    Ok(wasqd)
 }
 
 fn spawn_wasqd(extra: &[&str]) -> anyhow::Result<Wasqd> {
     let mut args = vec!["--no-embedded-lookupd"];
     args.extend_from_slice(extra);
-    let wasqd = Wasqd::try_start(&args)?;
-    if extra.contains(&"--plugins-dir") {
-        // Plugins load in the background; measure from loaded ones.
-        tokio::task::block_in_place(|| {
-            wasqd
-                .http()
-                .wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT)
-        });
-    }
-    Ok(wasqd)
+    Wasqd::try_start(&args)
 }

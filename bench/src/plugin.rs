@@ -5,6 +5,7 @@
 //! Both drain a prepared backlog of the same size with the same RDY, so the
 //! ratio isolates the delivery path: in-broker Wasm versus TCP to a client.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -12,7 +13,7 @@ use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumerConfig, NSQConsumerConfigSources, NSQTopic,
 };
 
-use crate::spawn_wasqd_with_plugins;
+use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
 use wasq_testkit::async_client::AsyncClient;
 use wasq_wire::command;
 
@@ -42,7 +43,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         ),
     )?;
     // In memory: this compares consumers, not disk reads.
-    let broker = spawn_wasqd_with_plugins(plugins.path())?;
+    let broker = spawn_wasqd_with_plugins(plugins.path(), IN_MEMORY)?;
     let (tcp, http) = (broker.tcp, broker.http);
     println!(
         "workload: {} messages of {} B drained from a backlog; RDY {} for both; plugin concurrency {}",
@@ -54,7 +55,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     publish_backlog(tcp, "bench_plugin", args.messages, args.size).await?;
     let start = Instant::now();
     post(&http, "/channel/unpause?topic=bench_plugin&channel=p")?;
-    while plugin_finished(&http)? < args.messages as u64 {
+    while finished(&http, "trivial")? < args.messages as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let plugin_rate = args.messages as f64 / start.elapsed().as_secs_f64();
@@ -92,7 +93,7 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
 
 /// Publishes `messages` bodies of `size` bytes to `topic`, in MPUBs of 500.
 pub(crate) async fn publish_backlog(
-    tcp: std::net::SocketAddr,
+    tcp: SocketAddr,
     topic: &str,
     messages: usize,
     size: usize,
@@ -110,20 +111,35 @@ pub(crate) async fn publish_backlog(
     Ok(())
 }
 
-pub(crate) fn post(http: &std::net::SocketAddr, path: &str) -> anyhow::Result<()> {
+pub(crate) fn post(http: &SocketAddr, path: &str) -> anyhow::Result<()> {
     ureq::post(&format!("http://{http}{path}"))
         .send_empty()
         .with_context(|| format!("POST {path}"))?;
     Ok(())
 }
 
-fn plugin_finished(http: &std::net::SocketAddr) -> anyhow::Result<u64> {
+/// GET /plugins, parsed.
+fn plugins(http: &SocketAddr) -> anyhow::Result<serde_json::Value> {
     let body = ureq::get(&format!("http://{http}/plugins"))
         .call()?
         .body_mut()
         .read_to_string()?;
-    let status: serde_json::Value = serde_json::from_str(&body)?;
-    Ok(status["plugins"][0]["counters"]["finished"]
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// One plugin's entry in GET /plugins.
+pub(crate) fn plugin(http: &SocketAddr, name: &str) -> anyhow::Result<serde_json::Value> {
+    let status = plugins(http)?;
+    status["plugins"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == name))
+        .cloned()
+        .with_context(|| format!("no plugin {name} in {status}"))
+}
+
+/// Messages a plugin has finished.
+pub(crate) fn finished(http: &SocketAddr, name: &str) -> anyhow::Result<u64> {
+    Ok(plugin(http, name)?["counters"]["finished"]
         .as_u64()
         .unwrap_or(0))
 }

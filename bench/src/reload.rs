@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::spawn_wasqd;
+use crate::spawn_wasqd_with_plugins;
 use wasq_testkit::async_client::AsyncClient;
 use wasq_wire::{FrameType, command};
 
@@ -39,12 +39,10 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
         plugins.join("uppercase.toml"),
         "topic = \"words\"\nchannel = \"upper\"\nconcurrency = 2\npublish = [\"words.upper\"]\n",
     )?;
-    let broker = spawn_wasqd(&[
-        "--plugins-dir",
-        plugins.to_str().context("path")?,
-        "--data-path",
-        work.path().to_str().context("path")?,
-    ])?;
+    let broker = spawn_wasqd_with_plugins(
+        &plugins,
+        &["--data-path", work.path().to_str().context("path")?],
+    )?;
     let tcp = broker.tcp;
 
     // Keep `words` busy: one message every millisecond or so.

@@ -104,13 +104,15 @@ impl Http {
             .map_or(0, |t| t["message_count"].as_u64().unwrap())
     }
 
-    /// One plugin's entry in GET /plugins.
     /// Every plugin GET /plugins reports.
     pub fn plugins(&self) -> Vec<Value> {
         let (status, body) = self.get("/plugins");
         assert_eq!(status, 200, "{body}");
         let all: Value = serde_json::from_str(&body).unwrap();
-        all["plugins"].as_array().cloned().unwrap_or_default()
+        all["plugins"]
+            .as_array()
+            .cloned()
+            .unwrap_or_else(|| panic!("no plugins array in {body}"))
     }
 
     /// Waits until no plugin found at start-up is still `loading`.
@@ -125,16 +127,11 @@ impl Http {
         );
     }
 
+    /// One plugin's entry in GET /plugins (null if there is none).
     pub fn plugin(&self, name: &str) -> Value {
-        let (status, body) = self.get("/plugins");
-        assert_eq!(status, 200);
-        let all: Value = serde_json::from_str(&body).unwrap();
-        all["plugins"]
-            .as_array()
-            .unwrap()
-            .iter()
+        self.plugins()
+            .into_iter()
             .find(|p| p["name"] == name)
-            .cloned()
             .unwrap_or(Value::Null)
     }
 
