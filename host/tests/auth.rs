@@ -132,11 +132,14 @@ fn refusals_are_nsqds_errors() {
     let mut raw = wasqd.raw();
     raw.send(&command::encode(|out| command::auth(out, b"good")));
     raw.expect_fatal("E_AUTH_FAILED AUTH failed");
+    // The log is read by another thread: wait for the line, do not race it.
     assert!(
-        wasqd
+        eventually(Duration::from_secs(10), || wasqd
             .log()
             .iter()
-            .any(|l| l.contains("AUTH failed") && l.contains(&address))
+            .any(|l| l.contains("AUTH failed") && l.contains(&address))),
+        "{:?}",
+        wasqd.log()
     );
 
     let plain = Wasqd::start();
