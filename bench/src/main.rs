@@ -11,6 +11,8 @@
 //! hot reloads (see `reload.rs`); `wasq-bench guests` times the trivial
 //! handler in each kind of guest (see `guests.rs`); `wasq-bench memory` measures the resident
 //! memory of a queued message by every route it can arrive (see `memory.rs`);
+//! `wasq-bench versus --nsqd PATH` runs every row of the performance table
+//! against wasqd and a real nsqd with ratios (see `versus.rs`);
 //! `wasq-bench soak` runs a long mixed load and checks that memory stays
 //! flat and nothing is lost (see `soak.rs`).
 //!
@@ -27,11 +29,14 @@ use clap::Parser;
 use wasq_testkit::Wasqd;
 
 mod guests;
+mod http_load;
 mod memory;
+mod nsqd;
 mod persistence;
 mod plugin;
 mod reload;
 mod soak;
+mod versus;
 mod workload;
 
 use workload::{Workload, run_all};
@@ -93,6 +98,8 @@ enum Mode {
     },
     /// long mixed load (TCP and HTTP publishers, plugins with reloads, consumers, a channel backed up to disk) with resident memory sampled and every message accounted for
     Soak(soak::SoakArgs),
+    /// every row of the performance table against wasqd and a real nsqd, with ratios and a BENCH json line per row
+    Versus(versus::VersusArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -106,6 +113,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Mode::Memory { messages, size }) = args.command {
         return tokio::task::spawn_blocking(move || memory::run(messages, size)).await?;
+    }
+    if let Some(Mode::Versus(versus)) = args.command.clone() {
+        return versus::run(versus, &args.workload).await;
     }
     if let Some(Mode::Soak(soak)) = args.command {
         return soak::run(soak).await;

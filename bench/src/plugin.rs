@@ -14,6 +14,7 @@ use tokio_nsq::{
 };
 
 use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
+use wasq_testkit::Wasqd;
 use wasq_testkit::async_client::AsyncClient;
 use wasq_wire::command;
 
@@ -25,57 +26,106 @@ pub struct PluginArgs {
 }
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    println!(
+        "workload: {} messages of {} B drained from a backlog; RDY {} for both; plugin concurrency {}",
+        args.messages, args.size, args.rdy, args.concurrency
+    );
+    let trivial = TrivialPlugin::start(&args)?;
+    let plugin_rate = trivial.drain(args.messages, args.size).await?;
+    println!("plugin (trivial.wasm):   {plugin_rate:>10.0} msg/s");
+    let client_rate =
+        tokio_nsq_drain(trivial.broker.tcp, args.messages, args.size, args.rdy).await?;
+    println!("tokio-nsq consumer:      {client_rate:>10.0} msg/s");
+    println!("ratio plugin / consumer: {:.2}x", plugin_rate / client_rate);
+    Ok(())
+}
+
+/// A wasqd (in memory) running `examples/trivial` on `bench_plugin/p`.
+pub struct TrivialPlugin {
+    pub broker: Wasqd,
+    _plugins: tempfile::TempDir,
+}
+
+impl TrivialPlugin {
+    pub fn start(args: &PluginArgs) -> anyhow::Result<TrivialPlugin> {
+        let module = example_module("trivial.wasm")?;
+        let plugins = tempfile::tempdir()?;
+        std::fs::copy(&module, plugins.path().join("trivial.wasm"))?;
+        std::fs::write(
+            plugins.path().join("trivial.toml"),
+            format!(
+                "topic = \"bench_plugin\"\nchannel = \"p\"\nconcurrency = {}\nmax_in_flight = {}\n",
+                args.concurrency, args.rdy
+            ),
+        )?;
+        // In memory: this compares consumers, not disk reads.
+        let broker = spawn_wasqd_with_plugins(plugins.path(), IN_MEMORY)?;
+        Ok(TrivialPlugin {
+            broker,
+            _plugins: plugins,
+        })
+    }
+
+    /// Messages per second the plugin drains from a backlog of `messages`:
+    /// its channel is paused while the backlog is published, then
+    /// unpaused; the clock runs until it has finished them all.
+    pub async fn drain(&self, messages: usize, size: usize) -> anyhow::Result<f64> {
+        let (tcp, http) = (self.broker.tcp, self.broker.http);
+        let before = finished(&http, "trivial")?;
+        post(&http, "/channel/pause?topic=bench_plugin&channel=p")?;
+        publish_backlog(tcp, "bench_plugin", messages, size).await?;
+        let start = Instant::now();
+        post(&http, "/channel/unpause?topic=bench_plugin&channel=p")?;
+        while finished(&http, "trivial")? < before + messages as u64 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(messages as f64 / start.elapsed().as_secs_f64())
+    }
+}
+
+/// A release build of an example core-module plugin.
+pub(crate) fn example_module(file: &str) -> anyhow::Result<std::path::PathBuf> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let module = root.join("examples/target/wasm32-wasip1/release/trivial.wasm");
+    let module = root
+        .join("examples/target/wasm32-wasip1/release")
+        .join(file);
     if !module.exists() {
         bail!(
             "{} not found: run scripts/build-plugins first",
             module.display()
         );
     }
-    let plugins = tempfile::tempdir()?;
-    std::fs::copy(&module, plugins.path().join("trivial.wasm"))?;
-    std::fs::write(
-        plugins.path().join("trivial.toml"),
-        format!(
-            "topic = \"bench_plugin\"\nchannel = \"p\"\nconcurrency = {}\nmax_in_flight = {}\n",
-            args.concurrency, args.rdy
-        ),
-    )?;
-    // In memory: this compares consumers, not disk reads.
-    let broker = spawn_wasqd_with_plugins(plugins.path(), IN_MEMORY)?;
-    let (tcp, http) = (broker.tcp, broker.http);
-    println!(
-        "workload: {} messages of {} B drained from a backlog; RDY {} for both; plugin concurrency {}",
-        args.messages, args.size, args.rdy, args.concurrency
-    );
+    Ok(module)
+}
 
-    // The plugin: fill its paused channel, unpause, wait for every FIN.
-    post(&http, "/channel/pause?topic=bench_plugin&channel=p")?;
-    publish_backlog(tcp, "bench_plugin", args.messages, args.size).await?;
-    let start = Instant::now();
-    post(&http, "/channel/unpause?topic=bench_plugin&channel=p")?;
-    while finished(&http, "trivial")? < args.messages as u64 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let plugin_rate = args.messages as f64 / start.elapsed().as_secs_f64();
-    println!("plugin (trivial.wasm):   {plugin_rate:>10.0} msg/s");
-
-    // The external consumer: same backlog size, tokio-nsq with the same RDY.
-    post(&http, "/topic/create?topic=bench_client")?;
-    post(&http, "/channel/create?topic=bench_client&channel=c")?;
-    publish_backlog(tcp, "bench_client", args.messages, args.size).await?;
+/// Messages per second a tokio-nsq consumer (max_in_flight `rdy`, FIN
+/// each) drains from a backlog of `messages` on a new topic of the
+/// broker at `tcp`; the clock starts at the first message.
+pub async fn tokio_nsq_drain(
+    tcp: SocketAddr,
+    messages: usize,
+    size: usize,
+    rdy: u32,
+) -> anyhow::Result<f64> {
+    let topic = format!("bench_client_{}", unique());
+    let mut setup = AsyncClient::connect(tcp).await?;
+    setup
+        .send(&command::encode(|out| command::sub(out, &topic, "c")))
+        .await?;
+    setup.expect_ok().await?;
+    drop(setup);
+    publish_backlog(tcp, &topic, messages, size).await?;
     let mut consumer = NSQConsumerConfig::new(
-        NSQTopic::new("bench_client").unwrap(),
-        NSQChannel::new("c").unwrap(),
+        NSQTopic::new(topic).context("topic name")?,
+        NSQChannel::new("c").context("channel name")?,
     )
-    .set_max_in_flight(args.rdy)
+    .set_max_in_flight(rdy)
     .set_shared(NSQConfigShared::new().set_flush_interval(Duration::from_millis(1)))
     .set_sources(NSQConsumerConfigSources::Daemons(vec![tcp.to_string()]))
     .build();
     let mut start = None;
     let mut received = 0;
-    while received < args.messages {
+    while received < messages {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.consume_filtered())
             .await
             .context("the tokio-nsq consumer stalled")?
@@ -84,11 +134,14 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
         received += 1;
         message.finish().await;
     }
-    let client_rate = args.messages as f64 / start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    println!("tokio-nsq consumer:      {client_rate:>10.0} msg/s");
-    println!("ratio plugin / consumer: {:.2}x", plugin_rate / client_rate);
-    drop(broker);
-    Ok(())
+    Ok(messages as f64 / start.map_or(0.0, |s| s.elapsed().as_secs_f64()))
+}
+
+/// A number for names no earlier run of this process used.
+pub(crate) fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// Publishes `messages` bodies of `size` bytes to `topic`, in MPUBs of 500.

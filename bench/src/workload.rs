@@ -80,19 +80,23 @@ pub async fn run_all(args: &Workload, addr: SocketAddr, label: &str) -> anyhow::
         publish, args.pub_connections, args.pub_window
     );
 
-    // The SUB phase drains a backlog published into an existing channel.
-    let mut setup = AsyncClient::connect(addr).await?;
-    setup
-        .send(&command::encode(|out| {
-            command::sub(out, &sub_topic, "bench")
-        }))
-        .await?;
-    setup.expect_ok().await?;
-    drop(setup);
-    mpub_phase(args, addr, &sub_topic).await?;
+    prepare_backlog(args, addr, &sub_topic).await?;
     let sub = sub_phase(args, addr, &sub_topic).await?;
     println!("{label}: sub  {:>10.0} msg/s", sub);
     Ok(Results { mpub, publish, sub })
+}
+
+/// Publishes the SUB phase's backlog into the channel `bench` of `topic`
+/// (created first, so it gets every message).
+pub async fn prepare_backlog(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<()> {
+    let mut setup = AsyncClient::connect(addr).await?;
+    setup
+        .send(&command::encode(|out| command::sub(out, topic, "bench")))
+        .await?;
+    setup.expect_ok().await?;
+    drop(setup);
+    mpub_phase(args, addr, topic).await?;
+    Ok(())
 }
 
 pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
@@ -121,7 +125,7 @@ pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyho
     Ok(sent as f64 / start.elapsed().as_secs_f64())
 }
 
-async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
+pub async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
     let frame = command::encode(|out| command::publish(out, topic, &vec![b'x'; args.size]));
     let per_conn = args.pub_messages.div_ceil(args.pub_connections);
     let window = args.pub_window.max(1);

@@ -1,0 +1,507 @@
+//! `wasq-bench versus --nsqd PATH`: every row of the performance table
+//! (bench/README.md) against wasqd and against a real nsqd, in one run.
+//!
+//! Each round of each row starts fresh brokers (so no row inherits another's
+//! queues or memory), measures wasqd and its baseline one after the other,
+//! alternating which goes first, and the medians of `--rounds` rounds give
+//! the ratio. The baseline is nsqd, except for the plugin row that compares
+//! with a tokio-nsq consumer on the same wasqd. Besides the table, each
+//! row prints one `BENCH {json}` line for scripts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::http_load;
+use crate::nsqd::Nsqd;
+use crate::plugin::{PluginArgs, TrivialPlugin, tokio_nsq_drain, unique};
+use crate::workload::{Workload, mpub_phase, prepare_backlog, pub_phase, sub_phase};
+use crate::{IN_MEMORY, spawn_wasqd};
+use wasq_testkit::memory::resident_bytes;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct VersusArgs {
+    /// the nsqd binary to compare with (built from NSQ's source; see bench/README.md)
+    #[arg(long)]
+    pub nsqd: PathBuf,
+    /// rounds per row (the median is reported)
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// only these rows (ids as printed), comma-separated
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Vec<String>,
+    /// messages of the throughput rows
+    #[arg(long, default_value_t = 500_000)]
+    pub messages: usize,
+    /// backlog the plugin rows drain, and messages queued by the memory row
+    #[arg(long, default_value_t = 1_000_000)]
+    pub backlog: usize,
+}
+
+/// How wasqd and nsqd hold messages for a row.
+#[derive(Clone, Copy)]
+enum Setup {
+    /// Everything in memory (`--mem-queue-size 100000000` for both).
+    Memory,
+    /// nsqd's default `--mem-queue-size 10000`: the rest goes to disk.
+    Spilling,
+}
+
+/// What better means for a row's figure.
+#[derive(Clone, Copy, PartialEq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+struct Row {
+    id: &'static str,
+    what: &'static str,
+    unit: &'static str,
+    better: Better,
+    /// What wasqd is compared with.
+    baseline: &'static str,
+    /// wasqd must beat the baseline by this factor (in the row's sense of better).
+    ratio_target: Option<f64>,
+    /// wasqd's own figure must reach this (at least, or at most when lower is better).
+    absolute_target: Option<f64>,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        id: "tcp_mpub",
+        what: "TCP publish, MPUB batches of 200, 4 connections",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "tcp_sub",
+        what: "TCP consume, RDY 2500, FIN each, 4 connections",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "tcp_pub",
+        what: "PUB round trip, one connection, one outstanding",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(1.5),
+        absolute_target: None,
+    },
+    Row {
+        id: "tcp_pub_pipelined",
+        what: "PUB, 4 connections, 16 outstanding each",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "http_pub",
+        what: "HTTP /pub, one keep-alive connection",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(3.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "http_mpub",
+        what: "HTTP /mpub, 200 per request, 4 connections",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "spill_mpub",
+        what: "spilling (--mem-queue-size 10000): MPUB 200, 4 connections",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "spill_sub",
+        what: "spilling (--mem-queue-size 10000): consume, 4 connections",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(2.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "plugin_drain",
+        what: "trivial plugin (FIN only) draining the backlog vs nsqd consumers draining it",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(5.0),
+        absolute_target: Some(3_000_000.0),
+    },
+    Row {
+        id: "plugin_vs_consumer",
+        what: "trivial plugin vs a tokio-nsq consumer (max_in_flight 2500) on the same wasqd",
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "tokio-nsq on wasqd",
+        ratio_target: Some(3.0),
+        absolute_target: None,
+    },
+    Row {
+        id: "queued_bytes",
+        what: "resident memory per queued 200 B message, backlog in one channel",
+        unit: "B/msg",
+        better: Better::Lower,
+        baseline: "nsqd",
+        ratio_target: None,
+        absolute_target: Some(400.0),
+    },
+    Row {
+        id: "idle_rss",
+        what: "resident memory of an idle broker",
+        unit: "MB",
+        better: Better::Lower,
+        baseline: "nsqd",
+        ratio_target: None,
+        absolute_target: Some(30.0),
+    },
+];
+
+pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.nsqd.exists(),
+        "{} not found (build nsqd 1.3.0 from NSQ's source: bench/README.md)",
+        args.nsqd.display()
+    );
+    let rows: Vec<&Row> = ROWS
+        .iter()
+        .filter(|row| args.rows.is_empty() || args.rows.iter().any(|id| id == row.id))
+        .collect();
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "no such rows; the rows are: {}",
+        ROWS.iter().map(|r| r.id).collect::<Vec<_>>().join(", ")
+    );
+    println!(
+        "wasqd {} versus {}, {} round(s) per row",
+        wasq_testkit::Wasqd::binary().display(),
+        args.nsqd.display(),
+        args.rounds
+    );
+    let mut results = Vec::new();
+    for row in rows {
+        println!("\n{} ({}): {}", row.id, row.unit, row.what);
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        for round in 0..args.rounds {
+            let (a, b) = measure(row.id, &args, workload, round % 2 == 1)
+                .await
+                .with_context(|| format!("row {}, round {}", row.id, round + 1))?;
+            println!(
+                "  round {}: wasqd {}  {} {}",
+                round + 1,
+                format_value(a),
+                row.baseline,
+                format_value(b)
+            );
+            ours.push(a);
+            theirs.push(b);
+        }
+        let summary = Summary::new(row, ours, theirs);
+        println!("BENCH {}", summary.json());
+        results.push(summary);
+    }
+    println!("\n| row | wasqd | baseline | ratio | target | met |");
+    println!("|---|---|---|---|---|---|");
+    for summary in &results {
+        println!("{}", summary.markdown());
+    }
+    Ok(())
+}
+
+/// One round of a row: (wasqd's figure, the baseline's). `baseline_first`
+/// alternates the order so neither side always runs on a cooler machine.
+async fn measure(
+    id: &str,
+    args: &VersusArgs,
+    workload: &Workload,
+    baseline_first: bool,
+) -> anyhow::Result<(f64, f64)> {
+    if id == "plugin_vs_consumer" {
+        let trivial = start_trivial()?;
+        let consumer = || tokio_nsq_drain(trivial.broker.tcp, args.backlog, workload.size, 2500);
+        return if baseline_first {
+            let theirs = consumer().await?;
+            Ok((trivial.drain(args.backlog, workload.size).await?, theirs))
+        } else {
+            let ours = trivial.drain(args.backlog, workload.size).await?;
+            Ok((ours, consumer().await?))
+        };
+    }
+    let setup = match id {
+        "spill_mpub" | "spill_sub" => Setup::Spilling,
+        _ => Setup::Memory,
+    };
+    let mut figures = [0.0; 2];
+    let order = if baseline_first { [1, 0] } else { [0, 1] };
+    for side in order {
+        figures[side] = if side == 0 {
+            if id == "plugin_drain" {
+                start_trivial()?.drain(args.backlog, workload.size).await?
+            } else {
+                let wasqd = spawn_wasqd(match setup {
+                    Setup::Memory => IN_MEMORY,
+                    Setup::Spilling => &[],
+                })?;
+                let broker = Broker {
+                    tcp: wasqd.tcp,
+                    http: wasqd.http,
+                    pid: wasqd.pid(),
+                };
+                broker_row(id, args, workload, &broker).await?
+            }
+        } else {
+            let nsqd = Nsqd::start(
+                &args.nsqd,
+                match setup {
+                    Setup::Memory => &["--mem-queue-size=100000000"],
+                    Setup::Spilling => &[],
+                },
+            )?;
+            let broker = Broker {
+                tcp: nsqd.tcp,
+                http: nsqd.http,
+                pid: nsqd.pid(),
+            };
+            let id = if id == "plugin_drain" {
+                "backlog_sub"
+            } else {
+                id
+            };
+            broker_row(id, args, workload, &broker).await?
+        };
+    }
+    Ok((figures[0], figures[1]))
+}
+
+/// Where a broker under test listens, and its process.
+struct Broker {
+    tcp: SocketAddr,
+    http: SocketAddr,
+    pid: u32,
+}
+
+/// A row measured the same way on either broker.
+async fn broker_row(
+    id: &str,
+    args: &VersusArgs,
+    workload: &Workload,
+    broker: &Broker,
+) -> anyhow::Result<f64> {
+    let topic = format!("bench_{id}_{}", unique());
+    let messages = Workload {
+        messages: args.messages,
+        batch: 200,
+        publishers: 4,
+        consumers: 4,
+        ..workload.clone()
+    };
+    let size = workload.size;
+    match id {
+        "tcp_mpub" | "spill_mpub" => mpub_phase(&messages, broker.tcp, &topic).await,
+        "tcp_sub" | "spill_sub" => {
+            prepare_backlog(&messages, broker.tcp, &topic).await?;
+            sub_phase(&messages, broker.tcp, &topic).await
+        }
+        "backlog_sub" => {
+            let backlog = Workload {
+                messages: args.backlog,
+                ..messages
+            };
+            prepare_backlog(&backlog, broker.tcp, &topic).await?;
+            sub_phase(&backlog, broker.tcp, &topic).await
+        }
+        "tcp_pub" => {
+            let single = Workload {
+                pub_messages: 20_000,
+                pub_connections: 1,
+                pub_window: 1,
+                ..messages
+            };
+            pub_phase(&single, broker.tcp, &topic).await
+        }
+        "tcp_pub_pipelined" => {
+            let pipelined = Workload {
+                pub_messages: 200_000,
+                pub_connections: 4,
+                pub_window: 16,
+                ..messages
+            };
+            pub_phase(&pipelined, broker.tcp, &topic).await
+        }
+        "http_pub" => {
+            let request = http_load::pub_request(&topic, size);
+            http_load::publish(broker.http, request, 1, 1, 20_000).await
+        }
+        "http_mpub" => {
+            let request = http_load::mpub_request(&topic, size, 200);
+            let per_connection = args.messages / (4 * 200);
+            http_load::publish(broker.http, request, 200, 4, per_connection).await
+        }
+        "queued_bytes" => {
+            let backlog = Workload {
+                messages: args.backlog,
+                ..messages
+            };
+            // The channel first, so the messages are queued in it.
+            prepare_backlog(
+                &Workload {
+                    messages: 0,
+                    ..backlog.clone()
+                },
+                broker.tcp,
+                &topic,
+            )
+            .await?;
+            let before = resident_bytes(broker.pid)?;
+            mpub_phase(&backlog, broker.tcp, &topic).await?;
+            let after = resident_bytes(broker.pid)?;
+            Ok(after.saturating_sub(before) as f64 / args.backlog as f64)
+        }
+        "idle_rss" => {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Ok(resident_bytes(broker.pid)? as f64 / 1e6)
+        }
+        other => anyhow::bail!("no row {other}"),
+    }
+}
+
+fn start_trivial() -> anyhow::Result<TrivialPlugin> {
+    TrivialPlugin::start(&PluginArgs {
+        messages: 0,
+        size: 0,
+        rdy: 2500,
+        concurrency: 2,
+    })
+}
+
+/// A row's rounds and what they mean.
+struct Summary {
+    row: &'static Row,
+    ours: Vec<f64>,
+    theirs: Vec<f64>,
+}
+
+impl Summary {
+    fn new(row: &'static Row, ours: Vec<f64>, theirs: Vec<f64>) -> Summary {
+        Summary { row, ours, theirs }
+    }
+
+    /// How many times better than the baseline wasqd is (medians).
+    fn ratio(&self) -> f64 {
+        let (ours, theirs) = (median(&self.ours), median(&self.theirs));
+        match self.row.better {
+            Better::Higher => ours / theirs,
+            Better::Lower => theirs / ours,
+        }
+    }
+
+    fn met(&self) -> bool {
+        let ratio_met = self.row.ratio_target.is_none_or(|t| self.ratio() >= t);
+        let absolute_met = self
+            .row
+            .absolute_target
+            .is_none_or(|t| match self.row.better {
+                Better::Higher => median(&self.ours) >= t,
+                Better::Lower => median(&self.ours) <= t,
+            });
+        ratio_met && absolute_met
+    }
+
+    fn target(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(ratio) = self.row.ratio_target {
+            parts.push(format!("≥ {ratio}x"));
+        }
+        if let Some(absolute) = self.row.absolute_target {
+            let sign = if self.row.better == Better::Higher {
+                "≥"
+            } else {
+                "≤"
+            };
+            parts.push(format!(
+                "{sign} {} {}",
+                format_value(absolute),
+                self.row.unit
+            ));
+        }
+        parts.join(", ")
+    }
+
+    fn json(&self) -> String {
+        serde_json::json!({
+            "row": self.row.id,
+            "unit": self.row.unit,
+            "baseline": self.row.baseline,
+            "wasqd": self.ours,
+            "baseline_values": self.theirs,
+            "wasqd_median": median(&self.ours),
+            "baseline_median": median(&self.theirs),
+            "ratio": self.ratio(),
+            "ratio_target": self.row.ratio_target,
+            "absolute_target": self.row.absolute_target,
+            "met": self.met(),
+        })
+        .to_string()
+    }
+
+    fn markdown(&self) -> String {
+        format!(
+            "| {} | {} {} | {} {} | {:.2}x | {} | {} |",
+            self.row.id,
+            format_value(median(&self.ours)),
+            self.row.unit,
+            format_value(median(&self.theirs)),
+            self.row.baseline,
+            self.ratio(),
+            self.target(),
+            if self.met() { "yes" } else { "**no**" }
+        )
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// 2 412 345 → "2.41M", 7 612 → "7.6k", 312.4 → "312".
+fn format_value(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if value >= 1e4 {
+        format!("{:.1}k", value / 1e3)
+    } else if value >= 100.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
