@@ -10,7 +10,7 @@
 //! reallocating back and forth.
 
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 /// Below this capacity the spare room is too small to be worth a copy.
 const KEEP_CAPACITY: usize = 256;
@@ -34,7 +34,7 @@ impl<T> ReleaseSpare for VecDeque<T> {
     }
 }
 
-impl<K: Eq + Hash, V> ReleaseSpare for HashMap<K, V> {
+impl<K: Eq + Hash, V, S: BuildHasher> ReleaseSpare for HashMap<K, V, S> {
     fn release_spare(&mut self) {
         if let Some(capacity) = shrunk_capacity(self.len(), self.capacity()) {
             self.shrink_to(capacity);

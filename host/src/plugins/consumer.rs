@@ -1,19 +1,21 @@
 //! A running plugin: an ordinary consumer of its channel.
 //!
-//! One async dispatcher plays the part of a client connection: it holds the
-//! plugin's `Client` (RDY = `max_in_flight`, lowered by backoff), takes
-//! batches from the channel as capacity allows and hands them to worker
-//! threads. Each worker owns one Wasm instance, calls `wasq_handle` for each
-//! message and settles it itself (FIN, REQ or dead-letter) on the channel.
-//! Wasm never runs on the async runtime's threads, so a slow guest cannot
-//! stall connections.
+//! The plugin holds one `Client` (RDY = `max_in_flight`, lowered by
+//! backoff) and runs `concurrency` worker threads. Each worker owns one
+//! Wasm instance and pulls for itself: it takes a batch from the channel
+//! (its share of the RDY), calls the handler for each message, and settles
+//! the batch: the successes' FINs under one channel lock, REQ or
+//! dead-letter for the rest. No task sits between the channel and the
+//! workers, so a busy plugin costs no thread wake-up per batch; an idle
+//! worker sleeps on the channel's "messages ready" signal. Wasm never runs
+//! on the async runtime's threads, so a slow guest cannot stall
+//! connections.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -27,13 +29,10 @@ use crate::broker::client::{Client, ClientState};
 use crate::broker::message::{Message, MessageId};
 use crate::broker::topic::Topic;
 
-/// A batch for a worker, with the channel it came from.
-type Batch = (Arc<Channel>, Vec<Message>);
-
 /// How long a worker waits before trying again to create an instance.
 const INSTANCE_RETRY: Duration = Duration::from_millis(500);
 
-/// How long the dispatcher waits before subscribing again after its channel
+/// How long the plugin waits before subscribing again after its channel
 /// was deleted, as a reconnecting client would.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 
@@ -54,16 +53,23 @@ pub struct PluginRun {
     client: Arc<Client>,
     subscription: Mutex<(Arc<Topic>, Arc<Channel>)>,
     backoff: Mutex<Backoff>,
+    /// Held while a worker checks the RDY and takes its batch, so two
+    /// workers never both take the one trial message of a backoff.
+    taking: Mutex<()>,
+    /// Held by the worker that subscribes again after a channel deletion.
+    resubscribing: Mutex<()>,
+    /// The broker's runtime: idle workers wait on its notifications and timers.
+    runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
     live_instances: AtomicUsize,
     last_error: Mutex<Option<String>>,
     stopped: tokio::sync::Notify,
-    finished: std::sync::atomic::AtomicBool,
-    drain: std::sync::atomic::AtomicBool,
+    finished: AtomicBool,
+    drain: AtomicBool,
 }
 
 impl PluginRun {
-    /// Subscribes the plugin and starts its dispatcher and workers.
+    /// Subscribes the plugin and starts its workers (from the runtime).
     pub fn start(link: Arc<PluginLink>, guest: CompiledGuest) -> anyhow::Result<Arc<PluginRun>> {
         let broker = link.broker.clone();
         let manifest = &link.manifest;
@@ -84,29 +90,34 @@ impl PluginRun {
                 )
             })?;
         client.state.set(ClientState::Subscribed);
+        client
+            .ready_count
+            .store(manifest.max_in_flight, Ordering::Release);
         let run = Arc::new(PluginRun {
             backoff: Mutex::new(Backoff::new(manifest.backoff_min, manifest.backoff_max)),
             link,
             guest,
             client,
             subscription: Mutex::new(subscription),
+            taking: Mutex::new(()),
+            resubscribing: Mutex::new(()),
+            runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             live_instances: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             stopped: tokio::sync::Notify::new(),
-            finished: std::sync::atomic::AtomicBool::new(false),
-            drain: std::sync::atomic::AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
         });
-        let (work_tx, work_rx) = crossbeam_channel::unbounded::<Batch>();
         let mut workers = Vec::new();
         for index in 0..run.link.manifest.concurrency {
-            let (run, work_rx) = (run.clone(), work_rx.clone());
+            let run = run.clone();
             let worker = std::thread::Builder::new()
                 .name(format!("plugin-{}-{index}", run.link.name))
-                .spawn(move || run.work(work_rx))?;
+                .spawn(move || run.work())?;
             workers.push(worker);
         }
-        tokio::spawn(run.clone().dispatch(work_tx, workers));
+        tokio::spawn(run.clone().supervise(workers));
         tracing::info!(
             plugin = %run.link.name,
             topic = %run.link.manifest.topic,
@@ -140,58 +151,9 @@ impl PluginRun {
         self.backoff.lock().level()
     }
 
-    async fn dispatch(
-        self: Arc<Self>,
-        work_tx: Sender<Batch>,
-        workers: Vec<std::thread::JoinHandle<()>>,
-    ) {
-        let manifest = &self.link.manifest;
-        let msg_timeout = self.link.broker.options.msg_timeout;
-        loop {
-            let (ready_count, pause_ends) = self
-                .backoff
-                .lock()
-                .ready_count(Instant::now(), manifest.max_in_flight);
-            self.client
-                .ready_count
-                .store(ready_count, Ordering::Release);
-            let channel = self.subscription.lock().1.clone();
-            let messages_ready = channel.messages_ready();
-            let capacity = ready_count - self.client.in_flight.load(Ordering::Acquire);
-            let mut drained = false;
-            if capacity > 0 {
-                let messages = channel.take(&self.client, capacity as usize, msg_timeout, 0);
-                drained = messages.len() < capacity as usize;
-                // Spread a batch over the workers rather than queue it behind one.
-                let chunk = messages.len().div_ceil(manifest.concurrency).max(1);
-                for part in messages.chunks(chunk) {
-                    let _ = work_tx.send((channel.clone(), part.to_vec()));
-                }
-            }
-            let pause = async {
-                match pause_ends {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let messages_ready = async {
-                if drained {
-                    messages_ready.await
-                } else {
-                    std::future::pending().await
-                }
-            };
-            tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                _ = self.client.wake.notified() => {}
-                _ = messages_ready => {}
-                _ = pause => {}
-            }
-            if self.client.is_kicked() {
-                self.resubscribe().await;
-            }
-        }
-        drop(work_tx);
+    /// Waits for the stop, then for the workers, and leaves the channel.
+    async fn supervise(self: Arc<Self>, workers: Vec<std::thread::JoinHandle<()>>) {
+        self.shutdown.cancelled().await;
         let _ = tokio::task::spawn_blocking(move || {
             for worker in workers {
                 let _ = worker.join();
@@ -208,16 +170,159 @@ impl PluginRun {
         tracing::info!(plugin = %self.link.name, "PLUGIN: stopped");
     }
 
+    /// A worker thread: takes its share of the RDY from the channel,
+    /// handles the batch with its instance (reused until it fails), settles
+    /// it, and takes again; sleeps while there is nothing to take.
+    fn work(self: Arc<Self>) {
+        let manifest = &self.link.manifest;
+        let msg_timeout = self.link.broker.options.msg_timeout;
+        // Each worker takes at most its share, so the batches of all
+        // workers together stay within the RDY.
+        let share = (manifest.max_in_flight as usize)
+            .div_ceil(manifest.concurrency)
+            .max(1);
+        let mut instance: Option<GuestInstance> = None;
+        let mut times = stats::new_histogram();
+        let mut successes = Vec::new();
+        while !self.shutdown.is_cancelled() {
+            if self.client.is_kicked() {
+                self.resubscribe();
+                continue;
+            }
+            let channel = self.subscription.lock().1.clone();
+            // Registered before looking, so a message put or a capacity
+            // freed between the look and the wait still wakes this worker.
+            let messages_ready = std::pin::pin!(channel.messages_ready());
+            let capacity_freed = std::pin::pin!(self.client.wake.notified());
+            let (mut messages_ready, mut capacity_freed) = (messages_ready, capacity_freed);
+            messages_ready.as_mut().enable();
+            capacity_freed.as_mut().enable();
+            let (messages, pause_ends) = {
+                let _taking = self.taking.lock();
+                let (ready_count, pause_ends) = self
+                    .backoff
+                    .lock()
+                    .ready_count(Instant::now(), manifest.max_in_flight);
+                self.client
+                    .ready_count
+                    .store(ready_count, Ordering::Release);
+                let capacity = ready_count - self.client.in_flight.load(Ordering::Acquire);
+                let want = (capacity.max(0) as usize).min(share);
+                let messages = if want > 0 {
+                    channel.take(&self.client, want, msg_timeout, 0)
+                } else {
+                    Vec::new()
+                };
+                (messages, pause_ends)
+            };
+            if messages.is_empty() {
+                self.runtime.block_on(async {
+                    let pause = async {
+                        match pause_ends {
+                            Some(at) => tokio::time::sleep_until(at.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => {}
+                        _ = capacity_freed => {}
+                        _ = messages_ready => {}
+                        _ = pause => {}
+                    }
+                });
+                continue;
+            }
+            self.handle_batch(
+                &channel,
+                messages,
+                &mut instance,
+                &mut times,
+                &mut successes,
+            );
+        }
+        if instance.is_some() {
+            self.live_instances.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Handles a batch and settles it; statistics are added once per batch.
+    fn handle_batch(
+        &self,
+        channel: &Arc<Channel>,
+        messages: Vec<Message>,
+        instance: &mut Option<GuestInstance>,
+        times: &mut hdrhistogram::Histogram<u64>,
+        successes: &mut Vec<MessageId>,
+    ) {
+        let mut handled = 0;
+        for message in messages {
+            if self.shutdown.is_cancelled() && !self.drain.load(Ordering::Acquire) {
+                // Left in flight: unsubscribing returns it to the channel.
+                continue;
+            }
+            if instance.is_none() {
+                *instance = self.new_instance();
+            }
+            handled += 1;
+            let Some(guest) = instance.as_mut() else {
+                let no_instance = Err(GuestError::Abi("no instance".into()));
+                self.settle(channel, &message, no_instance, successes);
+                continue;
+            };
+            let started = Instant::now();
+            let result = guest.handle(
+                &message,
+                &self.link.manifest.topic,
+                &self.link.manifest.channel,
+            );
+            stats::record(times, started.elapsed());
+            if result.is_err() {
+                *instance = None;
+                self.live_instances.fetch_sub(1, Ordering::Relaxed);
+            } else if guest.needs_recycling() {
+                // Between two messages, before it runs out: nothing retried.
+                tracing::info!(plugin = %self.link.name, memory_bytes = guest.memory_bytes(), limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
+                PluginStats::bump(&self.link.stats.recycled);
+                *instance = None;
+                self.live_instances.fetch_sub(1, Ordering::Relaxed);
+            }
+            self.settle(channel, &message, result, successes);
+        }
+        self.link
+            .stats
+            .handled
+            .fetch_add(handled, Ordering::Relaxed);
+        self.finish_successes(channel, successes);
+        self.link.stats.merge(times);
+        // Capacity came back: a worker that found none may take now.
+        self.client.wake.notify_waiters();
+    }
+
     /// The channel was deleted under the plugin: subscribe again (creating
-    /// it anew), as a reconnecting NSQ client would.
-    async fn resubscribe(&self) {
+    /// it anew), as a reconnecting NSQ client would. One worker does it;
+    /// the others wait for it and carry on.
+    fn resubscribe(&self) {
+        let Some(_resubscribing) = self.resubscribing.try_lock() else {
+            drop(self.resubscribing.lock());
+            return;
+        };
+        if !self.client.is_kicked() {
+            return;
+        }
         let manifest = &self.link.manifest;
         tracing::warn!(plugin = %self.link.name, "PLUGIN: channel deleted; subscribing again");
-        tokio::select! {
-            _ = self.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => {}
+        let cancelled = self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => true,
+                _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => false,
+            }
+        });
+        if cancelled {
+            return;
         }
         self.client.rearm();
+        // Subscribing may create the channel, which starts its tasks.
+        let _runtime = self.runtime.enter();
         match self
             .link
             .broker
@@ -228,53 +333,6 @@ impl PluginRun {
                 *self.last_error.lock() =
                     Some("cannot subscribe again after channel deletion".into())
             }
-        }
-    }
-
-    /// A worker thread: one instance, reused until it fails.
-    fn work(self: Arc<Self>, batches: Receiver<Batch>) {
-        let mut instance: Option<GuestInstance> = None;
-        let mut times = stats::new_histogram();
-        let mut successes = Vec::new();
-        while let Ok((channel, messages)) = batches.recv() {
-            for message in messages {
-                if self.shutdown.is_cancelled() && !self.drain.load(Ordering::Acquire) {
-                    // Left in flight: unsubscribing returns it to the channel.
-                    continue;
-                }
-                if instance.is_none() {
-                    instance = self.new_instance();
-                }
-                let Some(guest) = instance.as_mut() else {
-                    let no_instance = Err(GuestError::Abi("no instance".into()));
-                    self.settle(&channel, &message, no_instance, &mut successes);
-                    continue;
-                };
-                let started = Instant::now();
-                let result = guest.handle(
-                    &message,
-                    &self.link.manifest.topic,
-                    &self.link.manifest.channel,
-                );
-                stats::record(&mut times, started.elapsed());
-                if result.is_err() {
-                    instance = None;
-                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
-                } else if guest.needs_recycling() {
-                    // Between two messages, before it runs out: nothing retried.
-                    tracing::info!(plugin = %self.link.name, memory_bytes = guest.memory_bytes(), limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
-                    PluginStats::bump(&self.link.stats.recycled);
-                    instance = None;
-                    self.live_instances.fetch_sub(1, Ordering::Relaxed);
-                }
-                self.settle(&channel, &message, result, &mut successes);
-            }
-            self.finish_successes(&channel, &mut successes);
-            self.link.stats.merge(&mut times);
-            self.client.wake.notify_one();
-        }
-        if instance.is_some() {
-            self.live_instances.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -315,7 +373,6 @@ impl PluginRun {
     ) {
         let stats = &self.link.stats;
         let manifest = &self.link.manifest;
-        PluginStats::bump(&stats.handled);
         let now = Instant::now();
         let outcome = match result {
             Ok(outcome) => outcome,
@@ -353,7 +410,7 @@ impl PluginRun {
                 message.attempts, manifest.max_attempts
             );
             self.dead_letter(channel, message, &reason);
-        } else if channel.requeue(self.client.id, &message.id, delay).is_ok() {
+        } else if channel.requeue(&self.client, &message.id, delay).is_ok() {
             PluginStats::bump(&stats.requeued);
         }
     }
@@ -369,7 +426,7 @@ impl PluginRun {
             Duration::ZERO,
         ) {
             Ok(()) => {
-                if channel.finish(self.client.id, &message.id).is_ok() {
+                if channel.finish(&self.client, &message.id).is_ok() {
                     PluginStats::bump(&self.link.stats.dead_lettered);
                 }
                 tracing::warn!(
@@ -381,7 +438,7 @@ impl PluginRun {
             }
             Err(e) => {
                 tracing::error!(plugin = %self.link.name, id = %message.id, error = %e, "PLUGIN: cannot dead-letter; requeued");
-                let _ = channel.requeue(self.client.id, &message.id, manifest.backoff_min);
+                let _ = channel.requeue(&self.client, &message.id, manifest.backoff_min);
             }
         }
     }

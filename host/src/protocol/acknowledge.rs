@@ -20,7 +20,7 @@ impl Connection {
     pub(super) fn finish(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
         let (channel, id) = self.held_message("FIN", params, 1)?;
         channel
-            .finish(self.client.id, &id)
+            .finish(&self.client, &id)
             .map_err(|e| ClientError::recoverable("E_FIN_FAILED", format!("FIN {id} failed {e}")))
     }
 
@@ -36,7 +36,7 @@ impl Connection {
             tracing::info!(client = %self.client.remote_address, timeout_ms, clamped_ms = delay.as_millis() as u64, "REQ timeout out of range, clamped");
         }
         channel
-            .requeue(self.client.id, &id, delay)
+            .requeue(&self.client, &id, delay)
             .map_err(|e| ClientError::recoverable("E_REQ_FAILED", format!("REQ {id} failed {e}")))
     }
 

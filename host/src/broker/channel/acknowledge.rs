@@ -11,15 +11,14 @@ use crate::broker::message::MessageId;
 
 impl Channel {
     /// FIN: the consumer is done with the message.
-    pub fn finish(&self, client_id: u64, id: &MessageId) -> Result<(), InFlightError> {
-        let entry = {
+    pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
+        {
             let mut state = self.state.lock();
-            let entry = state.in_flight.remove(client_id, id)?;
+            let entry = state.in_flight.remove(client.id, id)?;
             state.release(entry.disk);
-            entry
-        };
-        entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
-        entry.owner.finish_count.fetch_add(1, Ordering::Relaxed);
+        }
+        client.in_flight.fetch_sub(1, Ordering::AcqRel);
+        client.finish_count.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -50,15 +49,15 @@ impl Channel {
     /// REQ: put the message back, at once or after `delay`.
     pub fn requeue(
         &self,
-        client_id: u64,
+        client: &Client,
         id: &MessageId,
         delay: Duration,
     ) -> Result<(), InFlightError> {
         let was_empty = {
             let mut state = self.state.lock();
-            let entry = state.in_flight.remove(client_id, id)?;
-            entry.owner.in_flight.fetch_sub(1, Ordering::AcqRel);
-            entry.owner.requeue_count.fetch_add(1, Ordering::Relaxed);
+            let entry = state.in_flight.remove(client.id, id)?;
+            client.in_flight.fetch_sub(1, Ordering::AcqRel);
+            client.requeue_count.fetch_add(1, Ordering::Relaxed);
             if delay.is_zero() {
                 let was_empty = state.ready.is_empty();
                 state.ready.push_back(Queued::returned(entry));

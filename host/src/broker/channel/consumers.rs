@@ -47,17 +47,19 @@ impl Channel {
     pub fn remove_client(&self, client_id: u64) -> usize {
         let remaining = {
             let mut clients = self.clients.lock();
-            clients.remove(&client_id);
-            clients.len()
+            let leaving = clients.remove(&client_id);
+            (leaving, clients.len())
         };
+        let (leaving, remaining) = remaining;
         let returned = {
             let mut state = self.state.lock();
             let held = state.in_flight.remove_owner(client_id);
             let was_empty = state.ready.is_empty();
             let returned = !held.is_empty();
-            if let Some(first) = held.first() {
-                first
-                    .owner
+            if !held.is_empty()
+                && let Some(client) = &leaving
+            {
+                client
                     .in_flight
                     .fetch_sub(held.len() as i64, Ordering::AcqRel);
             }
@@ -70,6 +72,18 @@ impl Channel {
             self.messages_ready.notify_waiters();
         }
         remaining
+    }
+
+    /// Tells consumers that `count` of the messages they held are no longer
+    /// theirs (timed out, or the channel was emptied). A consumer that has
+    /// left already needs no telling.
+    pub(super) fn owners_lost(&self, lost: impl IntoIterator<Item = (u64, i64)>) {
+        let clients = self.clients.lock();
+        for (owner_id, count) in lost {
+            if let Some(client) = clients.get(&owner_id) {
+                client.lost_in_flight(count);
+            }
+        }
     }
 
     /// Marks the channel as exiting if it has no consumer, atomically with

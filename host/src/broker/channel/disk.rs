@@ -3,13 +3,11 @@
 //! arrives), /empty, the shutdown write-back, and the periodic sync.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasq_storage::{Location, PendingWork, ReadBatch, due_from_unix_nanos, due_to_unix_nanos};
 
 use super::{Channel, ChannelState, Queued};
-use crate::broker::client::Client;
 use crate::broker::message::{Message, now_nanos};
 use crate::broker::queues::Cleared;
 
@@ -74,16 +72,11 @@ impl Channel {
             cleared.push(state.backing.clear());
             state.in_flight.drain()
         };
-        let mut per_owner: HashMap<u64, (Arc<Client>, i64)> = HashMap::new();
+        let mut per_owner: HashMap<u64, i64> = HashMap::new();
         for entry in in_flight {
-            per_owner
-                .entry(entry.owner_id)
-                .or_insert_with(|| (entry.owner.clone(), 0))
-                .1 += 1;
+            *per_owner.entry(entry.owner_id).or_default() += 1;
         }
-        for (owner, count) in per_owner.into_values() {
-            owner.lost_in_flight(count);
-        }
+        self.owners_lost(per_owner);
         cleared
     }
 

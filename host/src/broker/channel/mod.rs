@@ -84,7 +84,7 @@ pub struct Channel {
 #[derive(Debug)]
 struct ChannelState {
     ready: VecDeque<Queued>,
-    in_flight: InFlightQueue<Arc<Client>>,
+    in_flight: InFlightQueue,
     deferred: DeferredQueue<Queued>,
     /// Messages beyond the memory limit (on disk; dropped if ephemeral).
     backing: Box<dyn BackingQueue>,
@@ -230,7 +230,6 @@ impl Channel {
                 message: message.clone(),
                 disk,
                 owner_id: client.id,
-                owner: client.clone(),
                 deadline,
             };
             if state.in_flight.insert(entry).is_err() {
@@ -325,7 +324,7 @@ impl Queued {
     }
 
     /// A message back from a consumer (requeue, timeout, disconnect).
-    fn returned(entry: InFlight<Arc<Client>>) -> Queued {
+    fn returned(entry: InFlight) -> Queued {
         Queued {
             message: entry.message,
             disk: entry.disk,

@@ -28,10 +28,10 @@ async fn take_respects_max_and_counts_attempts() {
     assert_eq!(c.in_flight.load(Ordering::Relaxed), 2);
     assert_eq!(channel.depth(), 1);
 
-    channel.requeue(1, &taken[0].id, Duration::ZERO).unwrap();
+    channel.requeue(&c, &taken[0].id, Duration::ZERO).unwrap();
     assert_eq!(channel.finish_many(&c, &[taken[1].id, taken[1].id]), 1);
     assert_eq!(
-        channel.finish(1, &taken[1].id),
+        channel.finish(&c, &taken[1].id),
         Err(InFlightError::NotInFlight)
     );
     assert_eq!(c.in_flight.load(Ordering::Relaxed), 0);
@@ -45,6 +45,7 @@ async fn take_respects_max_and_counts_attempts() {
 async fn timeouts_requeue_and_return_capacity() {
     let channel = Channel::new("t", "c", &QueueSettings::memory_only());
     let c = client(1);
+    channel.add_client(c.clone(), 0).unwrap();
     assert!(channel.put(&[message(1)]).is_empty());
     let taken = channel.take(&c, 1, Duration::from_millis(30), 0);
     assert_eq!(taken.len(), 1);
@@ -78,7 +79,7 @@ async fn a_leaving_client_returns_its_messages() {
     let again = channel.take(&b, 2, Duration::from_secs(60), 0);
     assert_eq!(again[0].body, Bytes::from("m1"));
     assert_eq!(
-        channel.finish(1, &again[0].id),
+        channel.finish(&a, &again[0].id),
         Err(InFlightError::NotOwner)
     );
 }

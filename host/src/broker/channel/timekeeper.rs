@@ -30,7 +30,7 @@ impl Channel {
                 .pop_expired(now)
                 .into_iter()
                 .map(|entry| {
-                    let owner = entry.owner.clone();
+                    let owner = entry.owner_id;
                     state.ready.push_back(Queued::returned(entry));
                     owner
                 })
@@ -46,9 +46,7 @@ impl Channel {
         };
         self.timeout_count
             .fetch_add(expired.len() as u64, Ordering::Relaxed);
-        for owner in &expired {
-            owner.lost_in_flight(1);
-        }
+        self.owners_lost(expired.into_iter().map(|owner| (owner, 1)));
         if became_ready {
             self.messages_ready.notify_waiters();
         }
