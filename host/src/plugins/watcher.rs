@@ -32,6 +32,10 @@ pub fn spawn(
     let (tx, mut dirty) = tokio::sync::mpsc::unbounded_channel::<String>();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+            // Reading a file is no change: without this, the host's own
+            // read of a plugin (to hash it) would mark it dirty again, and
+            // every plugin would be re-read every DEBOUNCE, forever.
+            Ok(event) if event.kind.is_access() => {}
             Ok(event) => {
                 for path in &event.paths {
                     if let Some(name) = plugin_of(path) {
