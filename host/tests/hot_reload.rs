@@ -306,6 +306,41 @@ fn a_version_whose_init_fails_never_goes_live() {
     assert_eq!(upper.read_message().body, "STILL OLD");
 }
 
+/// Bytes the process has read so far (`rchar`: files, sockets, pipes).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|line| line.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn an_unchanged_plugins_directory_is_not_read_again() {
+    let plugins = PluginDir::default();
+    plugins.example("uppercase", "uppercase", UPPER_MANIFEST);
+    plugins.example(
+        "router",
+        "router",
+        "topic = \"events\"\npublish = [\"events.*\"]\n",
+    );
+    let wasqd = plugins.start();
+    let module_size = std::fs::metadata(plugins.dir.path().join("uppercase.wasm"))
+        .unwrap()
+        .len();
+    let before = bytes_read(wasqd.pid());
+    // A window of quiet: the watcher's debounce is 100 ms, so a host that
+    // reacts to its own reads would re-read the modules several times in it
+    // (it did, with two plugins or more: each one's reads kept the other's
+    // name dirty).
+    std::thread::sleep(Duration::from_millis(1500));
+    let read = bytes_read(wasqd.pid()) - before;
+    assert!(
+        read < module_size,
+        "an idle wasqd read {read} bytes in 1.5 s (the module is {module_size})"
+    );
+}
+
 #[test]
 fn with_watching_off_reload_is_an_http_call() {
     let plugins = PluginDir::default();
