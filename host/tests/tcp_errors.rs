@@ -275,6 +275,39 @@ fn failed_acknowledgements_keep_the_connection() {
 }
 
 #[test]
+fn pipelined_fins_are_answered_in_order() {
+    // FINs read in one go are done together; a refused one among them
+    // still gets its error in its place, before what followed it.
+    let wasqd = Wasqd::start();
+    let mut producer = wasqd.raw();
+    producer.mpub("t", &["a", "b", "c"]);
+    let mut client = wasqd.consumer("t", "c", 3);
+    let held: Vec<_> = (0..3).map(|_| client.read_message()).collect();
+    let unknown = "0123456789abcdef";
+    let mut commands = format!("FIN {}\nFIN {unknown}\nFIN {}\n", held[0].id, held[1].id);
+    commands.push_str(&format!(
+        "REQ {unknown} 0\nFIN {}\nFIN {}\n",
+        held[2].id, held[2].id
+    ));
+    client.send(commands.as_bytes());
+    for expected in [
+        format!("E_FIN_FAILED FIN {unknown} failed ID not in flight"),
+        format!("E_REQ_FAILED REQ {unknown} failed ID not in flight"),
+        format!("E_FIN_FAILED FIN {} failed ID not in flight", held[2].id),
+    ] {
+        assert_eq!(
+            client.read_frame(),
+            (FrameType::Error, expected.into_bytes())
+        );
+    }
+    let http = wasqd.http();
+    let channel = http.channel_stats("t", "c").unwrap();
+    assert_eq!(channel["in_flight_count"], 0, "{channel}");
+    assert_eq!(channel["depth"], 0, "{channel}");
+    assert_eq!(channel["clients"][0]["finish_count"], 3, "{channel}");
+}
+
+#[test]
 fn garbage_truncation_and_slow_drips_never_hurt_other_clients() {
     let wasqd = Wasqd::start();
     // A consumer that must keep working throughout.

@@ -341,7 +341,7 @@ impl PluginRun {
             return;
         }
         let stats = &self.link.stats;
-        let finished = channel.finish_many(&self.client, successes);
+        let finished = channel.finish_many(&self.client, successes, |_, _| {});
         stats.finished.fetch_add(finished as u64, Ordering::Relaxed);
         successes.clear();
         self.backoff.lock().on_success(Instant::now());

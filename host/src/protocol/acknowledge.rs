@@ -17,11 +17,47 @@ use crate::broker::message::MessageId;
 use std::sync::Arc;
 
 impl Connection {
+    /// FIN: checked now, done with the FINs after it in the same read
+    /// (see [`Connection::finish_pending`]).
     pub(super) fn finish(&mut self, params: &[Bytes]) -> Result<(), ClientError> {
-        let (channel, id) = self.held_message("FIN", params, 1)?;
-        channel
-            .finish(&self.client, &id)
-            .map_err(|e| ClientError::recoverable("E_FIN_FAILED", format!("FIN {id} failed {e}")))
+        let checked = self.held_message("FIN", params, 1);
+        let (_, id) = match checked {
+            Ok(held) => held,
+            Err(e) => {
+                // Earlier FINs' errors go out first.
+                self.finish_pending();
+                return Err(e);
+            }
+        };
+        self.pending_fins.push(id);
+        Ok(())
+    }
+
+    /// Finishes the FINs gathered from the read buffer under one channel
+    /// lock, instead of one lock per message, and writes nsqd's
+    /// E_FIN_FAILED for each refused one in order. Runs before any other
+    /// command and once the buffer holds no complete command, so every
+    /// answer keeps its place.
+    pub(super) fn finish_pending(&mut self) {
+        if self.pending_fins.is_empty() {
+            return;
+        }
+        let mut ids = std::mem::take(&mut self.pending_fins);
+        if let Some((_, channel)) = &self.subscription {
+            let mut errors = Vec::new();
+            channel.finish_many(&self.client, &ids, |id, e| {
+                errors.push(ClientError::recoverable(
+                    "E_FIN_FAILED",
+                    format!("FIN {id} failed {e}"),
+                ))
+            });
+            for error in &errors {
+                self.send_error(error);
+                tracing::debug!(client = %self.client.remote_address, error = %error, "recoverable client error");
+            }
+        }
+        ids.clear();
+        self.pending_fins = ids; // its allocation serves the next read
     }
 
     pub(super) fn requeue(&mut self, params: &[Bytes]) -> Result<(), ClientError> {

@@ -24,6 +24,7 @@ use crate::auth::AuthState;
 use crate::broker::Broker;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
+use crate::broker::message::MessageId;
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
 use crate::security::Security;
@@ -62,6 +63,8 @@ pub struct Connection {
     /// authorization expires.
     pub(super) auth_secret: Option<String>,
     pub(super) auth_state: Option<AuthState>,
+    /// FINs read but not yet done: done together (see `finish_pending`).
+    pub(super) pending_fins: Vec<MessageId>,
 }
 
 /// Work a command leaves for the connection to do asynchronously, before
@@ -127,6 +130,7 @@ impl Connection {
             sync_failure: None,
             auth_secret: None,
             auth_state: None,
+            pending_fins: Vec::new(),
         }
     }
 
@@ -248,6 +252,7 @@ impl Connection {
     fn run_buffered_commands(&mut self) -> Result<Option<Suspend>, Ending> {
         loop {
             if self.must_reauthorize() {
+                self.finish_pending();
                 return Ok(Some(Suspend::Reauthorize));
             }
             let gate = Gate {
@@ -259,12 +264,19 @@ impl Connection {
             };
             let command = match self.parser.parse(&mut self.read_buf, &gate) {
                 Ok(Some(command)) => command,
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    self.finish_pending();
+                    return Ok(None);
+                }
                 Err(e) => {
+                    self.finish_pending();
                     self.send_error(&e);
                     return Err(Ending::Fatal(e));
                 }
             };
+            if !matches!(command, Command::Line(Verb::Fin, _)) {
+                self.finish_pending();
+            }
             match self.execute(command) {
                 Ok(None) => {}
                 Ok(Some(suspend)) => return Ok(Some(suspend)),
@@ -382,7 +394,7 @@ impl Connection {
         }
     }
 
-    fn send_error(&mut self, error: &ClientError) {
+    pub(super) fn send_error(&mut self, error: &ClientError) {
         frame::write_frame(
             &mut self.out,
             FrameType::Error,

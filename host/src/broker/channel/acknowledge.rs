@@ -22,9 +22,15 @@ impl Channel {
         Ok(())
     }
 
-    /// FIN for many messages of one consumer under one lock (plugins settle
-    /// a batch at once). Returns how many were still in flight.
-    pub fn finish_many(&self, client: &Client, ids: &[MessageId]) -> usize {
+    /// FIN for many messages of one consumer under one lock (a plugin's
+    /// batch, or the FINs a connection read in one go). Returns how many
+    /// were still in flight; `refused` hears about the others, in order.
+    pub fn finish_many(
+        &self,
+        client: &Client,
+        ids: &[MessageId],
+        mut refused: impl FnMut(&MessageId, InFlightError),
+    ) -> usize {
         let finished = {
             let mut state = self.state.lock();
             ids.iter()
@@ -33,7 +39,10 @@ impl Channel {
                         state.release(entry.disk);
                         true
                     }
-                    Err(_) => false,
+                    Err(e) => {
+                        refused(id, e);
+                        false
+                    }
                 })
                 .count()
         };

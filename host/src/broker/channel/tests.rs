@@ -29,7 +29,10 @@ async fn take_respects_max_and_counts_attempts() {
     assert_eq!(channel.depth(), 1);
 
     channel.requeue(&c, &taken[0].id, Duration::ZERO).unwrap();
-    assert_eq!(channel.finish_many(&c, &[taken[1].id, taken[1].id]), 1);
+    assert_eq!(
+        channel.finish_many(&c, &[taken[1].id, taken[1].id], |_, _| {}),
+        1
+    );
     assert_eq!(
         channel.finish(&c, &taken[1].id),
         Err(InFlightError::NotInFlight)
