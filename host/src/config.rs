@@ -247,13 +247,13 @@ pub struct Options {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub statsd_exclude_ephemeral: Option<bool>,
 
-    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times; not supported yet: refused rather than ignored)
-    #[arg(long = "e2e-processing-latency-percentile")]
+    /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times or comma separated '1.0,0.99,0.95', default none)
+    #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
     pub e2e_processing_latency_percentiles: Vec<f64>,
 
-    /// calculate end to end latency quantiles for this duration of time [nsqd's default: 10m0s; not supported yet]
-    #[arg(long, value_parser = parse_go_duration)]
-    pub e2e_processing_latency_window_time: Option<Duration>,
+    /// calculate end to end latency quantiles for this duration of time
+    #[arg(long, value_parser = parse_go_duration, default_value = "10m0s")]
+    pub e2e_processing_latency_window_time: Duration,
 
     /// path to config file (not supported yet: Wasq refuses to start rather than ignore it)
     #[arg(long)]
@@ -318,6 +318,16 @@ impl Options {
         Options::parse_from(normalize_go_flags(std::env::args(), SWITCHES))
     }
 
+    /// What `--e2e-processing-latency-percentile` asks channels to keep.
+    pub fn latency_settings(&self) -> Option<crate::broker::latency::LatencySettings> {
+        (!self.e2e_processing_latency_percentiles.is_empty()).then(|| {
+            crate::broker::latency::LatencySettings {
+                percentiles: self.e2e_processing_latency_percentiles.clone(),
+                window: self.e2e_processing_latency_window_time,
+            }
+        })
+    }
+
     /// Cross-field checks that clap's per-flag parsers cannot express.
     pub fn validate(&self) -> Result<(), String> {
         if self.msg_timeout > self.max_msg_timeout {
@@ -359,18 +369,17 @@ impl Options {
                 "--statsd-exclude-ephemeral",
                 self.statsd_exclude_ephemeral.is_some(),
             ),
-            (
-                "--e2e-processing-latency-percentile",
-                !self.e2e_processing_latency_percentiles.is_empty(),
-            ),
-            (
-                "--e2e-processing-latency-window-time",
-                self.e2e_processing_latency_window_time.is_some(),
-            ),
         ];
+        if let Some(bad) = self
+            .e2e_processing_latency_percentiles
+            .iter()
+            .find(|p| !(**p > 0.0 && **p <= 1.0))
+        {
+            return Err(format!("invalid E2E processing latency percentile: {bad}"));
+        }
         if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
             return Err(format!(
-                "{flag}: statsd push and end-to-end latency percentiles are not supported yet; \
+                "{flag}: statsd push is not supported yet; \
                  start without it rather than have it ignored"
             ));
         }

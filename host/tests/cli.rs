@@ -172,6 +172,10 @@ fn tls_and_config_flags_are_checked_at_start_up() {
             &["--config", "/etc/nsqd.cfg"][..],
             "config files are not supported yet",
         ),
+        (
+            &["--e2e-processing-latency-percentile", "0.99,1.5"][..],
+            "invalid E2E processing latency percentile: 1.5",
+        ),
     ] {
         let (code, _, stderr) = run(args);
         assert_ne!(code, 0, "{args:?} was accepted");

@@ -404,6 +404,48 @@ fn stats_json_text_and_filters() {
 }
 
 #[test]
+fn end_to_end_latency_percentiles_as_nsqd_reports_them() {
+    let wasqd = Wasqd::start_with(&[
+        "--e2e-processing-latency-percentile",
+        "0.99",
+        "--e2e-processing-latency-percentile=0.5",
+    ]);
+    let http = wasqd.http();
+    let mut a = wasqd.consumer("lat", "a", 10);
+    let _b = wasqd.consumer("lat", "b", 0);
+    let mut producer = wasqd.raw();
+    producer.mpub("lat", &["1", "2", "3"]);
+    for _ in 0..3 {
+        let message = a.read_message();
+        a.finish(&message);
+    }
+    // FIN has no answer: wait until all three count.
+    assert!(eventually(Duration::from_secs(10), || {
+        http.channel_stats("lat", "a").unwrap()["e2e_processing_latency"]["count"] == 3
+    }));
+    let stats = http.stats();
+    let topic = &stats["topics"][0];
+    let finished = &topic["channels"][0]["e2e_processing_latency"];
+    let percentiles = finished["percentiles"].as_array().unwrap();
+    assert_eq!(percentiles.len(), 2, "{finished}");
+    assert_eq!(percentiles[0]["quantile"], 0.99);
+    assert_eq!(percentiles[1]["quantile"], 0.5);
+    let p99 = percentiles[0]["value"].as_u64().unwrap();
+    assert!(p99 > 0 && p99 < 60_000_000_000, "{finished}");
+    // The channel nobody finished on has none; the topic has them all.
+    let idle = &topic["channels"][1]["e2e_processing_latency"];
+    assert_eq!(idle["count"], 0, "{idle}");
+    assert_eq!(topic["e2e_processing_latency"]["count"], 3, "{topic}");
+    let (_, text) = http.get("/stats");
+    let line = text.lines().find(|line| line.contains("[a      ")).unwrap();
+    let shown = line.split("e2e%: ").nth(1).unwrap();
+    assert!(
+        shown.split(", ").count() == 2 && shown.split(", ").all(|v| v.ends_with('s')),
+        "{line}"
+    );
+}
+
+#[test]
 fn config_get_and_put() {
     let wasqd = Wasqd::start_with(&["--lookupd-tcp-address", "127.0.0.1:4160"]);
     let http = wasqd.http();

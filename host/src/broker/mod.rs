@@ -31,6 +31,7 @@ pub mod channel;
 pub mod client;
 pub mod deferred;
 pub mod in_flight;
+pub mod latency;
 pub mod message;
 pub use wasq_nsq::names;
 mod persist;
@@ -129,6 +130,7 @@ impl Broker {
                     runtime.clone(),
                 ))
             }),
+            latency: options.latency_settings(),
         };
         let ids = IdGenerator::new(options.node_id() as u16);
         Arc::new(Broker {

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::latency::LatencySettings;
 use wasq_storage::{BackingQueue, DiscardQueue, DiskStore, PendingWork};
 
 /// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
@@ -18,6 +19,8 @@ pub struct QueueSettings {
     pub mem_queue_size: usize,
     /// `None`: memory only (unit tests).
     pub disk: Option<Arc<DiskStore>>,
+    /// End-to-end latency percentiles to keep per channel, if asked for.
+    pub latency: Option<LatencySettings>,
 }
 
 impl QueueSettings {
@@ -26,6 +29,7 @@ impl QueueSettings {
         QueueSettings {
             mem_queue_size: usize::MAX,
             disk: None,
+            latency: None,
         }
     }
 

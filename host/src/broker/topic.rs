@@ -21,7 +21,8 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use wasq_storage::{BackingQueue, PendingSync, PendingWork, ReadBatch, due_to_unix_nanos};
 
-use super::channel::{Channel, ChannelStats, Exiting, LatencyStats};
+use super::channel::{Channel, ChannelStats, Exiting};
+use super::latency::{self, LatencyStats};
 use super::message::Message;
 use super::names::is_ephemeral;
 use super::pump;
@@ -337,6 +338,14 @@ impl Topic {
                 state.channels.values().cloned().collect::<Vec<_>>(),
             )
         };
+        // nsqd's topic figure: all its channels' samples together.
+        let latency = self.queues.latency.as_ref().map(|settings| {
+            let mut merged = latency::merged();
+            for channel in &channels {
+                channel.merge_latency(&mut merged);
+            }
+            latency::summarize(&merged, &settings.percentiles)
+        });
         let channels = channels
             .iter()
             .filter(|c| channel_filter.is_none_or(|name| name == c.name))
@@ -350,7 +359,7 @@ impl Topic {
             message_count: self.message_count.load(Ordering::Relaxed),
             message_bytes: self.message_bytes.load(Ordering::Relaxed),
             paused: self.is_paused(),
-            e2e_processing_latency: LatencyStats::default(),
+            e2e_processing_latency: latency.unwrap_or_default(),
         }
     }
 }

@@ -72,14 +72,18 @@ fn render_text(stats: &Stats, start_time: i64, uptime: std::time::Duration) -> S
         let prefix = if t.paused { "*P " } else { "   " };
         let _ = writeln!(
             w,
-            "\n{prefix}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: ",
-            t.topic_name, t.depth, t.backend_depth, t.message_count
+            "\n{prefix}[{:<15}] depth: {:<5} be-depth: {:<5} msgs: {:<8} e2e%: {}",
+            t.topic_name,
+            t.depth,
+            t.backend_depth,
+            t.message_count,
+            t.e2e_processing_latency.human()
         );
         for c in &t.channels {
             let prefix = if c.paused { "   *P " } else { "      " };
             let _ = writeln!(
                 w,
-                "{prefix}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: ",
+                "{prefix}[{:<25}] depth: {:<5} be-depth: {:<5} inflt: {:<4} def: {:<4} re-q: {:<5} timeout: {:<5} msgs: {:<8} e2e%: {}",
                 c.channel_name,
                 c.depth,
                 c.backend_depth,
@@ -87,7 +91,8 @@ fn render_text(stats: &Stats, start_time: i64, uptime: std::time::Duration) -> S
                 c.deferred_count,
                 c.requeue_count,
                 c.timeout_count,
-                c.message_count
+                c.message_count,
+                c.e2e_processing_latency.human()
             );
             for client in &c.clients {
                 let _ = writeln!(w, "        {}", client_line(client));

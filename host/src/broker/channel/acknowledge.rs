@@ -12,10 +12,11 @@ use crate::broker::message::MessageId;
 impl Channel {
     /// FIN: the consumer is done with the message.
     pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
+        let now = super::finish_time();
         {
             let mut state = self.state.lock();
             let entry = state.in_flight.remove(client.id, id)?;
-            state.release(entry.disk);
+            state.finished(entry, now);
         }
         client.in_flight.fetch_sub(1, Ordering::AcqRel);
         client.finish_count.fetch_add(1, Ordering::Relaxed);
@@ -31,12 +32,13 @@ impl Channel {
         ids: &[MessageId],
         mut refused: impl FnMut(&MessageId, InFlightError),
     ) -> usize {
+        let now = super::finish_time();
         let finished = {
             let mut state = self.state.lock();
             ids.iter()
                 .filter(|id| match state.in_flight.remove(client.id, id) {
                     Ok(entry) => {
-                        state.release(entry.disk);
+                        state.finished(entry, now);
                         true
                     }
                     Err(e) => {

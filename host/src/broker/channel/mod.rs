@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::client::Client;
 use super::deferred::DeferredQueue;
 use super::in_flight::{InFlight, InFlightQueue};
+use super::latency::LatencyWindow;
 use super::message::Message;
 use super::names::is_ephemeral;
 use super::queues::{Cleared, QueueSettings, memory_room};
@@ -48,7 +49,7 @@ mod stats;
 mod tests;
 mod timekeeper;
 
-pub use stats::{ChannelStats, LatencyStats};
+pub use stats::ChannelStats;
 
 /// Messages a refill reads from disk at least: enough that a consumer with
 /// a small RDY does not wait on the disk for every message.
@@ -94,6 +95,8 @@ struct ChannelState {
     refilling: bool,
     /// Shutdown wrote everything back: take nothing more into memory.
     stopped: bool,
+    /// Publish-to-FIN times, with `--e2e-processing-latency-percentile`.
+    latency: Option<LatencyWindow>,
 }
 
 impl Channel {
@@ -109,6 +112,10 @@ impl Channel {
             timer_due: None,
             refilling: false,
             stopped: false,
+            latency: queues
+                .latency
+                .clone()
+                .map(|settings| LatencyWindow::new(settings, Instant::now())),
         };
         let channel = Arc::new_cyclic(|me| Channel {
             me: me.clone(),
@@ -303,6 +310,24 @@ impl ChannelState {
             self.backing.finish(&location);
         }
     }
+
+    /// A consumer finished `entry`: its disk copy goes, and its time from
+    /// publish to FIN counts towards the latency percentiles. `now` is
+    /// taken once per batch: (monotonic, wall-clock nanoseconds).
+    fn finished(&mut self, entry: InFlight, now: (Instant, i64)) {
+        self.release(entry.disk);
+        if let Some(latency) = &mut self.latency {
+            latency.record(
+                now.0,
+                now.1.saturating_sub(entry.message.timestamp).max(0) as u64,
+            );
+        }
+    }
+}
+
+/// The clocks a finish is timed by (see [`ChannelState::finished`]).
+fn finish_time() -> (Instant, i64) {
+    (Instant::now(), super::message::now_nanos())
 }
 
 /// A message the channel holds (ready or deferred), with where it sits in

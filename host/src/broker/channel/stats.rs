@@ -1,21 +1,30 @@
 //! A channel's part of /stats, in nsqd's field names and order.
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
 
 use serde::Serialize;
 
 use super::Channel;
 use crate::broker::client::ClientStats;
+use crate::broker::latency::LatencyStats;
 
 impl Channel {
     pub fn stats(&self, include_clients: bool) -> ChannelStats {
-        let (depth, backend_depth, in_flight_count, deferred_count) = {
-            let state = self.state.lock();
+        let (depth, backend_depth, in_flight_count, deferred_count, latency) = {
+            let mut state = self.state.lock();
             (
                 state.ready.len() + state.backing.depth() as usize,
                 state.backing.depth(),
                 state.in_flight.len(),
                 state.deferred.len(),
+                state
+                    .latency
+                    .as_mut()
+                    .map(|window| window.stats(Instant::now()))
+                    .unwrap_or_default(),
             )
         };
         let clients = self.clients.lock();
@@ -39,17 +48,21 @@ impl Channel {
             client_count,
             clients: client_stats,
             paused: self.is_paused(),
-            e2e_processing_latency: LatencyStats::default(),
+            e2e_processing_latency: latency,
         }
     }
-}
 
-/// nsqd's end-to-end latency block; Wasq does not sample it yet, so it
-/// reports what nsqd reports with percentiles disabled.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct LatencyStats {
-    pub count: u64,
-    pub percentiles: Option<Vec<serde_json::Value>>,
+    /// Adds this channel's latency window to `into` (a topic's merge);
+    /// false when latencies are not kept.
+    pub fn merge_latency(&self, into: &mut Histogram<u64>) -> bool {
+        match &mut self.state.lock().latency {
+            Some(window) => {
+                window.merge_into(Instant::now(), into);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Field names and order as nsqd's `ChannelStats`.

@@ -89,6 +89,7 @@ async fn a_leaving_client_returns_its_messages() {
 
 fn durable(dir: &std::path::Path) -> QueueSettings {
     QueueSettings {
+        latency: None,
         mem_queue_size: 0,
         disk: Some(Arc::new(wasq_storage::DiskStore::new(
             Arc::new(wasq_storage::DiskSettings {
