@@ -1,7 +1,8 @@
 //! `wasq-bench guests`: what one call of the trivial handler (FIN, nothing
-//! else) costs in each kind of guest, in one wasqd in the same run: a core
-//! module (Rust, ABI v1), a Rust component (the WIT world), a JavaScript
-//! component (componentize-js) and a Python component (componentize-py).
+//! else) costs in each guest language, in one wasqd in the same run: core
+//! modules (ABI v1) by hand in WAT (the reference: no allocator, no glue),
+//! in Rust, C, Zig, Go and AssemblyScript, and components (the WIT world)
+//! in Rust, JavaScript (componentize-js) and Python (componentize-py).
 //!
 //! Each plugin has one instance (concurrency 1) and drains a backlog of its
 //! own paused channel; the time from unpausing to its last FIN, divided by
@@ -31,11 +32,36 @@ pub struct GuestsArgs {
 
 /// (plugin name, where scripts/build-plugins or build-guests leaves its
 /// trivial handler, and its uppercase example)
-const GUESTS: [(&str, &str, &str); 4] = [
+const GUESTS: [(&str, &str, &str); 9] = [
     (
-        "core_module",
+        "wat",
+        "examples/target/guests/wat/trivial.wat",
+        "examples/target/guests/wat/uppercase.wat",
+    ),
+    (
+        "rust",
         "examples/target/wasm32-wasip1/release/trivial.wasm",
         "examples/target/wasm32-wasip1/release/uppercase.wasm",
+    ),
+    (
+        "c",
+        "examples/target/guests/c/trivial.wasm",
+        "examples/target/guests/c/uppercase.wasm",
+    ),
+    (
+        "zig",
+        "examples/target/guests/zig/trivial.wasm",
+        "examples/target/guests/zig/uppercase.wasm",
+    ),
+    (
+        "go",
+        "examples/target/guests/go/trivial.wasm",
+        "examples/target/guests/go/uppercase.wasm",
+    ),
+    (
+        "assemblyscript",
+        "examples/target/guests/assemblyscript/trivial.wasm",
+        "examples/target/guests/assemblyscript/uppercase.wasm",
     ),
     (
         "rust_component",
@@ -68,7 +94,7 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
         }
         std::fs::copy(
             root.join(trivial),
-            plugins.path().join(format!("{name}.wasm")),
+            plugins.path().join(module_file(name, trivial)),
         )?;
         std::fs::write(
             plugins.path().join(format!("{name}.toml")),
@@ -118,7 +144,7 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
     let medians: Vec<f64> = costs.iter_mut().map(|c| median(c)).collect();
     println!(
         "{:<16} {:>12} {:>12} {:>10}",
-        "guest", "µs/message", "msg/s", "vs core"
+        "guest", "µs/message", "msg/s", "vs WAT"
     );
     for ((name, ..), cost) in GUESTS.iter().zip(&medians) {
         println!(
@@ -139,7 +165,7 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
         "guest", "cached reload, ms live", "load_ms"
     );
     for (name, trivial, uppercase) in GUESTS {
-        let target = plugins.path().join(format!("{name}.wasm"));
+        let target = plugins.path().join(module_file(name, trivial));
         let trivial_hash = plugin(&http, name)?["module_hash"].clone();
         replace(&target, &std::fs::read(root.join(uppercase))?)?;
         wait_for_hash_change(&http, name, &trivial_hash).await?;
@@ -163,6 +189,16 @@ pub async fn run(args: GuestsArgs) -> anyhow::Result<()> {
     }
     drop(broker);
     Ok(())
+}
+
+/// The plugin's module file: NAME.wasm, or NAME.wat for WebAssembly text.
+fn module_file(name: &str, source: &str) -> String {
+    let extension = if source.ends_with(".wat") {
+        "wat"
+    } else {
+        "wasm"
+    };
+    format!("{name}.{extension}")
 }
 
 /// Writes a module elsewhere and renames it into place, as `mv` does.

@@ -48,6 +48,11 @@ pub struct TrivialPlugin {
 
 impl TrivialPlugin {
     pub fn start(args: &PluginArgs) -> anyhow::Result<TrivialPlugin> {
+        TrivialPlugin::start_with(args, &[])
+    }
+
+    /// [`TrivialPlugin::start`] with more wasqd flags.
+    pub fn start_with(args: &PluginArgs, extra: &[&str]) -> anyhow::Result<TrivialPlugin> {
         let module = example_module("trivial.wasm")?;
         let plugins = tempfile::tempdir()?;
         std::fs::copy(&module, plugins.path().join("trivial.wasm"))?;
@@ -59,7 +64,9 @@ impl TrivialPlugin {
             ),
         )?;
         // In memory: this compares consumers, not disk reads.
-        let broker = spawn_wasqd_with_plugins(plugins.path(), IN_MEMORY)?;
+        let mut flags = IN_MEMORY.to_vec();
+        flags.extend_from_slice(extra);
+        let broker = spawn_wasqd_with_plugins(plugins.path(), &flags)?;
         Ok(TrivialPlugin {
             broker,
             _plugins: plugins,

@@ -161,6 +161,24 @@ const ROWS: &[Row] = &[
         absolute_target: None,
     },
     Row {
+        id: "plugin_latency_p99",
+        what: "publish -> plugin FIN at 50k msg/s (MPUB of 50 every ms), p99 of wasqd's e2e processing latency",
+        unit: "ms",
+        better: Better::Lower,
+        baseline: "none",
+        ratio_target: None,
+        absolute_target: Some(1.0),
+    },
+    Row {
+        id: "plugin_latency_p999",
+        what: "publish -> plugin FIN at 50k msg/s, p99.9",
+        unit: "ms",
+        better: Better::Lower,
+        baseline: "none",
+        ratio_target: None,
+        absolute_target: Some(5.0),
+    },
+    Row {
         id: "queued_bytes",
         what: "resident memory per queued 200 B message, backlog in one channel",
         unit: "B/msg",
@@ -240,6 +258,13 @@ async fn measure(
     workload: &Workload,
     baseline_first: bool,
 ) -> anyhow::Result<(f64, f64)> {
+    if let Some(quantile) = match id {
+        "plugin_latency_p99" => Some(0.99),
+        "plugin_latency_p999" => Some(0.999),
+        _ => None,
+    } {
+        return Ok((plugin_latency(quantile, workload.size).await?, f64::NAN));
+    }
     if id == "plugin_vs_consumer" {
         let trivial = start_trivial()?;
         let consumer = || tokio_nsq_drain(trivial.broker.tcp, args.backlog, workload.size, 2500);
@@ -389,13 +414,61 @@ async fn broker_row(
     }
 }
 
-fn start_trivial() -> anyhow::Result<TrivialPlugin> {
-    TrivialPlugin::start(&PluginArgs {
+/// Messages per second of the latency rows, and how long they publish.
+const LATENCY_RATE: usize = 50_000;
+const LATENCY_SECONDS: usize = 5;
+
+/// The `quantile` of publish-to-FIN time (ms) of the trivial plugin's
+/// channel while MPUBs of 50 arrive every millisecond for 5 s, read from
+/// wasqd's own e2e processing latency (the clock starts when wasqd stamps
+/// the message, and stops at the FIN).
+async fn plugin_latency(quantile: f64, size: usize) -> anyhow::Result<f64> {
+    let q = quantile.to_string();
+    let trivial =
+        TrivialPlugin::start_with(&plugin_args(), &["--e2e-processing-latency-percentile", &q])?;
+    let per_tick = LATENCY_RATE / 1000;
+    let bodies = vec![vec![b'x'; size]; per_tick];
+    let frame =
+        wasq_wire::command::encode(|out| wasq_wire::command::mpub(out, "bench_plugin", &bodies));
+    let mut conn = wasq_testkit::async_client::AsyncClient::connect(trivial.broker.tcp).await?;
+    let mut ticks = tokio::time::interval(Duration::from_millis(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..LATENCY_SECONDS * 1000 {
+        ticks.tick().await;
+        conn.send(&frame).await?;
+        conn.expect_ok().await?;
+    }
+    let http = trivial.broker.http;
+    let total = (LATENCY_SECONDS * 1000 * per_tick) as u64;
+    while crate::plugin::finished(&http, "trivial")? < total {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!(
+            "http://{http}/stats?format=json&topic=bench_plugin&channel=p"
+        ))
+        .call()?
+        .body_mut()
+        .read_to_string()?,
+    )?;
+    let latency = &stats["topics"][0]["channels"][0]["e2e_processing_latency"];
+    let nanos = latency["percentiles"][0]["value"]
+        .as_f64()
+        .with_context(|| format!("no percentile in {latency}"))?;
+    Ok(nanos / 1e6)
+}
+
+fn plugin_args() -> PluginArgs {
+    PluginArgs {
         messages: 0,
         size: 0,
         rdy: 2500,
         concurrency: 2,
-    })
+    }
+}
+
+fn start_trivial() -> anyhow::Result<TrivialPlugin> {
+    TrivialPlugin::start(&plugin_args())
 }
 
 /// A row's rounds and what they mean.
@@ -470,13 +543,16 @@ impl Summary {
 
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} {} | {} {} | {:.2}x | {} | {} |",
+            "| {} | {} {} | {} {} | {} | {} | {} |",
             self.row.id,
             format_value(median(&self.ours)),
             self.row.unit,
             format_value(median(&self.theirs)),
             self.row.baseline,
-            self.ratio(),
+            match self.ratio() {
+                r if r.is_nan() => "—".to_string(),
+                r => format!("{r:.2}x"),
+            },
             self.target(),
             if self.met() { "yes" } else { "**no**" }
         )
@@ -495,7 +571,9 @@ fn median(values: &[f64]) -> f64 {
 
 /// 2 412 345 → "2.41M", 7 612 → "7.6k", 312.4 → "312".
 fn format_value(value: f64) -> String {
-    if value >= 1e6 {
+    if value.is_nan() {
+        "—".to_string()
+    } else if value >= 1e6 {
         format!("{:.2}M", value / 1e6)
     } else if value >= 1e4 {
         format!("{:.1}k", value / 1e3)

@@ -117,6 +117,25 @@ export function wasq_handle(ptr: usize, len: i32): i64 {
   return h(message);
 }
 
+/** A name decoded once: the topic and channel of a plugin's messages do not change. */
+class LastName {
+  bytes: ArrayBuffer = new ArrayBuffer(0);
+  decoded: string = "";
+
+  /** The `len` UTF-8 bytes at `ptr` as a string; the same string as last time if they are the same bytes. */
+  text(ptr: usize, len: usize): string {
+    if (<usize>this.bytes.byteLength != len || memory.compare(changetype<usize>(this.bytes), ptr, len) != 0) {
+      this.bytes = new ArrayBuffer(<i32>len);
+      memory.copy(changetype<usize>(this.bytes), ptr, len);
+      this.decoded = String.UTF8.decodeUnsafe(ptr, len);
+    }
+    return this.decoded;
+  }
+}
+
+const lastTopic = new LastName();
+const lastChannel = new LastName();
+
 /** Reads the ABI's message layout at ptr..ptr+len; null if malformed. */
 export function parse(ptr: usize, len: i32): Message | null {
   if (len < 48) return null;
@@ -131,8 +150,8 @@ export function parse(ptr: usize, len: i32): Message | null {
   m.attempts = load<u16>(ptr, 4);
   m.timestamp = load<i64>(ptr, 8);
   m.id = String.UTF8.decodeUnsafe(ptr + 16, 16);
-  m.topic = String.UTF8.decodeUnsafe(data, topicLen);
-  m.channel = String.UTF8.decodeUnsafe(data + topicLen, channelLen);
+  m.topic = lastTopic.text(data, topicLen);
+  m.channel = lastChannel.text(data + topicLen, channelLen);
   const body = new Uint8Array(<i32>bodyLen);
   memory.copy(body.dataStart, data + topicLen + channelLen, bodyLen);
   m.body = body;

@@ -128,9 +128,11 @@ func Handle(h func(*Message) Outcome) {
 	handler = h
 }
 
-// buffers keeps each region handed to the host alive (and findable) until
-// wasq_handle is done with it: Go's collector must not move or free it.
-var buffers = map[uint32][]byte{}
+// pending keeps the region handed to the host alive until wasq_handle is
+// done with it: Go's collector must not free it meanwhile. The host calls
+// an instance with one message at a time (ABI.md), so one is enough; a
+// map of them cost a third of a trivial handler's time.
+var pending []byte
 
 //go:wasmexport wasq_abi_version
 func abiVersion() int32 { return 1 }
@@ -140,17 +142,15 @@ func alloc(size int32) uint32 {
 	if size <= 0 {
 		return 0
 	}
-	buffer := make([]byte, size)
-	ptr := uint32(uintptr(unsafe.Pointer(&buffer[0])))
-	buffers[ptr] = buffer
-	return ptr
+	pending = make([]byte, size)
+	return uint32(uintptr(unsafe.Pointer(&pending[0])))
 }
 
 //go:wasmexport wasq_handle
 func handle(ptr uint32, length int32) int64 {
-	buffer, ok := buffers[ptr]
-	delete(buffers, ptr)
-	if !ok || int(length) > len(buffer) {
+	buffer := pending
+	pending = nil
+	if buffer == nil || uint32(uintptr(unsafe.Pointer(&buffer[0]))) != ptr || int(length) > len(buffer) {
 		Log(Error, "wasq: wasq_handle for a region wasq_alloc did not hand out")
 		return int64(Retry)
 	}
@@ -164,6 +164,19 @@ func handle(ptr uint32, length int32) int64 {
 		return int64(Retry)
 	}
 	return int64(handler(message))
+}
+
+// The topic and channel of the previous message: a plugin's messages all
+// come from one channel, so its names are made into strings once.
+var lastTopic, lastChannel string
+
+// reuse returns *last if it spells b (a comparison that allocates
+// nothing), else makes b the new *last.
+func reuse(last *string, b []byte) string {
+	if string(b) != *last {
+		*last = string(b)
+	}
+	return *last
 }
 
 // Parse reads the ABI's message layout; false if it is malformed.
@@ -183,8 +196,8 @@ func Parse(b []byte) (*Message, bool) {
 	m := &Message{
 		Attempts:  le.Uint16(b[4:]),
 		Timestamp: int64(le.Uint64(b[8:])),
-		Topic:     string(data[:topicLen]),
-		Channel:   string(data[topicLen : topicLen+channelLen]),
+		Topic:     reuse(&lastTopic, data[:topicLen]),
+		Channel:   reuse(&lastChannel, data[topicLen:topicLen+channelLen]),
 		Body:      data[topicLen+channelLen:],
 	}
 	copy(m.ID[:], b[16:32])
