@@ -147,11 +147,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         }));
     }
     let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        if let Err(e) = http::serve(http_listener, state, http_shutdown).await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    });
+    let http_task = http::spawn_serve(http_listener, state, http_shutdown)?;
     if let Some(path) = ready_file {
         let mut listening = wasq_nsq::ready::Listening::from([
             ("tcp".to_string(), addresses.tcp),
