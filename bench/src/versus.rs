@@ -108,79 +108,56 @@ struct Row {
     absolute_target: Option<f64>,
 }
 
+/// A throughput row against nsqd, higher is better.
+const fn throughput(id: &'static str, what: &'static str, ratio: f64) -> Row {
+    Row {
+        id,
+        what,
+        unit: "msg/s",
+        better: Better::Higher,
+        baseline: "nsqd",
+        ratio_target: Some(ratio),
+        absolute_target: None,
+    }
+}
+
 const ROWS: &[Row] = &[
-    Row {
-        id: "tcp_mpub",
-        what: "TCP publish, MPUB batches of 200, 4 connections",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "tcp_sub",
-        what: "TCP consume, RDY 2500, FIN each, 4 connections",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "tcp_pub",
-        what: "PUB round trip, one connection, one outstanding",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(1.5),
-        absolute_target: None,
-    },
-    Row {
-        id: "tcp_pub_pipelined",
-        what: "PUB, 4 connections, 16 outstanding each",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "http_pub",
-        what: "HTTP /pub, one keep-alive connection",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(3.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "http_mpub",
-        what: "HTTP /mpub, 200 per request, 4 connections",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "spill_mpub",
-        what: "spilling (--mem-queue-size 10000): MPUB 200, 4 connections",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
-    Row {
-        id: "spill_sub",
-        what: "spilling (--mem-queue-size 10000): consume, 4 connections",
-        unit: "msg/s",
-        better: Better::Higher,
-        baseline: "nsqd",
-        ratio_target: Some(2.0),
-        absolute_target: None,
-    },
+    throughput(
+        "tcp_mpub",
+        "TCP publish, MPUB batches of 200, 4 connections",
+        2.0,
+    ),
+    throughput(
+        "tcp_sub",
+        "TCP consume, RDY 2500, FIN each, 4 connections",
+        2.0,
+    ),
+    throughput(
+        "tcp_pub",
+        "PUB round trip, one connection, one outstanding",
+        1.5,
+    ),
+    throughput(
+        "tcp_pub_pipelined",
+        "PUB, 4 connections, 16 outstanding each",
+        2.0,
+    ),
+    throughput("http_pub", "HTTP /pub, one keep-alive connection", 3.0),
+    throughput(
+        "http_mpub",
+        "HTTP /mpub, 200 per request, 4 connections",
+        2.0,
+    ),
+    throughput(
+        "spill_mpub",
+        "spilling (--mem-queue-size 10000): MPUB 200, 4 connections",
+        2.0,
+    ),
+    throughput(
+        "spill_sub",
+        "spilling (--mem-queue-size 10000): consume, 4 connections",
+        2.0,
+    ),
     Row {
         id: "plugin_drain",
         what: "trivial plugin (FIN only) draining the backlog vs nsqd consumers draining it",
