@@ -192,9 +192,8 @@ impl PluginRun {
             let channel = self.subscription.lock().1.clone();
             // Registered before looking, so a message put or a capacity
             // freed between the look and the wait still wakes this worker.
-            let messages_ready = std::pin::pin!(channel.messages_ready());
-            let capacity_freed = std::pin::pin!(self.client.wake.notified());
-            let (mut messages_ready, mut capacity_freed) = (messages_ready, capacity_freed);
+            let mut messages_ready = std::pin::pin!(channel.messages_ready());
+            let mut capacity_freed = std::pin::pin!(self.client.wake.notified());
             messages_ready.as_mut().enable();
             capacity_freed.as_mut().enable();
             let (messages, pause_ends) = {

@@ -52,8 +52,7 @@ impl Connection {
                 ))
             });
             for error in &errors {
-                self.send_error(error);
-                tracing::debug!(client = %self.client.remote_address, error = %error, "recoverable client error");
+                self.refuse(error);
             }
         }
         ids.clear();

@@ -281,11 +281,10 @@ impl Connection {
                 Ok(None) => {}
                 Ok(Some(suspend)) => return Ok(Some(suspend)),
                 Err(e) => {
-                    self.send_error(&e);
+                    self.refuse(&e);
                     if e.fatal {
                         return Err(Ending::Fatal(e));
                     }
-                    tracing::debug!(client = %self.client.remote_address, error = %e, "recoverable client error");
                 }
             }
         }
@@ -394,7 +393,16 @@ impl Connection {
         }
     }
 
-    pub(super) fn send_error(&mut self, error: &ClientError) {
+    /// Answers a command with its error; a recoverable one is also logged
+    /// (a fatal one is logged when the connection closes).
+    pub(super) fn refuse(&mut self, error: &ClientError) {
+        self.send_error(error);
+        if !error.fatal {
+            tracing::debug!(client = %self.client.remote_address, error = %error, "recoverable client error");
+        }
+    }
+
+    fn send_error(&mut self, error: &ClientError) {
         frame::write_frame(
             &mut self.out,
             FrameType::Error,

@@ -12,15 +12,9 @@ use crate::broker::message::MessageId;
 impl Channel {
     /// FIN: the consumer is done with the message.
     pub fn finish(&self, client: &Client, id: &MessageId) -> Result<(), InFlightError> {
-        let now = super::finish_time();
-        {
-            let mut state = self.state.lock();
-            let entry = state.in_flight.remove(client.id, id)?;
-            state.finished(entry, now);
-        }
-        client.in_flight.fetch_sub(1, Ordering::AcqRel);
-        client.finish_count.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        let mut refused = Ok(());
+        self.finish_many(client, std::slice::from_ref(id), |_, e| refused = Err(e));
+        refused
     }
 
     /// FIN for many messages of one consumer under one lock (a plugin's

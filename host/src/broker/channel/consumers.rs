@@ -45,12 +45,11 @@ impl Channel {
     /// at once (nsqd waits for the timeout; nobody can FIN them any more).
     /// Returns how many consumers remain.
     pub fn remove_client(&self, client_id: u64) -> usize {
-        let remaining = {
+        let (leaving, remaining) = {
             let mut clients = self.clients.lock();
             let leaving = clients.remove(&client_id);
             (leaving, clients.len())
         };
-        let (leaving, remaining) = remaining;
         let returned = {
             let mut state = self.state.lock();
             let held = state.in_flight.remove_owner(client_id);

@@ -52,15 +52,11 @@ impl Channel {
         }
     }
 
-    /// Adds this channel's latency window to `into` (a topic's merge);
-    /// false when latencies are not kept.
-    pub fn merge_latency(&self, into: &mut Histogram<u64>) -> bool {
-        match &mut self.state.lock().latency {
-            Some(window) => {
-                window.merge_into(Instant::now(), into);
-                true
-            }
-            None => false,
+    /// Adds this channel's latency window, if it keeps one, to `into` (a
+    /// topic's merge).
+    pub fn merge_latency(&self, into: &mut Histogram<u64>) {
+        if let Some(window) = &mut self.state.lock().latency {
+            window.merge_into(Instant::now(), into);
         }
     }
 }
