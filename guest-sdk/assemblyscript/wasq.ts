@@ -29,8 +29,17 @@ export class Message {
   attempts: u16 = 0;
   /** Nanoseconds since the Unix epoch, when it was published. */
   timestamp: i64 = 0;
+  /** The id's 16 bytes, kept as two words: most handlers never read it,
+   * so it is made into a string only when asked for (`id`). */
+  idLow: u64 = 0;
+  idHigh: u64 = 0;
   /** The 16-byte id, as text (Wasq's ids are hex digits). */
-  id: string = "";
+  get id(): string {
+    const bytes = new ArrayBuffer(16);
+    store<u64>(changetype<usize>(bytes), this.idLow);
+    store<u64>(changetype<usize>(bytes), this.idHigh, 8);
+    return String.UTF8.decode(bytes);
+  }
   topic: string = "";
   channel: string = "";
   body: Uint8Array = new Uint8Array(0);
@@ -97,14 +106,24 @@ export function wasq_abi_version(): i32 {
   return 1;
 }
 
-/** Unmanaged memory, so the collector leaves it alone until wasq_handle frees it. */
+/** The region handed to the host, in unmanaged memory (the collector leaves
+ * it alone) and reused message after message, grown when a message needs
+ * more: the host calls an instance with one message at a time, and parse
+ * copies out what the handler may keep. */
+let scratch: usize = 0;
+let scratchSize: usize = 0;
+
 export function wasq_alloc(size: i32): usize {
-  return size > 0 ? heap.alloc(<usize>size) : 0;
+  if (size <= 0) return 0;
+  if (<usize>size > scratchSize) {
+    scratch = scratch == 0 ? heap.alloc(<usize>size) : heap.realloc(scratch, <usize>size);
+    scratchSize = <usize>size;
+  }
+  return scratch;
 }
 
 export function wasq_handle(ptr: usize, len: i32): i64 {
   const message = parse(ptr, len);
-  heap.free(ptr);
   if (message == null) {
     log(Level.ERROR, "wasq.ts: malformed message header");
     return Outcome.RETRY;
@@ -149,7 +168,8 @@ export function parse(ptr: usize, len: i32): Message | null {
   const m = new Message();
   m.attempts = load<u16>(ptr, 4);
   m.timestamp = load<i64>(ptr, 8);
-  m.id = String.UTF8.decodeUnsafe(ptr + 16, 16);
+  m.idLow = load<u64>(ptr, 16);
+  m.idHigh = load<u64>(ptr, 24);
   m.topic = lastTopic.text(data, topicLen);
   m.channel = lastChannel.text(data + topicLen, channelLen);
   const body = new Uint8Array(<i32>bodyLen);
