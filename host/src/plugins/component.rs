@@ -26,6 +26,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../guest-sdk/wit",
         world: "consumer",
+        ownership: Borrowing { duplicate_if_necessary: true },
     });
 }
 
@@ -213,18 +214,22 @@ impl ComponentInstance {
         topic: &str,
         channel: &str,
     ) -> Result<Outcome, GuestError> {
-        let message = wit::Message {
-            id: message.id.0.to_vec(),
+        // Borrowed (the bindings are generated with `Borrowing`): lowering
+        // copies straight from the broker's message into guest memory,
+        // without four host allocations and copies first.
+        let id = &message.id.0;
+        let borrowed = wit::Message {
+            id,
             attempts: message.attempts,
             timestamp: message.timestamp,
-            topic: topic.to_string(),
-            channel: channel.to_string(),
-            body: message.body.to_vec(),
+            topic,
+            channel,
+            body: &message.body,
         };
         self.store.set_epoch_deadline(self.deadline_ticks);
         let result = self
             .consumer
-            .call_handle(&mut self.store, &message)
+            .call_handle(&mut self.store, borrowed)
             .map_err(classify)?;
         Ok(match result {
             Ok(()) => Outcome::Success,
@@ -234,7 +239,7 @@ impl ComponentInstance {
             }
             Err(Failure::Fatal(reason)) => {
                 let link = &self.store.data().link;
-                tracing::warn!(plugin = %link.name, id = %String::from_utf8_lossy(&message.id), "handler failed fatally: {reason}");
+                tracing::warn!(plugin = %link.name, id = %String::from_utf8_lossy(id), "handler failed fatally: {reason}");
                 Outcome::Fatal
             }
         })
