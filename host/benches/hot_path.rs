@@ -188,6 +188,7 @@ fn plugin_call(c: &mut Criterion) {
         manifest,
         broker: Broker::new(Options::parse_from(["wasqd"])),
         stats: Default::default(),
+        clock: wasm.clock.clone(),
     });
     let m = message(1);
     let mut group = c.benchmark_group("plugin");

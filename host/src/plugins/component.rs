@@ -18,7 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::abi::Outcome;
 use super::imports::{self, Refusal};
-use super::instance::{GuestError, GuestLimits, classify, deadline_ticks, sandboxed_wasi};
+use super::instance::{Deadline, GuestError, GuestLimits, classify, sandboxed_wasi};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -168,7 +168,7 @@ fn check_import(name: &str) -> anyhow::Result<()> {
 pub struct ComponentInstance {
     store: Store<ComponentState>,
     consumer: Consumer,
-    deadline_ticks: u64,
+    deadline: Deadline,
 }
 
 impl ComponentInstance {
@@ -177,7 +177,7 @@ impl ComponentInstance {
     /// `init` if it has one.
     pub fn new(pre: &ComponentPre, link: Arc<PluginLink>) -> Result<ComponentInstance, GuestError> {
         let wasi = sandboxed_wasi(&link).build();
-        let deadline_ticks = deadline_ticks(&link);
+        let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_component(&link);
         let state = ComponentState {
             wasi,
@@ -187,19 +187,19 @@ impl ComponentInstance {
         };
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks);
+        deadline.arm(&mut store);
         let instance = pre.pre.instantiate(&mut store).map_err(classify)?;
         let consumer = pre
             .indices
             .load(&mut store, &instance)
             .map_err(|e| GuestError::Abi(format!("{e:#}")))?;
         if pre.has_init {
-            run_init(&mut store, &instance, deadline_ticks)?;
+            run_init(&mut store, &instance, &deadline)?;
         }
         Ok(ComponentInstance {
             store,
             consumer,
-            deadline_ticks,
+            deadline,
         })
     }
 
@@ -226,7 +226,7 @@ impl ComponentInstance {
             channel,
             body: &message.body,
         };
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)
@@ -250,7 +250,7 @@ impl ComponentInstance {
 fn run_init(
     store: &mut Store<ComponentState>,
     instance: &Instance,
-    deadline_ticks: u64,
+    deadline: &Deadline,
 ) -> Result<(), GuestError> {
     let init: TypedFunc<(), (Result<(), String>,)> = instance
         .get_typed_func(&mut *store, EXPORT_INIT)
@@ -259,7 +259,7 @@ fn run_init(
                 "export `{EXPORT_INIT}` must be `func() -> result<_, string>`: {e:#}"
             ))
         })?;
-    store.set_epoch_deadline(deadline_ticks);
+    deadline.arm(store);
     let (result,) = init.call(&mut *store, ()).map_err(classify)?;
     result.map_err(|why| GuestError::Abi(format!("init() failed: {why}")))
 }

@@ -12,7 +12,7 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
 use super::imports::{self, Level, Refusal};
-use super::instance::{GuestError, GuestLimits, classify, deadline_ticks, sandboxed_wasi};
+use super::instance::{Deadline, GuestError, GuestLimits, classify, sandboxed_wasi};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -175,7 +175,7 @@ pub struct CoreInstance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i64>,
-    deadline_ticks: u64,
+    deadline: Deadline,
 }
 
 impl CoreInstance {
@@ -183,11 +183,11 @@ impl CoreInstance {
     /// start-up (`_initialize`, then `wasq_init`).
     pub fn new(pre: &CorePre, link: Arc<PluginLink>) -> Result<CoreInstance, GuestError> {
         let wasi = sandboxed_wasi(&link).build_p1();
-        let deadline_ticks = deadline_ticks(&link);
+        let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_core_module(&link);
         let mut store = Store::new(pre.module().engine(), CoreState { wasi, limits, link });
         store.limiter(|state| &mut state.limits);
-        store.set_epoch_deadline(deadline_ticks);
+        deadline.arm(&mut store);
 
         let instance = pre.instantiate(&mut store).map_err(classify)?;
         let abi_error = |e: wasmtime::Error| GuestError::Abi(e.to_string());
@@ -209,7 +209,7 @@ impl CoreInstance {
         {
             reactor_init.call(&mut store, ()).map_err(classify)?;
         }
-        store.set_epoch_deadline(deadline_ticks);
+        deadline.arm(&mut store);
         let found = version.call(&mut store, ()).map_err(classify)?;
         if found != abi::ABI_VERSION {
             return Err(GuestError::Abi(format!(
@@ -218,7 +218,7 @@ impl CoreInstance {
             )));
         }
         if let Ok(init) = instance.get_typed_func::<(), i32>(&mut store, abi::EXPORT_INIT) {
-            store.set_epoch_deadline(deadline_ticks);
+            deadline.arm(&mut store);
             let code = init.call(&mut store, ()).map_err(classify)?;
             if code != 0 {
                 return Err(GuestError::Abi(format!(
@@ -231,7 +231,7 @@ impl CoreInstance {
             memory,
             alloc,
             handle,
-            deadline_ticks,
+            deadline,
         })
     }
 
@@ -249,7 +249,7 @@ impl CoreInstance {
         let len = abi::encoded_len(message, topic, channel);
         let len_i32 =
             i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let ptr = self
             .alloc
             .call(&mut self.store, len_i32)
@@ -266,7 +266,7 @@ impl CoreInstance {
                 GuestError::Abi(format!("wasq_alloc returned {start}, outside memory"))
             })?;
         abi::encode_into(region, message, topic, channel);
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        self.deadline.arm(&mut self.store);
         let value = self
             .handle
             .call(&mut self.store, (ptr, len_i32))

@@ -14,8 +14,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::abi::Outcome;
 use super::component::{ComponentInstance, ComponentPre};
 use super::core_module::{CoreInstance, CorePre};
+use super::epoch::{EPOCH_TICK, EpochClock};
 use super::log_stream::GuestOutput;
-use super::runtime::{EPOCH_TICK, PluginLink};
+use super::runtime::PluginLink;
 use super::stats::PluginStats;
 use crate::broker::message::Message;
 
@@ -153,14 +154,32 @@ pub fn sandboxed_wasi(link: &PluginLink) -> WasiCtxBuilder {
     wasi
 }
 
-/// The epoch ticks a handler may run: its deadline, rounded up, plus the
-/// tick already under way.
-pub fn deadline_ticks(link: &PluginLink) -> u64 {
-    link.manifest
-        .handler_deadline
-        .as_nanos()
-        .div_ceil(EPOCH_TICK.as_nanos()) as u64
-        + 1
+/// How long one call into a plugin's guest may run, in epoch ticks of the
+/// runtime's clock.
+pub struct Deadline {
+    clock: EpochClock,
+    /// The manifest's handler deadline, rounded up, plus the tick already
+    /// under way.
+    ticks: u64,
+}
+
+impl Deadline {
+    pub fn for_plugin(link: &PluginLink) -> Deadline {
+        Deadline {
+            clock: link.clock.clone(),
+            ticks: link
+                .manifest
+                .handler_deadline
+                .as_nanos()
+                .div_ceil(EPOCH_TICK.as_nanos()) as u64
+                + 1,
+        }
+    }
+
+    /// Starts the deadline for the next call into the store's guest.
+    pub fn arm<T>(&self, store: &mut wasmtime::Store<T>) {
+        self.clock.arm(store, self.ticks);
+    }
 }
 
 /// A guest's resource limits (the manifest's memory limit, and how many

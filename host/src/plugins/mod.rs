@@ -28,6 +28,7 @@ pub mod backoff;
 pub mod component;
 pub mod consumer;
 pub mod core_module;
+pub mod epoch;
 pub mod files;
 pub mod imports;
 pub mod instance;

@@ -79,6 +79,7 @@ pub(super) fn prepare(
         manifest,
         broker,
         stats,
+        clock: runtime.clock.clone(),
     });
     // One trial instance proves the ABI version and init before going live.
     compiled.guest.instantiate(link.clone()).map_err(|e| {

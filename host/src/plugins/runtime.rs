@@ -2,25 +2,22 @@
 //! process (pooling allocator, epoch interruption), one linker per kind of
 //! guest built once (core modules: `wasq` imports and WASI preview 1;
 //! components: the `wasq:plugin` world and WASI 0.2), a compiled-artifact
-//! cache keyed by the module's hash, and an epoch ticker thread that lets
+//! cache keyed by the module's hash, and the epoch clock (epoch.rs) that lets
 //! handler deadlines interrupt running guests.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 
 use super::component::{self, ComponentState};
 use super::core_module::{self, CoreState};
+use super::epoch::EpochClock;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::stats::PluginStats;
 use crate::broker::Broker;
-
-/// How often the epoch advances; deadlines are rounded up to it.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Instances and memories the pooling allocator keeps slots for.
 const POOL_SLOTS: u32 = 1024;
@@ -36,10 +33,13 @@ pub struct PluginLink {
     pub manifest: Manifest,
     pub broker: Arc<Broker>,
     pub stats: Arc<PluginStats>,
+    /// The runtime's epoch clock, which the plugin's deadlines run on.
+    pub clock: EpochClock,
 }
 
 pub struct WasmRuntime {
     pub engine: Engine,
+    pub clock: EpochClock,
     core_linker: wasmtime::Linker<CoreState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     /// Where compiled modules are kept, keyed by the module's hash.
@@ -62,10 +62,10 @@ impl WasmRuntime {
         })?;
         let core_linker = core_module::linker(&engine)?;
         let component_linker = component::linker(&engine)?;
-        // Detached: it ends by itself once the engine is gone.
-        drop(start_epoch_ticker(&engine));
+        let clock = EpochClock::start(&engine);
         Ok(WasmRuntime {
             engine,
+            clock,
             core_linker,
             component_linker,
             cache_dir,
@@ -229,25 +229,6 @@ fn pooled_engine() -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`]. The thread holds the
-/// engine weakly and ends with it, so a host started and stopped in one
-/// process (tests, embedders) leaks neither the thread nor the engine.
-fn start_epoch_ticker(engine: &Engine) -> std::thread::JoinHandle<()> {
-    let engine = engine.weak();
-    std::thread::Builder::new()
-        .name("wasm-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(EPOCH_TICK);
-                let Some(engine) = engine.upgrade() else {
-                    return;
-                };
-                engine.increment_epoch();
-            }
-        })
-        .expect("spawn the epoch ticker thread")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,22 +242,5 @@ mod tests {
             b";; a component\n\n  ( component (core module))"
         ));
         assert!(!is_component(b""));
-    }
-
-    #[test]
-    fn the_epoch_ticker_ends_with_its_engine() {
-        let engine = Engine::new(Config::new().epoch_interruption(true)).unwrap();
-        let ticker = start_epoch_ticker(&engine);
-        std::thread::sleep(EPOCH_TICK * 4);
-        assert!(!ticker.is_finished(), "ticks while the engine lives");
-        drop(engine);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !ticker.is_finished() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the ticker outlived its engine"
-            );
-            std::thread::sleep(EPOCH_TICK);
-        }
     }
 }
