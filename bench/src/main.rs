@@ -28,6 +28,7 @@ use anyhow::Context;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
+mod ceiling;
 mod guests;
 mod http_load;
 mod memory;

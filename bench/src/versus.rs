@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use crate::ceiling::{Ceiling, Protocol};
 use crate::http_load;
 use crate::nsqd::Nsqd;
 use crate::plugin::{PluginArgs, TrivialPlugin, tokio_nsq_drain, unique};
@@ -246,24 +247,34 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         println!("\n{} ({}): {}", row.id, row.unit, row.what);
         let mut ours = Vec::new();
         let mut theirs = Vec::new();
+        let mut ceilings = Vec::new();
         for round in 0..args.rounds {
             let (a, b) = measure(row.id, &args, workload, round % 2 == 1)
                 .await
                 .with_context(|| format!("row {}, round {}", row.id, round + 1))?;
+            let ceiling = measure_ceiling(row.id, &args, workload)
+                .await
+                .with_context(|| format!("row {}, round {}: ceiling", row.id, round + 1))?;
             println!(
-                "  round {}: wasqd {}  {} {}",
+                "  round {}: wasqd {}  {} {}{}",
                 round + 1,
                 format_value(a),
                 row.baseline,
-                format_value(b)
+                format_value(b),
+                match ceiling {
+                    Some(c) => format!("  ceiling {}", format_value(c)),
+                    None => String::new(),
+                }
             );
             ours.push(a);
             theirs.push(b);
+            ceilings.extend(ceiling);
         }
         let summary = Summary {
             row,
             ours,
             theirs,
+            ceilings,
             awake: args.awake,
         };
         println!("BENCH {}", summary.json());
@@ -347,6 +358,29 @@ async fn measure(
         };
     }
     Ok((figures[0], figures[1]))
+}
+
+/// The round-trip rows measured against [`Ceiling`] (a server that only
+/// answers OK) with the same client, right after the brokers; `None` for
+/// the other rows.
+async fn measure_ceiling(
+    id: &str,
+    args: &VersusArgs,
+    workload: &Workload,
+) -> anyhow::Result<Option<f64>> {
+    let protocol = match id {
+        "tcp_pub" => Protocol::NsqPub,
+        "http_pub" => Protocol::Http,
+        _ => return Ok(None),
+    };
+    let ceiling = Ceiling::start(protocol)?;
+    let at = ceiling.address;
+    let broker = Broker {
+        tcp: at,
+        http: at,
+        pid: std::process::id(),
+    };
+    Ok(Some(broker_row(id, args, workload, &broker).await?))
 }
 
 /// Where a broker under test listens, and its process.
@@ -503,6 +537,8 @@ struct Summary {
     row: &'static Row,
     ours: Vec<f64>,
     theirs: Vec<f64>,
+    /// The round-trip rows' [`Ceiling`], one per round; empty for the others.
+    ceilings: Vec<f64>,
     /// Measured with the CPUs kept awake (`--awake`).
     awake: bool,
 }
@@ -562,6 +598,8 @@ impl Summary {
             "ratio_target": self.row.ratio_target,
             "absolute_target": self.row.absolute_target,
             "met": self.met(),
+            "ceiling": self.ceilings,
+            "ceiling_median": (!self.ceilings.is_empty()).then(|| median(&self.ceilings)),
             "awake": self.awake,
         })
         .to_string()

@@ -12,6 +12,7 @@ pub mod error;
 mod go_text;
 pub mod identify;
 mod publish;
+mod quick_client;
 mod subscribe;
 pub mod transport;
 
