@@ -28,11 +28,11 @@ use anyhow::Context;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
-mod ceiling;
 mod guests;
 mod http_load;
 mod memory;
 mod nsqd;
+mod ok_server;
 mod persistence;
 mod plugin;
 mod reload;

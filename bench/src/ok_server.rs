@@ -1,18 +1,20 @@
-//! The round-trip ceiling: a server that answers every PUB (protocol V2)
-//! or every HTTP request with OK and does nothing else, one blocking
-//! thread per connection.
+//! A server that answers every PUB (protocol V2) or every HTTP request
+//! with OK and does nothing else, one blocking thread per connection.
 //!
-//! No broker can answer one-at-a-time requests faster than this with the
-//! same client on the same machine, so measured in the same round it shows
-//! how much of a round-trip row is the broker and how much is the client,
-//! the kernel and the hypervisor waking vCPUs (bench/README.md).
+//! It does no work, so with the same client in the same round it shows
+//! what a round-trip row costs apart from the broker: the client, the
+//! loopback, and waking a thread that slept in the kernel between two
+//! requests. On idle vCPUs that wake-up dominates, and a broker that spins
+//! before sleeping (nsqd through Go's scheduler; wasqd for quick clients,
+//! see host/src/protocol/quick_client.rs) beats this do-nothing server
+//! (bench/README.md).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// What the ceiling server speaks.
+/// What the OK server speaks.
 #[derive(Clone, Copy)]
 pub enum Protocol {
     /// NSQ's TCP protocol V2: `  V2`, then `PUB topic\n` + size + body, each answered `OK`.
@@ -21,20 +23,20 @@ pub enum Protocol {
     Http,
 }
 
-/// A running ceiling server; stops accepting when dropped.
-pub struct Ceiling {
+/// A running OK server; stops accepting when dropped.
+pub struct OkServer {
     pub address: SocketAddr,
     stopped: Arc<AtomicBool>,
 }
 
-impl Ceiling {
-    pub fn start(protocol: Protocol) -> io::Result<Ceiling> {
+impl OkServer {
+    pub fn start(protocol: Protocol) -> io::Result<OkServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let address = listener.local_addr()?;
         let stopped = Arc::new(AtomicBool::new(false));
         let stop = stopped.clone();
         std::thread::Builder::new()
-            .name("ceiling".into())
+            .name("ok-server".into())
             .spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Acquire) {
@@ -47,11 +49,11 @@ impl Ceiling {
                     });
                 }
             })?;
-        Ok(Ceiling { address, stopped })
+        Ok(OkServer { address, stopped })
     }
 }
 
-impl Drop for Ceiling {
+impl Drop for OkServer {
     fn drop(&mut self) {
         self.stopped.store(true, Ordering::Release);
         // Wakes the accept loop so that it sees the flag.
