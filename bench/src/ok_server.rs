@@ -6,7 +6,7 @@
 //! loopback, and waking a thread that slept in the kernel between two
 //! requests. On idle vCPUs that wake-up dominates, and a broker that spins
 //! before sleeping (nsqd through Go's scheduler; wasqd for quick clients,
-//! see host/src/protocol/quick_client.rs) beats this do-nothing server
+//! see host/src/quick_client.rs) beats this do-nothing server
 //! (bench/README.md).
 
 use std::io::{self, BufRead, BufReader, Read, Write};

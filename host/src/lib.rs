@@ -17,6 +17,7 @@ pub mod http;
 pub mod lookup;
 pub mod plugins;
 pub mod protocol;
+pub mod quick_client;
 pub mod security;
 pub mod server;
 pub mod tls;

@@ -14,6 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use super::quick::QuickListener;
 use crate::protocol::transport::TLS_HANDSHAKE_TIMEOUT;
 
 /// Connections whose TLS handshake is done, handed to axum in turn.
@@ -93,8 +94,8 @@ pub struct Peer {
     pub common_name: Option<String>,
 }
 
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Peer {
+impl Connected<IncomingStream<'_, QuickListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, QuickListener>) -> Peer {
         Peer {
             address: *stream.remote_addr(),
             tls: false,

@@ -10,6 +10,7 @@ pub mod https;
 mod info;
 mod plugins;
 mod publish;
+mod quick;
 mod stats;
 mod topic_channel;
 
@@ -26,6 +27,7 @@ use crate::config::{LogLevel, TlsRequired};
 use crate::plugins::PluginHost;
 use crate::security::Security;
 use https::{Peer, TlsListener};
+use quick::QuickListener;
 
 /// Changes the process's log level (PUT /config/log_level).
 pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
@@ -167,9 +169,12 @@ async fn serve(
         router(state)
     };
     let app = app.layer(axum::middleware::from_fn_with_state(main, in_main_runtime));
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    axum::serve(
+        QuickListener(listener),
+        app.into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 /// Serves the same API over TLS (`--https-address`) until `shutdown`.

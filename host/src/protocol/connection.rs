@@ -19,7 +19,6 @@ use super::authorize::{AuthCheck, Gate};
 use super::command::{Command, Limits, Parser, Verb};
 use super::error::ClientError;
 use super::identify::Upgrade;
-use super::quick_client::{QUICK_SPIN, SpinPolicy};
 use super::transport::Transport;
 use crate::auth::AuthState;
 use crate::broker::Broker;
@@ -28,6 +27,7 @@ use crate::broker::client::{Client, ClientState};
 use crate::broker::message::MessageId;
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
+use crate::quick_client::{QUICK_SPIN, SpinPolicy};
 use crate::security::Security;
 use wasq_storage::PendingSync;
 use wasq_wire::frame::{self, FrameType};
@@ -262,7 +262,7 @@ impl Connection {
     }
 
     /// Looks for the client's next bytes for up to [`QUICK_SPIN`] before
-    /// the connection sleeps (why: quick_client.rs); `None` if none came.
+    /// the connection sleeps (why: crate::quick_client); `None` if none came.
     /// Each look yields first, so other tasks run and the runtime polls
     /// its sockets (without blocking) in between.
     async fn read_if_quick(&mut self) -> Option<std::io::Result<usize>> {

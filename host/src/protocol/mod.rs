@@ -12,7 +12,6 @@ pub mod error;
 mod go_text;
 pub mod identify;
 mod publish;
-mod quick_client;
 mod subscribe;
 pub mod transport;
 

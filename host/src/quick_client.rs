@@ -23,8 +23,13 @@ pub const QUICK_SPIN: Duration = Duration::from_micros(50);
 /// are its own round trip plus the vCPU wake-ups a spin may save.
 pub const QUICK_GAP: Duration = Duration::from_micros(250);
 
-/// One wait in this many tries the way that has been slower.
-const RETRY_OTHER_EVERY: u32 = 32;
+/// Every this many waits, the way that has been slower is tried again...
+const RETRY_OTHER_EVERY: u32 = 256;
+
+/// ...for this many waits in a row: the first waits after a change are
+/// not representative (threads move between CPUs after a change), the
+/// average is mostly made of the last ones.
+const RETRY_WAITS: u32 = 8;
 
 #[derive(Debug)]
 pub struct SpinPolicy {
@@ -32,8 +37,13 @@ pub struct SpinPolicy {
     /// `None` until tried.
     spun: Option<u64>,
     slept: Option<u64>,
+    /// What the last wait did.
+    spinning: bool,
     last_gap: Duration,
+    /// Waits since the last retry of the other way.
     waits: u32,
+    /// Waits left in the retry of the other way under way.
+    retrying: u32,
 }
 
 impl Default for SpinPolicy {
@@ -41,8 +51,10 @@ impl Default for SpinPolicy {
         SpinPolicy {
             spun: None,
             slept: None,
+            spinning: false,
             last_gap: Duration::MAX,
             waits: 0,
+            retrying: 0,
         }
     }
 }
@@ -51,15 +63,28 @@ impl SpinPolicy {
     /// Whether the coming wait should start with a spin.
     pub fn should_spin(&mut self) -> bool {
         if self.last_gap > QUICK_GAP {
+            self.spinning = false;
             return false;
         }
-        self.waits = self.waits.wrapping_add(1);
-        let spin_is_faster = match (self.spun, self.slept) {
-            (None, _) => return true,
-            (_, None) => return false,
+        if self.retrying > 0 {
+            self.retrying -= 1;
+            return self.spinning;
+        }
+        self.spinning = match (self.spun, self.slept) {
+            (None, _) => true,
+            (_, None) => false,
             (Some(spun), Some(slept)) => spun < slept,
         };
-        spin_is_faster != self.waits.is_multiple_of(RETRY_OTHER_EVERY)
+        self.waits += 1;
+        if self.waits >= RETRY_OTHER_EVERY {
+            self.waits = 0;
+            self.spinning = !self.spinning;
+            self.retrying = RETRY_WAITS - 1;
+        } else if self.spun.is_none() {
+            // The first spins are a retry too.
+            self.retrying = RETRY_WAITS - 1;
+        }
+        self.spinning
     }
 
     /// The wait (spun or not) ended after `gap` with the client's bytes.
@@ -87,16 +112,23 @@ mod tests {
         Duration::from_micros(n)
     }
 
-    /// Runs `waits` waits on a machine where a spun wait takes `spun` and
-    /// a slept one `slept`; returns how many spun.
-    fn run(policy: &mut SpinPolicy, waits: u32, spun: Duration, slept: Duration) -> u32 {
-        let mut spins = 0;
+    /// Runs `waits` waits on a machine that takes `gap(spun, waits in a
+    /// row the same way)` for each; returns how many spun.
+    fn run(policy: &mut SpinPolicy, waits: u32, gap: impl Fn(bool, u32) -> Duration) -> u32 {
+        let (mut spins, mut streak, mut last) = (0, 0, None);
         for _ in 0..waits {
             let spin = policy.should_spin();
+            streak = if last == Some(spin) { streak + 1 } else { 1 };
+            last = Some(spin);
             spins += u32::from(spin);
-            policy.record(spin, if spin { spun } else { slept });
+            policy.record(spin, gap(spin, streak));
         }
         spins
+    }
+
+    /// A machine where a spun wait takes `spun` and a slept one `slept`.
+    fn machine(spun: u64, slept: u64) -> impl Fn(bool, u32) -> Duration {
+        move |spin, _| micros(if spin { spun } else { slept })
     }
 
     #[test]
@@ -105,34 +137,50 @@ mod tests {
         assert!(!policy.should_spin(), "nothing known yet");
         policy.record(false, micros(5_000));
         assert!(!policy.should_spin(), "came back after 5 ms");
-        assert_eq!(run(&mut policy, 100, micros(25), micros(900)), 0);
+        assert_eq!(run(&mut policy, 1000, machine(25, 900)), 0);
     }
 
     #[test]
     fn spins_where_sleeping_costs_a_wake_up() {
         let mut policy = SpinPolicy::default();
         policy.record(false, micros(60));
-        let spins = run(&mut policy, 320, micros(25), micros(60));
-        // All but the occasional retry of sleeping.
-        assert!(spins >= 300, "spun {spins} of 320");
+        let spins = run(&mut policy, 2560, machine(25, 60));
+        // All but the retries of sleeping (8 in 256).
+        assert!(spins >= 2400, "spun {spins} of 2560");
     }
 
     #[test]
     fn sleeps_where_sleeping_lets_the_client_run() {
         let mut policy = SpinPolicy::default();
         policy.record(false, micros(8));
-        let spins = run(&mut policy, 320, micros(25), micros(8));
-        assert!(spins <= 20, "spun {spins} of 320");
+        let spins = run(&mut policy, 2560, machine(25, 8));
+        assert!(spins <= 160, "spun {spins} of 2560");
     }
 
     #[test]
     fn follows_the_machine_when_it_changes() {
         let mut policy = SpinPolicy::default();
         policy.record(false, micros(60));
-        run(&mut policy, 320, micros(25), micros(60));
+        run(&mut policy, 2560, machine(25, 60));
         // The CPUs got busy: sleeping is now the fast way.
-        run(&mut policy, 640, micros(25), micros(8));
-        let spins = run(&mut policy, 320, micros(25), micros(8));
-        assert!(spins <= 20, "spun {spins} of 320 after the change");
+        run(&mut policy, 1024, machine(25, 8));
+        let spins = run(&mut policy, 2560, machine(25, 8));
+        assert!(spins <= 160, "spun {spins} of 2560 after the change");
+    }
+
+    #[test]
+    fn a_retry_is_judged_by_its_settled_waits() {
+        // Sleeping is fast once the threads share a CPU, but the first
+        // sleep after spinning pays for the move.
+        let settling = |spin: bool, streak: u32| match (spin, streak) {
+            (true, _) => micros(25),
+            (false, 1) => micros(80),
+            (false, _) => micros(8),
+        };
+        let mut policy = SpinPolicy::default();
+        policy.record(false, micros(8));
+        run(&mut policy, 1024, settling);
+        let spins = run(&mut policy, 2560, settling);
+        assert!(spins <= 160, "spun {spins} of 2560");
     }
 }
