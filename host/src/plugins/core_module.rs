@@ -249,7 +249,8 @@ impl CoreInstance {
         let len = abi::encoded_len(message, topic, channel);
         let len_i32 =
             i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
-        self.deadline.arm(&mut self.store);
+        // Two calls: wasq_alloc, then wasq_handle.
+        self.deadline.arm_for_calls(&mut self.store, 2);
         let ptr = self
             .alloc
             .call(&mut self.store, len_i32)
@@ -266,7 +267,7 @@ impl CoreInstance {
                 GuestError::Abi(format!("wasq_alloc returned {start}, outside memory"))
             })?;
         abi::encode_into(region, message, topic, channel);
-        self.deadline.arm(&mut self.store);
+        self.deadline.restart(&mut self.store);
         let value = self
             .handle
             .call(&mut self.store, (ptr, len_i32))

@@ -4,7 +4,7 @@
 //! A ticker that never stops wakes the process 200 times a second on an
 //! idle broker. This one parks once every deadline armed so far has passed:
 //! a guest still running by then has already been interrupted, and a new
-//! call arms its deadline (and wakes the ticker) before it starts. Arming
+//! call sets its deadline and asks for ticks (waking the ticker) first. Arming
 //! writes the shared state at most once per tick per thread, so the hot
 //! path (a few hundred nanoseconds per message) reads it and moves on.
 
@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::thread::Thread;
 use std::time::Duration;
 
-use wasmtime::{Engine, Store};
+use wasmtime::Engine;
 
 /// How often the epoch advances; deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -67,11 +67,9 @@ impl EpochClock {
         (EpochClock { shared }, thread)
     }
 
-    /// Sets the store's deadline `ticks` epochs from now and keeps the
-    /// ticker going at least until then. Call it before every call into
-    /// the guest.
-    pub fn arm<T>(&self, store: &mut Store<T>, ticks: u64) {
-        store.set_epoch_deadline(ticks);
+    /// Keeps the ticker going for at least `ticks` more epochs: call it
+    /// with a store's deadline before calling into its guest.
+    pub fn tick_for(&self, ticks: u64) {
         let shared = &*self.shared;
         // One tick of slack: `ticks` may trail the engine's epoch by one.
         let until = shared.ticks.load(Ordering::Relaxed) + ticks + 1;
@@ -159,14 +157,13 @@ mod tests {
         std::thread::sleep(EPOCH_TICK * 4);
         assert_eq!(clock.ticks(), 0, "no deadline armed: no ticks");
 
-        let mut store = Store::new(&engine, ());
-        clock.arm(&mut store, 3);
+        clock.tick_for(3);
         // Up to the deadline plus its tick of slack, and not one more.
         wait_until("ticks up to the deadline", || clock.ticks() >= 4);
         std::thread::sleep(EPOCH_TICK * 10);
         assert_eq!(clock.ticks(), 4, "parked once the deadline passed");
 
-        clock.arm(&mut store, 2);
+        clock.tick_for(2);
         wait_until("woken by a new deadline", || clock.ticks() >= 7);
         std::thread::sleep(EPOCH_TICK * 10);
         assert_eq!(clock.ticks(), 7, "parked again");
@@ -188,7 +185,7 @@ mod tests {
     fn the_ticker_ends_with_its_engine() {
         let engine = engine();
         let (clock, ticker) = EpochClock::start_ticker(&engine);
-        clock.arm(&mut Store::new(&engine, ()), 1_000_000);
+        clock.tick_for(1_000_000);
         wait_until("ticks for the deadline", || clock.ticks() > 0);
         drop(engine);
         wait_until("the ticking ticker outlived its engine", || {
