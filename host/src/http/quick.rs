@@ -40,7 +40,7 @@ impl Listener for QuickListener {
 /// A connection that spins, when its [`SpinPolicy`] says so, between an
 /// answer and the next request: never while a request is being served.
 pub struct QuickStream {
-    pub inner: TcpStream,
+    inner: TcpStream,
     policy: SpinPolicy,
     /// Something was written since the last read: the wait ahead is for
     /// the client's next request.
