@@ -61,6 +61,9 @@ pub struct PluginRun {
     /// The broker's runtime: idle workers wait on its notifications and timers.
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
+    /// Set with `shutdown`, for the per-message check: asking the token
+    /// takes a lock that both workers would fight over for every message.
+    stopping: AtomicBool,
     live_instances: AtomicUsize,
     last_error: Mutex<Option<String>>,
     stopped: tokio::sync::Notify,
@@ -103,6 +106,7 @@ impl PluginRun {
             resubscribing: Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
+            stopping: AtomicBool::new(false),
             live_instances: AtomicUsize::new(0),
             last_error: Mutex::new(None),
             stopped: tokio::sync::Notify::new(),
@@ -133,6 +137,7 @@ impl PluginRun {
     pub async fn stop(&self, mode: StopMode) {
         let stopped = self.stopped.notified();
         self.drain.store(mode == StopMode::Drain, Ordering::Release);
+        self.stopping.store(true, Ordering::Release);
         self.shutdown.cancel();
         if !self.finished.load(Ordering::Acquire) {
             stopped.await;
@@ -244,7 +249,9 @@ impl PluginRun {
         }
     }
 
-    /// Handles a batch and settles it; statistics are added once per batch.
+    /// Handles a batch and settles it; statistics are added once per batch,
+    /// always before the broker sees the outcomes they count: whoever sees
+    /// the channel settled sees the counters final.
     fn handle_batch(
         &self,
         channel: &Arc<Channel>,
@@ -254,8 +261,14 @@ impl PluginRun {
         successes: &mut Vec<MessageId>,
     ) {
         let mut handled = 0;
+        let count_handled = |handled: &mut u64| {
+            self.link
+                .stats
+                .handled
+                .fetch_add(std::mem::take(handled), Ordering::Relaxed);
+        };
         for message in messages {
-            if self.shutdown.is_cancelled() && !self.drain.load(Ordering::Acquire) {
+            if self.stopping.load(Ordering::Acquire) && !self.drain.load(Ordering::Acquire) {
                 // Left in flight: unsubscribing returns it to the channel.
                 continue;
             }
@@ -265,6 +278,7 @@ impl PluginRun {
             handled += 1;
             let Some(guest) = instance.as_mut() else {
                 let no_instance = Err(GuestError::Abi("no instance".into()));
+                count_handled(&mut handled);
                 self.settle(channel, &message, no_instance, successes);
                 continue;
             };
@@ -285,14 +299,15 @@ impl PluginRun {
                 *instance = None;
                 self.live_instances.fetch_sub(1, Ordering::Relaxed);
             }
+            if !matches!(result, Ok(Outcome::Success)) {
+                // Settled at once (REQ or dead letter), not with the batch.
+                count_handled(&mut handled);
+            }
             self.settle(channel, &message, result, successes);
         }
-        self.link
-            .stats
-            .handled
-            .fetch_add(handled, Ordering::Relaxed);
-        self.finish_successes(channel, successes);
+        count_handled(&mut handled);
         self.link.stats.merge(times);
+        self.finish_successes(channel, successes);
         // Capacity came back: a worker that found none may take now.
         self.client.wake.notify_waiters();
     }
@@ -340,8 +355,14 @@ impl PluginRun {
             return;
         }
         let stats = &self.link.stats;
+        // Counted first (see handle_batch); the few a FIN refuses (timed
+        // out meanwhile, so delivered again) are taken back.
+        let expected = successes.len();
+        stats.finished.fetch_add(expected as u64, Ordering::Relaxed);
         let finished = channel.finish_many(&self.client, successes, |_, _| {});
-        stats.finished.fetch_add(finished as u64, Ordering::Relaxed);
+        stats
+            .finished
+            .fetch_sub(expected.saturating_sub(finished) as u64, Ordering::Relaxed);
         successes.clear();
         self.backoff.lock().on_success(Instant::now());
     }
@@ -372,7 +393,6 @@ impl PluginRun {
     ) {
         let stats = &self.link.stats;
         let manifest = &self.link.manifest;
-        let now = Instant::now();
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(error) => {
@@ -402,15 +422,18 @@ impl PluginRun {
             ),
             Outcome::RetryAfter(delay) => delay.min(self.link.broker.options.max_req_timeout),
         };
-        self.backoff.lock().on_failure(now);
+        self.backoff.lock().on_failure(Instant::now());
         if message.attempts >= manifest.max_attempts {
             let reason = format!(
                 "retried {} times (max_attempts {})",
                 message.attempts, manifest.max_attempts
             );
             self.dead_letter(channel, message, &reason);
-        } else if channel.requeue(&self.client, &message.id, delay).is_ok() {
+        } else {
             PluginStats::bump(&stats.requeued);
+            if channel.requeue(&self.client, &message.id, delay).is_err() {
+                stats.requeued.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -425,8 +448,10 @@ impl PluginRun {
             Duration::ZERO,
         ) {
             Ok(()) => {
-                if channel.finish(&self.client, &message.id).is_ok() {
-                    PluginStats::bump(&self.link.stats.dead_lettered);
+                let dead_lettered = &self.link.stats.dead_lettered;
+                PluginStats::bump(dead_lettered);
+                if channel.finish(&self.client, &message.id).is_err() {
+                    dead_lettered.fetch_sub(1, Ordering::Relaxed);
                 }
                 tracing::warn!(
                     plugin = %self.link.name,
