@@ -10,8 +10,10 @@
 //! lets the client run, and the round trip is fastest without a spin. So
 //! each connection keeps the average wait it saw after spinning and after
 //! sleeping, does what has been faster, and now and then tries the other
-//! to notice when the machine changes. A client that is not quick (a gap
-//! above [`QUICK_GAP`]) is never spun for.
+//! to notice when the machine changes. A spin that ends before the bytes
+//! come counts its whole length against spinning, and a client that is not
+//! quick (a gap above [`QUICK_GAP`]) is never spun for: the CPU a spin
+//! burns stays bounded by the waits it saves.
 
 use std::time::Duration;
 
