@@ -141,6 +141,13 @@ mod tests {
         move |spin, _| micros(if spin { spun } else { slept })
     }
 
+    /// Spins in 2560 waits of a quick client first slept for `first_slept` µs.
+    fn spins_of_a_quick_client(first_slept: u64, gap: impl Fn(bool, u32) -> Duration) -> u32 {
+        let mut policy = SpinPolicy::default();
+        policy.record(false, micros(first_slept));
+        run(&mut policy, 2560, gap)
+    }
+
     #[test]
     fn a_new_or_slow_client_is_not_spun_for() {
         let mut policy = SpinPolicy::default();
@@ -152,18 +159,14 @@ mod tests {
 
     #[test]
     fn spins_where_sleeping_costs_a_wake_up() {
-        let mut policy = SpinPolicy::default();
-        policy.record(false, micros(60));
-        let spins = run(&mut policy, 2560, machine(25, 60));
+        let spins = spins_of_a_quick_client(60, machine(25, 60));
         // All but the retries of sleeping (8 in 256).
         assert!(spins >= 2400, "spun {spins} of 2560");
     }
 
     #[test]
     fn sleeps_where_sleeping_lets_the_client_run() {
-        let mut policy = SpinPolicy::default();
-        policy.record(false, micros(8));
-        let spins = run(&mut policy, 2560, machine(25, 8));
+        let spins = spins_of_a_quick_client(8, machine(25, 8));
         assert!(spins <= 160, "spun {spins} of 2560");
     }
 
@@ -171,9 +174,7 @@ mod tests {
     fn a_client_slower_than_the_spin_is_slept_for() {
         // Back after 140 µs when spun for (the spin ended at 100 µs, in
         // vain), 150 µs when slept for: 10 µs saved for 100 µs burnt.
-        let mut policy = SpinPolicy::default();
-        policy.record(false, micros(150));
-        let spins = run(&mut policy, 2560, machine(140, 150));
+        let spins = spins_of_a_quick_client(150, machine(140, 150));
         assert!(spins <= 160, "spun {spins} of 2560");
     }
 
