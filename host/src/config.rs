@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
+use wasq_nsq::config_file::{ConfigNames, merge_config_file};
 pub use wasq_nsq::duration::{go_duration, parse_go_duration};
 use wasq_nsq::flags::normalize_go_flags;
 pub use wasq_nsq::flags::parse_listen_address;
@@ -255,7 +256,7 @@ pub struct Options {
     #[arg(long, value_parser = parse_go_duration, default_value = "10m0s")]
     pub e2e_processing_latency_window_time: Duration,
 
-    /// path to config file (not supported yet: Wasq refuses to start rather than ignore it)
+    /// path to config file (TOML, keys by nsqd's names such as mem_queue_size; flags override it)
     #[arg(long)]
     pub config: Option<PathBuf>,
 
@@ -313,9 +314,12 @@ impl LogLevel {
 }
 
 impl Options {
-    /// Parses the process arguments, accepting Go-style single-dash flags.
-    pub fn from_args() -> Options {
-        Options::parse_from(normalize_go_flags(std::env::args(), SWITCHES))
+    /// Parses the process arguments (accepting Go-style single-dash flags)
+    /// and the `--config` file they name; `Err` is a config file's mistake.
+    pub fn from_args() -> Result<Options, String> {
+        let args = normalize_go_flags(std::env::args(), SWITCHES);
+        let args = merge_config_file(Options::command(), args, &CONFIG_NAMES)?;
+        Ok(Options::parse_from(args))
     }
 
     /// What `--e2e-processing-latency-percentile` asks channels to keep.
@@ -383,12 +387,6 @@ impl Options {
                  start without it rather than have it ignored"
             ));
         }
-        if let Some(path) = &self.config {
-            return Err(format!(
-                "--config {}: config files are not supported yet; pass the settings as flags",
-                path.display()
-            ));
-        }
         if self.tls_required() != TlsRequired::No
             && (self.tls_cert.is_none() || self.tls_key.is_none())
         {
@@ -445,6 +443,21 @@ impl Options {
         self.broadcast_address.clone().unwrap_or_else(hostname)
     }
 }
+
+/// nsqd's config-file names where they are not the flag's (see
+/// `wasq_nsq::config_file`).
+const CONFIG_NAMES: ConfigNames = ConfigNames {
+    renamed: &[
+        ("node-id", "id"),
+        ("lookupd-tcp-address", "nsqlookupd_tcp_addresses"),
+        ("auth-http-address", "auth_http_addresses"),
+        (
+            "e2e-processing-latency-percentile",
+            "e2e_processing_latency_percentiles",
+        ),
+    ],
+    not_in_file: &["config", "exit-on-stdin-eof"],
+};
 
 /// Flags that take no value (so the argument after them is not a value).
 const SWITCHES: &[&str] = &[

@@ -169,8 +169,8 @@ fn tls_and_config_flags_are_checked_at_start_up() {
             "--tls-cert is given without --tls-key",
         ),
         (
-            &["--config", "/etc/nsqd.cfg"][..],
-            "config files are not supported yet",
+            &["--config", "/nonexistent/nsqd.cfg"][..],
+            "failed to load config file /nonexistent/nsqd.cfg",
         ),
         (
             &["--e2e-processing-latency-percentile", "0.99,1.5"][..],

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use wasq_nsq::config_file::{ConfigNames, merge_config_file};
 use wasq_nsq::duration::parse_go_duration;
 use wasq_nsq::flags::{normalize_go_flags, parse_listen_address};
 
@@ -13,7 +14,10 @@ use wasq_nsq::flags::{normalize_go_flags, parse_listen_address};
     name = "wasq-lookupd",
     version = concat!("v", env!("CARGO_PKG_VERSION"), " (nsqlookupd 1.3.0 compatible)"),
     about = "Wasq lookupd: NSQ discovery, wire-compatible with nsqlookupd",
-    allow_negative_numbers = true
+    allow_negative_numbers = true,
+    // Go's flag package lets a later flag override an earlier one, and a
+    // flag overrides the --config file's value placed before it.
+    args_override_self = true
 )]
 pub struct LookupdOptions {
     /// <addr>:<port> to listen on for TCP clients (protocol V1)
@@ -44,7 +48,7 @@ pub struct LookupdOptions {
     #[arg(long, default_value = "[nsqlookupd] ")]
     pub log_prefix: String,
 
-    /// path to config file (not supported yet: wasq-lookupd refuses to start rather than ignore it)
+    /// path to config file (TOML, keys by nsqlookupd's names such as tombstone_lifetime; flags override it)
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
 
@@ -58,11 +62,19 @@ pub struct LookupdOptions {
 }
 
 impl LookupdOptions {
-    pub fn from_args() -> LookupdOptions {
-        LookupdOptions::parse_from(normalize_go_flags(
+    /// Parses the process arguments (accepting Go-style single-dash flags)
+    /// and the `--config` file they name; `Err` is a config file's mistake.
+    pub fn from_args() -> Result<LookupdOptions, String> {
+        let args = normalize_go_flags(
             std::env::args(),
             &["--version", "--help", "--exit-on-stdin-eof"],
-        ))
+        );
+        let names = ConfigNames {
+            renamed: &[],
+            not_in_file: &["config", "exit-on-stdin-eof"],
+        };
+        let args = merge_config_file(LookupdOptions::command(), args, &names)?;
+        Ok(LookupdOptions::parse_from(args))
     }
 
     pub fn broadcast_address(&self) -> String {

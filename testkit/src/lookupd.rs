@@ -8,7 +8,7 @@ use crate::http::Http;
 use crate::node::Node;
 
 pub struct Lookupd {
-    _daemon: Daemon,
+    daemon: Daemon,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
 }
@@ -34,8 +34,13 @@ impl Lookupd {
         Lookupd {
             tcp: daemon.address("tcp").expect("a tcp listener"),
             http: daemon.address("http").expect("an http listener"),
-            _daemon: daemon,
+            daemon,
         }
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.daemon.log()
     }
 
     pub fn http(&self) -> Http {

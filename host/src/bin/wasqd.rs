@@ -14,7 +14,13 @@ use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
     wasq_host::allocator::limit_arenas();
-    let options = Options::from_args();
+    let options = match Options::from_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("wasqd: {message}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(message) = options.validate() {
         eprintln!("wasqd: {message}");
         return ExitCode::from(2);

@@ -8,20 +8,19 @@ use wasq_lookupd::server;
 use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
-    let options = LookupdOptions::from_args();
+    let options = match LookupdOptions::from_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("wasq-lookupd: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let level = match options.log_level.to_ascii_lowercase().as_str() {
         "warning" | "warn" => "warn",
         "fatal" => "error",
         other => other,
     }
     .to_string();
-    if let Some(path) = &options.config {
-        eprintln!(
-            "wasq-lookupd: --config {}: config files are not supported yet; pass the settings as flags",
-            path.display()
-        );
-        return ExitCode::from(2);
-    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(level))
         .with_writer(std::io::stderr)
