@@ -224,29 +224,29 @@ pub struct Options {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i64).range(1..))]
     pub queue_scan_worker_pool_max: i64,
 
-    /// UDP <addr>:<port> of a statsd daemon for pushing stats (not supported yet: refused rather than ignored, as every --statsd-* flag)
+    /// UDP <addr>:<port> of a statsd daemon for pushing stats
     #[arg(long)]
     pub statsd_address: Option<String>,
 
-    /// prefix used for keys sent to statsd (%s for host replacement) [nsqd's default: nsq.%s; not supported yet]
-    #[arg(long)]
-    pub statsd_prefix: Option<String>,
+    /// prefix used for keys sent to statsd (%s for host replacement)
+    #[arg(long, default_value = "nsq.%s")]
+    pub statsd_prefix: String,
 
-    /// duration between pushing to statsd [nsqd's default: 1m0s; not supported yet]
-    #[arg(long, value_parser = parse_go_duration)]
-    pub statsd_interval: Option<Duration>,
+    /// duration between pushing to statsd
+    #[arg(long, default_value = "1m0s", value_parser = parse_go_duration)]
+    pub statsd_interval: Duration,
 
-    /// toggle sending memory and GC stats to statsd [nsqd's default: true; not supported yet]
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_mem_stats: Option<bool>,
+    /// toggle sending memory stats to statsd (Wasq sends the resident set, mem.resident_bytes, in place of Go's heap figures)
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_mem_stats: bool,
 
-    /// the size in bytes of statsd UDP packets [nsqd's default: 508; not supported yet]
-    #[arg(long)]
-    pub statsd_udp_packet_size: Option<i64>,
+    /// the size in bytes of statsd UDP packets
+    #[arg(long, default_value_t = 508, value_parser = clap::value_parser!(i64).range(1..=65507))]
+    pub statsd_udp_packet_size: i64,
 
-    /// omit ephemeral topics and channels from statsd [nsqd's default: false; not supported yet]
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub statsd_exclude_ephemeral: Option<bool>,
+    /// omit ephemeral topics and channels from statsd
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub statsd_exclude_ephemeral: bool,
 
     /// message processing time percentiles (as float (0, 1.0]) to track (can be specified multiple times or comma separated '1.0,0.99,0.95', default none)
     #[arg(long = "e2e-processing-latency-percentile", value_delimiter = ',')]
@@ -358,34 +358,15 @@ impl Options {
         if self.client_timeout < Duration::from_secs(2) {
             return Err("--client-timeout must be at least 2s".into());
         }
-        // Features nsqd has and Wasq does not yet: a flag that asks for one
-        // stops start-up rather than being silently ignored.
-        let unsupported = [
-            ("--statsd-address", self.statsd_address.is_some()),
-            ("--statsd-prefix", self.statsd_prefix.is_some()),
-            ("--statsd-interval", self.statsd_interval.is_some()),
-            ("--statsd-mem-stats", self.statsd_mem_stats.is_some()),
-            (
-                "--statsd-udp-packet-size",
-                self.statsd_udp_packet_size.is_some(),
-            ),
-            (
-                "--statsd-exclude-ephemeral",
-                self.statsd_exclude_ephemeral.is_some(),
-            ),
-        ];
+        if self.statsd_interval.is_zero() {
+            return Err("--statsd-interval must be positive".into());
+        }
         if let Some(bad) = self
             .e2e_processing_latency_percentiles
             .iter()
             .find(|p| !(**p > 0.0 && **p <= 1.0))
         {
             return Err(format!("invalid E2E processing latency percentile: {bad}"));
-        }
-        if let Some((flag, _)) = unsupported.iter().find(|(_, given)| *given) {
-            return Err(format!(
-                "{flag}: statsd push is not supported yet; \
-                 start without it rather than have it ignored"
-            ));
         }
         if self.tls_required() != TlsRequired::No
             && (self.tls_cert.is_none() || self.tls_key.is_none())
@@ -395,17 +376,16 @@ impl Options {
         Ok(())
     }
 
-    /// Where compiled plugin modules are cached.
     /// Where queues, metadata and the plugin cache live.
     pub fn data_dir(&self) -> PathBuf {
         self.data_path.clone().unwrap_or_else(|| PathBuf::from("."))
     }
 
+    /// Where compiled plugin modules are cached.
     pub fn plugin_cache_dir(&self) -> PathBuf {
         self.data_dir().join("plugin-cache")
     }
 
-    /// How topics and channels keep their messages.
     /// Where and how disk queues are kept.
     pub fn disk_settings(&self) -> DiskSettings {
         DiskSettings {

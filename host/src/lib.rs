@@ -7,6 +7,7 @@
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
 //! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
+//! - [`statsd`]: pushing stats to a statsd daemon, as nsqd
 //! - [`allocator`]: glibc malloc set up for a long-running process
 
 pub mod allocator;
@@ -20,4 +21,5 @@ pub mod protocol;
 pub mod quick_client;
 pub mod security;
 pub mod server;
+pub mod statsd;
 pub mod tls;

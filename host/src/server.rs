@@ -136,6 +136,14 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         log_control,
     };
     let mut tasks = Vec::new();
+    if let Some(settings) = crate::statsd::StatsdSettings::from_broker(&broker) {
+        tasks.push(crate::statsd::spawn(
+            settings,
+            broker.clone(),
+            plugins.clone(),
+            shutdown.clone(),
+        ));
+    }
     if let (Some(listener), Some(acceptor)) = (https_listener, security.tls.clone()) {
         let listener = http::https::TlsListener::new(listener, acceptor, shutdown.clone())?;
         let state = state.clone();

@@ -55,7 +55,7 @@ use stats::PluginStats;
 
 use files::PluginFiles;
 pub use files::{MODULE_EXTENSIONS, is_plugin_name};
-pub use reload::{ReloadRecord, ReloadResult, SyncResult, Trigger};
+pub use reload::{ReloadCounts, ReloadRecord, ReloadResult, SyncResult, Trigger};
 pub use status::{PluginState, PluginStatus};
 
 /// Reload records kept per plugin for GET /plugins.
@@ -82,6 +82,7 @@ struct Plugin {
     /// Why the last load or reload failed (cleared by a successful one).
     error: Option<String>,
     history: VecDeque<ReloadRecord>,
+    reloads: ReloadCounts,
 }
 
 /// The version that is consuming.
@@ -224,6 +225,7 @@ impl Plugin {
             removed: false,
             error: None,
             history: VecDeque::new(),
+            reloads: ReloadCounts::default(),
         }
     }
 
@@ -234,6 +236,7 @@ impl Plugin {
         new_hash: Option<String>,
         result: ReloadResult,
     ) {
+        self.reloads.add(&result);
         if self.history.len() == HISTORY_LEN {
             self.history.pop_front();
         }

@@ -23,6 +23,27 @@ pub enum Trigger {
     Http,
 }
 
+/// How many loads and reloads ended each way since the host started (the
+/// history keeps only the latest few): for /metrics and statsd.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ReloadCounts {
+    pub loaded: u64,
+    pub reloaded: u64,
+    pub removed: u64,
+    pub failed: u64,
+}
+
+impl ReloadCounts {
+    pub fn add(&mut self, result: &ReloadResult) {
+        match result {
+            ReloadResult::Loaded => self.loaded += 1,
+            ReloadResult::Reloaded => self.reloaded += 1,
+            ReloadResult::Removed => self.removed += 1,
+            ReloadResult::Failed(_) => self.failed += 1,
+        }
+    }
+}
+
 /// How a load or reload ended, as the history reports it: `loaded`,
 /// `reloaded`, `removed`, or `failed: <reason>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::Plugin;
 use super::instance::GuestKind;
 use super::prepare::LoadReport;
-use super::reload::ReloadRecord;
+use super::reload::{ReloadCounts, ReloadRecord};
 use super::stats::CountersView;
 
 impl std::fmt::Display for PluginState {
@@ -57,6 +57,8 @@ pub struct PluginStatus {
     pub backoff_level: u32,
     pub counters: CountersView,
     pub history: Vec<ReloadRecord>,
+    /// Every load and reload since start-up, by outcome.
+    pub reloads: ReloadCounts,
 }
 
 impl PluginStatus {
@@ -79,6 +81,7 @@ impl PluginStatus {
             backoff_level: 0,
             counters: super::stats::PluginStats::default().snapshot(),
             history: Vec::new(),
+            reloads: ReloadCounts::default(),
         }
     }
 }
@@ -111,6 +114,7 @@ impl Plugin {
             backoff_level: live.map_or(0, |l| l.run.backoff_level()),
             counters: self.stats.snapshot(),
             history: self.history.iter().cloned().collect(),
+            reloads: self.reloads,
         }
     }
 }
