@@ -5,6 +5,7 @@
 //! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
 //! - [`http`]: nsqd's HTTP API
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
+//! - [`metrics`]: GET /metrics for Prometheus
 //! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
 //! - [`statsd`]: pushing stats to a statsd daemon, as nsqd
@@ -16,6 +17,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod lookup;
+pub mod metrics;
 pub mod plugins;
 pub mod protocol;
 pub mod quick_client;

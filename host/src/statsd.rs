@@ -110,7 +110,7 @@ pub fn spawn(
             );
             lines.plugins(&plugins.status(), &mut previous);
             if settings.mem_stats
-                && let Some(bytes) = resident_bytes()
+                && let Some(bytes) = crate::metrics::resident_bytes()
             {
                 lines.gauge("mem.resident_bytes", bytes as i64);
             }
@@ -329,14 +329,6 @@ impl<'p> Lines<'p> {
             );
         }
     }
-}
-
-/// This process's resident memory, from `/proc/self/status` (Linux).
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]

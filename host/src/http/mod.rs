@@ -8,6 +8,7 @@ mod authorize;
 mod config;
 pub mod https;
 mod info;
+mod metrics;
 mod plugins;
 mod publish;
 mod quick;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/pub", post(publish::publish))
         .route("/mpub", post(publish::multi_publish))
         .route("/stats", get(stats::stats))
+        .route("/metrics", get(metrics::metrics))
         .route("/topic/create", post(topic_channel::create_topic))
         .route("/topic/delete", post(topic_channel::delete_topic))
         .route("/topic/empty", post(topic_channel::empty_topic))

@@ -51,6 +51,15 @@ pub enum GuestKind {
     Component,
 }
 
+impl std::fmt::Display for GuestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GuestKind::CoreModule => "core-module",
+            GuestKind::Component => "component",
+        })
+    }
+}
+
 /// A compiled and linked version of a plugin, ready to make instances.
 #[derive(Clone)]
 pub enum CompiledGuest {

@@ -1,4 +1,5 @@
-//! Per-plugin counters and handler-time percentiles for GET /plugins.
+//! Per-plugin counters and handler times for GET /plugins, /metrics and
+//! statsd.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -97,6 +98,47 @@ impl PluginStats {
             guest_memory_peak_bytes: load(&self.guest_memory_peak),
             handler_time_us_p50: percentile(0.5),
             handler_time_us_p99: percentile(0.99),
+            handler_time: HandlerTimes::of(&times),
+        }
+    }
+}
+
+/// Upper bounds (µs) of the handler-time buckets /metrics exports: a trivial
+/// handler takes under a microsecond, a slow one seconds.
+const BUCKET_BOUNDS_US: [u64; 20] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+    250_000, 1_000_000, 2_500_000, 10_000_000,
+];
+
+/// Handler times as a Prometheus histogram: per-bucket counts (the last
+/// bucket unbounded), their total and sum, in seconds.
+#[derive(Debug, Clone, Default)]
+pub struct HandlerTimes {
+    pub count: u64,
+    pub sum_seconds: f64,
+    /// `(upper bound in seconds, count in this bucket)`; `f64::MAX` is +Inf.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl HandlerTimes {
+    fn of(times: &Histogram<u64>) -> HandlerTimes {
+        let mut counts = [0u64; BUCKET_BOUNDS_US.len() + 1];
+        let mut sum_us = 0f64;
+        for value in times.iter_recorded() {
+            let micros = times.highest_equivalent(value.value_iterated_to());
+            let n = value.count_at_value();
+            sum_us += micros as f64 * n as f64;
+            let bucket = BUCKET_BOUNDS_US.partition_point(|&bound| bound < micros);
+            counts[bucket] += n;
+        }
+        let bounds = BUCKET_BOUNDS_US
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain([f64::MAX]);
+        HandlerTimes {
+            count: times.len(),
+            sum_seconds: sum_us / 1e6,
+            buckets: bounds.zip(counts).collect(),
         }
     }
 }
@@ -119,4 +161,41 @@ pub struct CountersView {
     pub guest_memory_peak_bytes: u64,
     pub handler_time_us_p50: u64,
     pub handler_time_us_p99: u64,
+    /// For /metrics; the JSON shows the percentiles.
+    #[serde(skip)]
+    pub handler_time: HandlerTimes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handler_times_fall_in_their_buckets() {
+        let mut times = new_histogram();
+        for micros in [1, 3, 3, 600, 20_000_000] {
+            times.record(micros).unwrap();
+        }
+        let exported = HandlerTimes::of(&times);
+        assert_eq!(exported.count, 5);
+        assert_eq!(exported.buckets.len(), BUCKET_BOUNDS_US.len() + 1);
+        let count_up_to = |seconds: f64| {
+            exported
+                .buckets
+                .iter()
+                .find(|(bound, _)| *bound == seconds)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(count_up_to(1e-6), Some(1));
+        assert_eq!(count_up_to(5e-6), Some(2));
+        assert_eq!(count_up_to(1e-3), Some(1));
+        assert_eq!(count_up_to(f64::MAX), Some(1));
+        assert_eq!(exported.buckets.iter().map(|(_, n)| n).sum::<u64>(), 5);
+        // 20 s dominates the sum; hdrhistogram keeps 2 significant digits.
+        assert!(
+            (exported.sum_seconds - 20.0).abs() < 0.2,
+            "{}",
+            exported.sum_seconds
+        );
+    }
 }
