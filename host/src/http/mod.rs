@@ -6,6 +6,7 @@
 
 mod authorize;
 mod config;
+mod dashboard;
 pub mod https;
 mod info;
 mod metrics;
@@ -43,6 +44,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/dashboard/app.js", get(dashboard::script))
+        .route("/dashboard/style.css", get(dashboard::style))
         .route("/ping", get(info::ping))
         .route("/info", get(info::info))
         .route("/pub", post(publish::publish))
