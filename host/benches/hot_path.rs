@@ -189,6 +189,7 @@ fn plugin_call(c: &mut Criterion) {
         broker: Broker::new(Options::parse_from(["wasqd"])),
         stats: Default::default(),
         clock: wasm.clock.clone(),
+        recorded: None,
     });
     let m = message(1);
     let mut group = c.benchmark_group("plugin");

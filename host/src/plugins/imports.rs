@@ -22,6 +22,14 @@ pub enum Refusal {
     Unavailable,
 }
 
+/// A publish the host accepted from a plugin running offline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub topic: String,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
 /// A log line's severity, as both contracts number it (0 debug … 3 error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -73,6 +81,15 @@ pub fn publish(
         return Err(refuse(Refusal::InvalidDelay, "delay out of range"));
     }
     let delay = Duration::from_millis(delay_ms as u64);
+    if let Some(recorded) = &link.recorded {
+        recorded.lock().push(Published {
+            topic: topic_name.to_string(),
+            body,
+            delay,
+        });
+        PluginStats::bump(&link.stats.published);
+        return Ok(());
+    }
     match link
         .broker
         .publish_blocking(topic_name, vec![Bytes::from(body)], delay)

@@ -7,6 +7,7 @@
 //! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
 //! - [`imports`]: what `log` and `publish` mean, for both kinds
 //! - [`instance`]: one guest instance of either kind, reused per worker
+//! - [`offline`]: one plugin run without a broker (`wasq plugin test`)
 //! - [`consumer`]: the dispatcher and workers of a running plugin
 //! - [`backoff`]: server-side consumer backoff
 //! - [`watcher`]: hot reload when files in the plugins directory change
@@ -34,6 +35,7 @@ pub mod imports;
 pub mod instance;
 mod log_stream;
 pub mod manifest;
+pub mod offline;
 mod prepare;
 pub mod reload;
 pub mod runtime;

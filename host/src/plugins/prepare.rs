@@ -80,6 +80,7 @@ pub(super) fn prepare(
         broker,
         stats,
         clock: runtime.clock.clone(),
+        recorded: None,
     });
     // One trial instance proves the ABI version and init before going live.
     compiled.guest.instantiate(link.clone()).map_err(|e| {

@@ -35,6 +35,9 @@ pub struct PluginLink {
     pub stats: Arc<PluginStats>,
     /// The runtime's epoch clock, which the plugin's deadlines run on.
     pub clock: EpochClock,
+    /// `Some` when the plugin runs offline (`wasq plugin test`): accepted
+    /// publishes are kept here instead of reaching the broker.
+    pub recorded: Option<parking_lot::Mutex<Vec<super::imports::Published>>>,
 }
 
 pub struct WasmRuntime {

@@ -1,0 +1,261 @@
+//! `wasq plugin new NAME --lang LANG`: a directory that builds as it is
+//! with `./build.sh`: the handler (uppercasing each body into
+//! `NAME.upper`, like the bundled `uppercase`), the language's Wasq SDK
+//! copied in (so the scaffold needs nothing from this repository), the
+//! manifest and a three-line README.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Language {
+    Rust,
+    C,
+    Zig,
+    #[value(name = "assemblyscript")]
+    AssemblyScript,
+    Go,
+    Wat,
+    Js,
+    Python,
+}
+
+impl Language {
+    fn title(self) -> &'static str {
+        match self {
+            Language::Rust => "Rust",
+            Language::C => "C",
+            Language::Zig => "Zig",
+            Language::AssemblyScript => "AssemblyScript",
+            Language::Go => "Go",
+            Language::Wat => "WebAssembly text",
+            Language::Js => "JavaScript",
+            Language::Python => "Python",
+        }
+    }
+
+    /// `(path, template)` of every file but the manifest and README;
+    /// `{{name}}` in a path is the plugin's name, `{{crate}}` the same with
+    /// `_` for `-`.
+    fn files(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Language::Rust => vec![
+                ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
+                ("src/lib.rs", include_str!("../templates/rust/lib.rs")),
+                ("build.sh", include_str!("../templates/rust/build.sh")),
+                (
+                    "wasq-guest/Cargo.toml",
+                    include_str!("../../guest-sdk/Cargo.toml"),
+                ),
+                (
+                    "wasq-guest/src/lib.rs",
+                    include_str!("../../guest-sdk/src/lib.rs"),
+                ),
+                (
+                    "wasq-guest/src/host.rs",
+                    include_str!("../../guest-sdk/src/host.rs"),
+                ),
+                (
+                    "wasq-guest/src/message.rs",
+                    include_str!("../../guest-sdk/src/message.rs"),
+                ),
+                (
+                    "wasq-guest/src/outcome.rs",
+                    include_str!("../../guest-sdk/src/outcome.rs"),
+                ),
+                (".gitignore", "target/\n*.wasm\n"),
+            ],
+            Language::C => vec![
+                ("{{name}}.c", include_str!("../templates/c/plugin.c")),
+                ("wasq.h", include_str!("../../guest-sdk/c/wasq.h")),
+                ("build.sh", include_str!("../templates/c/build.sh")),
+                (".gitignore", "*.wasm\n"),
+            ],
+            Language::Zig => vec![
+                ("{{name}}.zig", include_str!("../templates/zig/plugin.zig")),
+                ("wasq.zig", include_str!("../../guest-sdk/zig/wasq.zig")),
+                ("build.sh", include_str!("../templates/zig/build.sh")),
+                (".gitignore", "*.wasm\n*.wasm.o\n.zig-cache/\n"),
+            ],
+            Language::AssemblyScript => vec![
+                (
+                    "{{name}}.ts",
+                    include_str!("../templates/assemblyscript/plugin.ts"),
+                ),
+                (
+                    "wasq.ts",
+                    include_str!("../../guest-sdk/assemblyscript/wasq.ts"),
+                ),
+                (
+                    "package.json",
+                    include_str!("../templates/assemblyscript/package.json"),
+                ),
+                (
+                    "build.sh",
+                    include_str!("../templates/assemblyscript/build.sh"),
+                ),
+                (".gitignore", "node_modules/\n*.wasm\n"),
+            ],
+            Language::Go => vec![
+                ("main.go", include_str!("../templates/go/main.go")),
+                ("go.mod", include_str!("../templates/go/go.mod")),
+                (
+                    "wasq-guest/go.mod",
+                    include_str!("../../guest-sdk/go/go.mod"),
+                ),
+                (
+                    "wasq-guest/wasq.go",
+                    include_str!("../../guest-sdk/go/wasq.go"),
+                ),
+                ("build.sh", include_str!("../templates/go/build.sh")),
+                (".gitignore", "*.wasm\n"),
+            ],
+            Language::Wat => vec![
+                ("{{name}}.wat", include_str!("../templates/wat/plugin.wat")),
+                ("build.sh", include_str!("../templates/wat/build.sh")),
+            ],
+            Language::Js => vec![
+                ("{{name}}.js", include_str!("../templates/js/plugin.js")),
+                (
+                    "wit/plugin.wit",
+                    include_str!("../../guest-sdk/wit/plugin.wit"),
+                ),
+                ("package.json", include_str!("../templates/js/package.json")),
+                ("build.sh", include_str!("../templates/js/build.sh")),
+                (".gitignore", "node_modules/\n*.wasm\n"),
+            ],
+            Language::Python => vec![
+                (
+                    "{{crate}}.py",
+                    include_str!("../templates/python/plugin.py"),
+                ),
+                (
+                    "wit/plugin.wit",
+                    include_str!("../../guest-sdk/wit/plugin.wit"),
+                ),
+                ("build.sh", include_str!("../templates/python/build.sh")),
+                (".gitignore", "__pycache__/\n*.wasm\n"),
+            ],
+        }
+    }
+
+    /// The file wasqd loads once the scaffold is built.
+    fn module(self, name: &str) -> String {
+        match self {
+            Language::Wat => format!("{name}.wat"),
+            _ => format!("{name}.wasm"),
+        }
+    }
+}
+
+/// A name every language's tools accept for a package, crate or module.
+fn check_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let starts_with_letter = bytes.next().is_some_and(|b| b.is_ascii_lowercase());
+    if starts_with_letter
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: a new plugin's name is lowercase letters, digits, '-' and '_', starting with a letter"
+        ))
+    }
+}
+
+/// Writes the scaffold of `name` in `language` into `dir` (which must not
+/// exist or be empty); returns the files written.
+pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    check_name(name)?;
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .next()
+            .is_some()
+    {
+        return Err(format!(
+            "{}: already exists and is not empty",
+            dir.display()
+        ));
+    }
+    let crate_name = name.replace('-', "_");
+    let output = format!("{name}.upper");
+    let warning = format!("cannot publish to {output}");
+    let module = language.module(name);
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{crate}}", &crate_name)
+            .replace("{{language}}", language.title())
+            .replace("{{module}}", &module)
+            .replace("{{output_len}}", &output.len().to_string())
+            .replace("{{warning_len}}", &warning.len().to_string())
+    };
+    let mut files = language.files();
+    files.push((
+        "{{name}}.toml",
+        include_str!("../templates/common/manifest.toml"),
+    ));
+    files.push(("README.md", include_str!("../templates/common/README.md")));
+    let mut written = Vec::new();
+    for (path, template) in files {
+        let path = dir.join(fill(path));
+        let write = || -> std::io::Result<()> {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, fill(template))?;
+            if path.file_name().is_some_and(|f| f == "build.sh") {
+                make_executable(&path)?;
+            }
+            Ok(())
+        };
+        write().map_err(|e| format!("{}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_every_language_accepts() {
+        assert!(check_name("shout").is_ok());
+        assert!(check_name("shout-2_x").is_ok());
+        for bad in ["", "Shout", "2shout", "sh.out", "sh out", "-x"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        for language in Language::value_variants() {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("demo-plugin");
+            let files = scaffold("demo-plugin", *language, &target).unwrap();
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                assert!(!text.contains("{{"), "{}: {text}", file.display());
+            }
+            assert!(target.join("demo-plugin.toml").exists());
+            assert!(
+                scaffold("demo-plugin", *language, &target).is_err(),
+                "not over a scaffold"
+            );
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Running a plugin without a broker, for `wasq plugin test`: the same
+//! manifest checks, compiler, linker, ABI or WIT checks, memory and stack
+//! limits and handler deadline as in wasqd, one instance reused from
+//! message to message (a new one after a trap, as a worker does). What the
+//! plugin publishes is checked as wasqd checks it and then recorded, not
+//! sent.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::abi::Outcome;
+use super::files::read_manifest;
+use super::imports::Published;
+use super::instance::{CompiledGuest, GuestError, GuestInstance, GuestKind};
+use super::manifest::Manifest;
+use super::runtime::{PluginLink, WasmRuntime};
+use crate::broker::Broker;
+use crate::broker::message::{IdGenerator, Message};
+use crate::config::Options;
+use clap::Parser;
+
+/// A plugin loaded for offline runs.
+pub struct OfflinePlugin {
+    guest: CompiledGuest,
+    link: Arc<PluginLink>,
+    instance: Option<GuestInstance>,
+    ids: IdGenerator,
+    /// Keeps the engine and its epoch clock alive.
+    _runtime: WasmRuntime,
+}
+
+/// What one message did.
+#[derive(Debug)]
+pub struct Delivery {
+    pub outcome: Result<Outcome, GuestError>,
+    /// Publishes the host accepted during the call.
+    pub published: Vec<Published>,
+    pub handler_time: Duration,
+}
+
+impl OfflinePlugin {
+    /// Reads, compiles, links and starts the plugin `module` (binary or
+    /// text) with `manifest`, under the name of the module's file. `Err` is
+    /// one line naming the file at fault.
+    pub fn load(module: &Path, manifest: &Path) -> Result<OfflinePlugin, String> {
+        let name = module
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .ok_or_else(|| format!("{}: not a plugin file name", module.display()))?
+            .to_string();
+        let bytes =
+            std::fs::read(module).map_err(|e| format!("{}: cannot read: {e}", module.display()))?;
+        let manifest = read_manifest(manifest, &name)?;
+        let runtime = WasmRuntime::new(None).map_err(|e| format!("Wasm runtime: {e:#}"))?;
+        let guest = runtime
+            .compile(&bytes, "offline")
+            .map_err(|e| format!("{}: {e:#}", module.display()))?
+            .guest;
+        // Default options: the limits a plugin meets in a wasqd started
+        // without flags (message size, publish delays).
+        let options = Options::parse_from(["wasqd"]);
+        let link = Arc::new(PluginLink {
+            name: name.as_str().into(),
+            manifest,
+            broker: Broker::new(options),
+            stats: Default::default(),
+            clock: runtime.clock.clone(),
+            recorded: Some(Default::default()),
+        });
+        let instance = guest
+            .instantiate(link.clone())
+            .map_err(|e| format!("{}: {e}", module.display()))?;
+        Ok(OfflinePlugin {
+            guest,
+            link,
+            instance: Some(instance),
+            ids: IdGenerator::new(0),
+            _runtime: runtime,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.link.manifest
+    }
+
+    pub fn kind(&self) -> GuestKind {
+        self.guest.kind()
+    }
+
+    /// Hands `body` to the handler as delivery number `attempt` on the
+    /// manifest's topic and channel.
+    pub fn deliver(&mut self, body: &[u8], attempt: u16) -> Delivery {
+        let mut message = Message::new(self.ids.next_id(), Bytes::copy_from_slice(body));
+        message.attempts = attempt;
+        let mut handler_time = Duration::ZERO;
+        let outcome = match self.instance.take() {
+            Some(instance) => Ok(instance),
+            None => self.guest.instantiate(self.link.clone()),
+        }
+        .and_then(|mut instance| {
+            let manifest = &self.link.manifest;
+            let started = Instant::now();
+            let outcome = instance.handle(&message, &manifest.topic, &manifest.channel);
+            handler_time = started.elapsed();
+            // As a worker: a failed instance is dropped, a good one kept
+            // unless its memory has grown past its share.
+            if outcome.is_ok() && !instance.needs_recycling() {
+                self.instance = Some(instance);
+            }
+            outcome
+        });
+        let published = self
+            .link
+            .recorded
+            .as_ref()
+            .map(|recorded| std::mem::take(&mut *recorded.lock()))
+            .unwrap_or_default();
+        Delivery {
+            outcome,
+            published,
+            handler_time,
+        }
+    }
+}
