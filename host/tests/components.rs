@@ -293,6 +293,18 @@ fn rust_javascript_and_python_components_keep_the_contract_alike() {
     }
     let wasqd = dir.start();
     let http = wasqd.http();
+    // Multi-megabyte runtimes say when their compile starts, and its time.
+    let log = wasqd.log();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("PLUGINS: compiling a WebAssembly component of")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("PLUGINS: compiled a WebAssembly component") && l.contains("ms=")),
+        "{log:?}"
+    );
     let mut publisher = wasqd.raw();
     let mut readers = Vec::new();
     for (language, _) in LANGUAGES {

@@ -643,3 +643,36 @@ fn topics_channels_and_pause_states_survive_a_restart() {
         wasqd.http().channel_stats("two", "c").unwrap()["depth"] == 3
     }));
 }
+
+#[test]
+fn restoring_a_large_queue_logs_its_progress() {
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--data-path",
+        path_arg(data.path()),
+        "--mem-queue-size",
+        "0",
+        "--max-bytes-per-file",
+        "16777216",
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    // 70 MB on disk (a large queue reports from 64 MiB), in a few segments.
+    let body = "x".repeat(64 * 1024);
+    let mut publisher = Publisher::connect(wasqd.tcp);
+    for _ in 0..(70_000_000 / body.len() / 50 + 1) {
+        let bodies = vec![body.clone(); 50];
+        assert!(publisher.publish_many("big", &bodies));
+    }
+    drop(publisher);
+    assert!(wasqd.terminate().success());
+
+    let wasqd = Wasqd::start_with(&args);
+    let log = wasqd.log();
+    let has = |text: &str| log.iter().any(|line| line.contains(text));
+    assert!(has("DISKQUEUE: recovering queue big: "), "{log:?}");
+    assert!(
+        has("DISKQUEUE: recovered queue big: 1100 messages"),
+        "{log:?}"
+    );
+    assert_eq!(wasqd.http().stats()["topics"][0]["depth"], 1100);
+}

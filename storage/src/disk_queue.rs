@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -26,6 +27,7 @@ use wasq_wire::Message;
 
 use crate::checkpoint::{self, Location};
 use crate::files::{QueueFiles, remove_file_logged};
+use crate::progress::RecoveryProgress;
 use crate::reader::ReadCursor;
 use crate::record::{self, StoredMessage};
 use crate::recovery::scan_segment;
@@ -115,20 +117,45 @@ impl DiskQueue {
         let start = checkpoint::resume_at(&files.checkpoint(), &segments_on_disk);
         let mut segments = BTreeMap::new();
         let last = segments_on_disk.last().copied();
-        for &number in &segments_on_disk {
-            let path = files.segment(number);
-            if number < start.segment {
-                remove_file_logged(&path);
-                continue;
-            }
-            let from = if number == start.segment {
+        let from_of = |number: u64| {
+            if number == start.segment {
                 start.offset
             } else {
                 0
-            };
-            let records = scan_segment(&path, from, settings.max_payload, Some(number) == last);
-            segments.insert(number, records);
+            }
+        };
+        let to_scan: Vec<(u64, u64)> = segments_on_disk
+            .iter()
+            .filter(|&&number| number >= start.segment)
+            .map(|&number| {
+                let size = std::fs::metadata(files.segment(number)).map_or(0, |m| m.len());
+                (number, size.saturating_sub(from_of(number)))
+            })
+            .collect();
+        let (mut progress, line) = RecoveryProgress::start(
+            name,
+            to_scan.iter().map(|(_, bytes)| bytes).sum(),
+            to_scan.len(),
+            Instant::now(),
+        );
+        log_progress(line);
+        for &number in &segments_on_disk {
+            if number < start.segment {
+                remove_file_logged(&files.segment(number));
+            }
         }
+        for (number, bytes) in to_scan {
+            let path = files.segment(number);
+            let records = scan_segment(
+                &path,
+                from_of(number),
+                settings.max_payload,
+                Some(number) == last,
+            );
+            segments.insert(number, records);
+            log_progress(progress.segment_done(bytes, records, Instant::now()));
+        }
+        log_progress(progress.finish(Instant::now()));
         let next_segment = last.map_or(start.segment.max(1), |l| l + 1);
         let mut queue = DiskQueue::at(files, settings, outstanding, start, segments, next_segment);
         queue.may_have_files = true;
@@ -382,6 +409,13 @@ impl DiskQueue {
         self.saved_checkpoint = None;
         self.sync = Arc::new(SyncState::default());
         self.may_have_files = false;
+    }
+}
+
+/// Logs a recovery progress line, if one is due.
+fn log_progress(line: Option<String>) {
+    if let Some(line) = line {
+        tracing::info!("{line}");
     }
 }
 

@@ -33,6 +33,7 @@ pub mod files;
 pub mod lock;
 pub mod metadata;
 pub mod pending;
+pub mod progress;
 pub mod reader;
 pub mod record;
 pub mod recovery;

@@ -26,6 +26,9 @@ const POOL_SLOTS: u32 = 1024;
 /// table is past wasmtime's default of 20,000.
 const MAX_TABLE_ELEMENTS: usize = 200_000;
 
+/// Modules at least this large log when their compile starts.
+const LARGE_MODULE_BYTES: usize = 1 << 20;
+
 /// What a plugin's imports need: who it is, what it may do, and where.
 #[derive(Debug)]
 pub struct PluginLink {
@@ -165,6 +168,17 @@ impl WasmRuntime {
         hash: &str,
     ) -> anyhow::Result<(A, bool)> {
         let compile = || {
+            // A JavaScript or Python runtime is megabytes and compiles for
+            // seconds: say so before, not only after.
+            if bytes.len() >= LARGE_MODULE_BYTES {
+                tracing::info!(
+                    hash,
+                    bytes = bytes.len(),
+                    "PLUGINS: compiling a {} of {:.1} MB (seconds for a large one)",
+                    A::WHAT,
+                    bytes.len() as f64 / 1e6
+                );
+            }
             let started = std::time::Instant::now();
             let artifact = A::compile(&self.engine, bytes)
                 .map_err(|e| anyhow::Error::from(e).context(format!("invalid {}", A::WHAT)))?;
