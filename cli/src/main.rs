@@ -242,7 +242,7 @@ fn main() -> ExitCode {
             delimiter,
         } => match topics::publish_stdin(&topic, &nodes.nodes(), delimiter) {
             Ok(count) => {
-                eprintln!("wasq: published {count} messages to {topic}");
+                eprintln!("wasq: published {count} message(s) to {topic}");
                 ExitCode::SUCCESS
             }
             Err(e) => refuse(&e),

@@ -33,7 +33,10 @@ fn pub_sends_each_line_and_tail_prints_each_message() {
         "one\ntwo\n\nthree\n",
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("published 3 messages to lines"), "{stderr}");
+    assert!(
+        stderr.contains("published 3 message(s) to lines"),
+        "{stderr}"
+    );
     assert_eq!(http.topic_count("lines"), 3, "the empty line is skipped");
 
     // tail's channel is the topic's first: it gets the three the topic
