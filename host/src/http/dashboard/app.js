@@ -75,13 +75,17 @@ function card (label, value, id) {
   return el('div', { class: 'card', 'data-card': id }, el('div', { class: 'value' }, value), el('div', { class: 'label' }, label))
 }
 
+// A topic's or channel's name, with a badge while it is paused.
+function nameMaybePaused (name, paused) {
+  return el('span', {}, name, paused ? ' ' : null, paused ? el('span', { class: 'badge paused' }, 'paused') : null)
+}
+
 function drawTopics (topics, now, seen) {
   const rows = []
   for (const topic of topics) {
     const inFlight = topic.channels.reduce((sum, c) => sum + c.in_flight_count, 0)
     rows.push(el('tr', { class: 'topic', 'data-topic': topic.topic_name },
-      cell(el('span', {}, topic.topic_name, topic.paused ? ' ' : null,
-        topic.paused ? el('span', { class: 'badge paused' }, 'paused') : null), 'name'),
+      cell(nameMaybePaused(topic.topic_name, topic.paused), 'name'),
       cell(number(topic.depth), 'depth'),
       cell(number(topic.backend_depth), 'backend_depth'),
       cell(number(inFlight), 'in_flight'),
@@ -92,8 +96,7 @@ function drawTopics (topics, now, seen) {
       cell(latency(topic.e2e_processing_latency), 'latency')))
     for (const channel of topic.channels) {
       rows.push(el('tr', { class: 'channel', 'data-topic': topic.topic_name, 'data-channel': channel.channel_name },
-        cell(el('span', {}, channel.channel_name, channel.paused ? ' ' : null,
-          channel.paused ? el('span', { class: 'badge paused' }, 'paused') : null), 'name'),
+        cell(nameMaybePaused(channel.channel_name, channel.paused), 'name'),
         cell(number(channel.depth), 'depth'),
         cell(number(channel.backend_depth), 'backend_depth'),
         cell(number(channel.in_flight_count), 'in_flight'),
