@@ -59,6 +59,17 @@ impl StatsdSettings {
     }
 }
 
+impl StatsdSettings {
+    /// `--statsd-prefix` with the host put in (what every key starts with).
+    pub fn expanded_prefix(broker: &Broker) -> String {
+        let options = &broker.options;
+        let http_port =
+            options.broadcast_port(options.broadcast_http_port, broker.listen_addresses().http);
+        let host = format!("{}:{http_port}", options.broadcast_address());
+        expand_prefix(&options.statsd_prefix, &host)
+    }
+}
+
 /// nsqd's prefix rule: `%s` becomes the host key, and a non-empty prefix
 /// ends with a dot.
 fn expand_prefix(prefix: &str, host: &str) -> String {

@@ -81,6 +81,11 @@ fn wasqd_pushes_nsqd_s_metrics_and_its_plugins_to_statsd() {
         "--broadcast-address=stats.example",
     ]);
     let prefix = format!("nsq.stats_example_{}.", wasqd.http.port());
+    assert_eq!(
+        wasqd.http().get_json("/config/statsd_prefix").1,
+        prefix.as_str(),
+        "/config shows the prefix as pushed"
+    );
 
     let _ephemeral = wasqd.consumer("metered", "gone#ephemeral", 0);
     let _held = wasqd.consumer("metered", "held", 0);

@@ -82,6 +82,15 @@ fn option_value(broker: &Broker, name: &str) -> Option<Value> {
         "min_output_buffer_timeout" => nanos(o.min_output_buffer_timeout),
         "output_buffer_timeout" => nanos(o.output_buffer_timeout),
         "nsqlookupd_tcp_addresses" => json!(broker.settings.read().lookupd_tcp_addresses),
+        "statsd_address" => json!(o.statsd_address.clone().unwrap_or_default()),
+        // As nsqd reports it: with the host put in, as pushed.
+        "statsd_prefix" => json!(crate::statsd::StatsdSettings::expanded_prefix(broker)),
+        "statsd_interval" => nanos(o.statsd_interval),
+        "statsd_mem_stats" => json!(o.statsd_mem_stats),
+        "statsd_udp_packet_size" => json!(o.statsd_udp_packet_size),
+        "statsd_exclude_ephemeral" => json!(o.statsd_exclude_ephemeral),
+        "e2e_processing_latency_percentiles" => json!(o.e2e_processing_latency_percentiles),
+        "e2e_processing_latency_window_time" => nanos(o.e2e_processing_latency_window_time),
         "log_level" => json!(match broker.settings.read().log_level {
             LogLevel::Debug => 1,
             LogLevel::Info => 2,
