@@ -40,27 +40,22 @@ pub struct StatsdSettings {
 }
 
 impl StatsdSettings {
-    /// The settings, if `--statsd-address` is given. `%s` in the prefix is
-    /// the broadcast address and HTTP port with `.` and `:` as `_`, as nsqd.
+    /// The settings, if `--statsd-address` is given.
     pub fn from_broker(broker: &Broker) -> Option<StatsdSettings> {
         let options = &broker.options;
         let address = options.statsd_address.clone().filter(|a| !a.is_empty())?;
-        let http_port =
-            options.broadcast_port(options.broadcast_http_port, broker.listen_addresses().http);
-        let host = format!("{}:{http_port}", options.broadcast_address());
         Some(StatsdSettings {
             address,
-            prefix: expand_prefix(&options.statsd_prefix, &host),
+            prefix: StatsdSettings::expanded_prefix(broker),
             interval: options.statsd_interval,
             mem_stats: options.statsd_mem_stats,
             packet_size: options.statsd_udp_packet_size as usize,
             exclude_ephemeral: options.statsd_exclude_ephemeral,
         })
     }
-}
 
-impl StatsdSettings {
-    /// `--statsd-prefix` with the host put in (what every key starts with).
+    /// `--statsd-prefix` as every key starts with it: `%s` is the broadcast
+    /// address and HTTP port with `.` and `:` as `_`, as nsqd.
     pub fn expanded_prefix(broker: &Broker) -> String {
         let options = &broker.options;
         let http_port =
