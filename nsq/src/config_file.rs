@@ -135,8 +135,9 @@ fn flags_for(command: &Command, arg: &Arg, value: &toml::Value) -> Result<Vec<St
             for item in items {
                 let text = scalar_text(command, arg, item)?;
                 // nsqd splits a string given for a list on commas.
-                for part in text.split(',').filter(|p| !p.is_empty()) {
-                    flags.push(format!("--{long}={}", part.trim()));
+                for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    parse(command, arg, part)?;
+                    flags.push(format!("--{long}={part}"));
                 }
             }
             Ok(flags)
@@ -157,28 +158,24 @@ fn flags_for(command: &Command, arg: &Arg, value: &toml::Value) -> Result<Vec<St
     }
 }
 
-/// A TOML scalar as the flag's text. An integer the flag refuses but takes
-/// with `ms` appended is a duration in milliseconds, as nsqd reads it.
+/// A TOML scalar as the flag's text (checked by the caller). An integer
+/// the flag refuses but takes with `ms` appended is a duration in
+/// milliseconds, as nsqd reads it.
 fn scalar_text(command: &Command, arg: &Arg, value: &toml::Value) -> Result<String, String> {
-    let text = match value {
-        toml::Value::String(s) => return Ok(s.clone()),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        other => {
-            return Err(format!(
-                "expected a string, number or boolean, found {other}"
-            ));
+    match value {
+        toml::Value::String(s) => Ok(s.clone()),
+        toml::Value::Integer(i) => {
+            let millis = format!("{i}ms");
+            let duration = parse(command, arg, &i.to_string()).is_err()
+                && parse(command, arg, &millis).is_ok();
+            Ok(if duration { millis } else { i.to_string() })
         }
-    };
-    if let toml::Value::Integer(i) = value
-        && parse(command, arg, &text).is_err()
-        && parse(command, arg, &format!("{i}ms")).is_ok()
-    {
-        return Ok(format!("{i}ms"));
+        toml::Value::Float(f) => Ok(f.to_string()),
+        toml::Value::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "expected a string, number or boolean, found {other}"
+        )),
     }
-    parse(command, arg, &text)?;
-    Ok(text)
 }
 
 /// Runs the flag's own value parser on `text` (by parsing a command line of
