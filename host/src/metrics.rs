@@ -16,7 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::broker::Stats;
 use crate::broker::channel::ChannelStats;
 use crate::broker::latency::LatencyStats;
-use crate::plugins::PluginStatus;
+use crate::plugins::{PluginState, PluginStatus};
 
 /// The media type of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -281,16 +281,14 @@ impl Snapshot {
                 family.encode_info(&info)?;
             }
         }
-        let states = ["running", "failed", "removed", "loading"];
         w.gauges(
             "wasq_plugin_state",
             "1 for the plugin's state (running, failed, removed, loading), 0 for the others.",
             None,
             plugins.iter().flat_map(|p| {
-                let current = p.state.to_string();
-                states.into_iter().map(move |state| {
+                PluginState::ALL.into_iter().map(move |state| {
                     let labels = vec![("plugin", p.name.clone()), ("state", state.to_string())];
-                    (labels, flag(current == state))
+                    (labels, flag(p.state == state))
                 })
             }),
         )?;

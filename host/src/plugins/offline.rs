@@ -14,8 +14,7 @@ use bytes::Bytes;
 use super::abi::Outcome;
 use super::files::read_manifest;
 use super::imports::Published;
-use super::instance::{CompiledGuest, GuestError, GuestInstance, GuestKind};
-use super::manifest::Manifest;
+use super::instance::{CompiledGuest, GuestError, GuestInstance};
 use super::runtime::{PluginLink, WasmRuntime};
 use crate::broker::Broker;
 use crate::broker::message::{IdGenerator, Message};
@@ -80,14 +79,6 @@ impl OfflinePlugin {
             ids: IdGenerator::new(0),
             _runtime: runtime,
         })
-    }
-
-    pub fn manifest(&self) -> &Manifest {
-        &self.link.manifest
-    }
-
-    pub fn kind(&self) -> GuestKind {
-        self.guest.kind()
     }
 
     /// Hands `body` to the handler as delivery number `attempt` on the

@@ -8,6 +8,16 @@ use super::prepare::LoadReport;
 use super::reload::{ReloadCounts, ReloadRecord};
 use super::stats::CountersView;
 
+impl PluginState {
+    /// Every state, for metrics that give each its own series.
+    pub const ALL: [PluginState; 4] = [
+        PluginState::Running,
+        PluginState::Failed,
+        PluginState::Removed,
+        PluginState::Loading,
+    ];
+}
+
 impl std::fmt::Display for PluginState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // `pad`, so the text /stats can align it in a column.
