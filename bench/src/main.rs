@@ -37,6 +37,7 @@ mod persistence;
 mod plugin;
 mod reload;
 mod soak;
+mod steal;
 mod versus;
 mod workload;
 

@@ -18,6 +18,7 @@ use crate::http_load;
 use crate::nsqd::Nsqd;
 use crate::ok_server::{OkServer, Protocol};
 use crate::plugin::{PluginArgs, TrivialPlugin, tokio_nsq_drain, unique};
+use crate::steal;
 use crate::workload::{Workload, mpub_phase, prepare_backlog, pub_phase, sub_phase};
 use crate::{IN_MEMORY, spawn_wasqd};
 use wasq_testkit::memory::resident_bytes;
@@ -257,11 +258,13 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("row {}, round {}: OK server", row.id, round + 1))?;
             println!(
-                "  round {}: wasqd {}  {} {}{}",
+                "  round {}: wasqd {}{}  {} {}{}{}",
                 round + 1,
-                format_value(a),
+                format_value(a.value),
+                steal::describe(a.steal),
                 row.baseline,
-                format_value(b),
+                format_value(b.value),
+                steal::describe(b.steal),
                 match ok_server {
                     Some(c) => format!("  do-nothing OK server {}", format_value(c)),
                     None => String::new(),
@@ -273,21 +276,60 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         }
         let summary = Summary {
             row,
-            ours,
-            theirs,
+            ours: ours.iter().map(|f| f.value).collect(),
+            theirs: theirs.iter().map(|f| f.value).collect(),
+            steal: ours.iter().chain(&theirs).map(|f| f.steal).collect(),
             ok_servers,
             awake: args.awake,
         };
         println!("BENCH {}", summary.json());
         results.push(summary);
     }
-    println!("\n| row | wasqd | baseline | ratio | target | met |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| row | wasqd | baseline | ratio | target | met | max steal |");
+    println!("|---|---|---|---|---|---|---|");
     for summary in &results {
         println!("{}", summary.markdown());
     }
+    let worst = results
+        .iter()
+        .map(Summary::max_steal)
+        .filter(|s| !s.is_nan())
+        .reduce(f64::max);
+    if let Some(worst) = worst.filter(|&s| s >= NOISY_STEAL) {
+        println!(
+            "\nThe host took up to {:.0}% of this machine's CPU time during a figure (steal): \
+             absolute figures are low and ratios noisy; measure again when it is quieter.",
+            worst * 100.0
+        );
+    }
     Ok(())
 }
+
+/// Above this share of stolen CPU time a run is called noisy.
+const NOISY_STEAL: f64 = 0.05;
+
+/// One figure of a round, with the share of CPU time the host stole
+/// while it was measured ([`steal`]).
+#[derive(Clone, Copy)]
+struct Figure {
+    value: f64,
+    steal: f64,
+}
+
+/// Measures one side of a round.
+async fn figure(work: impl Future<Output = anyhow::Result<f64>>) -> anyhow::Result<Figure> {
+    let (value, steal) = steal::measured(work).await;
+    Ok(Figure {
+        value: value?,
+        steal,
+    })
+}
+
+/// No baseline for this row.
+const NO_FIGURE: Figure = Figure {
+    value: f64::NAN,
+    steal: f64::NAN,
+};
 
 /// One round of a row: (wasqd's figure, the baseline's). `baseline_first`
 /// alternates the order so neither side always runs on a cooler machine.
@@ -296,35 +338,45 @@ async fn measure(
     args: &VersusArgs,
     workload: &Workload,
     baseline_first: bool,
-) -> anyhow::Result<(f64, f64)> {
+) -> anyhow::Result<(Figure, Figure)> {
     if let Some(quantile) = match id {
         "plugin_latency_p99" => Some(0.99),
         "plugin_latency_p999" => Some(0.999),
         _ => None,
     } {
-        return Ok((plugin_latency(quantile, workload.size).await?, f64::NAN));
+        let ours = figure(plugin_latency(quantile, workload.size)).await?;
+        return Ok((ours, NO_FIGURE));
     }
     if id == "plugin_vs_consumer" {
         let trivial = start_trivial()?;
-        let consumer = || tokio_nsq_drain(trivial.broker.tcp, args.backlog, workload.size, 2500);
+        let ours = || figure(trivial.drain(args.backlog, workload.size));
+        let theirs = || {
+            figure(tokio_nsq_drain(
+                trivial.broker.tcp,
+                args.backlog,
+                workload.size,
+                2500,
+            ))
+        };
         return if baseline_first {
-            let theirs = consumer().await?;
-            Ok((trivial.drain(args.backlog, workload.size).await?, theirs))
+            let theirs = theirs().await?;
+            Ok((ours().await?, theirs))
         } else {
-            let ours = trivial.drain(args.backlog, workload.size).await?;
-            Ok((ours, consumer().await?))
+            let ours = ours().await?;
+            Ok((ours, theirs().await?))
         };
     }
     let setup = match id {
         "spill_mpub" | "spill_sub" => Setup::Spilling,
         _ => Setup::Memory,
     };
-    let mut figures = [0.0; 2];
+    let mut figures = [NO_FIGURE; 2];
     let order = if baseline_first { [1, 0] } else { [0, 1] };
     for side in order {
         figures[side] = if side == 0 {
             if id == "plugin_drain" {
-                start_trivial()?.drain(args.backlog, workload.size).await?
+                let trivial = start_trivial()?;
+                figure(trivial.drain(args.backlog, workload.size)).await?
             } else {
                 let wasqd = spawn_wasqd(match setup {
                     Setup::Memory => IN_MEMORY,
@@ -335,7 +387,7 @@ async fn measure(
                     http: wasqd.http,
                     pid: wasqd.pid(),
                 };
-                broker_row(id, args, workload, &broker).await?
+                figure(broker_row(id, args, workload, &broker)).await?
             }
         } else {
             let nsqd = Nsqd::start(
@@ -355,7 +407,7 @@ async fn measure(
             } else {
                 id
             };
-            broker_row(id, args, workload, &broker).await?
+            figure(broker_row(id, args, workload, &broker)).await?
         };
     }
     Ok((figures[0], figures[1]))
@@ -538,6 +590,8 @@ struct Summary {
     row: &'static Row,
     ours: Vec<f64>,
     theirs: Vec<f64>,
+    /// The share of CPU time stolen by the host during each figure.
+    steal: Vec<f64>,
     /// The round-trip rows' [`OkServer`], one per round; empty for the others.
     ok_servers: Vec<f64>,
     /// Measured with the CPUs kept awake (`--awake`).
@@ -602,13 +656,25 @@ impl Summary {
             "ok_server": self.ok_servers,
             "ok_server_median": (!self.ok_servers.is_empty()).then(|| median(&self.ok_servers)),
             "awake": self.awake,
+            "max_steal": self.max_steal(),
         })
         .to_string()
     }
 
+    /// The largest share of CPU time stolen during one of the figures
+    /// (`NaN` when unknown).
+    fn max_steal(&self) -> f64 {
+        self.steal
+            .iter()
+            .copied()
+            .filter(|s| !s.is_nan())
+            .reduce(f64::max)
+            .unwrap_or(f64::NAN)
+    }
+
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} {} | {} {} | {} | {} | {} |",
+            "| {} | {} {} | {} {} | {} | {} | {} | {} |",
             self.row.id,
             format_value(median(&self.ours)),
             self.row.unit,
@@ -619,7 +685,11 @@ impl Summary {
                 r => format!("{r:.2}x"),
             },
             self.target(),
-            if self.met() { "yes" } else { "**no**" }
+            if self.met() { "yes" } else { "**no**" },
+            match self.max_steal() {
+                s if s.is_nan() => "—".to_string(),
+                s => format!("{:.0}%", s * 100.0),
+            }
         )
     }
 }
