@@ -47,7 +47,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
@@ -289,22 +288,30 @@ impl Broker {
         }
     }
 
-    /// Makes a message with a fresh id and the current time, its body
-    /// copied out of the buffer it arrived in ([`message::owned_body`]).
-    pub fn new_message(&self, body: &[u8]) -> Message {
-        Message::new(self.ids.next_id(), message::owned_body(body))
-    }
-
     /// Publishes bodies to a topic, deferred by `defer` if non-zero. The
     /// publisher is answered once the returned sync completes (at once
     /// unless in durable mode).
-    pub fn publish(
+    ///
+    /// Each message gets a fresh id, its body copied out of the buffer it
+    /// arrived in ([`message::owned_body`]), and the time of this call:
+    /// one clock read per publish, not per message (an MPUB's messages
+    /// arrived together; the clock was 2 % of an HTTP /mpub's time).
+    pub fn publish<B: AsRef<[u8]>>(
         &self,
         topic_name: &str,
-        bodies: Vec<Bytes>,
+        bodies: &[B],
         defer: Duration,
     ) -> Result<PendingSync, PublishError> {
-        let messages: Vec<Message> = bodies.iter().map(|b| self.new_message(b)).collect();
+        let timestamp = message::now_nanos();
+        let messages: Vec<Message> = bodies
+            .iter()
+            .map(|body| Message {
+                id: self.ids.next_id(),
+                timestamp,
+                attempts: 0,
+                body: message::owned_body(body.as_ref()),
+            })
+            .collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
         // A topic is removed from the map before it is closed, so a second
         // lookup finds its successor; the rare race left is reported to the
@@ -318,10 +325,10 @@ impl Broker {
 
     /// [`Broker::publish`] for threads outside the async runtime (plugin
     /// workers): returns once the messages are as safe as a PUB's OK says.
-    pub fn publish_blocking(
+    pub fn publish_blocking<B: AsRef<[u8]>>(
         &self,
         topic_name: &str,
-        bodies: Vec<Bytes>,
+        bodies: &[B],
         defer: Duration,
     ) -> Result<(), PublishError> {
         let pending = self.publish(topic_name, bodies, defer)?;

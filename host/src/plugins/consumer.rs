@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -441,10 +440,9 @@ impl PluginRun {
     /// If that publish fails the message is requeued: it is never dropped.
     fn dead_letter(&self, channel: &Arc<Channel>, message: &Message, reason: &str) {
         let manifest = &self.link.manifest;
-        let body: Bytes = message.body.clone();
         match self.link.broker.publish_blocking(
             &manifest.dead_letter_topic,
-            vec![body],
+            &[&message.body],
             Duration::ZERO,
         ) {
             Ok(()) => {

@@ -5,8 +5,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::runtime::PluginLink;
 use super::stats::PluginStats;
 use crate::broker::names::is_valid_name;
@@ -90,10 +88,7 @@ pub fn publish(
         PluginStats::bump(&link.stats.published);
         return Ok(());
     }
-    match link
-        .broker
-        .publish_blocking(topic_name, vec![Bytes::from(body)], delay)
-    {
+    match link.broker.publish_blocking(topic_name, &[body], delay) {
         Ok(()) => {
             PluginStats::bump(&link.stats.published);
             Ok(())

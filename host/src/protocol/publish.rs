@@ -27,7 +27,7 @@ impl Connection {
         let defer = Duration::from_millis(defer_ms.max(0) as u64);
         let pending = self
             .broker
-            .publish(topic, bodies, defer)
+            .publish(topic, &bodies, defer)
             .map_err(|e| publish_failed(command, topic, &e))?;
         self.client.record_published(topic, count);
         self.respond_after_sync(frame::OK, pending, command, topic);
