@@ -272,13 +272,9 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
                     break (a, b);
                 }
                 println!(
-                    "  round {} again: wasqd {}{}  {} {}{}: more than {}% stolen",
+                    "  round {} again: {}: more than {}% stolen",
                     round + 1,
-                    format_value(a.value),
-                    steal::describe(a.steal),
-                    row.baseline,
-                    format_value(b.value),
-                    steal::describe(b.steal),
+                    both_figures(a, row.baseline, b),
                     args.max_steal
                 );
             };
@@ -286,13 +282,9 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("row {}, round {}: OK server", row.id, round + 1))?;
             println!(
-                "  round {}: wasqd {}{}  {} {}{}{}",
+                "  round {}: {}{}",
                 round + 1,
-                format_value(a.value),
-                steal::describe(a.steal),
-                row.baseline,
-                format_value(b.value),
-                steal::describe(b.steal),
+                both_figures(a, row.baseline, b),
                 match ok_server {
                     Some(c) => format!("  do-nothing OK server {}", format_value(c)),
                     None => String::new(),
@@ -351,6 +343,18 @@ async fn figure(work: impl Future<Output = anyhow::Result<f64>>) -> anyhow::Resu
         value: value?,
         steal,
     })
+}
+
+/// "wasqd 2.90M (steal 0%)  nsqd 976.4k (steal 1%)".
+fn both_figures(ours: Figure, baseline: &str, theirs: Figure) -> String {
+    format!(
+        "wasqd {}{}  {} {}{}",
+        format_value(ours.value),
+        steal::describe(ours.steal),
+        baseline,
+        format_value(theirs.value),
+        steal::describe(theirs.steal)
+    )
 }
 
 /// No baseline for this row.
