@@ -54,9 +54,16 @@ pub struct Message {
 impl Message {
     /// A new message, stamped now, never delivered.
     pub fn new(id: MessageId, body: Bytes) -> Message {
+        Message::published_at(id, now_nanos(), body)
+    }
+
+    /// A new message, never delivered, published at `timestamp`
+    /// (nanoseconds since the Unix epoch): the messages of one publish
+    /// share one reading of the clock.
+    pub fn published_at(id: MessageId, timestamp: i64, body: Bytes) -> Message {
         Message {
             id,
-            timestamp: now_nanos(),
+            timestamp,
             attempts: 0,
             body,
         }

@@ -305,11 +305,9 @@ impl Broker {
         let timestamp = message::now_nanos();
         let messages: Vec<Message> = bodies
             .iter()
-            .map(|body| Message {
-                id: self.ids.next_id(),
-                timestamp,
-                attempts: 0,
-                body: message::owned_body(body.as_ref()),
+            .map(|body| {
+                let body = message::owned_body(body.as_ref());
+                Message::published_at(self.ids.next_id(), timestamp, body)
             })
             .collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
