@@ -1,7 +1,7 @@
 // uppercase, in AssemblyScript: consumes `words` and publishes each body
 // uppercased (ASCII letters only, as the Rust example) to `words.upper.as`.
 import { Level, Message, Outcome, Status, handle, log, publish } from "../../guest-sdk/assemblyscript/wasq";
-export { wasq_abi_version, wasq_alloc, wasq_handle } from "../../guest-sdk/assemblyscript/wasq";
+export { wasq_abi_version, wasq_alloc, wasq_handle, wasq_handle_batch } from "../../guest-sdk/assemblyscript/wasq";
 
 handle((message: Message): i64 => {
   const body = message.body;

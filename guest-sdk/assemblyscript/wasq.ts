@@ -3,7 +3,10 @@
 // A plugin registers its handler and re-exports the ABI functions:
 //
 //   import { Message, Outcome, handle, publish } from "<path>/guest-sdk/assemblyscript/wasq";
-//   export { wasq_abi_version, wasq_alloc, wasq_handle } from "<path>/guest-sdk/assemblyscript/wasq";
+//   export { wasq_abi_version, wasq_alloc, wasq_handle, wasq_handle_batch } from "<path>/guest-sdk/assemblyscript/wasq";
+//
+// (`wasq_handle_batch` is optional: without it the host calls wasq_handle
+// once per message; with it, many messages per call, which is faster.)
 //   handle((message: Message): i64 => { ...; return Outcome.SUCCESS; });
 //
 // Build (the default incremental runtime frees memory; `--use abort=` drops
@@ -122,7 +125,8 @@ export function wasq_alloc(size: i32): usize {
   return scratch;
 }
 
-export function wasq_handle(ptr: usize, len: i32): i64 {
+/** Parses the message at ptr..ptr+len and calls the handler. */
+function run(ptr: usize, len: i32): i64 {
   const message = parse(ptr, len);
   if (message == null) {
     log(Level.ERROR, "wasq.ts: malformed message header");
@@ -134,6 +138,30 @@ export function wasq_handle(ptr: usize, len: i32): i64 {
     return Outcome.RETRY;
   }
   return h(message);
+}
+
+export function wasq_handle(ptr: usize, len: i32): i64 {
+  return run(ptr, len);
+}
+
+/** Many messages in one call (ABI.md, "Batches"): entry i of the table at
+ * ptr is 16 bytes, the outcome (written here, as soon as it is known) then
+ * the message's offset and length. */
+export function wasq_handle_batch(ptr: usize, len: i32, count: i32): void {
+  if (len < 0 || count < 0 || <usize>count > <usize>len / 16) {
+    log(Level.ERROR, "wasq.ts: malformed batch");
+    return;
+  }
+  for (let i: usize = 0; i < <usize>count; i++) {
+    const entry = ptr + i * 16;
+    const offset = <usize>load<u32>(entry, 8);
+    const size = <usize>load<u32>(entry, 12);
+    let outcome: i64 = Outcome.RETRY;
+    if (offset <= <usize>len && size <= <usize>len - offset) {
+      outcome = run(ptr + offset, <i32>size);
+    }
+    store<i64>(entry, outcome);
+  }
 }
 
 /** A name decoded once: the topic and channel of a plugin's messages do not change. */

@@ -6,8 +6,9 @@
  *     wasq_outcome wasq_on_message(const wasq_message *message);
  *
  * The header supplies the exports the broker calls (wasq_abi_version,
- * wasq_alloc, wasq_handle; wasq_init when WASQ_WITH_INIT is defined, which
- * then calls your `int wasq_on_init(void)`), so include it in exactly one
+ * wasq_alloc, wasq_handle, wasq_handle_batch; wasq_init when WASQ_WITH_INIT
+ * is defined, which then calls your `int wasq_on_init(void)`), so include it
+ * in exactly one
  * translation unit. Build a WASI reactor, not a command:
  *
  *     clang --target=wasm32-wasi -mexec-model=reactor -O2 -I guest-sdk/c \
@@ -137,9 +138,9 @@ __attribute__((export_name("wasq_alloc"))) void *wasq_alloc(int32_t size) {
 __attribute__((export_name("wasq_init"))) int32_t wasq_init(void) { return wasq_on_init(); }
 #endif
 
-__attribute__((export_name("wasq_handle"))) wasq_outcome wasq_handle(uint8_t *ptr, int32_t len) {
-    wasq_outcome outcome = WASQ_RETRY;
-    size_t size = len > 0 ? (size_t)len : 0;
+/* Decodes the message at ptr (size bytes, the v1 layout) and runs the
+ * plugin's handler on it. */
+static wasq_outcome wasq_run(const uint8_t *ptr, size_t size) {
     if (size >= 48) {
         size_t header = wasq_read_u32(ptr);
         size_t topic_len = wasq_read_u32(ptr + 32);
@@ -163,13 +164,39 @@ __attribute__((export_name("wasq_handle"))) wasq_outcome wasq_handle(uint8_t *pt
                 .body = data + topic_len + channel_len,
                 .body_len = body_len,
             };
-            outcome = wasq_on_message(&message);
-        } else {
-            wasq_log(WASQ_ERROR, "wasq.h: malformed message header");
+            return wasq_on_message(&message);
         }
     }
+    wasq_log(WASQ_ERROR, "wasq.h: malformed message header");
+    return WASQ_RETRY;
+}
+
+__attribute__((export_name("wasq_handle"))) wasq_outcome wasq_handle(uint8_t *ptr, int32_t len) {
+    wasq_outcome outcome = wasq_run(ptr, len > 0 ? (size_t)len : 0);
     free(ptr);
     return outcome;
+}
+
+/* Many messages in one call (ABI.md, "Batches"): entry i of the table at
+ * ptr is 16 bytes, the outcome (written here) then the message's offset
+ * and length; the outcome of each is written as soon as it is known. */
+__attribute__((export_name("wasq_handle_batch"))) void wasq_handle_batch(uint8_t *ptr, int32_t len,
+                                                                         int32_t count) {
+    size_t size = len > 0 ? (size_t)len : 0;
+    if (count < 0 || (size_t)count > size / 16) {
+        wasq_log(WASQ_ERROR, "wasq.h: malformed batch");
+        count = 0;
+    }
+    for (int32_t i = 0; i < count; i++) {
+        uint8_t *entry = ptr + (size_t)i * 16;
+        size_t offset = wasq_read_u32(entry + 8);
+        size_t length = wasq_read_u32(entry + 12);
+        wasq_outcome outcome = offset <= size && length <= size - offset
+                                   ? wasq_run(ptr + offset, length)
+                                   : WASQ_RETRY;
+        memcpy(entry, &outcome, sizeof outcome);
+    }
+    free(ptr);
 }
 
 #endif /* WASQ_NO_EXPORTS */

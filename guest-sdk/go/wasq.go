@@ -162,15 +162,21 @@ func alloc(size int32) uint32 {
 	return uint32(uintptr(unsafe.Pointer(&pending[0])))
 }
 
-//go:wasmexport wasq_handle
-func handle(ptr uint32, length int32) int64 {
+// handed returns the region wasq_alloc handed out last if it is the one
+// at ptr and holds length bytes, else nil (logged).
+func handed(ptr uint32, length int32) []byte {
 	buffer := pending
 	pending = nil
-	if buffer == nil || uint32(uintptr(unsafe.Pointer(&buffer[0]))) != ptr || int(length) > len(buffer) {
-		Log(Error, "wasq: wasq_handle for a region wasq_alloc did not hand out")
-		return int64(Retry)
+	if buffer == nil || uint32(uintptr(unsafe.Pointer(&buffer[0]))) != ptr || length < 0 || int(length) > len(buffer) {
+		Log(Error, "wasq: a call for a region wasq_alloc did not hand out")
+		return nil
 	}
-	message, ok := Parse(buffer[:length])
+	return buffer[:length]
+}
+
+// run parses one message and calls the handler.
+func run(b []byte) int64 {
+	message, ok := Parse(b)
 	if !ok {
 		Log(Error, "wasq: malformed message header")
 		return int64(Retry)
@@ -180,6 +186,41 @@ func handle(ptr uint32, length int32) int64 {
 		return int64(Retry)
 	}
 	return int64(handler(message))
+}
+
+//go:wasmexport wasq_handle
+func handle(ptr uint32, length int32) int64 {
+	buffer := handed(ptr, length)
+	if buffer == nil {
+		return int64(Retry)
+	}
+	return run(buffer)
+}
+
+// handleBatch takes many messages in one call (ABI.md, "Batches"): entry
+// i of the table is 16 bytes, the outcome (written here, as soon as it is
+// known) then the message's offset and length.
+//
+//go:wasmexport wasq_handle_batch
+func handleBatch(ptr uint32, length int32, count int32) {
+	buffer := handed(ptr, length)
+	if buffer == nil {
+		return
+	}
+	if count < 0 || int(count) > len(buffer)/16 {
+		Log(Error, "wasq: malformed batch")
+		return
+	}
+	le := binary.LittleEndian
+	for i := 0; i < int(count); i++ {
+		entry := buffer[i*16 : i*16+16]
+		offset, size := uint64(le.Uint32(entry[8:])), uint64(le.Uint32(entry[12:]))
+		outcome := int64(Retry)
+		if offset <= uint64(len(buffer)) && size <= uint64(len(buffer))-offset {
+			outcome = run(buffer[offset : offset+size])
+		}
+		le.PutUint64(entry, uint64(outcome))
+	}
 }
 
 // The topic and channel of the previous message: a plugin's messages all

@@ -70,6 +70,11 @@ macro_rules! plugin {
             $crate::__private::handle(ptr, len, $handler)
         }
 
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wasq_handle_batch(ptr: i32, len: i32, count: i32) {
+            $crate::__private::handle_batch(ptr, len, count, $handler)
+        }
+
         $(
             #[unsafe(no_mangle)]
             pub extern "C" fn wasq_init() -> i32 {
@@ -119,6 +124,53 @@ pub mod __private {
         outcome.encode()
     }
 
+    /// `wasq_handle_batch`: the handler for each message of the batch, in
+    /// order, each outcome written to its entry as soon as it is known;
+    /// then the batch is freed.
+    pub fn handle_batch(ptr: i32, len: i32, count: i32, handler: fn(&Message) -> Outcome) {
+        let (Some(layout), Ok(count)) = (layout(len), usize::try_from(count)) else {
+            return;
+        };
+        let raw = ptr as usize as *mut u8;
+        // SAFETY: as in `handle`: the host wrote the batch, `len` bytes at
+        // `ptr`, which `alloc(len)` returned.
+        let batch = unsafe { std::slice::from_raw_parts_mut(raw, len as usize) };
+        handle_entries(batch, count, handler);
+        // SAFETY: allocated by `alloc` with this same layout.
+        unsafe { std::alloc::dealloc(raw, layout) };
+    }
+
+    /// Size of one entry of a batch's table (ABI.md, "Batches").
+    const ENTRY: usize = 16;
+
+    /// Runs the handler for the `count` messages of a batch and writes
+    /// their outcomes into its table.
+    pub(crate) fn handle_entries(batch: &mut [u8], count: usize, handler: fn(&Message) -> Outcome) {
+        if count.checked_mul(ENTRY).is_none_or(|len| len > batch.len()) {
+            super::log_error("wasq-guest: malformed batch from host");
+            return;
+        }
+        let u32_at = |batch: &[u8], at: usize| {
+            u32::from_le_bytes(batch[at..at + 4].try_into().expect("4 bytes")) as usize
+        };
+        for index in 0..count {
+            let entry = index * ENTRY;
+            let (offset, len) = (u32_at(batch, entry + 8), u32_at(batch, entry + 12));
+            let message = offset
+                .checked_add(len)
+                .and_then(|end| batch.get(offset..end))
+                .and_then(Message::decode);
+            let outcome = match message {
+                Some(message) => handler(&message),
+                None => {
+                    super::log_error("wasq-guest: malformed message from host");
+                    Outcome::Retry
+                }
+            };
+            batch[entry..entry + 8].copy_from_slice(&outcome.encode().to_le_bytes());
+        }
+    }
+
     /// `wasq_init`: 0 on success, the plugin's code otherwise.
     pub fn init(init: fn() -> Result<(), i32>) -> i32 {
         match init() {
@@ -126,6 +178,75 @@ pub mod __private {
             Err(0) => -1,
             Err(code) => code,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{__private::handle_entries, Message, Outcome};
+
+    fn by_body(message: &Message) -> Outcome {
+        match message.body {
+            b"ok" => Outcome::Finish,
+            b"later" => Outcome::RetryAfter(std::time::Duration::from_millis(500)),
+            _ => Outcome::Fatal,
+        }
+    }
+
+    #[test]
+    fn a_batch_gets_each_outcome_in_its_entry() {
+        let bodies: [&[u8]; 3] = [b"ok", b"later", b"bad"];
+        let messages: Vec<Vec<u8>> = bodies
+            .iter()
+            .map(|body| {
+                Message {
+                    id: b"0123456789abcdef",
+                    attempts: 1,
+                    timestamp: 0,
+                    topic: "t",
+                    channel: "c",
+                    body,
+                }
+                .encode()
+            })
+            .collect();
+        // The table (three entries), then each message at a multiple of 8.
+        let mut batch = vec![0xFF; 3 * 16];
+        for (index, message) in messages.iter().enumerate() {
+            let offset = batch.len();
+            batch[index * 16 + 8..index * 16 + 12].copy_from_slice(&(offset as u32).to_le_bytes());
+            batch[index * 16 + 12..index * 16 + 16]
+                .copy_from_slice(&(message.len() as u32).to_le_bytes());
+            batch.extend_from_slice(message);
+            batch.resize(batch.len().next_multiple_of(8), 0);
+        }
+        handle_entries(&mut batch, 3, by_body);
+        let outcome = |index: usize| {
+            i64::from_le_bytes(batch[index * 16..index * 16 + 8].try_into().unwrap())
+        };
+        assert_eq!(
+            [outcome(0), outcome(1), outcome(2)],
+            [0, (500 << 32) | 2, 3]
+        );
+    }
+
+    #[test]
+    fn a_malformed_batch_is_not_read_past_its_end() {
+        let mut batch = vec![0u8; 20];
+        handle_entries(&mut batch, 2, by_body);
+        assert_eq!(
+            batch,
+            vec![0u8; 20],
+            "a table longer than the batch: nothing written"
+        );
+        let mut batch = vec![0u8; 16];
+        batch[8..12].copy_from_slice(&1000u32.to_le_bytes());
+        handle_entries(&mut batch, 1, by_body);
+        assert_eq!(
+            &batch[0..8],
+            &1i64.to_le_bytes(),
+            "a message outside: retried"
+        );
     }
 }
 

@@ -121,7 +121,7 @@ pub fn parse(bytes: []const u8) ?Message {
     };
 }
 
-/// Exports wasq_abi_version, wasq_alloc and wasq_handle, calling `handler`
+/// Exports wasq_abi_version, wasq_alloc, wasq_handle and wasq_handle_batch, calling `handler`
 /// for each message. Use it in a `comptime` block of the plugin.
 pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
     const exports = struct {
@@ -135,17 +135,44 @@ pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
             return buffer.ptr;
         }
 
-        fn handle(ptr: [*]u8, len: i32) callconv(.c) i64 {
-            const bytes = ptr[0..@intCast(len)];
-            defer allocator.free(bytes);
+        fn run(bytes: []const u8) i64 {
             const message = parse(bytes) orelse {
                 log(.err, "wasq.zig: malformed message header");
                 return Outcome.encode(.retry);
             };
             return handler(&message).encode();
         }
+
+        fn handle(ptr: [*]u8, len: i32) callconv(.c) i64 {
+            const bytes = ptr[0..@intCast(len)];
+            defer allocator.free(bytes);
+            return run(bytes);
+        }
+
+        /// Many messages in one call (ABI.md, "Batches"): entry i of the
+        /// table is 16 bytes, the outcome (written here, as soon as it is
+        /// known) then the message's offset and length.
+        fn handleBatch(ptr: [*]u8, len: i32, count: i32) callconv(.c) void {
+            const bytes = ptr[0..@intCast(len)];
+            defer allocator.free(bytes);
+            if (count < 0 or @as(usize, @intCast(count)) > bytes.len / 16) {
+                log(.err, "wasq.zig: malformed batch");
+                return;
+            }
+            for (0..@intCast(count)) |i| {
+                const entry = bytes[i * 16 ..][0..16];
+                const offset: usize = readU32(entry, 8);
+                const length: usize = readU32(entry, 12);
+                const outcome = if (offset <= bytes.len and length <= bytes.len - offset)
+                    run(bytes[offset..][0..length])
+                else
+                    Outcome.encode(.retry);
+                std.mem.writeInt(i64, entry[0..8], outcome, .little);
+            }
+        }
     };
     @export(&exports.abiVersion, .{ .name = "wasq_abi_version" });
     @export(&exports.alloc, .{ .name = "wasq_alloc" });
     @export(&exports.handle, .{ .name = "wasq_handle" });
+    @export(&exports.handleBatch, .{ .name = "wasq_handle_batch" });
 }

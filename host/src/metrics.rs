@@ -312,11 +312,16 @@ impl Snapshot {
                 .iter()
                 .map(|p| (by_name(p), p.counters.guest_memory_peak_bytes as f64)),
         )?;
-        let counters: [Metric<PluginStatus, u64>; 9] = [
+        let counters: [Metric<PluginStatus, u64>; 10] = [
             (
                 "wasq_plugin_handled_messages",
                 "Messages the plugin's handler was called with.",
                 |p| p.counters.handled,
+            ),
+            (
+                "wasq_plugin_batched_messages",
+                "Handled messages that were handed over many to a call (wasq_handle_batch).",
+                |p| p.counters.batched,
             ),
             (
                 "wasq_plugin_finished_messages",

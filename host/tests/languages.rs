@@ -9,7 +9,8 @@
 //! are dead-lettered and publishes the others. Every language must pass
 //! the same checks: the same outcomes, bodies from 1 byte to 1 MiB and
 //! bytes that are not UTF-8 passed through exactly, and a thousand
-//! messages in a row without the guest's memory growing.
+//! messages in a row without the guest's memory growing (handed over many
+//! to a call where the bindings export `wasq_handle_batch`).
 //!
 //! One test, one wasqd: a JavaScript or Python component compiles for
 //! seconds, so the phases share the plugins instead of compiling them again.
@@ -71,6 +72,9 @@ const MEMORY_SLACK: u64 = 4 << 20;
 /// between two messages once it has used 3/4 of the headroom it started
 /// with, so its memory stays bounded and no message is retried.
 const LEAKING_RUNTIMES: [&str; 2] = ["js", "python"];
+/// Languages whose bindings export `wasq_handle_batch` (the WAT examples
+/// are one call per message; components have no batch export).
+const BATCHING: [&str; 5] = ["rust", "c", "zig", "assemblyscript", "go"];
 /// The plugins' memory limit (the manifest default).
 const MEMORY_LIMIT: u64 = 64 << 20;
 
@@ -88,8 +92,9 @@ fn plugins() -> PluginDir {
     );
     let dir = PluginDir::default();
     for (language, suffix) in LANGUAGES {
+        // An RDY above the one instance: batches for the SDKs that take them.
         let uppercase = format!(
-            "topic = \"words\"\nchannel = \"upper_{language}\"\npublish = [\"words.upper{suffix}\"]\n"
+            "topic = \"words\"\nchannel = \"upper_{language}\"\nmax_in_flight = 8\npublish = [\"words.upper{suffix}\"]\n"
         );
         let flaky = format!(
             "topic = \"jobs\"\nchannel = \"flaky_{language}\"\nmax_attempts = 3\n\
@@ -266,5 +271,12 @@ fn memory_does_not_grow_over_a_thousand_messages(wasqd: &Wasqd) {
         }
         assert_eq!(plugin["counters"]["traps"], 0, "{language}: {plugin}");
         assert_eq!(plugin["counters"]["requeued"], 0, "{language}: {plugin}");
+        // MPUBs of 100 to an RDY of 8: the SDKs' batch export was used.
+        let batched = plugin["counters"]["batched"].as_u64().unwrap();
+        assert_eq!(
+            batched > 0,
+            BATCHING.contains(language),
+            "{language}: {plugin}"
+        );
     }
 }

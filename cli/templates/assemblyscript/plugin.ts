@@ -1,7 +1,7 @@
 // {{name}}: consumes `{{name}}` and publishes each body, its ASCII letters
 // uppercased, to `{{name}}.upper`.
 import { Level, Message, Outcome, Status, handle, log, publish } from "./wasq";
-export { wasq_abi_version, wasq_alloc, wasq_handle } from "./wasq";
+export { wasq_abi_version, wasq_alloc, wasq_handle, wasq_handle_batch } from "./wasq";
 
 handle((message: Message): i64 => {
   const body = message.body;

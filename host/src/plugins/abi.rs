@@ -1,5 +1,6 @@
 //! The host side of guest-sdk/ABI.md, version 1: the message layout written
-//! into guest memory, the outcome read back, and the import status codes.
+//! into guest memory, the batch layout of the optional `wasq_handle_batch`,
+//! the outcome read back, and the import status codes.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ pub const EXPORT_MEMORY: &str = "memory";
 pub const EXPORT_VERSION: &str = "wasq_abi_version";
 pub const EXPORT_ALLOC: &str = "wasq_alloc";
 pub const EXPORT_HANDLE: &str = "wasq_handle";
+pub const EXPORT_HANDLE_BATCH: &str = "wasq_handle_batch";
 pub const EXPORT_INIT: &str = "wasq_init";
 pub const EXPORT_REACTOR_INIT: &str = "_initialize";
 pub const EXPORT_COMMAND_START: &str = "_start";
@@ -55,6 +57,55 @@ impl Outcome {
             _ => Err(value),
         }
     }
+}
+
+/// One entry of a batch's table: the outcome (i64, written by the guest),
+/// the message's offset from the batch's start (u32) and its length (u32).
+pub const BATCH_ENTRY_SIZE: usize = 16;
+
+/// What an outcome slot holds until the guest has handled its message:
+/// code 0xFFFF_FFFF, which no outcome has.
+pub const NOT_HANDLED: i64 = -1;
+
+/// A batch holds messages up to this many bytes in all (a message larger
+/// than that goes alone): enough that the call itself costs next to
+/// nothing per message, small enough for any guest's allocator.
+pub const BATCH_MAX_BYTES: usize = 64 * 1024;
+
+/// The messages of one `wasq_handle_batch` call: how many of `messages`
+/// (from the first; at least one unless empty) and the batch's length.
+pub fn batch_extent(messages: &[Message], topic: &str, channel: &str) -> (usize, usize) {
+    let mut len = 0;
+    for (count, message) in messages.iter().enumerate() {
+        let more = BATCH_ENTRY_SIZE + encoded_len(message, topic, channel).next_multiple_of(8);
+        if count > 0 && len + more > BATCH_MAX_BYTES {
+            return (count, len);
+        }
+        len += more;
+    }
+    (messages.len(), len)
+}
+
+/// Writes a batch (`batch_extent`'s `len` long) into `out`: the table of
+/// `messages.len()` entries, every outcome [`NOT_HANDLED`], then each
+/// message in the v1 layout at an offset that is a multiple of 8.
+pub fn encode_batch_into(out: &mut [u8], messages: &[Message], topic: &str, channel: &str) {
+    let mut at = messages.len() * BATCH_ENTRY_SIZE;
+    for (index, message) in messages.iter().enumerate() {
+        let len = encoded_len(message, topic, channel);
+        let entry = &mut out[index * BATCH_ENTRY_SIZE..][..BATCH_ENTRY_SIZE];
+        entry[0..8].copy_from_slice(&NOT_HANDLED.to_le_bytes());
+        entry[8..12].copy_from_slice(&(at as u32).to_le_bytes());
+        entry[12..16].copy_from_slice(&(len as u32).to_le_bytes());
+        encode_into(&mut out[at..at + len], message, topic, channel);
+        at += len.next_multiple_of(8);
+    }
+}
+
+/// The outcome slot of entry `index` in a batch at the start of `batch`.
+pub fn batch_outcome(batch: &[u8], index: usize) -> i64 {
+    let at = index * BATCH_ENTRY_SIZE;
+    i64::from_le_bytes(batch[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// Length of a message in the v1 layout.
@@ -114,5 +165,37 @@ mod tests {
         assert_eq!(&out[16..32], b"0123456789abcdef");
         assert_eq!(&out[32..44], &[1, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0]);
         assert_eq!(&out[48..], b"tchbody");
+    }
+
+    #[test]
+    fn a_batch_is_a_table_then_aligned_messages() {
+        let messages = [b"body".as_slice(), b"second body"]
+            .map(|body| Message::new(MessageId(*b"0123456789abcdef"), Bytes::from(body)));
+        let (count, len) = batch_extent(&messages, "t", "ch");
+        // 48 + 3 + 4 = 55 -> 56; 48 + 3 + 11 = 62 -> 64.
+        assert_eq!((count, len), (2, 2 * 16 + 56 + 64));
+        let mut out = vec![0xAA; len];
+        encode_batch_into(&mut out, &messages, "t", "ch");
+        for index in 0..2 {
+            assert_eq!(batch_outcome(&out, index), NOT_HANDLED);
+        }
+        assert_eq!(&out[8..16], &[32, 0, 0, 0, 55, 0, 0, 0]);
+        assert_eq!(&out[24..32], &[88, 0, 0, 0, 62, 0, 0, 0]);
+        assert_eq!(&out[32 + 48..32 + 55], b"tchbody");
+        assert_eq!(&out[88 + 48..88 + 62], b"tchsecond body");
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_size_but_always_takes_one() {
+        let small = Message::new(MessageId([b'0'; 16]), Bytes::from(vec![1; 200]));
+        let per_message = BATCH_ENTRY_SIZE + encoded_len(&small, "t", "c").next_multiple_of(8);
+        let many = vec![small; 1000];
+        let (count, len) = batch_extent(&many, "t", "c");
+        assert_eq!(count, BATCH_MAX_BYTES / per_message);
+        assert_eq!(len, count * per_message);
+
+        let huge = Message::new(MessageId([b'0'; 16]), Bytes::from(vec![1; BATCH_MAX_BYTES]));
+        assert_eq!(batch_extent(&[huge.clone(), huge], "t", "c").0, 1);
+        assert_eq!(batch_extent(&[], "t", "c"), (0, 0));
     }
 }

@@ -188,6 +188,7 @@ impl PluginRun {
         let mut instance: Option<GuestInstance> = None;
         let mut times = stats::new_histogram();
         let mut successes = Vec::new();
+        let mut results = Vec::new();
         while !self.shutdown.is_cancelled() {
             if self.client.is_kicked() {
                 self.resubscribe();
@@ -241,6 +242,7 @@ impl PluginRun {
                 &mut instance,
                 &mut times,
                 &mut successes,
+                &mut results,
             );
         }
         if instance.is_some() {
@@ -258,7 +260,9 @@ impl PluginRun {
         instance: &mut Option<GuestInstance>,
         times: &mut hdrhistogram::Histogram<u64>,
         successes: &mut Vec<MessageId>,
+        results: &mut Vec<Result<Outcome, GuestError>>,
     ) {
+        let manifest = &self.link.manifest;
         let mut handled = 0;
         let count_handled = |handled: &mut u64| {
             self.link
@@ -266,43 +270,52 @@ impl PluginRun {
                 .handled
                 .fetch_add(std::mem::take(handled), Ordering::Relaxed);
         };
-        for message in messages {
+        let mut rest = &messages[..];
+        while let Some(first) = rest.first() {
             if self.stopping.load(Ordering::Acquire) && !self.drain.load(Ordering::Acquire) {
-                // Left in flight: unsubscribing returns it to the channel.
-                continue;
+                // Left in flight: unsubscribing returns them to the channel.
+                break;
             }
             if instance.is_none() {
                 *instance = self.new_instance();
             }
-            handled += 1;
             let Some(guest) = instance.as_mut() else {
                 let no_instance = Err(GuestError::Abi("no instance".into()));
+                handled += 1;
                 count_handled(&mut handled);
-                self.settle(channel, &message, no_instance, successes);
+                self.settle(channel, first, no_instance, successes);
+                rest = &rest[1..];
                 continue;
             };
             let started = Instant::now();
-            let result = guest.handle(
-                &message,
-                &self.link.manifest.topic,
-                &self.link.manifest.channel,
-            );
-            stats::record(times, started.elapsed());
-            if result.is_err() {
+            let intact = guest.handle_many(rest, &manifest.topic, &manifest.channel, results);
+            stats::record_many(times, started.elapsed(), results.len());
+            if results.len() > 1 {
+                let batched = &self.link.stats.batched;
+                batched.fetch_add(results.len() as u64, Ordering::Relaxed);
+            }
+            if !intact {
                 *instance = None;
                 self.live_instances.fetch_sub(1, Ordering::Relaxed);
             } else if guest.needs_recycling() {
-                // Between two messages, before it runs out: nothing retried.
-                tracing::info!(plugin = %self.link.name, memory_bytes = guest.memory_bytes(), limit_bytes = self.link.manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
+                // Between two calls, before it runs out: nothing retried.
+                tracing::info!(plugin = %self.link.name, memory_bytes = guest.memory_bytes(), limit_bytes = manifest.memory_limit_bytes, "PLUGIN: instance replaced: its memory keeps growing");
                 PluginStats::bump(&self.link.stats.recycled);
                 *instance = None;
                 self.live_instances.fetch_sub(1, Ordering::Relaxed);
             }
-            if !matches!(result, Ok(Outcome::Success)) {
-                // Settled at once (REQ or dead letter), not with the batch.
-                count_handled(&mut handled);
+            // Those after the outcomes were not handled (the instance
+            // failed first): the next instance gets them.
+            let (done, later) = rest.split_at(results.len());
+            for (message, result) in done.iter().zip(results.drain(..)) {
+                handled += 1;
+                if !matches!(result, Ok(Outcome::Success)) {
+                    // Settled at once (REQ or dead letter), not with the batch.
+                    count_handled(&mut handled);
+                }
+                self.settle(channel, message, result, successes);
             }
-            self.settle(channel, &message, result, successes);
+            rest = later;
         }
         count_handled(&mut handled);
         self.link.stats.merge(times);

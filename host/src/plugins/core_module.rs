@@ -1,18 +1,21 @@
 //! Core modules: ABI v1 (guest-sdk/ABI.md). The checks a module must pass
 //! before it links, the `wasq` imports over the guest's memory, and one
 //! instance: the message written into memory from `wasq_alloc`, the outcome
-//! read back from `wasq_handle`'s i64.
+//! read back from `wasq_handle`'s i64; or, when the module exports
+//! `wasq_handle_batch`, many messages written at once and their outcomes
+//! read back from the batch's table.
 
 use std::sync::Arc;
 
 use wasmtime::{
-    Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc, ValType,
+    Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc, UpdateDeadline,
+    ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
 use super::imports::{self, Level, Refusal};
-use super::instance::{Deadline, GuestError, GuestLimits, classify, sandboxed_wasi};
+use super::instance::{Deadline, GuestError, GuestLimits, classify, push_single, sandboxed_wasi};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -21,6 +24,63 @@ pub struct CoreState {
     wasi: WasiP1Ctx,
     limits: GuestLimits,
     link: Arc<PluginLink>,
+    /// The batch call under way, if any, for the epoch callback.
+    batch: Option<BatchWatch>,
+}
+
+/// What the epoch callback needs to give each message of a batch call its
+/// own deadline: the batch's outcome slots, and how far the guest got.
+struct BatchWatch {
+    memory: Memory,
+    /// Where the batch starts in guest memory, and its number of messages.
+    start: usize,
+    count: usize,
+    /// Messages with an outcome when last looked.
+    done: usize,
+    /// Ticks the message under way has left (reset when `done` grows).
+    ticks_left: u64,
+    /// A message's deadline in ticks.
+    ticks: u64,
+}
+
+impl BatchWatch {
+    /// Called every tick of the batch call: true while the message under
+    /// way is within its deadline. A message counts as started at the
+    /// tick that first saw its predecessor's outcome, so each gets its
+    /// deadline to within one tick, as a single call does.
+    fn within_deadline(&mut self, memory: &[u8]) -> bool {
+        let Some(batch) = memory.get(self.start..self.start + self.count * abi::BATCH_ENTRY_SIZE)
+        else {
+            return false;
+        };
+        let done = (self.done..self.count)
+            .find(|&index| abi::batch_outcome(batch, index) == abi::NOT_HANDLED)
+            .unwrap_or(self.count);
+        if done > self.done {
+            self.done = done;
+            self.ticks_left = self.ticks;
+        }
+        self.ticks_left = self.ticks_left.saturating_sub(1);
+        self.ticks_left > 0
+    }
+}
+
+/// The store's epoch callback: outside a batch call the deadline passed
+/// (interrupt, as wasmtime's default would); in one, interrupt only when
+/// the message under way has had its deadline ([`BatchWatch`]).
+fn on_epoch_deadline(
+    mut store: wasmtime::StoreContextMut<'_, CoreState>,
+) -> wasmtime::Result<UpdateDeadline> {
+    let Some(mut watch) = store.data_mut().batch.take() else {
+        return Ok(UpdateDeadline::Interrupt);
+    };
+    let within = watch.within_deadline(watch.memory.data(&store));
+    store.data_mut().batch = Some(watch);
+    Ok(if within {
+        UpdateDeadline::Continue(1)
+    } else {
+        UpdateDeadline::Interrupt
+    })
 }
 
 /// A module linked against the `wasq` imports and WASI preview 1.
@@ -45,10 +105,11 @@ pub fn link(linker: &Linker<CoreState>, module: &Module) -> anyhow::Result<CoreP
 
 fn check_exports(module: &Module) -> anyhow::Result<()> {
     use ValType::{I32, I64};
-    let expected: [(&str, &[ValType], &[ValType], bool); 4] = [
+    let expected: [(&str, &[ValType], &[ValType], bool); 5] = [
         (abi::EXPORT_VERSION, &[], &[I32], true),
         (abi::EXPORT_ALLOC, &[I32], &[I32], true),
         (abi::EXPORT_HANDLE, &[I32, I32], &[I64], true),
+        (abi::EXPORT_HANDLE_BATCH, &[I32, I32, I32], &[], false),
         (abi::EXPORT_INIT, &[], &[I32], false),
     ];
     match module.get_export(abi::EXPORT_MEMORY) {
@@ -175,6 +236,8 @@ pub struct CoreInstance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     handle: TypedFunc<(i32, i32), i64>,
+    /// `wasq_handle_batch`, if the module exports it.
+    handle_batch: Option<TypedFunc<(i32, i32, i32), ()>>,
     deadline: Deadline,
 }
 
@@ -185,8 +248,15 @@ impl CoreInstance {
         let wasi = sandboxed_wasi(&link).build_p1();
         let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_core_module(&link);
-        let mut store = Store::new(pre.module().engine(), CoreState { wasi, limits, link });
+        let state = CoreState {
+            wasi,
+            limits,
+            link,
+            batch: None,
+        };
+        let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(on_epoch_deadline);
         deadline.arm(&mut store);
 
         let instance = pre.instantiate(&mut store).map_err(classify)?;
@@ -203,6 +273,9 @@ impl CoreInstance {
         let handle = instance
             .get_typed_func(&mut store, abi::EXPORT_HANDLE)
             .map_err(abi_error)?;
+        let handle_batch = instance
+            .get_typed_func(&mut store, abi::EXPORT_HANDLE_BATCH)
+            .ok();
 
         if let Ok(reactor_init) =
             instance.get_typed_func::<(), ()>(&mut store, abi::EXPORT_REACTOR_INIT)
@@ -231,12 +304,38 @@ impl CoreInstance {
             memory,
             alloc,
             handle,
+            handle_batch,
             deadline,
         })
     }
 
     pub fn limits(&self) -> &GuestLimits {
         &self.store.data().limits
+    }
+
+    /// Handles the first of `messages`, or as many as one batch holds
+    /// when the module exports `wasq_handle_batch` (see
+    /// [`super::instance::GuestInstance::handle_many`]); false if the
+    /// instance failed and must be replaced.
+    pub fn handle_many(
+        &mut self,
+        messages: &[Message],
+        topic: &str,
+        channel: &str,
+        results: &mut Vec<Result<Outcome, GuestError>>,
+    ) -> bool {
+        let (count, len) = abi::batch_extent(messages, topic, channel);
+        match self.handle_batch.clone() {
+            Some(handle_batch) if count > 1 => self.call_batch(
+                &handle_batch,
+                &messages[..count],
+                len,
+                topic,
+                channel,
+                results,
+            ),
+            _ => push_single(results, self.handle(&messages[0], topic, channel)),
+        }
     }
 
     /// Places the message in guest memory and calls `wasq_handle`.
@@ -247,16 +346,30 @@ impl CoreInstance {
         channel: &str,
     ) -> Result<Outcome, GuestError> {
         let len = abi::encoded_len(message, topic, channel);
-        let len_i32 =
-            i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
         // Two calls: wasq_alloc, then wasq_handle.
         self.deadline.arm_for_calls(&mut self.store, 2);
+        let (ptr, region) = self
+            .alloc_region(len)?
+            .ok_or_else(|| GuestError::Abi(format!("wasq_alloc({len}) returned 0")))?;
+        abi::encode_into(region, message, topic, channel);
+        self.deadline.restart(&mut self.store);
+        let value = self
+            .handle
+            .call(&mut self.store, (ptr, len as i32))
+            .map_err(classify)?;
+        Outcome::decode(value).map_err(|raw| GuestError::Abi(format!("unknown outcome {raw:#x}")))
+    }
+
+    /// Calls `wasq_alloc(len)`: the region it returned, `None` for 0.
+    fn alloc_region(&mut self, len: usize) -> Result<Option<(i32, &mut [u8])>, GuestError> {
+        let len_i32 =
+            i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
         let ptr = self
             .alloc
             .call(&mut self.store, len_i32)
             .map_err(classify)?;
         if ptr == 0 {
-            return Err(GuestError::Abi(format!("wasq_alloc({len}) returned 0")));
+            return Ok(None);
         }
         let start = ptr as u32 as usize;
         let region = self
@@ -266,12 +379,81 @@ impl CoreInstance {
             .ok_or_else(|| {
                 GuestError::Abi(format!("wasq_alloc returned {start}, outside memory"))
             })?;
-        abi::encode_into(region, message, topic, channel);
-        self.deadline.restart(&mut self.store);
-        let value = self
-            .handle
-            .call(&mut self.store, (ptr, len_i32))
-            .map_err(classify)?;
-        Outcome::decode(value).map_err(|raw| GuestError::Abi(format!("unknown outcome {raw:#x}")))
+        Ok(Some((ptr, region)))
+    }
+
+    /// One `wasq_handle_batch` call for `messages` (a batch `len` long);
+    /// pushes the outcome of each message the guest handled. If the call
+    /// failed, the message under way gets the failure and those after it
+    /// get nothing: they were not handled, and the caller hands them to
+    /// the next instance. False if the instance failed.
+    fn call_batch(
+        &mut self,
+        handle_batch: &TypedFunc<(i32, i32, i32), ()>,
+        messages: &[Message],
+        len: usize,
+        topic: &str,
+        channel: &str,
+        results: &mut Vec<Result<Outcome, GuestError>>,
+    ) -> bool {
+        let count = messages.len();
+        // wasq_alloc, then each message in turn: one deadline each, and
+        // a tick more for each as the batch's callback sees it.
+        self.deadline
+            .arm_for_calls(&mut self.store, 2 * (count as u64 + 1));
+        let ptr = match self.alloc_region(len) {
+            Ok(Some((ptr, region))) => {
+                abi::encode_batch_into(region, messages, topic, channel);
+                ptr
+            }
+            // The guest cannot hold the whole batch: the first message alone.
+            Ok(None) => return push_single(results, self.handle(&messages[0], topic, channel)),
+            Err(error) => {
+                results.push(Err(error));
+                return false;
+            }
+        };
+        let start = ptr as u32 as usize;
+        let ticks = self.deadline.ticks();
+        self.store.data_mut().batch = Some(BatchWatch {
+            memory: self.memory,
+            start,
+            count,
+            done: 0,
+            ticks_left: ticks,
+            ticks,
+        });
+        // The callback looks at the batch every tick (`BatchWatch`).
+        self.store.set_epoch_deadline(1);
+        let called = handle_batch
+            .call(&mut self.store, (ptr, len as i32, count as i32))
+            .map_err(classify);
+        self.store.data_mut().batch = None;
+        let table = &self.memory.data(&self.store)[start..start + count * abi::BATCH_ENTRY_SIZE];
+        let mut intact = called.is_ok();
+        for index in 0..count {
+            let value = abi::batch_outcome(table, index);
+            let result = match (value, &called) {
+                (abi::NOT_HANDLED, Ok(())) => Err(GuestError::Abi(format!(
+                    "wasq_handle_batch returned without an outcome in entry {index}"
+                ))),
+                // The message under way when the call failed.
+                (abi::NOT_HANDLED, Err(error)) => {
+                    results.push(Err(error.clone()));
+                    return false;
+                }
+                (value, _) => Outcome::decode(value).map_err(|raw| {
+                    GuestError::Abi(format!("unknown outcome {raw:#x} in entry {index}"))
+                }),
+            };
+            intact &= result.is_ok();
+            results.push(result);
+        }
+        if let Err(error) = called {
+            // Every message has its outcome, but the instance is not to be trusted.
+            let name = &self.store.data().link.name;
+            tracing::warn!(plugin = %name, %error, "PLUGIN: wasq_handle_batch failed after its last outcome; instance replaced");
+        }
+        intact
     }
 }

@@ -145,6 +145,38 @@ impl GuestInstance {
             LiveGuest::Component(component) => component.handle(message, topic, channel),
         }
     }
+
+    /// Hands the guest the first of `messages` (a core module exporting
+    /// `wasq_handle_batch`: as many as one batch holds) and pushes one
+    /// outcome per message handled, in order, at least one. Returns false
+    /// if the instance failed (then the last outcome pushed is the failure,
+    /// unless the guest failed after its last message) and must be
+    /// replaced; the messages after those with an outcome were not handled.
+    pub fn handle_many(
+        &mut self,
+        messages: &[Message],
+        topic: &str,
+        channel: &str,
+        results: &mut Vec<Result<Outcome, GuestError>>,
+    ) -> bool {
+        match &mut self.live {
+            LiveGuest::Core(core) => core.handle_many(messages, topic, channel, results),
+            LiveGuest::Component(component) => {
+                push_single(results, component.handle(&messages[0], topic, channel))
+            }
+        }
+    }
+}
+
+/// Pushes the result of a call for a single message; false if it failed
+/// (the instance is then replaced).
+pub fn push_single(
+    results: &mut Vec<Result<Outcome, GuestError>>,
+    result: Result<Outcome, GuestError>,
+) -> bool {
+    let intact = result.is_ok();
+    results.push(result);
+    intact
 }
 
 /// The WASI a guest of either kind gets: its name as the only argument,
@@ -198,6 +230,11 @@ impl Deadline {
     pub fn arm_for_calls<T>(&self, store: &mut wasmtime::Store<T>, calls: u64) {
         store.set_epoch_deadline(self.ticks);
         self.clock.tick_for(self.ticks * calls);
+    }
+
+    /// A call's deadline in ticks.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     /// Starts the deadline for a call after the one [`Deadline::arm_for_calls`] armed.

@@ -11,6 +11,9 @@ use serde::Serialize;
 #[derive(Debug)]
 pub struct PluginStats {
     pub handled: AtomicU64,
+    /// Of those, the ones handed over in calls of more than one message
+    /// (`wasq_handle_batch`).
+    pub batched: AtomicU64,
     pub finished: AtomicU64,
     pub requeued: AtomicU64,
     pub dead_lettered: AtomicU64,
@@ -30,6 +33,7 @@ impl Default for PluginStats {
     fn default() -> Self {
         PluginStats {
             handled: AtomicU64::new(0),
+            batched: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             requeued: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
@@ -52,8 +56,14 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Records into a worker-local histogram; merged into the plugin's in batches
 /// so workers do not contend on every message.
 pub fn record(local: &mut Histogram<u64>, elapsed: Duration) {
-    let micros = (elapsed.as_micros() as u64).clamp(1, 3_600_000_000);
-    let _ = local.record(micros);
+    record_many(local, elapsed, 1);
+}
+
+/// Records `count` handler calls that took `elapsed` in all (a batch
+/// call): each as its share of the time.
+pub fn record_many(local: &mut Histogram<u64>, elapsed: Duration, count: usize) {
+    let micros = (elapsed.as_micros() as u64 / count.max(1) as u64).clamp(1, 3_600_000_000);
+    let _ = local.record_n(micros, count as u64);
 }
 
 impl PluginStats {
@@ -87,6 +97,7 @@ impl PluginStats {
         };
         CountersView {
             handled: load(&self.handled),
+            batched: load(&self.batched),
             finished: load(&self.finished),
             requeued: load(&self.requeued),
             dead_lettered: load(&self.dead_lettered),
@@ -146,6 +157,8 @@ impl HandlerTimes {
 #[derive(Debug, Clone, Serialize)]
 pub struct CountersView {
     pub handled: u64,
+    /// Handled in calls of more than one message (`wasq_handle_batch`).
+    pub batched: u64,
     pub finished: u64,
     pub requeued: u64,
     pub dead_lettered: u64,
