@@ -26,7 +26,9 @@ declare function hostPublish(topicPtr: usize, topicLen: i32, bodyPtr: usize, bod
 @external("wasq", "publish_deferred")
 declare function hostPublishDeferred(topicPtr: usize, topicLen: i32, bodyPtr: usize, bodyLen: i32, delayMs: i64): i32;
 
-/** One message as the broker delivered it. `body` is a copy, yours to keep. */
+/** One message as the broker delivered it. The bindings fill the same
+ * Message for each message (valid while the handler runs); `body` is a
+ * copy, yours to keep. */
 export class Message {
   /** 1 on the first delivery, +1 on each redelivery. */
   attempts: u16 = 0;
@@ -127,8 +129,7 @@ export function wasq_alloc(size: i32): usize {
 
 /** Parses the message at ptr..ptr+len and calls the handler. */
 function run(ptr: usize, len: i32): i64 {
-  const message = parse(ptr, len);
-  if (message == null) {
+  if (!parseInto(current, ptr, len)) {
     log(Level.ERROR, "wasq.ts: malformed message header");
     return Outcome.RETRY;
   }
@@ -137,7 +138,7 @@ function run(ptr: usize, len: i32): i64 {
     log(Level.ERROR, "wasq.ts: no handler registered (call handle())");
     return Outcome.RETRY;
   }
-  return h(message);
+  return h(current);
 }
 
 export function wasq_handle(ptr: usize, len: i32): i64 {
@@ -183,17 +184,26 @@ class LastName {
 const lastTopic = new LastName();
 const lastChannel = new LastName();
 
-/** Reads the ABI's message layout at ptr..ptr+len; null if malformed. */
+/** The Message handed to the handler, filled anew for each message: one
+ * managed allocation fewer per message. */
+const current = new Message();
+
+/** Reads the ABI's message layout at ptr..ptr+len into a new Message; null if malformed. */
 export function parse(ptr: usize, len: i32): Message | null {
-  if (len < 48) return null;
+  const m = new Message();
+  return parseInto(m, ptr, len) ? m : null;
+}
+
+/** Reads the ABI's message layout at ptr..ptr+len into m; false if malformed. */
+function parseInto(m: Message, ptr: usize, len: i32): bool {
+  if (len < 48) return false;
   const header = <usize>load<u32>(ptr);
   const topicLen = <usize>load<u32>(ptr, 32);
   const channelLen = <usize>load<u32>(ptr, 36);
   const bodyLen = <usize>load<u32>(ptr, 40);
-  if (header < 48 || header > <usize>len) return null;
-  if (topicLen + channelLen + bodyLen != <usize>len - header) return null;
+  if (header < 48 || header > <usize>len) return false;
+  if (topicLen + channelLen + bodyLen != <usize>len - header) return false;
   const data = ptr + header;
-  const m = new Message();
   m.attempts = load<u16>(ptr, 4);
   m.timestamp = load<i64>(ptr, 8);
   m.idLow = load<u64>(ptr, 16);
@@ -203,5 +213,5 @@ export function parse(ptr: usize, len: i32): Message | null {
   const body = new Uint8Array(<i32>bodyLen);
   memory.copy(body.dataStart, data + topicLen + channelLen, bodyLen);
   m.body = body;
-  return m;
+  return true;
 }

@@ -174,9 +174,6 @@ fn plugin_call(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _entered = runtime.enter();
     let wasm = WasmRuntime::new(None).unwrap();
-    // The trivial handler in WAT: one fixed buffer, FIN every message.
-    let module = wasq_testkit::wat_plugin("", "(i64.const 0)");
-    let guest = wasm.compile(module.as_bytes(), "bench").unwrap().guest;
     let manifest = Manifest::parse(
         "trivial",
         std::path::Path::new("trivial.toml"),
@@ -192,24 +189,47 @@ fn plugin_call(c: &mut Criterion) {
         recorded: None,
     });
     let m = message(1);
+    let batch: Vec<Message> = (0..BATCH).map(|_| message(1)).collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // The trivial handler (FIN every message) by hand and in each SDK, as
+    // scripts/build-plugins and scripts/build-guests leave it.
+    let trivials = [
+        ("WAT", "examples/wat/trivial.wat"),
+        (
+            "Rust SDK",
+            "examples/target/wasm32-wasip1/release/trivial.wasm",
+        ),
+        ("C", "examples/target/guests/c/trivial.wasm"),
+        ("Zig", "examples/target/guests/zig/trivial.wasm"),
+        ("Go", "examples/target/guests/go/trivial.wasm"),
+        (
+            "AssemblyScript",
+            "examples/target/guests/assemblyscript/trivial.wasm",
+        ),
+    ];
     let mut group = c.benchmark_group("plugin");
-    group.throughput(Throughput::Elements(1));
-    let mut instance = guest.instantiate(link.clone()).unwrap();
-    group.bench_function("one call, 200 B message, core module (WAT)", |b| {
-        b.iter(|| instance.handle(black_box(&m), "t", "trivial").unwrap())
-    });
-    // The Rust SDK's trivial example (its allocator and ABI glue), when
-    // scripts/build-plugins has built it.
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/target/wasm32-wasip1/release/trivial.wasm");
-    if let Ok(bytes) = std::fs::read(&example) {
-        let guest = wasm.compile(&bytes, "bench-rust").unwrap().guest;
-        let mut instance = guest.instantiate(link).unwrap();
-        group.bench_function("one call, 200 B message, core module (Rust SDK)", |b| {
+    for (name, file) in trivials {
+        let Ok(bytes) = std::fs::read(root.join(file)) else {
+            eprintln!("{file} not built: run scripts/build-plugins and scripts/build-guests");
+            continue;
+        };
+        let guest = wasm.compile(&bytes, name).unwrap().guest;
+        let mut instance = guest.instantiate(link.clone()).unwrap();
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(format!("one call, 200 B message, {name}"), |b| {
             b.iter(|| instance.handle(black_box(&m), "t", "trivial").unwrap())
         });
-    } else {
-        eprintln!("{} not built: run scripts/build-plugins", example.display());
+        // wasq_handle_batch: the whole batch in one call (64 KiB holds it).
+        let mut results = Vec::with_capacity(BATCH);
+        assert!(instance.handle_many(&batch, "t", "trivial", &mut results));
+        assert_eq!(results.len(), BATCH, "{name}: one call for the batch");
+        group.throughput(Throughput::Elements(BATCH as u64));
+        group.bench_function(format!("batch of {BATCH} × 200 B, {name}"), |b| {
+            b.iter(|| {
+                results.clear();
+                instance.handle_many(black_box(&batch), "t", "trivial", &mut results)
+            })
+        });
     }
     group.finish();
 }
