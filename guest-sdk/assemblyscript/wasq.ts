@@ -47,7 +47,21 @@ export class Message {
   }
   topic: string = "";
   channel: string = "";
-  body: Uint8Array = new Uint8Array(0);
+  /** Where the body lies in the message region, until it is copied. */
+  bodyPtr: usize = 0;
+  bodyLen: usize = 0;
+  bodyCopy: Uint8Array | null = null;
+  /** The body: a copy, yours to keep, made when first read (a handler
+   * that never reads it costs no copy). */
+  get body(): Uint8Array {
+    let copy = this.bodyCopy;
+    if (copy == null) {
+      copy = new Uint8Array(<i32>this.bodyLen);
+      memory.copy(copy.dataStart, this.bodyPtr, this.bodyLen);
+      this.bodyCopy = copy;
+    }
+    return copy;
+  }
 }
 
 /** What the handler returns: the ABI's outcome (code low, argument high). */
@@ -191,7 +205,9 @@ const current = new Message();
 /** Reads the ABI's message layout at ptr..ptr+len into a new Message; null if malformed. */
 export function parse(ptr: usize, len: i32): Message | null {
   const m = new Message();
-  return parseInto(m, ptr, len) ? m : null;
+  if (!parseInto(m, ptr, len)) return null;
+  m.bodyCopy = m.body; // copied now: this Message outlives the region
+  return m;
 }
 
 /** Reads the ABI's message layout at ptr..ptr+len into m; false if malformed. */
@@ -210,8 +226,8 @@ function parseInto(m: Message, ptr: usize, len: i32): bool {
   m.idHigh = load<u64>(ptr, 24);
   m.topic = lastTopic.text(data, topicLen);
   m.channel = lastChannel.text(data + topicLen, channelLen);
-  const body = new Uint8Array(<i32>bodyLen);
-  memory.copy(body.dataStart, data + topicLen + channelLen, bodyLen);
-  m.body = body;
+  m.bodyPtr = data + topicLen + channelLen;
+  m.bodyLen = bodyLen;
+  m.bodyCopy = null;
   return true;
 }
