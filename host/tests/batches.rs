@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use wasq_testkit::{PluginDir, RawClient};
+use wasq_testkit::{Http, PluginDir, RawClient, Wasqd};
 
 /// Long enough that a message still on its way would have arrived.
 const QUIET: Duration = Duration::from_millis(500);
@@ -98,29 +98,52 @@ fn batch_sizes(calls: &[Vec<u8>]) -> Vec<u32> {
         .collect()
 }
 
-#[test]
-fn a_plugin_exporting_wasq_handle_batch_gets_many_messages_per_call() {
+/// A wasqd running the batcher, with consumers of some of its topics.
+struct Run {
+    _plugins: PluginDir,
+    wasqd: Wasqd,
+    http: Http,
+}
+
+/// Starts wasqd with the batcher (`alloc_limit`, `deadline_ms`), subscribes
+/// to each of `watch`, publishes `bodies` to `work` in one MPUB and waits
+/// until every one is settled; the consumers come back in `watch`'s order.
+fn publish_and_settle(
+    alloc_limit: u32,
+    deadline_ms: u32,
+    watch: &[&str],
+    bodies: &[String],
+) -> (Run, Vec<RawClient>) {
     let plugins = PluginDir::default();
-    plugins.wat("batcher", &batcher(131_072), &manifest(5000));
+    plugins.wat("batcher", &batcher(alloc_limit), &manifest(deadline_ms));
     let wasqd = plugins.start();
     let http = wasqd.http();
-    let mut seen = wasqd.consumer("seen", "check", 1000);
-    let mut calls = wasqd.consumer("calls", "check", 1000);
-    let bodies: Vec<String> = (0..50).map(|i| format!("ok {i}")).collect();
-    assert_eq!(
-        http.post("/mpub?topic=work", bodies.join("\n").as_bytes())
-            .0,
-        200
-    );
+    let consumers = watch
+        .iter()
+        .map(|topic| wasqd.consumer(topic, "check", 1000))
+        .collect();
+    let (status, answer) = http.post("/mpub?topic=work", bodies.join("\n").as_bytes());
+    assert_eq!(status, 200, "{answer}");
     http.wait_settled("work", "c");
+    let run = Run {
+        _plugins: plugins,
+        wasqd,
+        http,
+    };
+    (run, consumers)
+}
 
-    let seen = counts(&drain(&mut seen));
+#[test]
+fn a_plugin_exporting_wasq_handle_batch_gets_many_messages_per_call() {
+    let bodies: Vec<String> = (0..50).map(|i| format!("ok {i}")).collect();
+    let (run, mut consumers) = publish_and_settle(131_072, 5000, &["seen", "calls"], &bodies);
+    let seen = counts(&drain(&mut consumers[0]));
     assert_eq!(seen.len(), 50, "{seen:?}");
     assert!(
         seen.values().all(|&n| n == 1),
         "each handled once: {seen:?}"
     );
-    let calls = drain(&mut calls);
+    let calls = drain(&mut consumers[1]);
     let sizes = batch_sizes(&calls);
     let singles = calls.len() - sizes.len();
     assert_eq!(sizes.iter().sum::<u32>() as usize + singles, 50);
@@ -128,29 +151,19 @@ fn a_plugin_exporting_wasq_handle_batch_gets_many_messages_per_call() {
         sizes.iter().any(|&n| n > 1),
         "50 messages published at once were handed over one by one: {sizes:?}, {singles} single"
     );
-    assert_eq!(http.counter("batcher", "handled"), 50);
-    assert_eq!(http.counter("batcher", "finished"), 50);
+    assert_eq!(run.http.counter("batcher", "handled"), 50);
+    assert_eq!(run.http.counter("batcher", "finished"), 50);
+    assert!(run.http.counter("batcher", "batched") > 1);
 }
 
 #[test]
 fn a_failure_in_a_batch_costs_only_the_message_it_happened_in() {
-    let plugins = PluginDir::default();
-    plugins.wat("batcher", &batcher(131_072), &manifest(300));
-    let wasqd = plugins.start();
-    let http = wasqd.http();
-    let mut seen = wasqd.consumer("seen", "check", 1000);
-    let mut dead = wasqd.consumer("work.dead", "check", 100);
     let bodies = [
         "ok 1", "trap 1", "ok 2", "fatal 1", "ok 3", "hang 1", "ok 4", "retry 1", "ok 5",
-    ];
-    assert_eq!(
-        http.post("/mpub?topic=work", bodies.join("\n").as_bytes())
-            .0,
-        200
-    );
-    http.wait_settled("work", "c");
-
-    let mut dead_letters: Vec<String> = drain(&mut dead)
+    ]
+    .map(String::from);
+    let (run, mut consumers) = publish_and_settle(131_072, 300, &["seen", "work.dead"], &bodies);
+    let mut dead_letters: Vec<String> = drain(&mut consumers[1])
         .iter()
         .map(|body| String::from_utf8_lossy(body).into_owned())
         .collect();
@@ -159,41 +172,36 @@ fn a_failure_in_a_batch_costs_only_the_message_it_happened_in() {
     // Two deliveries for what failed (max_attempts 2), one for the rest:
     // the messages after a trap or a timeout in a batch went to the next
     // instance, not back to the channel.
-    let seen = counts(&drain(&mut seen));
+    let seen = counts(&drain(&mut consumers[0]));
     let expected: HashMap<String, usize> = bodies
         .iter()
         .map(|body| {
             let failing = ["trap", "hang", "retry"]
                 .iter()
                 .any(|f| body.starts_with(f));
-            (body.to_string(), if failing { 2 } else { 1 })
+            (body.clone(), if failing { 2 } else { 1 })
         })
         .collect();
     assert_eq!(seen, expected);
-    assert_eq!(http.counter("batcher", "traps"), 2);
-    assert_eq!(http.counter("batcher", "timeouts"), 2);
-    assert_eq!(http.counter("batcher", "finished"), 5);
-    assert_eq!(http.counter("batcher", "dead_lettered"), 4);
+    let counter = |name: &str| run.http.counter("batcher", name);
+    assert_eq!(counter("traps"), 2);
+    assert_eq!(counter("timeouts"), 2);
+    assert_eq!(counter("finished"), 5);
+    assert_eq!(counter("dead_lettered"), 4);
+    assert!(
+        run.wasqd.log().iter().any(|line| line.contains("deadline")),
+        "the timeout is logged"
+    );
 }
 
 #[test]
 fn each_message_of_a_batch_gets_its_own_deadline() {
-    let plugins = PluginDir::default();
     // 8 × 100 ms in one call, each well within 400 ms, together not.
-    plugins.wat("batcher", &batcher(131_072), &manifest(400));
-    let wasqd = plugins.start();
-    let http = wasqd.http();
-    let mut calls = wasqd.consumer("calls", "check", 1000);
     let bodies: Vec<String> = (0..8).map(|i| format!("slow {i}")).collect();
-    assert_eq!(
-        http.post("/mpub?topic=work", bodies.join("\n").as_bytes())
-            .0,
-        200
-    );
-    http.wait_settled("work", "c");
-    assert_eq!(http.counter("batcher", "finished"), 8);
-    assert_eq!(http.counter("batcher", "timeouts"), 0);
-    let sizes = batch_sizes(&drain(&mut calls));
+    let (run, mut consumers) = publish_and_settle(131_072, 400, &["calls"], &bodies);
+    assert_eq!(run.http.counter("batcher", "finished"), 8);
+    assert_eq!(run.http.counter("batcher", "timeouts"), 0);
+    let sizes = batch_sizes(&drain(&mut consumers[0]));
     assert!(
         sizes.iter().any(|&n| n > 4),
         "the slow messages were not one batch: {sizes:?}"
@@ -202,22 +210,13 @@ fn each_message_of_a_batch_gets_its_own_deadline() {
 
 #[test]
 fn a_guest_without_room_for_a_batch_gets_its_messages_one_by_one() {
-    let plugins = PluginDir::default();
     // Room for one message (48 + 4 + 1 + 5 bytes), not for a batch of them.
-    plugins.wat("batcher", &batcher(80), &manifest(5000));
-    let wasqd = plugins.start();
-    let http = wasqd.http();
-    let mut seen = wasqd.consumer("seen", "check", 1000);
     let bodies: Vec<String> = (0..20).map(|i| format!("ok {i:02}")).collect();
-    assert_eq!(
-        http.post("/mpub?topic=work", bodies.join("\n").as_bytes())
-            .0,
-        200
-    );
-    http.wait_settled("work", "c");
-    let seen = counts(&drain(&mut seen));
+    let (run, mut consumers) = publish_and_settle(80, 5000, &["seen"], &bodies);
+    let seen = counts(&drain(&mut consumers[0]));
     assert_eq!(seen.len(), 20);
     assert!(seen.values().all(|&n| n == 1), "{seen:?}");
-    assert_eq!(http.counter("batcher", "finished"), 20);
-    assert_eq!(http.counter("batcher", "traps"), 0);
+    assert_eq!(run.http.counter("batcher", "finished"), 20);
+    assert_eq!(run.http.counter("batcher", "traps"), 0);
+    assert_eq!(run.http.counter("batcher", "batched"), 0);
 }
