@@ -196,11 +196,16 @@ fn a_failure_in_a_batch_costs_only_the_message_it_happened_in() {
 
 #[test]
 fn each_message_of_a_batch_gets_its_own_deadline() {
-    // 8 × 100 ms in one call, each well within 400 ms, together not.
-    let bodies: Vec<String> = (0..8).map(|i| format!("slow {i}")).collect();
+    // 8 × 100 ms in one call, each well within 400 ms, together not; then
+    // one that never ends, interrupted after its own 400 ms (so the epoch
+    // clock kept ticking past the first messages' deadlines).
+    let mut bodies: Vec<String> = (0..8).map(|i| format!("slow {i}")).collect();
+    bodies.push("hang".into());
     let (run, mut consumers) = publish_and_settle(131_072, 400, &["calls"], &bodies);
     assert_eq!(run.http.counter("batcher", "finished"), 8);
-    assert_eq!(run.http.counter("batcher", "timeouts"), 0);
+    // Its two deliveries (max_attempts 2), then the dead-letter topic.
+    assert_eq!(run.http.counter("batcher", "timeouts"), 2);
+    assert_eq!(run.http.counter("batcher", "dead_lettered"), 1);
     let sizes = batch_sizes(&drain(&mut consumers[0]));
     assert!(
         sizes.iter().any(|&n| n > 4),

@@ -75,6 +75,9 @@ fn on_epoch_deadline(
         return Ok(UpdateDeadline::Interrupt);
     };
     let within = watch.within_deadline(watch.memory.data(&store));
+    // The clock was armed for the first message only: keep it ticking for
+    // as long as the message under way may still run.
+    store.data().link.clock.tick_for(watch.ticks_left);
     store.data_mut().batch = Some(watch);
     Ok(if within {
         UpdateDeadline::Continue(1)
@@ -397,10 +400,10 @@ impl CoreInstance {
         results: &mut Vec<Result<Outcome, GuestError>>,
     ) -> bool {
         let count = messages.len();
-        // wasq_alloc, then each message in turn: one deadline each, and
-        // a tick more for each as the batch's callback sees it.
-        self.deadline
-            .arm_for_calls(&mut self.store, 2 * (count as u64 + 1));
+        // wasq_alloc and the first message; the callback keeps the clock
+        // going for the later ones (arming it for the whole batch's worst
+        // case would keep it ticking long after the batch).
+        self.deadline.arm_for_calls(&mut self.store, 2);
         let ptr = match self.alloc_region(len) {
             Ok(Some((ptr, region))) => {
                 abi::encode_batch_into(region, messages, topic, channel);
