@@ -41,7 +41,8 @@ pub enum StopMode {
     /// Handle every message already taken, then stop (reload, removal):
     /// their FIN/REQ counts, nothing is redelivered.
     Drain,
-    /// Finish only the message being handled; the rest go back to the
+    /// Finish only the call under way (one message, or one batch to a
+    /// module exporting `wasq_handle_batch`); the rest go back to the
     /// channel (broker shutdown).
     Requeue,
 }
@@ -236,7 +237,7 @@ impl PluginRun {
                 });
                 continue;
             }
-            self.handle_batch(
+            self.handle_taken(
                 &channel,
                 messages,
                 &mut instance,
@@ -250,10 +251,12 @@ impl PluginRun {
         }
     }
 
-    /// Handles a batch and settles it; statistics are added once per batch,
-    /// always before the broker sees the outcomes they count: whoever sees
-    /// the channel settled sees the counters final.
-    fn handle_batch(
+    /// Handles what the worker took (in calls of one message, or of many
+    /// to a module exporting `wasq_handle_batch`) and settles it;
+    /// statistics are added once per take, always before the broker sees
+    /// the outcomes they count: whoever sees the channel settled sees the
+    /// counters final.
+    fn handle_taken(
         &self,
         channel: &Arc<Channel>,
         messages: Vec<Message>,
@@ -367,7 +370,7 @@ impl PluginRun {
             return;
         }
         let stats = &self.link.stats;
-        // Counted first (see handle_batch); the few a FIN refuses (timed
+        // Counted first (see handle_taken); the few a FIN refuses (timed
         // out meanwhile, so delivered again) are taken back.
         let expected = successes.len();
         stats.finished.fetch_add(expected as u64, Ordering::Relaxed);
