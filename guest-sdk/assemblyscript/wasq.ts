@@ -4,10 +4,10 @@
 //
 //   import { Message, Outcome, handle, publish } from "<path>/guest-sdk/assemblyscript/wasq";
 //   export { wasq_abi_version, wasq_alloc, wasq_handle, wasq_handle_batch } from "<path>/guest-sdk/assemblyscript/wasq";
+//   handle((message: Message): i64 => { ...; return Outcome.SUCCESS; });
 //
 // (`wasq_handle_batch` is optional: without it the host calls wasq_handle
 // once per message; with it, many messages per call, which is faster.)
-//   handle((message: Message): i64 => { ...; return Outcome.SUCCESS; });
 //
 // Build (the default incremental runtime frees memory; `--use abort=` drops
 // the `env.abort` import the host does not provide):
