@@ -53,14 +53,10 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
 }
 
-/// Records into a worker-local histogram; merged into the plugin's in batches
-/// so workers do not contend on every message.
-pub fn record(local: &mut Histogram<u64>, elapsed: Duration) {
-    record_many(local, elapsed, 1);
-}
-
-/// Records `count` handler calls that took `elapsed` in all (a batch
-/// call): each as its share of the time.
+/// Records `count` handler calls that took `elapsed` in all (one call, or
+/// a batch call: each as its share of the time) into a worker-local
+/// histogram; merged into the plugin's in batches so workers do not
+/// contend on every message.
 pub fn record_many(local: &mut Histogram<u64>, elapsed: Duration, count: usize) {
     let micros = (elapsed.as_micros() as u64 / count.max(1) as u64).clamp(1, 3_600_000_000);
     let _ = local.record_n(micros, count as u64);
