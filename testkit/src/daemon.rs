@@ -38,9 +38,12 @@ type Log = Mutex<Vec<String>>;
 /// The path of a workspace binary: `$ENV_VAR` if set, else beside the
 /// running executable (a test in `target/debug/deps/`, or the load tool in
 /// `target/release/`), where Cargo puts every binary of the workspace.
+/// A relative `$ENV_VAR` is taken from the current directory, not from the
+/// temporary one the daemon runs in.
 pub fn binary(name: &str, env_var: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_var) {
-        return PathBuf::from(path);
+        let path = PathBuf::from(path);
+        return std::path::absolute(&path).unwrap_or(path);
     }
     let exe = std::env::current_exe().expect("the running executable's path");
     let mut dir = exe.parent().expect("its directory").to_path_buf();
