@@ -1,5 +1,6 @@
 //! A server that answers every PUB (protocol V2) or every HTTP request
-//! with OK and does nothing else, one blocking thread per connection.
+//! with OK and does nothing else, one blocking thread per connection (the
+//! OKs to the PUBs of one read in one write).
 //!
 //! It does no work, so with the same client in the same round it shows
 //! what a round-trip row costs apart from the broker: the client, the
@@ -71,6 +72,7 @@ fn serve(protocol: Protocol, stream: TcpStream) -> io::Result<()> {
             reader.read_exact(&mut magic)?;
             let mut line = Vec::new();
             let mut body = Vec::new();
+            let mut answers = Vec::new();
             loop {
                 line.clear();
                 if reader.read_until(b'\n', &mut line)? == 0 {
@@ -80,7 +82,15 @@ fn serve(protocol: Protocol, stream: TcpStream) -> io::Result<()> {
                 reader.read_exact(&mut size)?;
                 body.resize(u32::from_be_bytes(size) as usize, 0);
                 reader.read_exact(&mut body)?;
-                writer.write_all(b"\0\0\0\x06\0\0\0\0OK")?;
+                answers.extend_from_slice(b"\0\0\0\x06\0\0\0\0OK");
+                // The answers to every PUB of one read go out in one write,
+                // as a broker's do (wasqd's; nsqd writes one per PUB): a
+                // pipelining client's row then shows what the client and
+                // the loopback cost at the fewest system calls.
+                if reader.buffer().is_empty() {
+                    writer.write_all(&answers)?;
+                    answers.clear();
+                }
             }
         }
         Protocol::Http => {

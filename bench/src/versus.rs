@@ -445,7 +445,7 @@ async fn measure(
     Ok((figures[0], figures[1]))
 }
 
-/// The round-trip rows measured against an [`OkServer`] (one that only
+/// The PUB and /pub rows measured against an [`OkServer`] (one that only
 /// answers OK) with the same client, right after the brokers; `None` for
 /// the other rows.
 async fn measure_ok_server(
@@ -454,7 +454,7 @@ async fn measure_ok_server(
     workload: &Workload,
 ) -> anyhow::Result<Option<f64>> {
     let protocol = match id {
-        "tcp_pub" => Protocol::NsqPub,
+        "tcp_pub" | "tcp_pub_pipelined" => Protocol::NsqPub,
         "http_pub" => Protocol::Http,
         _ => return Ok(None),
     };
@@ -624,7 +624,7 @@ struct Summary {
     theirs: Vec<f64>,
     /// The share of CPU time stolen by the host during each figure.
     steal: Vec<f64>,
-    /// The round-trip rows' [`OkServer`], one per round; empty for the others.
+    /// The PUB and /pub rows' [`OkServer`], one per round; empty for the others.
     ok_servers: Vec<f64>,
     /// Measured with the CPUs kept awake (`--awake`).
     awake: bool,
