@@ -9,8 +9,12 @@
 //! Build (freestanding, no WASI needed):
 //!
 //!     python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic \
-//!         -O ReleaseSmall --dep wasq -Mroot=NAME.zig -Mwasq=guest-sdk/zig/wasq.zig \
+//!         -O ReleaseFast -fstrip --dep wasq -Mroot=NAME.zig -Mwasq=guest-sdk/zig/wasq.zig \
 //!         -femit-bin=NAME.wasm
+//!
+//! ReleaseFast, not ReleaseSmall: the size-optimised code made a trivial
+//! handler cost 98 ns a message in a batch instead of 21 (and 128 ns a
+//! call instead of 84), for 350 bytes less (bench/README.md).
 
 const std = @import("std");
 

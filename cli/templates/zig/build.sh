@@ -11,7 +11,7 @@ else
     echo "build.sh: zig not found (install Zig 0.17, or: pip install ziglang==0.17.1)" >&2
     exit 1
 fi
-"$@" build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseSmall \
+"$@" build-exe -target wasm32-freestanding -fno-entry -rdynamic -O ReleaseFast -fstrip \
     --dep wasq -Mroot={{name}}.zig -Mwasq=wasq.zig -femit-bin={{name}}.wasm
 rm -f {{name}}.wasm.o
 echo "built {{name}}.wasm"
