@@ -103,29 +103,19 @@ impl InFlightQueue {
 
     pub fn insert(&mut self, entry: InFlight) -> Result<(), InFlightError> {
         let id = entry.message.id;
-        if self.by_id.contains_key(&id) {
+        // One hash lookup: the vacant entry is filled after joining a group.
+        let std::collections::hash_map::Entry::Vacant(vacant) = self.by_id.entry(id) else {
             return Err(InFlightError::AlreadyInFlight);
-        }
-        let group = self.join_group(id, entry.deadline);
-        self.by_id.insert(id, Stored { entry, group });
-        Ok(())
-    }
-
-    /// Adds `id` to the group of `deadline` (the last one made, or a new one).
-    fn join_group(&mut self, id: MessageId, deadline: Instant) -> u64 {
-        let key = match self.last_group {
-            Some(key) if key.0 == deadline && self.by_deadline.contains_key(&key) => key,
-            _ => {
-                let key = (deadline, self.next_group);
-                self.next_group += 1;
-                self.last_group = Some(key);
-                key
-            }
         };
-        let group = self.by_deadline.entry(key).or_default();
-        group.ids.push(id);
-        group.live += 1;
-        key.1
+        let group = join_group_of(
+            &mut self.by_deadline,
+            &mut self.last_group,
+            &mut self.next_group,
+            id,
+            entry.deadline,
+        );
+        vacant.insert(Stored { entry, group });
+        Ok(())
     }
 
     /// Counts `id` out of its group; drops the group once none is left,
@@ -159,6 +149,17 @@ impl InFlightQueue {
         self.leave_group(stored.entry.deadline, stored.group);
         self.by_id.release_spare();
         Ok(stored.entry)
+    }
+
+    /// Adds `id` to the group of `deadline` ([`join_group_of`]).
+    fn join_group(&mut self, id: MessageId, deadline: Instant) -> u64 {
+        join_group_of(
+            &mut self.by_deadline,
+            &mut self.last_group,
+            &mut self.next_group,
+            id,
+            deadline,
+        )
     }
 
     /// Moves a message's deadline (TOUCH).
@@ -240,6 +241,37 @@ impl InFlightQueue {
             .map(|stored| stored.entry)
             .collect()
     }
+}
+
+/// Adds `id` to the group of `deadline`: the last one made if it has that
+/// deadline and is still there (one B-tree search, the common case: every
+/// message of a take has the same deadline), or a new one. A function of
+/// the fields it needs, so that `insert` can hold the map's vacant entry.
+fn join_group_of(
+    by_deadline: &mut BTreeMap<GroupKey, Group>,
+    last_group: &mut Option<GroupKey>,
+    next_group: &mut u64,
+    id: MessageId,
+    deadline: Instant,
+) -> u64 {
+    if let Some(key) = last_group.filter(|key| key.0 == deadline)
+        && let Some(group) = by_deadline.get_mut(&key)
+    {
+        group.ids.push(id);
+        group.live += 1;
+        return key.1;
+    }
+    let key = (deadline, *next_group);
+    *next_group += 1;
+    *last_group = Some(key);
+    by_deadline.insert(
+        key,
+        Group {
+            ids: vec![id],
+            live: 1,
+        },
+    );
+    key.1
 }
 
 #[cfg(test)]
