@@ -294,7 +294,10 @@ fn rust_javascript_and_python_components_keep_the_contract_alike() {
     let wasqd = dir.start();
     let http = wasqd.http();
     // Multi-megabyte runtimes say when their compile starts, and its time.
-    let log = wasqd.log();
+    let log = wasqd.log_when(WAIT, |log| {
+        log.iter()
+            .any(|l| l.contains("PLUGINS: compiled a WebAssembly component"))
+    });
     assert!(
         log.iter()
             .any(|l| l.contains("PLUGINS: compiling a WebAssembly component of")),

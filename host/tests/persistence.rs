@@ -412,7 +412,12 @@ fn torn_tails_and_corrupt_segments_are_logged_and_skipped() {
     std::fs::write(&corrupt[0], bytes).unwrap();
 
     let wasqd = Wasqd::start_with(&args);
-    let log = wasqd.log().join("\n");
+    let log = wasqd
+        .log_when(Duration::from_secs(10), |log| {
+            log.iter().any(|l| l.contains("torn record"))
+                && log.iter().any(|l| l.contains("corrupt segment"))
+        })
+        .join("\n");
     let newest_name = newest.file_name().unwrap().to_string_lossy();
     assert!(
         log.lines()
@@ -667,7 +672,10 @@ fn restoring_a_large_queue_logs_its_progress() {
     assert!(wasqd.terminate().success());
 
     let wasqd = Wasqd::start_with(&args);
-    let log = wasqd.log();
+    let log = wasqd.log_when(Duration::from_secs(10), |log| {
+        log.iter()
+            .any(|line| line.contains("DISKQUEUE: recovered queue big"))
+    });
     let has = |text: &str| log.iter().any(|line| line.contains(text));
     assert!(has("DISKQUEUE: recovering queue big: "), "{log:?}");
     assert!(

@@ -38,11 +38,15 @@ type Log = Mutex<Vec<String>>;
 /// The path of a workspace binary: `$ENV_VAR` if set, else beside the
 /// running executable (a test in `target/debug/deps/`, or the load tool in
 /// `target/release/`), where Cargo puts every binary of the workspace.
-/// A relative `$ENV_VAR` is taken from the current directory, not from the
-/// temporary one the daemon runs in.
+/// A relative `$ENV_VAR` path is taken from the current directory, not
+/// from the temporary one the daemon runs in; a bare name is looked up in
+/// `PATH` as a command would be.
 pub fn binary(name: &str, env_var: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(env_var) {
         let path = PathBuf::from(path);
+        if path.components().count() == 1 {
+            return path;
+        }
         return std::path::absolute(&path).unwrap_or(path);
     }
     let exe = std::env::current_exe().expect("the running executable's path");
@@ -120,6 +124,15 @@ impl Daemon {
     /// Every line written to standard error so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The log once `check` holds for it, or as it is after `timeout`.
+    /// Lines written before the ready file reach the test through a
+    /// reader thread, which may lag behind it on a busy machine: a test
+    /// asks for what it expects instead of reading the log at once.
+    pub fn log_when(&self, timeout: Duration, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+        crate::eventually(timeout, || check(&self.log.lock().unwrap()));
+        self.log()
     }
 
     /// Kills the process with SIGKILL, as a crash would.

@@ -55,8 +55,8 @@ const NODE_ID_BITS: u32 = 10;
 
 /// The two lowercase hex digits of every byte value. An id is written a
 /// byte at a time from this table: a digit at a time cost 218 instructions
-/// an id, a fifth of the broker's own work on an MPUB'd message
-/// (callgrind, bench/README.md).
+/// an id (78 now), 4.8 % of the broker's instructions for messages
+/// published and consumed (callgrind, bench/README.md).
 const HEX_PAIRS: [[u8; 2]; 256] = {
     let digits = b"0123456789abcdef";
     let mut pairs = [[0u8; 2]; 256];
