@@ -83,8 +83,9 @@ fn outcomes_retries_and_dead_letters_are_those_of_core_modules() {
     assert_eq!(counters["finished"], 1, "{counters}");
     assert_eq!(counters["requeued"], 2, "{counters}");
     assert_eq!(counters["dead_lettered"], 3, "{counters}");
+    // Logged before the message was dead-lettered.
     assert!(
-        eventually(WAIT, || logged(&wasqd, &["script", "bad input"])),
+        logged(&wasqd, &["script", "bad input"]),
         "the fatal reason is logged under the plugin's name: {:?}",
         wasqd.log()
     );
@@ -294,10 +295,11 @@ fn rust_javascript_and_python_components_keep_the_contract_alike() {
     let wasqd = dir.start();
     let http = wasqd.http();
     // Multi-megabyte runtimes say when their compile starts, and its time.
-    let log = wasqd.log_when(WAIT, |log| {
-        log.iter()
-            .any(|l| l.contains("PLUGINS: compiled a WebAssembly component"))
+    // Plugins load in the background, after wasqd is ready.
+    eventually(WAIT, || {
+        logged(&wasqd, &["PLUGINS: compiled a WebAssembly component"])
     });
+    let log = wasqd.log();
     assert!(
         log.iter()
             .any(|l| l.contains("PLUGINS: compiling a WebAssembly component of")),

@@ -412,12 +412,7 @@ fn torn_tails_and_corrupt_segments_are_logged_and_skipped() {
     std::fs::write(&corrupt[0], bytes).unwrap();
 
     let wasqd = Wasqd::start_with(&args);
-    let log = wasqd
-        .log_when(Duration::from_secs(10), |log| {
-            log.iter().any(|l| l.contains("torn record"))
-                && log.iter().any(|l| l.contains("corrupt segment"))
-        })
-        .join("\n");
+    let log = wasqd.log().join("\n");
     let newest_name = newest.file_name().unwrap().to_string_lossy();
     assert!(
         log.lines()
@@ -522,16 +517,12 @@ fn a_full_disk_fails_publishes_and_the_broker_keeps_serving() {
         "{error}"
     );
     assert!(acknowledged > 0);
-    // The log is read by another thread: give it a moment on a busy machine.
+    // Logged before the error was sent.
+    let log = wasqd.log();
     assert!(
-        eventually(Duration::from_secs(5), || {
-            wasqd
-                .log()
-                .iter()
-                .any(|l| l.contains("PUB failed") && l.contains("full"))
-        }),
-        "{:?}",
-        wasqd.log()
+        log.iter()
+            .any(|l| l.contains("PUB failed") && l.contains("full")),
+        "{log:?}"
     );
     let (status, text) = wasqd.http().post("/pub?topic=full", body.as_bytes());
     assert_eq!(status, 500, "{text}");
@@ -672,10 +663,8 @@ fn restoring_a_large_queue_logs_its_progress() {
     assert!(wasqd.terminate().success());
 
     let wasqd = Wasqd::start_with(&args);
-    let log = wasqd.log_when(Duration::from_secs(10), |log| {
-        log.iter()
-            .any(|line| line.contains("DISKQUEUE: recovered queue big"))
-    });
+    // Recovery runs before wasqd is ready.
+    let log = wasqd.log();
     let has = |text: &str| log.iter().any(|line| line.contains(text));
     assert!(has("DISKQUEUE: recovering queue big: "), "{log:?}");
     assert!(

@@ -5,15 +5,15 @@
 //! with `--exit-on-stdin-eof` (it stops when the test, and with it the
 //! pipe to its stdin, goes away, even on a panic) and `--ready-file`: the
 //! harness waits for that file, which lists every bound address, so
-//! rewording a log line never breaks a test. Standard error is collected
-//! line by line for assertions about the log.
+//! rewording a log line never breaks a test. Standard error goes to a file
+//! in the working directory, so a line the daemon wrote before it answered
+//! (or before the ready file) is always there when the test reads the log:
+//! no reader thread to lag behind, and no waiting for lines already written.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -29,11 +29,9 @@ pub struct Daemon {
     /// The working directory (and the ready file's home), deleted on drop.
     _workdir: tempfile::TempDir,
     listening: BTreeMap<String, SocketAddr>,
-    log: Arc<Log>,
+    /// Where standard error goes.
+    log_file: PathBuf,
 }
-
-/// Standard error, line by line.
-type Log = Mutex<Vec<String>>;
 
 /// The path of a workspace binary: `$ENV_VAR` if set, else beside the
 /// running executable (a test in `target/debug/deps/`, or the load tool in
@@ -63,6 +61,8 @@ impl Daemon {
     pub fn start(mut command: Command, args: &[&str]) -> anyhow::Result<Daemon> {
         let workdir = tempfile::tempdir().context("temporary working directory")?;
         let ready_file = workdir.path().join(".ready.json");
+        let log_file = workdir.path().join(".stderr.log");
+        let stderr = std::fs::File::create(&log_file).context("the log file")?;
         let mut child = command
             .current_dir(workdir.path())
             .arg("--exit-on-stdin-eof")
@@ -71,24 +71,16 @@ impl Daemon {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("cannot start {:?}", command.get_program()))?;
         let stdin = child.stdin.take().context("stdin")?;
-        let stderr = child.stderr.take().context("stderr")?;
-        let log: Arc<Log> = Arc::default();
-        let writer = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                writer.lock().unwrap().push(line);
-            }
-        });
         let mut daemon = Daemon {
             child,
             _stdin: stdin,
             _workdir: workdir,
             listening: BTreeMap::new(),
-            log,
+            log_file,
         };
         daemon.listening = daemon.wait_ready(&ready_file)?;
         Ok(daemon)
@@ -110,29 +102,29 @@ impl Daemon {
         }
     }
 
-    /// The address of a listener by its ready-file name (`tcp`, `http`,
-    /// `lookupd_tcp`, `lookupd_http`).
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// The address of a listener by its ready-file name (`tcp`, `http`,
+    /// `lookupd_tcp`, `lookupd_http`).
     pub fn address(&self, name: &str) -> Option<SocketAddr> {
         self.listening.get(name).copied()
     }
 
-    /// Every line written to standard error so far.
+    /// Every whole line written to standard error so far (a line still
+    /// being written is left for the next read).
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// The log once `check` holds for it, or as it is after `timeout`.
-    /// Lines written before the ready file reach the test through a
-    /// reader thread, which may lag behind it on a busy machine: a test
-    /// asks for what it expects instead of reading the log at once.
-    pub fn log_when(&self, timeout: Duration, check: impl Fn(&[String]) -> bool) -> Vec<String> {
-        crate::eventually(timeout, || check(&self.log.lock().unwrap()));
-        self.log()
+        let bytes = std::fs::read(&self.log_file).unwrap_or_default();
+        let whole = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |last| last + 1);
+        String::from_utf8_lossy(&bytes[..whole])
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Kills the process with SIGKILL, as a crash would.

@@ -43,15 +43,6 @@ impl Lookupd {
         self.daemon.log()
     }
 
-    /// The log once `check` holds for it (see `Daemon::log_when`).
-    pub fn log_when(
-        &self,
-        timeout: std::time::Duration,
-        check: impl Fn(&[String]) -> bool,
-    ) -> Vec<String> {
-        self.daemon.log_when(timeout, check)
-    }
-
     pub fn http(&self) -> Http {
         Http::new(self.http)
     }

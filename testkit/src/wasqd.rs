@@ -99,15 +99,6 @@ impl Wasqd {
         self.daemon.log()
     }
 
-    /// The log once `check` holds for it (see [`Daemon::log_when`]).
-    pub fn log_when(
-        &self,
-        timeout: std::time::Duration,
-        check: impl Fn(&[String]) -> bool,
-    ) -> Vec<String> {
-        self.daemon.log_when(timeout, check)
-    }
-
     pub fn url(&self, path_and_query: &str) -> String {
         format!("http://{}{}", self.http, path_and_query)
     }
