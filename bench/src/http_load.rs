@@ -100,7 +100,7 @@ impl KeepAlive {
 }
 
 /// The length of the first response in `buffer` once it is complete.
-fn complete_response(buffer: &[u8]) -> anyhow::Result<Option<usize>> {
+pub fn complete_response(buffer: &[u8]) -> anyhow::Result<Option<usize>> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
     let httparse::Status::Complete(head) = response.parse(buffer)? else {

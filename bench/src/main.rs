@@ -37,6 +37,7 @@ mod persistence;
 mod plugin;
 mod reload;
 mod soak;
+mod spinning_client;
 mod steal;
 mod versus;
 mod workload;

@@ -18,6 +18,7 @@ use crate::http_load;
 use crate::nsqd::Nsqd;
 use crate::ok_server::{OkServer, Protocol};
 use crate::plugin::{PluginArgs, TrivialPlugin, tokio_nsq_drain, unique};
+use crate::spinning_client;
 use crate::steal;
 use crate::workload::{Workload, mpub_phase, prepare_backlog, pub_phase, sub_phase};
 use crate::{IN_MEMORY, spawn_wasqd};
@@ -44,12 +45,20 @@ pub struct VersusArgs {
     /// per CPU (`nice -n 19 yes`), as a benchmark host with idle states off
     #[arg(long)]
     pub awake: bool,
+    /// measure the single round trips (tcp_pub, http_pub) with a client
+    /// that polls its socket instead of sleeping for the answer: the
+    /// client's own vCPU wake-ups are then out of every server's figure
+    #[arg(long)]
+    pub spinning_client: bool,
     /// measure a round again (up to 3 tries in all) when the host stole more
     /// than this percentage of the CPU time during one of its figures;
     /// 100 keeps every round as it came
     #[arg(long, default_value_t = 10.0)]
     pub max_steal: f64,
 }
+
+/// Round trips of the single-connection PUB and /pub rows.
+const SINGLE_ROUND_TRIPS: usize = 20_000;
 
 /// Tries per round when the host keeps stealing more than `--max-steal`.
 const STEAL_TRIES: usize = 3;
@@ -247,6 +256,9 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         args.rounds,
         if args.awake { ", CPUs kept awake" } else { "" }
     );
+    if args.spinning_client {
+        println!("tcp_pub and http_pub with a spinning client");
+    }
     let _spinners = if args.awake {
         Some(Spinners::start()?)
     } else {
@@ -301,6 +313,7 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
             steal: ours.iter().chain(&theirs).map(|f| f.steal).collect(),
             ok_servers,
             awake: args.awake,
+            spinning_client: args.spinning_client,
         };
         println!("BENCH {}", summary.json());
         results.push(summary);
@@ -468,6 +481,20 @@ async fn measure_ok_server(
     Ok(Some(broker_row(id, args, workload, &broker).await?))
 }
 
+/// The single round trips of `--spinning-client`, as many as the default
+/// client makes, on a thread of their own.
+async fn spinning(
+    addr: SocketAddr,
+    greeting: &'static [u8],
+    request: Vec<u8>,
+    answer_length: fn(&[u8]) -> anyhow::Result<Option<usize>>,
+) -> anyhow::Result<f64> {
+    tokio::task::spawn_blocking(move || {
+        spinning_client::round_trips(addr, greeting, &request, SINGLE_ROUND_TRIPS, answer_length)
+    })
+    .await?
+}
+
 /// Where a broker under test listens, and its process.
 struct Broker {
     tcp: SocketAddr,
@@ -505,9 +532,19 @@ async fn broker_row(
             prepare_backlog(&backlog, broker.tcp, &topic).await?;
             sub_phase(&backlog, broker.tcp, &topic).await
         }
+        "tcp_pub" if args.spinning_client => {
+            let request = wasq_wire::command::encode(|out| {
+                wasq_wire::command::publish(out, &topic, &vec![b'x'; size])
+            });
+            spinning(broker.tcp, b"  V2", request, spinning_client::nsq_ok_length).await
+        }
+        "http_pub" if args.spinning_client => {
+            let request = http_load::pub_request(&topic, size);
+            spinning(broker.http, b"", request, http_load::complete_response).await
+        }
         "tcp_pub" => {
             let single = Workload {
-                pub_messages: 20_000,
+                pub_messages: SINGLE_ROUND_TRIPS,
                 pub_connections: 1,
                 pub_window: 1,
                 ..messages
@@ -525,7 +562,7 @@ async fn broker_row(
         }
         "http_pub" => {
             let request = http_load::pub_request(&topic, size);
-            http_load::publish(broker.http, request, 1, 1, 20_000).await
+            http_load::publish(broker.http, request, 1, 1, SINGLE_ROUND_TRIPS).await
         }
         "http_mpub" => {
             let request = http_load::mpub_request(&topic, size, 200);
@@ -628,6 +665,8 @@ struct Summary {
     ok_servers: Vec<f64>,
     /// Measured with the CPUs kept awake (`--awake`).
     awake: bool,
+    /// The single round trips measured with `--spinning-client`.
+    spinning_client: bool,
 }
 
 impl Summary {
@@ -688,6 +727,7 @@ impl Summary {
             "ok_server": self.ok_servers,
             "ok_server_median": (!self.ok_servers.is_empty()).then(|| median(&self.ok_servers)),
             "awake": self.awake,
+            "spinning_client": self.spinning_client,
             "max_steal": self.max_steal(),
         })
         .to_string()
