@@ -193,25 +193,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_batch_gets_each_outcome_in_its_entry() {
-        let bodies: [&[u8]; 3] = [b"ok", b"later", b"bad"];
-        let messages: Vec<Vec<u8>> = bodies
-            .iter()
-            .map(|body| {
-                Message {
-                    id: b"0123456789abcdef",
-                    attempts: 1,
-                    timestamp: 0,
-                    topic: "t",
-                    channel: "c",
-                    body,
-                }
-                .encode()
-            })
-            .collect();
-        // The table (three entries), then each message at a multiple of 8.
-        let mut batch = vec![0xFF; 3 * 16];
+    /// A message in the host's layout.
+    fn message(topic: &str, channel: &str, body: &[u8]) -> Vec<u8> {
+        Message {
+            id: b"0123456789abcdef",
+            attempts: 1,
+            timestamp: 0,
+            topic,
+            channel,
+            body,
+        }
+        .encode()
+    }
+
+    /// The batch the host would write: the table, then each message at a
+    /// multiple of 8.
+    fn batch_of(messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut batch = vec![0xFF; messages.len() * 16];
         for (index, message) in messages.iter().enumerate() {
             let offset = batch.len();
             batch[index * 16 + 8..index * 16 + 12].copy_from_slice(&(offset as u32).to_le_bytes());
@@ -220,13 +218,52 @@ mod tests {
             batch.extend_from_slice(message);
             batch.resize(batch.len().next_multiple_of(8), 0);
         }
+        batch
+    }
+
+    /// The outcomes the guest wrote into the table.
+    fn outcomes(batch: &[u8], count: usize) -> Vec<i64> {
+        (0..count)
+            .map(|index| i64::from_le_bytes(batch[index * 16..index * 16 + 8].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_gets_each_outcome_in_its_entry() {
+        let messages = [b"ok".as_slice(), b"later", b"bad"].map(|body| message("t", "c", body));
+        let mut batch = batch_of(&messages);
         handle_entries(&mut batch, 3, by_body);
-        let outcome = |index: usize| {
-            i64::from_le_bytes(batch[index * 16..index * 16 + 8].try_into().unwrap())
-        };
+        assert_eq!(outcomes(&batch, 3), [0, (500 << 32) | 2, 3]);
+    }
+
+    fn by_names(message: &Message) -> Outcome {
+        match (message.topic, message.channel) {
+            ("t", "c") => Outcome::Finish,
+            ("t2", "c") => Outcome::Fatal,
+            ("t", "c2") => Outcome::RetryAfter(std::time::Duration::from_millis(7)),
+            _ => Outcome::Retry,
+        }
+    }
+
+    #[test]
+    fn each_message_of_a_batch_is_read_with_its_own_names() {
+        let mut not_utf8 = message("x", "c", b"");
+        let topic_at = not_utf8.len() - 2;
+        not_utf8[topic_at] = 0xFF;
+        let messages = [
+            message("t", "c", b""),
+            message("t2", "c", b""),
+            message("t", "c2", b""),
+            message("t", "c", b""),
+            not_utf8,
+            message("t", "c", b""),
+        ];
+        let mut batch = batch_of(&messages);
+        handle_entries(&mut batch, messages.len(), by_names);
         assert_eq!(
-            [outcome(0), outcome(1), outcome(2)],
-            [0, (500 << 32) | 2, 3]
+            outcomes(&batch, messages.len()),
+            [0, 3, (7 << 32) | 2, 0, 1, 0],
+            "a topic that is not UTF-8 is malformed (retried), and the batch goes on"
         );
     }
 
