@@ -318,8 +318,8 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         println!("BENCH {}", summary.json());
         results.push(summary);
     }
-    println!("\n| row | wasqd | baseline | ratio | target | met | max steal |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("\n| row | wasqd | baseline | ratio | target | met | of do-nothing | max steal |");
+    println!("|---|---|---|---|---|---|---|---|");
     for summary in &results {
         println!("{}", summary.markdown());
     }
@@ -726,6 +726,7 @@ impl Summary {
             "met": self.met(),
             "ok_server": self.ok_servers,
             "ok_server_median": (!self.ok_servers.is_empty()).then(|| median(&self.ok_servers)),
+            "share_of_ok_server": self.share_of_ok_server(),
             "awake": self.awake,
             "spinning_client": self.spinning_client,
             "max_steal": self.max_steal(),
@@ -744,9 +745,16 @@ impl Summary {
             .unwrap_or(f64::NAN)
     }
 
+    /// wasqd's median as a share of the do-nothing OK server's, for the
+    /// rows that measure one: how much of what the client and the loopback
+    /// allow wasqd reaches.
+    fn share_of_ok_server(&self) -> Option<f64> {
+        (!self.ok_servers.is_empty()).then(|| median(&self.ours) / median(&self.ok_servers))
+    }
+
     fn markdown(&self) -> String {
         format!(
-            "| {} | {} {} | {} {} | {} | {} | {} | {} |",
+            "| {} | {} {} | {} {} | {} | {} | {} | {} | {} |",
             self.row.id,
             format_value(median(&self.ours)),
             self.row.unit,
@@ -758,6 +766,10 @@ impl Summary {
             },
             self.target(),
             if self.met() { "yes" } else { "**no**" },
+            match self.share_of_ok_server() {
+                Some(share) => format!("{:.0}%", share * 100.0),
+                None => "—".to_string(),
+            },
             match self.max_steal() {
                 s if s.is_nan() => "—".to_string(),
                 s => format!("{:.0}%", s * 100.0),
