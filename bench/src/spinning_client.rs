@@ -14,6 +14,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use wasq_wire::frame;
 
 /// Round trips a second: `count` times `request`, each answer read whole
 /// (`answer_length` says how long the first answer in its buffer is once
@@ -64,13 +65,10 @@ fn write_spinning(stream: &mut TcpStream, mut bytes: &[u8]) -> anyhow::Result<()
 /// The length of the first protocol V2 frame in `buffer` once it is
 /// complete; an answer other than `OK` is an error.
 pub fn nsq_ok_length(buffer: &[u8]) -> anyhow::Result<Option<usize>> {
-    let Some(size) = buffer.get(..4) else {
+    let Some(length) = frame::complete_frame_len(buffer) else {
         return Ok(None);
     };
-    let length = 4 + u32::from_be_bytes(size.try_into()?) as usize;
-    let Some(frame) = buffer.get(4..length) else {
-        return Ok(None);
-    };
+    let frame = &buffer[4..length];
     if frame != b"\0\0\0\0OK" {
         bail!("not OK: {:?}", String::from_utf8_lossy(frame));
     }
