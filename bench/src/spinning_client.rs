@@ -1,13 +1,15 @@
-//! A client for the single round-trip rows (`versus --spinning-client`)
-//! that never sleeps: it polls its non-blocking socket for the answer.
+//! The client of the single round-trip rows (`versus`'s `tcp_pub` and
+//! `http_pub`) that never sleeps: it polls its non-blocking socket for the
+//! answer.
 //!
 //! On this kind of virtual machine a thread that sleeps in the kernel
 //! between a request and its answer costs the round trip a vCPU wake-up
 //! (about 7 µs of a 27 µs HTTP /pub round trip to wasqd, bench/README.md).
-//! The default client sleeps, as real publishers do, so every server's
-//! figure carries that wake-up; this one takes it out, and with it the
-//! part of each row that no server can change. It burns a whole CPU while
-//! it runs, so it is an instrument for the single round trips only.
+//! A client that sleeps, as real publishers do (the `_sleeping` reference
+//! rows), puts that wake-up into every server's figure; this one takes it
+//! out, and with it the part of each row that no server can change. It
+//! burns a whole CPU while it runs, so it is an instrument for the single
+//! round trips only.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

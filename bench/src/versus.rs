@@ -20,7 +20,7 @@ use crate::ok_server::{OkServer, Protocol};
 use crate::plugin::{PluginArgs, TrivialPlugin, tokio_nsq_drain, unique};
 use crate::spinning_client;
 use crate::steal;
-use crate::workload::{Workload, mpub_phase, prepare_backlog, pub_phase, sub_phase};
+use crate::workload::{PubWrites, Workload, mpub_phase, prepare_backlog, pub_phase, sub_phase};
 use crate::{IN_MEMORY, spawn_wasqd};
 use wasq_testkit::memory::resident_bytes;
 
@@ -45,11 +45,6 @@ pub struct VersusArgs {
     /// per CPU (`nice -n 19 yes`), as a benchmark host with idle states off
     #[arg(long)]
     pub awake: bool,
-    /// measure the single round trips (tcp_pub, http_pub) with a client
-    /// that polls its socket instead of sleeping for the answer: the
-    /// client's own vCPU wake-ups are then out of every server's figure
-    #[arg(long)]
-    pub spinning_client: bool,
     /// measure a round again (up to 3 tries in all) when the host stole more
     /// than this percentage of the CPU time during one of its figures;
     /// 100 keeps every round as it came
@@ -141,6 +136,16 @@ const fn throughput(id: &'static str, what: &'static str, ratio: f64) -> Row {
     }
 }
 
+/// A throughput row against nsqd shown for reference, with no target: the
+/// same work as a judged row, measured with a client whose own costs bound
+/// every server's figure (its `of do-nothing` column shows how closely).
+const fn reference(id: &'static str, what: &'static str) -> Row {
+    Row {
+        ratio_target: None,
+        ..throughput(id, what, f64::NAN)
+    }
+}
+
 const ROWS: &[Row] = &[
     throughput(
         "tcp_mpub",
@@ -154,15 +159,31 @@ const ROWS: &[Row] = &[
     ),
     throughput(
         "tcp_pub",
-        "PUB round trip, one connection, one outstanding",
+        "PUB round trip, one connection, one outstanding; the client polls its socket for the answer",
         1.5,
+    ),
+    reference(
+        "tcp_pub_sleeping",
+        "the same with a client that sleeps until the answer arrives (its vCPU's wake-up is in every figure)",
     ),
     throughput(
         "tcp_pub_pipelined",
-        "PUB, 4 connections, 16 outstanding each",
+        "PUB, 4 connections, 16 outstanding each; the PUBs that refill the window after one read go out in one write",
         2.0,
     ),
-    throughput("http_pub", "HTTP /pub, one keep-alive connection", 3.0),
+    reference(
+        "tcp_pub_pipelined_write_each",
+        "the same with a write per PUB (the client's own system calls bound every figure)",
+    ),
+    throughput(
+        "http_pub",
+        "HTTP /pub, one keep-alive connection; the client polls its socket for the answer",
+        3.0,
+    ),
+    reference(
+        "http_pub_sleeping",
+        "the same with a client that sleeps until the answer arrives",
+    ),
     throughput(
         "http_mpub",
         "HTTP /mpub, 200 per request, 4 connections",
@@ -256,9 +277,6 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         args.rounds,
         if args.awake { ", CPUs kept awake" } else { "" }
     );
-    if args.spinning_client {
-        println!("tcp_pub and http_pub with a spinning client");
-    }
     let _spinners = if args.awake {
         Some(Spinners::start()?)
     } else {
@@ -313,7 +331,6 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
             steal: ours.iter().chain(&theirs).map(|f| f.steal).collect(),
             ok_servers,
             awake: args.awake,
-            spinning_client: args.spinning_client,
         };
         println!("BENCH {}", summary.json());
         results.push(summary);
@@ -467,8 +484,10 @@ async fn measure_ok_server(
     workload: &Workload,
 ) -> anyhow::Result<Option<f64>> {
     let protocol = match id {
-        "tcp_pub" | "tcp_pub_pipelined" => Protocol::NsqPub,
-        "http_pub" => Protocol::Http,
+        "tcp_pub" | "tcp_pub_sleeping" | "tcp_pub_pipelined" | "tcp_pub_pipelined_write_each" => {
+            Protocol::NsqPub
+        }
+        "http_pub" | "http_pub_sleeping" => Protocol::Http,
         _ => return Ok(None),
     };
     let server = OkServer::start(protocol)?;
@@ -481,8 +500,8 @@ async fn measure_ok_server(
     Ok(Some(broker_row(id, args, workload, &broker).await?))
 }
 
-/// The single round trips of `--spinning-client`, as many as the default
-/// client makes, on a thread of their own.
+/// The single round trips of `tcp_pub` and `http_pub` with the client that
+/// polls its socket, on a thread of their own.
 async fn spinning(
     addr: SocketAddr,
     greeting: &'static [u8],
@@ -532,35 +551,40 @@ async fn broker_row(
             prepare_backlog(&backlog, broker.tcp, &topic).await?;
             sub_phase(&backlog, broker.tcp, &topic).await
         }
-        "tcp_pub" if args.spinning_client => {
+        "tcp_pub" => {
             let request = wasq_wire::command::encode(|out| {
                 wasq_wire::command::publish(out, &topic, &vec![b'x'; size])
             });
             spinning(broker.tcp, b"  V2", request, spinning_client::nsq_ok_length).await
         }
-        "http_pub" if args.spinning_client => {
+        "http_pub" => {
             let request = http_load::pub_request(&topic, size);
             spinning(broker.http, b"", request, http_load::complete_response).await
         }
-        "tcp_pub" => {
+        "tcp_pub_sleeping" => {
             let single = Workload {
                 pub_messages: SINGLE_ROUND_TRIPS,
                 pub_connections: 1,
                 pub_window: 1,
                 ..messages
             };
-            pub_phase(&single, broker.tcp, &topic).await
+            pub_phase(&single, broker.tcp, &topic, PubWrites::PerRead).await
         }
-        "tcp_pub_pipelined" => {
+        "tcp_pub_pipelined" | "tcp_pub_pipelined_write_each" => {
             let pipelined = Workload {
                 pub_messages: 200_000,
                 pub_connections: 4,
                 pub_window: 16,
                 ..messages
             };
-            pub_phase(&pipelined, broker.tcp, &topic).await
+            let writes = if id == "tcp_pub_pipelined" {
+                PubWrites::PerRead
+            } else {
+                PubWrites::PerPub
+            };
+            pub_phase(&pipelined, broker.tcp, &topic, writes).await
         }
-        "http_pub" => {
+        "http_pub_sleeping" => {
             let request = http_load::pub_request(&topic, size);
             http_load::publish(broker.http, request, 1, 1, SINGLE_ROUND_TRIPS).await
         }
@@ -665,8 +689,6 @@ struct Summary {
     ok_servers: Vec<f64>,
     /// Measured with the CPUs kept awake (`--awake`).
     awake: bool,
-    /// The single round trips measured with `--spinning-client`.
-    spinning_client: bool,
 }
 
 impl Summary {
@@ -679,7 +701,11 @@ impl Summary {
         }
     }
 
-    fn met(&self) -> bool {
+    /// Whether the row met its targets; `None` for a reference row, which has none.
+    fn met(&self) -> Option<bool> {
+        if self.row.ratio_target.is_none() && self.row.absolute_target.is_none() {
+            return None;
+        }
         let ratio_met = self.row.ratio_target.is_none_or(|t| self.ratio() >= t);
         let absolute_met = self
             .row
@@ -688,7 +714,7 @@ impl Summary {
                 Better::Higher => median(&self.ours) >= t,
                 Better::Lower => median(&self.ours) <= t,
             });
-        ratio_met && absolute_met
+        Some(ratio_met && absolute_met)
     }
 
     fn target(&self) -> String {
@@ -708,7 +734,11 @@ impl Summary {
                 self.row.unit
             ));
         }
-        parts.join(", ")
+        if parts.is_empty() {
+            "— (reference)".to_string()
+        } else {
+            parts.join(", ")
+        }
     }
 
     fn json(&self) -> String {
@@ -728,7 +758,6 @@ impl Summary {
             "ok_server_median": (!self.ok_servers.is_empty()).then(|| median(&self.ok_servers)),
             "share_of_ok_server": self.share_of_ok_server(),
             "awake": self.awake,
-            "spinning_client": self.spinning_client,
             "max_steal": self.max_steal(),
         })
         .to_string()
@@ -765,7 +794,11 @@ impl Summary {
                 r => format!("{r:.2}x"),
             },
             self.target(),
-            if self.met() { "yes" } else { "**no**" },
+            match self.met() {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "—",
+            },
             match self.share_of_ok_server() {
                 Some(share) => format!("{:.0}%", share * 100.0),
                 None => "—".to_string(),

@@ -74,7 +74,7 @@ pub async fn run_all(args: &Workload, addr: SocketAddr, label: &str) -> anyhow::
         mpub * args.size as f64 / 1e6
     );
 
-    let publish = pub_phase(args, addr, &pub_topic).await?;
+    let publish = pub_phase(args, addr, &pub_topic, PubWrites::PerRead).await?;
     println!(
         "{label}: pub  {:>10.0} msg/s  ({} connections, {} outstanding each)",
         publish, args.pub_connections, args.pub_window
@@ -125,7 +125,24 @@ pub async fn mpub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyho
     Ok(sent as f64 / start.elapsed().as_secs_f64())
 }
 
-pub async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow::Result<f64> {
+/// How a pipelining publisher writes the PUBs that refill its window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PubWrites {
+    /// Every OK that one read brought in frees a slot; the PUBs that fill
+    /// them go out in one write, as the consume phase's FINs do.
+    PerRead,
+    /// A write per PUB, as go-nsq's PublishAsync flushes each command. On
+    /// a machine whose cores the client shares with the server, the
+    /// client's own system calls then bound every server's figure.
+    PerPub,
+}
+
+pub async fn pub_phase(
+    args: &Workload,
+    addr: SocketAddr,
+    topic: &str,
+    writes: PubWrites,
+) -> anyhow::Result<f64> {
     let frame = command::encode(|out| command::publish(out, topic, &vec![b'x'; args.size]));
     let per_conn = args.pub_messages.div_ceil(args.pub_connections);
     let window = args.pub_window.max(1);
@@ -135,12 +152,24 @@ pub async fn pub_phase(args: &Workload, addr: SocketAddr, topic: &str) -> anyhow
         let frame = frame.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = AsyncClient::connect(addr).await?;
-            let first = window.min(per_conn);
-            conn.send(&frame.repeat(first)).await?;
-            for sent in first..per_conn + first {
-                conn.expect_ok().await?;
-                if sent < per_conn {
-                    conn.send(&frame).await?;
+            let refills = frame.repeat(window);
+            let mut sent = window.min(per_conn);
+            conn.send(&refills[..sent * frame.len()]).await?;
+            let mut answered = 0;
+            while answered < per_conn {
+                let mut freed = 0;
+                loop {
+                    conn.expect_ok().await?;
+                    freed += 1;
+                    if writes == PubWrites::PerPub || !conn.has_buffered_frame() {
+                        break;
+                    }
+                }
+                answered += freed;
+                let refill = freed.min(per_conn - sent);
+                if refill > 0 {
+                    conn.send(&refills[..refill * frame.len()]).await?;
+                    sent += refill;
                 }
             }
             anyhow::Ok(per_conn)
