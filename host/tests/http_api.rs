@@ -506,3 +506,47 @@ fn nsq_spoken_to_the_http_port_gets_400() {
     assert!(response.starts_with("HTTP/1.1 400"), "{response:?}");
     assert_eq!(wasqd.http().get("/ping").0, 200);
 }
+
+/// Publishers on many keep-alive connections at once (the HTTP API serves
+/// them on a thread per CPU, handed out in turn) all get their OKs, every
+/// message is in the topic, and SIGTERM still ends wasqd while those
+/// connections sit open and idle.
+#[test]
+fn concurrent_keep_alive_publishers_then_sigterm() {
+    const CONNECTIONS: usize = 8;
+    const REQUESTS: usize = 25;
+    const PER_REQUEST: usize = 10;
+    let wasqd = Wasqd::start();
+    let url = wasqd.url("/mpub?topic=many");
+    let idle_connections: Vec<ureq::Agent> = std::thread::scope(|scope| {
+        let publishers: Vec<_> = (0..CONNECTIONS)
+            .map(|connection| {
+                let url = &url;
+                scope.spawn(move || {
+                    // One agent keeps one connection alive for all its requests.
+                    let agent = ureq::Agent::new_with_defaults();
+                    for request in 0..REQUESTS {
+                        let body: Vec<String> = (0..PER_REQUEST)
+                            .map(|m| format!("{connection}-{request}-{m}"))
+                            .collect();
+                        let mut response = agent.post(url).send(body.join("\n")).unwrap();
+                        assert_eq!(response.body_mut().read_to_string().unwrap(), "OK");
+                    }
+                    agent
+                })
+            })
+            .collect();
+        publishers
+            .into_iter()
+            .map(|publisher| publisher.join().unwrap())
+            .collect()
+    });
+    let stats = wasqd.http().stats();
+    assert_eq!(
+        stats["topics"][0]["message_count"],
+        CONNECTIONS * REQUESTS * PER_REQUEST
+    );
+    let status = wasqd.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    drop(idle_connections);
+}

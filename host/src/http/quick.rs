@@ -10,30 +10,57 @@ use std::time::Instant;
 
 use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
+use super::threads::Accepted;
 use crate::quick_client::{QUICK_SPIN, SpinPolicy};
 
-pub struct QuickListener(pub TcpListener);
+/// The connections one HTTP thread serves, as the acceptor hands them over
+/// ([`super::threads`]).
+pub struct QuickListener {
+    incoming: mpsc::UnboundedReceiver<Accepted>,
+    /// The address of the listening socket they came in on.
+    local: SocketAddr,
+}
+
+impl QuickListener {
+    pub fn new(incoming: mpsc::UnboundedReceiver<Accepted>, local: SocketAddr) -> QuickListener {
+        QuickListener { incoming, local }
+    }
+}
 
 impl Listener for QuickListener {
     type Io = QuickStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (QuickStream, SocketAddr) {
-        let (stream, address) = Listener::accept(&mut self.0).await;
-        let stream = QuickStream {
-            inner: stream,
-            policy: SpinPolicy::default(),
-            answered: false,
-            wait: None,
-            yielding: None,
-        };
-        (stream, address)
+        loop {
+            let Some((stream, address)) = self.incoming.recv().await else {
+                // The acceptor stopped: the server is shutting down, and
+                // its graceful shutdown ends the serving, not this.
+                return std::future::pending().await;
+            };
+            match TcpStream::from_std(stream) {
+                Ok(inner) => {
+                    let stream = QuickStream {
+                        inner,
+                        policy: SpinPolicy::default(),
+                        answered: false,
+                        wait: None,
+                        yielding: None,
+                    };
+                    return (stream, address);
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %address, error = %e, "cannot serve an HTTP connection");
+                }
+            }
+        }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        Ok(self.local)
     }
 }
 
