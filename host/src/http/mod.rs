@@ -77,7 +77,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on the plain HTTP port until `shutdown`. With
+/// Serves the API on the plain HTTP port's connections that one HTTP
+/// thread is handed ([`threads`]) until `shutdown`. With
 /// `--tls-required=true` every request there is answered as nsqd does:
 /// 403 and where the HTTPS port is.
 async fn serve(
