@@ -216,6 +216,14 @@ pub struct Options {
     #[arg(long, default_value = "[nsqd] ")]
     pub log_prefix: String,
 
+    /// [deprecated] has no effect, use --log-level
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: bool,
+
+    /// [deprecated] use --node-id
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub worker_id: bool,
+
     /// accepted for nsqd compatibility: Wasq keeps each channel's in-flight and deferred messages in time order and wakes exactly when the next one is due, so there is no scan to tune
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..))]
     pub queue_scan_selection_count: i64,
@@ -450,6 +458,8 @@ const SWITCHES: &[&str] = &[
     "--deflate",
     "--statsd-mem-stats",
     "--statsd-exclude-ephemeral",
+    "--verbose",
+    "--worker-id",
 ];
 
 const VERSION_LINE: &str = concat!("v", env!("CARGO_PKG_VERSION"), " (nsqd 1.3.0 compatible)");

@@ -78,6 +78,25 @@ fn go_style_single_dash_flags_work() {
 }
 
 #[test]
+fn deprecated_flags_are_accepted_as_nsqd_accepts_them() {
+    // pynsq's integration tests start nsqd with --verbose; nsqd 1.3.0
+    // lists it and --worker-id as deprecated and ignores them.
+    for args in [
+        &["--verbose"][..],
+        &["-verbose", "--worker-id"],
+        &["--verbose=false", "-worker-id=true"],
+    ] {
+        let wasqd = Wasqd::start_with(args);
+        assert_eq!(wasqd.http().get("/ping"), (200, "OK".into()), "{args:?}");
+    }
+    let (_, help, _) = run(&["--help"]);
+    assert!(
+        help.contains("[deprecated] has no effect, use --log-level"),
+        "{help}"
+    );
+}
+
+#[test]
 fn sigterm_shuts_down_cleanly() {
     let wasqd = Wasqd::start();
     let mut consumer = wasqd.consumer("t", "c", 1);
@@ -138,7 +157,9 @@ const NSQD_FLAGS: &[&str] = &[
     "tls-min-version",
     "tls-required",
     "tls-root-ca-file",
+    "verbose",
     "version",
+    "worker-id",
 ];
 
 #[test]

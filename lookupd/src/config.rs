@@ -48,6 +48,10 @@ pub struct LookupdOptions {
     #[arg(long, default_value = "[nsqlookupd] ")]
     pub log_prefix: String,
 
+    /// [deprecated] has no effect, use --log-level
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub verbose: bool,
+
     /// path to config file (TOML, keys by nsqlookupd's names such as tombstone_lifetime; flags override it)
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
@@ -67,7 +71,7 @@ impl LookupdOptions {
     pub fn from_args() -> Result<LookupdOptions, String> {
         let args = normalize_go_flags(
             std::env::args(),
-            &["--version", "--help", "--exit-on-stdin-eof"],
+            &["--version", "--help", "--exit-on-stdin-eof", "--verbose"],
         );
         let names = ConfigNames {
             renamed: &[],

@@ -320,6 +320,15 @@ fn protocol_errors_and_garbage_close_the_connection_only() {
 }
 
 #[test]
+fn the_deprecated_verbose_flag_is_accepted_as_nsqlookupd_accepts_it() {
+    // pynsq's integration tests start nsqlookupd with --verbose.
+    for flag in ["--verbose", "-verbose=true"] {
+        let lookupd = Lookupd::start(&[flag]);
+        assert_eq!(lookupd.http().get("/ping"), (200, "OK".into()), "{flag}");
+    }
+}
+
+#[test]
 fn help_lists_every_nsqlookupd_flag() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_wasq-lookupd"))
         .arg("--help")
@@ -335,6 +344,7 @@ fn help_lists_every_nsqlookupd_flag() {
         "log-prefix",
         "tcp-address",
         "tombstone-lifetime",
+        "verbose",
         "version",
     ] {
         assert!(
