@@ -31,6 +31,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RESPONSE_SIZE: u32 = 1 << 20;
 /// How often the configured address list is compared with the running peers.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
+/// Commands written before their answers are read. A lookupd answers a
+/// connection's commands in order, so registering 100 000 topics and
+/// channels takes a couple of hundred round trips, not 100 000.
+const PIPELINE: usize = 512;
 
 /// Keeps one registration task per configured lookupd, plus `always` (the
 /// embedded lookupd), until `shutdown`.
@@ -119,26 +123,32 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
         };
         match action {
             Action::Stop => {
-                for TopicChannels { topic, .. } in broker.topology() {
-                    let _ = conn.command(&format!("UNREGISTER {topic}")).await;
+                let lines: Vec<String> = broker
+                    .topology()
+                    .into_iter()
+                    .map(|TopicChannels { topic, .. }| format!("UNREGISTER {topic}"))
+                    .collect();
+                for chunk in lines.chunks(PIPELINE) {
+                    if conn.commands(chunk).await.is_err() {
+                        break;
+                    }
                 }
                 return Ok(());
             }
             Action::Ping => conn.command("PING").await?,
             Action::Closed(error) => return Err(error),
             Action::Event(event) => match event {
-                Ok(BrokerEvent::TopicCreated(topic)) => {
-                    conn.command(&format!("REGISTER {topic}")).await?
-                }
-                Ok(BrokerEvent::ChannelCreated(topic, channel)) => {
-                    conn.command(&format!("REGISTER {topic} {channel}")).await?
-                }
-                Ok(BrokerEvent::ChannelDeleted(topic, channel)) => {
-                    conn.command(&format!("UNREGISTER {topic} {channel}"))
-                        .await?
-                }
-                Ok(BrokerEvent::TopicDeleted(topic)) => {
-                    conn.command(&format!("UNREGISTER {topic}")).await?
+                Ok(event) => {
+                    // Every change already waiting goes in the same
+                    // pipeline, so a burst of creations keeps up instead
+                    // of falling behind into a full registration.
+                    let mut lines = vec![command_for(&event)];
+                    while lines.len() < PIPELINE
+                        && let Ok(event) = events.try_recv()
+                    {
+                        lines.push(command_for(&event));
+                    }
+                    conn.commands(&lines).await?
                 }
                 // Missed changes: registering everything again is always right.
                 Err(RecvError::Lagged(_)) => register_all(&mut conn, broker).await?,
@@ -155,12 +165,24 @@ enum Action {
     Closed(anyhow::Error),
 }
 
+/// The lookupd command that tells of `event`.
+fn command_for(event: &BrokerEvent) -> String {
+    match event {
+        BrokerEvent::TopicCreated(topic) => format!("REGISTER {topic}"),
+        BrokerEvent::ChannelCreated(topic, channel) => format!("REGISTER {topic} {channel}"),
+        BrokerEvent::ChannelDeleted(topic, channel) => format!("UNREGISTER {topic} {channel}"),
+        BrokerEvent::TopicDeleted(topic) => format!("UNREGISTER {topic}"),
+    }
+}
+
 async fn register_all(conn: &mut LookupConn, broker: &Broker) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
     for TopicChannels { topic, channels } in broker.topology() {
-        conn.command(&format!("REGISTER {topic}")).await?;
-        for channel in channels {
-            conn.command(&format!("REGISTER {topic} {channel}")).await?;
-        }
+        lines.push(format!("REGISTER {topic}"));
+        lines.extend(channels.iter().map(|c| format!("REGISTER {topic} {c}")));
+    }
+    for chunk in lines.chunks(PIPELINE) {
+        conn.commands(chunk).await?;
     }
     Ok(())
 }
@@ -223,14 +245,28 @@ impl LookupConn {
     }
 
     async fn command(&mut self, line: &str) -> anyhow::Result<()> {
-        self.write(format!("{line}\n").as_bytes()).await?;
-        let response = self.read_response().await?;
-        anyhow::ensure!(
-            response == b"OK",
-            "{line}: {}",
-            String::from_utf8_lossy(&response)
-        );
-        tracing::debug!(lookupd = %self.address, "LOOKUP: {line}");
+        self.commands(&[line]).await
+    }
+
+    /// Sends `lines` in one write, then reads their answers in order; each
+    /// must be `OK`.
+    async fn commands(&mut self, lines: &[impl AsRef<str>]) -> anyhow::Result<()> {
+        let mut batch = String::new();
+        for line in lines {
+            batch.push_str(line.as_ref());
+            batch.push('\n');
+        }
+        self.write(batch.as_bytes()).await?;
+        for line in lines {
+            let line = line.as_ref();
+            let response = self.read_response().await?;
+            anyhow::ensure!(
+                response == b"OK",
+                "{line}: {}",
+                String::from_utf8_lossy(&response)
+            );
+            tracing::debug!(lookupd = %self.address, "LOOKUP: {line}");
+        }
         Ok(())
     }
 }
