@@ -26,3 +26,32 @@ pub fn limit_arenas() {
         libc::mallopt(libc::M_ARENA_MAX, ARENAS);
     }
 }
+
+/// What malloc holds, for the `memory` object of `/stats` (nsqd reports
+/// Go's heap there; these are the figures of glibc's malloc that mean the
+/// same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heap {
+    /// Bytes handed out and not yet freed (small and mmapped chunks).
+    pub in_use_bytes: u64,
+    /// Bytes malloc holds free, not given back to the system.
+    pub idle_bytes: u64,
+}
+
+/// malloc's figures now; `None` where the allocator is not glibc's.
+pub fn heap() -> Option<Heap> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and returns a plain struct
+        // of counters; glibc locks each arena while it reads it, so it may
+        // run while other threads allocate.
+        #[allow(unsafe_code)]
+        let info = unsafe { libc::mallinfo2() };
+        Some(Heap {
+            in_use_bytes: (info.uordblks + info.hblkhd) as u64,
+            idle_bytes: info.fordblks as u64,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}

@@ -72,6 +72,7 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
             exit_on_stdin_eof: false,
             ready_file: None,
             log_prefix: options.log_prefix.clone(),
+            verbose: false,
             config: None,
         };
         Some(

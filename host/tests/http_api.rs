@@ -306,6 +306,50 @@ fn emptying_a_channel_drops_in_flight_messages_too() {
 }
 
 #[test]
+fn stats_has_nsqds_memory_object_with_wasqs_figures() {
+    let wasqd = Wasqd::start();
+    let http = wasqd.http();
+    let memory = &http.stats()["memory"];
+    for field in [
+        "heap_objects",
+        "heap_idle_bytes",
+        "heap_in_use_bytes",
+        "heap_released_bytes",
+        "gc_pause_usec_100",
+        "gc_pause_usec_99",
+        "gc_pause_usec_95",
+        "next_gc_bytes",
+        "gc_total_runs",
+        "resident_bytes",
+    ] {
+        assert!(memory[field].is_u64(), "{field} in {memory}");
+    }
+    // The figures that have a meaning here are real: a running broker
+    // has memory allocated and resident; there is no garbage collector.
+    assert!(
+        memory["heap_in_use_bytes"].as_u64().unwrap() > 0,
+        "{memory}"
+    );
+    assert!(
+        memory["resident_bytes"].as_u64().unwrap()
+            > memory["heap_in_use_bytes"].as_u64().unwrap() / 2,
+        "{memory}"
+    );
+    assert_eq!(memory["gc_total_runs"], 0);
+    // Left out on request, as nsqd does.
+    let (_, without) = http.get_json("/stats?format=json&include_mem=false");
+    assert!(without.get("memory").is_none(), "{without}");
+    // And in the text form, in nsqd's layout.
+    let (_, text) = http.get("/stats");
+    assert!(
+        text.contains("\nMemory:\n   heap_objects             \t0\n"),
+        "{text}"
+    );
+    let (_, text) = http.get("/stats?include_mem=false");
+    assert!(!text.contains("Memory:"), "{text}");
+}
+
+#[test]
 fn stats_json_text_and_filters() {
     let wasqd = Wasqd::start();
     let http = wasqd.http();

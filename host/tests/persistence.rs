@@ -247,6 +247,8 @@ fn restart_under_load(topic: &'static str, args: &[&str], stop: impl FnOnce(Wasq
     );
 
     let wasqd = Wasqd::start_with(args);
+    // It answers before the previous run's queues are recovered.
+    wasqd.http().wait_restored();
     let channel = wasqd
         .http()
         .channel_stats(topic, "c")
@@ -412,6 +414,8 @@ fn torn_tails_and_corrupt_segments_are_logged_and_skipped() {
     std::fs::write(&corrupt[0], bytes).unwrap();
 
     let wasqd = Wasqd::start_with(&args);
+    // It answers before the previous run's queues are recovered.
+    wasqd.http().wait_restored();
     let log = wasqd.log().join("\n");
     let newest_name = newest.file_name().unwrap().to_string_lossy();
     assert!(
@@ -621,6 +625,8 @@ fn topics_channels_and_pause_states_survive_a_restart() {
     assert!(saved.contains(r#""version":"1.3.0""#), "{saved}");
 
     let wasqd = Wasqd::start_with(&args);
+    // It answers before the previous run's queues are recovered.
+    wasqd.http().wait_restored();
     let stats = wasqd.http().stats();
     let topics = stats["topics"].as_array().unwrap();
     let names: Vec<&str> = topics
@@ -663,7 +669,12 @@ fn restoring_a_large_queue_logs_its_progress() {
     assert!(wasqd.terminate().success());
 
     let wasqd = Wasqd::start_with(&args);
-    // Recovery runs before wasqd is ready.
+    // It answers before the previous run's queues are recovered, and
+    // /stats counts them down.
+    wasqd.http().wait_restored();
+    let restore = &wasqd.http().stats()["restore"];
+    assert_eq!(restore["queues"], 1, "{restore}");
+    assert_eq!(restore["recovered"], 1, "{restore}");
     let log = wasqd.log();
     let has = |text: &str| log.iter().any(|line| line.contains(text));
     assert!(has("DISKQUEUE: recovering queue big: "), "{log:?}");

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::atomic_write;
+use crate::files::{atomic_write, replace_unsynced};
 
 /// Where a record starts: its segment and byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -47,14 +47,19 @@ pub fn read(path: &Path) -> io::Result<Option<Location>> {
     }
 }
 
-/// Replaces the checkpoint (write, fsync, rename).
-pub fn write(path: &Path, at: Location) -> io::Result<()> {
+/// Replaces the checkpoint (write, fsync, rename; only the rename when
+/// not `durable`: a shutdown syncs the filesystem once afterwards).
+pub fn write(path: &Path, at: Location, durable: bool) -> io::Result<()> {
     let contents = serde_json::to_vec(&Checkpoint {
         read_segment: at.segment,
         read_offset: at.offset,
     })
     .map_err(io::Error::other)?;
-    atomic_write(path, &contents)
+    if durable {
+        atomic_write(path, &contents)
+    } else {
+        replace_unsynced(path, &contents)
+    }
 }
 
 /// Where reading starts, given the saved checkpoint and the segments on
@@ -98,7 +103,7 @@ mod tests {
             segment: 3,
             offset: 40,
         };
-        write(&path, at).unwrap();
+        write(&path, at, true).unwrap();
         assert_eq!(resume_at(&path, &[2, 3]), at);
         // Segment 3 consumed and deleted: resume at the next one.
         assert_eq!(resume_at(&path, &[1, 4, 5]), Location::start_of(4));

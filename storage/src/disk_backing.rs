@@ -23,7 +23,7 @@ use wasq_wire::Message;
 use crate::backing::BackingQueue;
 use crate::checkpoint::Location;
 use crate::disk_queue::{DiskQueue, DiskSettings, Outstanding};
-use crate::files::queue_names;
+use crate::files::scan_queues;
 use crate::pending::{PendingRead, PendingWork, PendingWrite, ReadBatch};
 use crate::worker::{Registry, Worker};
 
@@ -50,11 +50,25 @@ impl DiskStore {
         &self.settings
     }
 
-    /// Lists the queues that have files (blocking: call it at start-up on
-    /// a blocking thread, before any queue is opened) and remembers them.
+    /// Makes everything every queue wrote durable, with one sync of the
+    /// filesystem (after a shutdown's write-backs, which do not fsync).
+    pub async fn sync_all(&self) -> io::Result<()> {
+        let dir = self.settings.dir.clone();
+        tokio::task::spawn_blocking(move || crate::files::sync_filesystem(&dir))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// Lists the queues that have files, with one read of the directory
+    /// (blocking: call it at start-up on a blocking thread, before any
+    /// queue is opened), and remembers their segments for their opening.
     pub fn scan(&self) -> BTreeSet<String> {
-        let names = queue_names(&self.settings.dir);
-        self.registry.lock().may_have_files = names.clone();
+        let queues = scan_queues(&self.settings.dir);
+        let names = queues.keys().cloned().collect();
+        self.registry.lock().may_have_files = queues
+            .into_iter()
+            .map(|(name, segments)| (name, Some(segments)))
+            .collect();
         names
     }
 
@@ -64,14 +78,19 @@ impl DiskStore {
     pub fn open(&self, name: &str) -> DiskBacking {
         let incarnation = self.next_incarnation.fetch_add(1, Ordering::Relaxed);
         let outstanding = Outstanding::default();
-        let (worker, fresh) = {
+        let (worker, fresh, listed) = {
             let mut registry = self.registry.lock();
             match registry.workers.get(name) {
-                Some(worker) => (worker.clone(), false),
+                // Still closing an earlier incarnation: list the files
+                // after it.
+                Some(worker) => (worker.clone(), false, None),
                 None => {
                     // A name with no files and no worker: its queue opens
                     // with no I/O, installed before anyone can submit work.
-                    let fresh = !registry.may_have_files.contains(name);
+                    // The new incarnation owns what the scan listed.
+                    let listed = registry.may_have_files.remove(name);
+                    let fresh = listed.is_none();
+                    let listed = listed.flatten();
                     let queue = fresh.then(|| {
                         let queue =
                             DiskQueue::fresh(name, self.settings.clone(), outstanding.clone());
@@ -80,7 +99,7 @@ impl DiskStore {
                     let registry_handle = Arc::downgrade(&self.registry);
                     let worker = Worker::new(name, self.runtime.clone(), registry_handle, queue);
                     registry.workers.insert(name.to_string(), worker.clone());
-                    (worker, fresh)
+                    (worker, fresh, listed)
                 }
             }
         };
@@ -96,7 +115,7 @@ impl DiskStore {
                 counts.clone(),
             );
             worker.submit(Box::new(move |slot| {
-                let queue = DiskQueue::open_sharing(&name, settings, outstanding);
+                let queue = DiskQueue::open_sharing(&name, settings, outstanding, listed);
                 let depth = queue.depth();
                 slot.install(incarnation, queue);
                 let mut counts = counts.lock();
@@ -109,6 +128,7 @@ impl DiskStore {
             incarnation,
             counts,
             outstanding,
+            changed: false,
         }
     }
 }
@@ -160,6 +180,10 @@ pub struct DiskBacking {
     incarnation: u64,
     counts: Arc<Mutex<Counts>>,
     outstanding: Outstanding,
+    /// Appended to, read or finished since the last [`BackingQueue::sync`]:
+    /// only such a queue has anything to fsync or a checkpoint to move, so
+    /// the periodic sync of thousands of idle queues costs no file work.
+    changed: bool,
 }
 
 impl Drop for DiskBacking {
@@ -213,6 +237,7 @@ impl BackingQueue for DiskBacking {
         if messages.is_empty() {
             return None;
         }
+        self.changed = true;
         let count = messages.len() as u64;
         let generation = {
             let mut counts = self.counts.lock();
@@ -236,6 +261,7 @@ impl BackingQueue for DiskBacking {
         if self.is_empty() || max == 0 {
             return None;
         }
+        self.changed = true;
         let generation = self.counts.lock().generation;
         let counts = self.counts.clone();
         let read = self.work(
@@ -270,6 +296,7 @@ impl BackingQueue for DiskBacking {
     }
 
     fn finish(&mut self, location: &Location) {
+        self.changed = true;
         self.outstanding.remove(location);
     }
 
@@ -283,6 +310,9 @@ impl BackingQueue for DiskBacking {
     }
 
     fn sync(&mut self) -> PendingWork<()> {
+        if !std::mem::take(&mut self.changed) {
+            return PendingWork::ready(Ok(()));
+        }
         // The fsync is group commit's (it never holds up the worker's
         // appends); then the checkpoint, on the worker.
         let state = self.work(|queue| Ok(Some(queue.sync_state())), || Ok(None));
@@ -452,7 +482,7 @@ mod tests {
         queue.clear().wait().await.unwrap();
         drop(queue);
         worker_gone(&store, "t").await;
-        assert!(!store.registry.lock().may_have_files.contains("t"));
+        assert!(!store.registry.lock().may_have_files.contains_key("t"));
         // Made again: no files, so open at once.
         let again = store.open("t");
         assert!(again.is_empty());
@@ -468,7 +498,7 @@ mod tests {
         write.wait().await.unwrap();
         drop(queue);
         worker_gone(&store, "t").await;
-        assert!(store.registry.lock().may_have_files.contains("t"));
+        assert!(store.registry.lock().may_have_files.contains_key("t"));
         let mut again = store.open("t");
         again.settled().wait().await.unwrap();
         assert_eq!(again.depth(), 2);

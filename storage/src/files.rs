@@ -3,7 +3,7 @@
 //! `NAME.wasq.000001.dat`, … and the read checkpoint `NAME.wasq.meta.json`.
 //! Also the atomic replace every small file here is written with.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -35,7 +35,9 @@ impl QueueFiles {
         self.dir.join(format!("{}.wasq.meta.json", self.name))
     }
 
-    /// Segment numbers on disk, ascending.
+    /// Segment numbers on disk, ascending. Reads the whole data
+    /// directory: only for a queue whose files were not listed at
+    /// start-up ([`scan_queues`]), never once per queue of many.
     pub fn list_segments(&self) -> Vec<u64> {
         let prefix = format!("{}.wasq.", self.name);
         let mut numbers: Vec<u64> = fs::read_dir(&self.dir)
@@ -59,35 +61,64 @@ impl QueueFiles {
         numbers
     }
 
-    /// Deletes every file of the queue.
-    pub fn delete_all(&self) {
-        for segment in self.list_segments() {
+    /// Deletes the queue's checkpoint and the given segments (those the
+    /// queue knows it has: deleting never lists the directory, so
+    /// deleting many queues costs no more per queue than deleting one).
+    pub fn delete(&self, segments: impl IntoIterator<Item = u64>) {
+        for segment in segments {
             remove_file_logged(&self.segment(segment));
         }
-        let checkpoint = self.checkpoint();
-        if checkpoint.exists() {
-            remove_file_logged(&checkpoint);
-        }
+        remove_file_logged(&self.checkpoint());
     }
 }
 
-/// Names of the queues with files in `dir` (for restoring topics and
-/// channels that were created after the last metadata save).
+/// Every queue with files in `dir` and its segment numbers, ascending
+/// (none for a queue with only a checkpoint), from one listing of the
+/// directory: start-up reads it once for all queues, where listing it per
+/// queue would cost the square of their number.
+pub fn scan_queues(dir: &Path) -> BTreeMap<String, Vec<u64>> {
+    let mut queues: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file_name = entry.file_name();
+        let Some((name, rest)) = file_name.to_str().and_then(|f| f.rsplit_once(".wasq.")) else {
+            continue;
+        };
+        let segment = rest
+            .strip_suffix(".dat")
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse::<u64>().ok());
+        if segment.is_none() && rest != "meta.json" {
+            continue;
+        }
+        let segments = queues.entry(name.to_string()).or_default();
+        segments.extend(segment);
+    }
+    for segments in queues.values_mut() {
+        segments.sort_unstable();
+    }
+    queues
+}
+
+/// Names of the queues with files in `dir`.
 pub fn queue_names(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let file_name = entry.file_name().to_str()?.to_string();
-            let (name, rest) = file_name.rsplit_once(".wasq.")?;
-            let is_queue_file = rest == "meta.json"
-                || rest
-                    .strip_suffix(".dat")
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            is_queue_file.then(|| name.to_string())
-        })
-        .collect()
+    scan_queues(dir).into_keys().collect()
+}
+
+/// Makes everything written to the filesystem holding `dir` durable, in
+/// one call (`syncfs`; `sync` where there is none): what a clean shutdown
+/// does once after writing every queue's messages and checkpoint.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        let dir = fs::File::open(dir)?;
+        rustix::fs::syncfs(&dir)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        rustix::fs::sync();
+    }
+    Ok(())
 }
 
 /// Deletes a file; a failure other than "already gone" is logged.
@@ -102,15 +133,34 @@ pub fn remove_file_logged(path: &Path) {
 /// Replaces `path` with `contents` so that a crash leaves either the old
 /// or the new file, never a mix: write a temporary file, fsync, rename.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, true)
+}
+
+/// [`atomic_write`] without the fsyncs, for a clean shutdown that syncs
+/// the whole filesystem once afterwards ([`sync_filesystem`]) instead of
+/// three times per file. Until then a crash may leave the file empty on a
+/// filesystem that does not order a rename after the data it replaces;
+/// for a checkpoint that means reading from the queue's first segment
+/// again (delivered again, never lost).
+pub fn replace_unsynced(path: &Path, contents: &[u8]) -> io::Result<()> {
+    replace(path, contents, false)
+}
+
+fn replace(path: &Path, contents: &[u8], durable: bool) -> io::Result<()> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = PathBuf::from(temporary);
     {
         let mut file = fs::File::create(&temporary)?;
         file.write_all(contents)?;
-        file.sync_data()?;
+        if durable {
+            file.sync_data()?;
+        }
     }
     fs::rename(&temporary, path)?;
+    if !durable {
+        return Ok(());
+    }
     if let Some(dir) = path.parent()
         && let Ok(dir) = fs::File::open(if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -142,7 +192,11 @@ mod tests {
             ["a", "a.wasq.1", "b", "t:c"]
         );
         assert_eq!(QueueFiles::new(dir.path(), "a").list_segments(), [1, 3]);
-        QueueFiles::new(dir.path(), "a").delete_all();
+        let scanned = scan_queues(dir.path());
+        assert_eq!(scanned["a"], [1, 3]);
+        assert_eq!(scanned["b"], Vec::<u64>::new());
+        assert_eq!(scanned["t:c"], [2]);
+        QueueFiles::new(dir.path(), "a").delete([1, 3]);
         assert!(QueueFiles::new(dir.path(), "a").list_segments().is_empty());
     }
 

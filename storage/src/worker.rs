@@ -19,7 +19,7 @@
 //! deletes topics all day does not keep a worker for every name it ever
 //! used.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -33,7 +33,10 @@ use crate::disk_queue::DiskQueue;
 #[derive(Debug, Default)]
 pub struct Registry {
     pub workers: HashMap<String, Arc<Worker>>,
-    pub may_have_files: BTreeSet<String>,
+    /// Names whose files may exist, with their segments where the start-up
+    /// scan listed them (`None`: closed in this run without being cleared;
+    /// its segments are listed when it opens again).
+    pub may_have_files: HashMap<String, Option<Vec<u64>>>,
 }
 
 /// The queue a job finds open, if it is still the job's incarnation.
@@ -131,7 +134,7 @@ impl Worker {
             {
                 let mut registry = registry.lock();
                 if queue.may_have_files() {
-                    registry.may_have_files.insert(worker.name.clone());
+                    registry.may_have_files.insert(worker.name.clone(), None);
                 } else {
                     registry.may_have_files.remove(&worker.name);
                 }

@@ -127,6 +127,20 @@ impl Http {
         );
     }
 
+    /// Waits until wasqd recovered the previous run's disk queues: it
+    /// answers while they are still being recovered (`/stats` says how
+    /// far it got), and a queue not yet recovered shows no depth.
+    pub fn wait_restored(&self) {
+        let restored = eventually(Duration::from_secs(120), || {
+            self.stats()["restore"]["done"] == true
+        });
+        assert!(
+            restored,
+            "queues still being recovered: {}",
+            self.stats()["restore"]
+        );
+    }
+
     /// One plugin's entry in GET /plugins (null if there is none).
     pub fn plugin(&self, name: &str) -> Value {
         self.plugins()

@@ -35,6 +35,7 @@ pub mod latency;
 pub mod message;
 pub use wasq_nsq::names;
 mod persist;
+pub use persist::RestoreStatus;
 mod pump;
 pub mod queues;
 mod spare_room;
@@ -94,6 +95,8 @@ pub struct Broker {
     metadata_changed: tokio::sync::Notify,
     /// Lets plugin worker threads (outside the runtime) wait for a sync.
     runtime: Option<tokio::runtime::Handle>,
+    /// The previous run's queues still being recovered after start-up.
+    restore_progress: persist::RestoreProgress,
 }
 
 /// A topic's name and its channels' names, as lookupd registers them.
@@ -145,6 +148,7 @@ impl Broker {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             metadata_changed: tokio::sync::Notify::new(),
             runtime,
+            restore_progress: persist::RestoreProgress::default(),
         })
     }
 
@@ -222,8 +226,19 @@ impl Broker {
 
     /// Returns the topic, creating it if needed.
     pub fn topic(&self, name: &str) -> Arc<Topic> {
+        let (topic, created) = self.topic_entry(name);
+        if created {
+            tracing::info!(topic = name, "TOPIC: created");
+            self.emit(BrokerEvent::TopicCreated(name.to_string()));
+        }
+        topic
+    }
+
+    /// The topic, and whether this call created it (with no log line and
+    /// no event: the caller says what it did).
+    fn topic_entry(&self, name: &str) -> (Arc<Topic>, bool) {
         if let Some(topic) = self.topics.read().get(name) {
-            return topic.clone();
+            return (topic.clone(), false);
         }
         let mut topics = self.topics.write();
         let mut created = false;
@@ -234,12 +249,7 @@ impl Broker {
                 Topic::new(name, &self.queues)
             })
             .clone();
-        drop(topics);
-        if created {
-            tracing::info!(topic = name, "TOPIC: created");
-            self.emit(BrokerEvent::TopicCreated(name.to_string()));
-        }
-        topic
+        (topic, created)
     }
 
     pub fn existing_topic(&self, name: &str) -> Option<Arc<Topic>> {

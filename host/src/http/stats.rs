@@ -1,8 +1,12 @@
 //! GET /stats in nsqd's JSON (`format=json`) and text formats, with the
-//! `topic`, `channel` and `include_clients` filters.
+//! `topic`, `channel`, `include_clients` and `include_mem` filters.
 //!
-//! nsqd's `memory` block reports Go runtime heap figures that have no
-//! meaning here, so it is left out (nsqd omits it too with include_mem=false).
+//! nsqd's `memory` block reports Go's heap; Wasq fills the fields that
+//! have a meaning for it from glibc's malloc (`heap_in_use_bytes`: bytes
+//! allocated, `heap_idle_bytes`: bytes malloc holds free) and adds
+//! `resident_bytes` (the process's resident set). The rest are always 0:
+//! malloc does not count objects or returned bytes, and there is no
+//! garbage collector.
 
 use std::fmt::Write as _;
 
@@ -10,9 +14,9 @@ use axum::extract::{RawQuery, State};
 use serde::Serialize;
 
 use super::{ApiResponse, ApiResult, AppState, Query, parse_bool_param};
-use crate::broker::Stats;
 use crate::broker::client::ClientStats;
 use crate::broker::topic::TopicStats;
+use crate::broker::{RestoreStatus, Stats};
 use crate::config::{NSQ_VERSION, WASQ_VERSION, go_duration};
 use crate::plugins::PluginStatus;
 
@@ -23,10 +27,62 @@ struct StatsDocument<'a> {
     start_time: i64,
     /// `null` when a topic filter matched nothing, as nsqd.
     topics: Option<Vec<TopicStats>>,
+    /// Left out with `include_mem=false`, as nsqd.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory: Option<MemoryStats>,
     /// `null` when there are none, as nsqd.
     producers: Option<Vec<ClientStats>>,
     /// Wasq's addition: the in-broker consumers (also at GET /plugins).
     plugins: Vec<PluginStatus>,
+    /// Wasq's addition: the recovery of the previous run's disk queues,
+    /// which goes on after the API answers.
+    restore: RestoreStatus,
+}
+
+/// nsqd's `memory` object, field for field (see the module doc).
+#[derive(Serialize, Default)]
+struct MemoryStats {
+    heap_objects: u64,
+    heap_idle_bytes: u64,
+    heap_in_use_bytes: u64,
+    heap_released_bytes: u64,
+    gc_pause_usec_100: u64,
+    gc_pause_usec_99: u64,
+    gc_pause_usec_95: u64,
+    next_gc_bytes: u64,
+    gc_total_runs: u32,
+    /// Wasq's addition.
+    resident_bytes: u64,
+}
+
+impl MemoryStats {
+    fn now() -> MemoryStats {
+        let heap = crate::allocator::heap().unwrap_or_default();
+        MemoryStats {
+            heap_idle_bytes: heap.idle_bytes,
+            heap_in_use_bytes: heap.in_use_bytes,
+            resident_bytes: crate::metrics::resident_bytes().unwrap_or(0),
+            ..MemoryStats::default()
+        }
+    }
+
+    /// nsqd's text lines, in its order and layout.
+    fn render(&self, w: &mut String) {
+        let _ = writeln!(w, "\nMemory:");
+        for (name, value) in [
+            ("heap_objects", self.heap_objects),
+            ("heap_idle_bytes", self.heap_idle_bytes),
+            ("heap_in_use_bytes", self.heap_in_use_bytes),
+            ("heap_released_bytes", self.heap_released_bytes),
+            ("gc_pause_usec_100", self.gc_pause_usec_100),
+            ("gc_pause_usec_99", self.gc_pause_usec_99),
+            ("gc_pause_usec_95", self.gc_pause_usec_95),
+            ("next_gc_bytes", self.next_gc_bytes),
+            ("gc_total_runs", u64::from(self.gc_total_runs)),
+        ] {
+            let _ = writeln!(w, "   {name:<25}\t{value}");
+        }
+    }
 }
 
 pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> ApiResult {
@@ -34,11 +90,19 @@ pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Ap
     let topic = query.get("topic").filter(|t| !t.is_empty());
     let channel = query.get("channel").filter(|c| !c.is_empty());
     let include_clients = parse_bool_param(query.get("include_clients")).unwrap_or(true);
+    let memory = parse_bool_param(query.get("include_mem"))
+        .unwrap_or(true)
+        .then(MemoryStats::now);
     let broker = &state.broker;
     let stats = broker.stats(topic, channel, include_clients);
 
     if query.get("format") != Some("json") {
-        let mut text = render_text(&stats, broker.start_time(), broker.uptime());
+        let mut text = render_text(
+            &stats,
+            memory.as_ref(),
+            broker.start_time(),
+            broker.uptime(),
+        );
         render_plugins(&mut text, &state.plugins.status());
         return Ok(ApiResponse::Text(text));
     }
@@ -48,21 +112,31 @@ pub async fn stats(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Ap
         health: "OK",
         start_time: broker.start_time(),
         topics: (!topic_missing).then_some(stats.topics),
+        memory,
         producers: (!stats.producers.is_empty()).then_some(stats.producers),
         plugins: state.plugins.status(),
+        restore: broker.restore_progress(),
     };
     let json = serde_json::to_vec(&document).expect("stats serialize");
     Ok(ApiResponse::JsonBytes(json))
 }
 
 /// nsqd's text layout (`printStats`), column widths included.
-fn render_text(stats: &Stats, start_time: i64, uptime: std::time::Duration) -> String {
+fn render_text(
+    stats: &Stats,
+    memory: Option<&MemoryStats>,
+    start_time: i64,
+    uptime: std::time::Duration,
+) -> String {
     let mut w = String::new();
     let started = chrono_like_rfc3339(start_time);
     let _ = writeln!(w, "nsqd v{NSQ_VERSION} (built w/wasq v{WASQ_VERSION})");
     let _ = writeln!(w, "start_time {started}");
     let _ = writeln!(w, "uptime {}", go_duration(uptime));
     let _ = writeln!(w, "\nHealth: OK");
+    if let Some(memory) = memory {
+        memory.render(&mut w);
+    }
     if stats.topics.is_empty() {
         let _ = writeln!(w, "\nTopics: None");
     } else {
