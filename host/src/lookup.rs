@@ -6,8 +6,9 @@
 //! come and go, and a PING every 15 s. A lost connection (a lookupd
 //! restart) is retried, and everything is registered again on reconnect.
 //! The set of addresses follows `--lookupd-tcp-address` and
-//! `PUT /config/nsqlookupd_tcp_addresses`; on shutdown every topic is
-//! unregistered.
+//! `PUT /config/nsqlookupd_tcp_addresses`. On shutdown, or when a lookupd
+//! leaves the configuration, the connection is closed, which unregisters
+//! everything at once (as nsqd does).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -122,19 +123,11 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
             closed = conn.closed() => Action::Closed(closed),
         };
         match action {
-            Action::Stop => {
-                let lines: Vec<String> = broker
-                    .topology()
-                    .into_iter()
-                    .map(|TopicChannels { topic, .. }| format!("UNREGISTER {topic}"))
-                    .collect();
-                for chunk in lines.chunks(PIPELINE) {
-                    if conn.commands(chunk).await.is_err() {
-                        break;
-                    }
-                }
-                return Ok(());
-            }
+            // Closing the connection unregisters everything at once: a
+            // lookupd drops a node's registrations when it leaves (nsqd
+            // sends nothing either), where an UNREGISTER per topic would
+            // cost an nsqlookupd a scan of its whole table each.
+            Action::Stop => return Ok(()),
             Action::Ping => conn.command("PING").await?,
             Action::Closed(error) => return Err(error),
             Action::Event(event) => match event {

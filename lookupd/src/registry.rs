@@ -138,7 +138,7 @@ impl Producer {
 
 #[derive(Debug, Default)]
 pub struct Registry {
-    map: RwLock<BTreeMap<Registration, BTreeMap<String, Producer>>>,
+    map: RwLock<BTreeMap<Registration, Producers>>,
 }
 
 impl Registry {
@@ -201,11 +201,8 @@ impl Registry {
         key: &str,
         subkey: &str,
     ) -> Vec<Registration> {
-        self.map
-            .read()
-            .keys()
-            .filter(|r| r.matches(category, key, subkey))
-            .cloned()
+        matching(&self.map.read(), category, key, subkey)
+            .map(|(registration, _)| registration.clone())
             .collect()
     }
 
@@ -213,11 +210,9 @@ impl Registry {
     pub fn find_producers(&self, category: Category, key: &str, subkey: &str) -> Vec<Producer> {
         let map = self.map.read();
         let mut found: BTreeMap<String, Producer> = BTreeMap::new();
-        for (registration, producers) in map.iter() {
-            if registration.matches(category, key, subkey) {
-                for (id, producer) in producers {
-                    found.entry(id.clone()).or_insert_with(|| producer.clone());
-                }
+        for (_, producers) in matching(&map, category, key, subkey) {
+            for (id, producer) in producers {
+                found.entry(id.clone()).or_insert_with(|| producer.clone());
             }
         }
         found.into_values().collect()
@@ -248,6 +243,44 @@ impl Registry {
         }
         found
     }
+}
+
+type Producers = BTreeMap<String, Producer>;
+
+/// The registrations matching `(category, key, subkey)` (`*`: any). The
+/// map is ordered by category, then key, then subkey, so a named key is a
+/// range of it: a topic's lookup, or its channels' on UNREGISTER, costs
+/// the same with 100 000 topics registered as with one (nsqlookupd scans
+/// them all).
+fn matching<'a>(
+    map: &'a BTreeMap<Registration, Producers>,
+    category: Category,
+    key: &'a str,
+    subkey: &'a str,
+) -> Box<dyn Iterator<Item = (&'a Registration, &'a Producers)> + 'a> {
+    let selects = move |r: &&Registration| r.matches(category, key, subkey);
+    if key == "*" {
+        let from = Registration {
+            category,
+            key: String::new(),
+            subkey: String::new(),
+        };
+        return Box::new(
+            map.range(from..)
+                .take_while(move |(r, _)| r.category == category)
+                .filter(move |(r, _)| selects(r)),
+        );
+    }
+    let from = Registration {
+        category,
+        key: key.to_string(),
+        subkey: if subkey == "*" { "" } else { subkey }.to_string(),
+    };
+    Box::new(
+        map.range(from..)
+            .take_while(move |(r, _)| r.category == category && r.key == key)
+            .filter(move |(r, _)| selects(r)),
+    )
 }
 
 /// Distinct keys of registrations, sorted (topics for `/topics`).
@@ -314,6 +347,45 @@ mod tests {
             keys(&db.find_registrations(Category::Topic, "*", "")),
             vec!["t"]
         );
+    }
+
+    #[test]
+    fn lookups_by_name_and_by_wildcard_find_exactly_their_registrations() {
+        let db = Registry::default();
+        let a = peer("a:1");
+        for t in ["s", "t", "t2", "u"] {
+            db.add_producer(Registration::topic(t), &a);
+            for c in ["c", "d"] {
+                db.add_producer(Registration::channel(t, c), &a);
+            }
+        }
+        db.add_producer(Registration::client(), &a);
+        let find = |category, key, subkey| db.find_registrations(category, key, subkey);
+        assert_eq!(
+            find(Category::Topic, "t", ""),
+            vec![Registration::topic("t")]
+        );
+        assert_eq!(
+            find(Category::Channel, "t", "*"),
+            vec![
+                Registration::channel("t", "c"),
+                Registration::channel("t", "d")
+            ]
+        );
+        assert_eq!(
+            find(Category::Channel, "t", "d"),
+            vec![Registration::channel("t", "d")]
+        );
+        assert_eq!(
+            keys(&find(Category::Topic, "*", "")),
+            vec!["s", "t", "t2", "u"]
+        );
+        assert_eq!(find(Category::Channel, "*", "d").len(), 4);
+        assert_eq!(find(Category::Channel, "*", "*").len(), 8);
+        assert!(find(Category::Topic, "v", "").is_empty());
+        assert!(find(Category::Channel, "t", "e").is_empty());
+        assert_eq!(find(Category::Client, "", ""), vec![Registration::client()]);
+        assert_eq!(db.find_producers(Category::Channel, "u", "*").len(), 1);
     }
 
     #[test]

@@ -202,6 +202,7 @@ impl Broker {
     /// to them), without an fsync per file; one sync of the filesystem
     /// then makes all of it durable.
     pub async fn persist(&self) {
+        let started = std::time::Instant::now();
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         for topic in &topics {
             topic.stop();
@@ -214,6 +215,7 @@ impl Broker {
         while let Some(result) = tasks.join_next().await {
             written += result.unwrap_or(0);
         }
+        let wrote = started.elapsed();
         if let Some(disk) = &self.queues.disk
             && let Err(e) = disk.sync_all().await
         {
@@ -224,6 +226,8 @@ impl Broker {
         }
         tracing::info!(
             messages = written,
+            written_in = ?wrote,
+            synced_in = ?started.elapsed() - wrote,
             "STORAGE: messages held in memory written to disk"
         );
     }
