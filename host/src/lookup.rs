@@ -81,7 +81,7 @@ pub fn start(
 /// Registers with one lookupd for as long as it is configured.
 async fn run_peer(broker: Arc<Broker>, address: String, stop: CancellationToken) {
     loop {
-        // `session` watches `stop` itself, so it can unregister before leaving.
+        // `session` watches `stop` itself: it returns `Ok` once stopped.
         match session(&broker, &address, &stop).await {
             Ok(()) => return,
             Err(e) => {
@@ -95,9 +95,24 @@ async fn run_peer(broker: Arc<Broker>, address: String, stop: CancellationToken)
     }
 }
 
-/// One connection: identify, register everything, follow changes. Returns
-/// `Ok` after unregistering when stopped, `Err` when the connection fails.
+/// One connection, until it fails (`Err`) or is stopped (`Ok`, the
+/// connection closed).
 async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        biased;
+        // Closing the connection unregisters everything at once: a lookupd
+        // drops a node's registrations when it leaves (nsqd sends nothing
+        // either), where an UNREGISTER per topic would cost an nsqlookupd a
+        // scan of its whole table each. Whatever the connection was doing,
+        // even registering 100 000 topics, stops here.
+        _ = stop.cancelled() => Ok(()),
+        result = registered(broker, address) => result,
+    }
+}
+
+/// The connection's work until it fails: identify, register everything,
+/// follow changes, ping.
+async fn registered(broker: &Broker, address: &str) -> anyhow::Result<()> {
     // Subscribe before the snapshot so no change falls between them.
     let mut events = broker.events();
     let mut conn = LookupConn::connect(address).await?;
@@ -117,17 +132,11 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
     loop {
         // Decide first, act after: the connection is borrowed by one branch.
         let action = tokio::select! {
-            _ = stop.cancelled() => Action::Stop,
             _ = ping.tick() => Action::Ping,
             event = events.recv() => Action::Event(event),
             closed = conn.closed() => Action::Closed(closed),
         };
         match action {
-            // Closing the connection unregisters everything at once: a
-            // lookupd drops a node's registrations when it leaves (nsqd
-            // sends nothing either), where an UNREGISTER per topic would
-            // cost an nsqlookupd a scan of its whole table each.
-            Action::Stop => return Ok(()),
             Action::Ping => conn.command("PING").await?,
             Action::Closed(error) => return Err(error),
             Action::Event(event) => match event {
@@ -152,7 +161,6 @@ async fn session(broker: &Broker, address: &str, stop: &CancellationToken) -> an
 }
 
 enum Action {
-    Stop,
     Ping,
     Event(Result<BrokerEvent, RecvError>),
     Closed(anyhow::Error),

@@ -97,6 +97,21 @@ fn deprecated_flags_are_accepted_as_nsqd_accepts_them() {
 }
 
 #[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit_as_go_does_for_nsqd() {
+    // Started with the usual soft limit, below the hard one.
+    let wasqd = Wasqd::start_via_shell(r#"ulimit -S -n 1024; exec "$0" "$@""#, &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", wasqd.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // "Max open files SOFT HARD files"
+    assert_ne!(fields[3], "1024", "{line}");
+    assert_eq!(fields[3], fields[4], "{line}");
+}
+
+#[test]
 fn sigterm_shuts_down_cleanly() {
     let wasqd = Wasqd::start();
     let mut consumer = wasqd.consumer("t", "c", 1);

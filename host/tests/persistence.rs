@@ -684,3 +684,65 @@ fn restoring_a_large_queue_logs_its_progress() {
     );
     assert_eq!(wasqd.http().stats()["topics"][0]["depth"], 1100);
 }
+
+/// Files in the data path whose names contain `part`.
+fn files_named(dir: &Path, part: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(part))
+        .count()
+}
+
+#[test]
+fn a_clean_stop_keeps_what_memory_held_in_one_file_until_the_next_start_puts_it_back() {
+    let data = tempfile::tempdir().unwrap();
+    let args = ["--data-path", path_arg(data.path())];
+    let wasqd = Wasqd::start_with(&args);
+    let http = wasqd.http();
+    for n in 0..20 {
+        create_channel(&wasqd, &format!("held{n}"));
+        mpub(&wasqd, &format!("held{n}"), 2);
+    }
+    // A deferred message keeps its due time; a topic's own backlog counts too.
+    let (status, _) = http.post("/pub?topic=held0&defer=3600000", b"later");
+    assert_eq!(status, 200);
+    mpub(&wasqd, "no_channel", 3);
+    assert!(wasqd.terminate().success());
+    // One file for every queue's messages: no queue file was created.
+    assert_eq!(files_named(data.path(), "wasqd.held.dat"), 1);
+    assert_eq!(files_named(data.path(), ".wasq."), 0);
+
+    let wasqd = Wasqd::start_with(&args);
+    wasqd.http().wait_restored();
+    let stats = wasqd.http().stats();
+    assert_eq!(stats["restore"]["queues"], 21, "{}", stats["restore"]);
+    for n in 0..20 {
+        let channel = wasqd
+            .http()
+            .channel_stats(&format!("held{n}"), "c")
+            .unwrap();
+        let deferred = u64::from(n == 0);
+        assert_eq!(
+            channel["depth"].as_u64().unwrap() + channel["deferred_count"].as_u64().unwrap(),
+            2 + deferred,
+            "held{n}: {channel}"
+        );
+    }
+    let topic = stats["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic_name"] == "no_channel")
+        .unwrap()
+        .clone();
+    assert_eq!(topic["depth"], 3, "{topic}");
+    // Now in the queues' own files, durable; the shared file is gone.
+    assert_eq!(files_named(data.path(), "wasqd.held.dat"), 0);
+    assert!(files_named(data.path(), ".wasq.") >= 21);
+    let mut consumer = wasqd.consumer("held7", "c", 10);
+    let bodies: BTreeSet<String> = (0..2)
+        .map(|_| String::from_utf8_lossy(&consumer.read_message().body).into_owned())
+        .collect();
+    assert_eq!(bodies, BTreeSet::from(["m0".to_string(), "m1".to_string()]));
+}

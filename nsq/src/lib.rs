@@ -2,8 +2,8 @@
 //! topic/channel name rules, Go's duration syntax, and the "V1" HTTP
 //! response shape (`{"message":"CODE"}` errors, the `X-NSQ-Content-Type`
 //! header, first-value query parameters), `--config` files, listening, the `--log-prefix`
-//! log format, and a daemon's life
-//! from start-up (with its `--ready-file`) to a shutdown signal.
+//! log format, the open-files limit Go raises for them, and a daemon's
+//! life from start-up (with its `--ready-file`) to a shutdown signal.
 
 pub mod config_file;
 pub mod duration;
@@ -12,5 +12,6 @@ pub mod http_v1;
 pub mod listen;
 pub mod log_prefix;
 pub mod names;
+pub mod open_files;
 pub mod ready;
 pub mod signals;

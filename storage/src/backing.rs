@@ -59,6 +59,12 @@ pub trait BackingQueue: fmt::Debug + Send {
         forget: Vec<Location>,
     ) -> PendingWork<usize>;
 
+    /// Start-up: puts back the messages the queue held in memory at the
+    /// last clean shutdown (from `wasqd.held.dat`), each with its due time,
+    /// behind everything appended before; counted in the depth at once.
+    /// Not fsynced: the broker syncs the filesystem once for every queue.
+    fn put_back(&mut self, messages: Vec<(Message, Option<i64>)>) -> PendingWork<()>;
+
     /// Drops every message, with any files (/empty, delete). Reads asked
     /// for before are stale from now on.
     fn clear(&mut self) -> PendingWork<()>;
@@ -106,6 +112,10 @@ impl BackingQueue for DiscardQueue {
         _: Vec<Location>,
     ) -> PendingWork<usize> {
         PendingWork::ready(Ok(0))
+    }
+
+    fn put_back(&mut self, _: Vec<(Message, Option<i64>)>) -> PendingWork<()> {
+        PendingWork::ready(Ok(()))
     }
 
     fn clear(&mut self) -> PendingWork<()> {

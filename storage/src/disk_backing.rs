@@ -343,7 +343,36 @@ impl BackingQueue for DiskBacking {
         messages: Vec<(Message, Option<i64>)>,
         forget: Vec<Location>,
     ) -> PendingWork<usize> {
+        // Most queues of a large broker have nothing on disk to write or
+        // move: no job for those.
+        if messages.is_empty() && forget.is_empty() && !self.changed {
+            return PendingWork::ready(Ok(0));
+        }
         self.work(move |queue| queue.write_back(&messages, &forget), || Ok(0))
+    }
+
+    fn put_back(&mut self, messages: Vec<(Message, Option<i64>)>) -> PendingWork<()> {
+        if messages.is_empty() {
+            return PendingWork::ready(Ok(()));
+        }
+        self.changed = true;
+        let count = messages.len() as u64;
+        let generation = {
+            let mut counts = self.counts.lock();
+            counts.queued += count;
+            counts.generation
+        };
+        let counts = self.counts.clone();
+        self.work(
+            move |queue| {
+                let records: Vec<(&Message, Option<i64>)> =
+                    messages.iter().map(|(m, due)| (m, *due)).collect();
+                let result = queue.put_back(&records);
+                counts.lock().appended(generation, count, queue.depth());
+                result
+            },
+            || Err(deleted()),
+        )
     }
 
     fn clear(&mut self) -> PendingWork<()> {

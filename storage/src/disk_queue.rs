@@ -278,6 +278,28 @@ impl DiskQueue {
         Ok(None)
     }
 
+    /// Start-up: writes messages a clean shutdown kept in `wasqd.held.dat`
+    /// as a segment of their own, read after what the queue had, and
+    /// closes it: thousands of queues put back at once keep no file open
+    /// each. Nothing is fsynced; the caller syncs the filesystem once for
+    /// all of them before deleting that file.
+    pub fn put_back(&mut self, records: &[(&Message, Option<i64>)]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.may_have_files = true;
+        let mut buffer =
+            Vec::with_capacity(records.iter().map(|(m, _)| record::record_len(m)).sum());
+        for (message, due_unix_nanos) in records {
+            record::encode(message, *due_unix_nanos, &mut buffer);
+        }
+        let number = self.writer.take_next_segment(&self.sync);
+        std::fs::write(self.files.segment(number), &buffer)?;
+        *self.segments.entry(number).or_insert(0) += records.len() as u64;
+        self.depth += records.len() as u64;
+        Ok(())
+    }
+
     /// Writes records in one write; returns the append's number.
     fn write_chunk(&mut self, records: &[(&Message, Option<i64>)]) -> io::Result<u64> {
         let mut buffer =
@@ -572,6 +594,31 @@ mod tests {
         assert!(crate::files::queue_names(dir.path()).is_empty());
         queue.append(&[message(1)], None).unwrap();
         assert_eq!(bodies(&queue.read(10)), ["body 1"]);
+    }
+
+    #[test]
+    fn put_back_writes_a_closed_segment_read_after_what_came_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut queue = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        queue.append(&[message(0)], None).unwrap();
+        let held = [message(1), message(2)];
+        queue
+            .put_back(&[(&held[0], Some(9)), (&held[1], None)])
+            .unwrap();
+        // No segment stays open for appending: the next append starts one.
+        assert_eq!(queue.writer.current_segment(), None);
+        queue.append(&[message(3)], None).unwrap();
+        assert_eq!(segments(dir.path(), "t").len(), 3);
+        let read = queue.read(10);
+        assert_eq!(bodies(&read), ["body 0", "body 1", "body 2", "body 3"]);
+        assert_eq!(read[1].0.due_unix_nanos, Some(9));
+        // And after a restart, from the files alone.
+        drop(queue);
+        let mut reopened = DiskQueue::open("t", settings(dir.path(), 1 << 20));
+        assert_eq!(
+            bodies(&reopened.read(10)),
+            ["body 0", "body 1", "body 2", "body 3"]
+        );
     }
 
     #[test]

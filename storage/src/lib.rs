@@ -17,6 +17,8 @@
 //! - [`record`]: one message on disk, with length and checksum
 //! - [`sync`]: group commit for durable publishes
 //! - [`metadata`]: `wasqd.dat`, nsqd's `nsqd.dat` in the same JSON shape
+//! - [`held`]: `wasqd.held.dat`, what every queue held in memory at a
+//!   clean shutdown, in one file until the next start puts it in the queues
 //! - [`lock`]: `wasqd.lock`, one broker per data path
 //! - [`due`]: due times of deferred messages on disk
 //!
@@ -30,6 +32,7 @@ pub mod disk_backing;
 pub mod disk_queue;
 pub mod due;
 pub mod files;
+pub mod held;
 pub mod lock;
 pub mod metadata;
 pub mod pending;

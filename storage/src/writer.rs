@@ -94,6 +94,18 @@ impl SegmentWriter {
         self.current = None;
     }
 
+    /// Stops appending to the current segment (its file stays with `sync`
+    /// until fsynced) and hands out the next segment's number for a file
+    /// the caller writes whole; appends continue in the one after.
+    pub fn take_next_segment(&mut self, sync: &SyncState) -> u64 {
+        if let Some(old) = self.current.take() {
+            sync.retire(old.file);
+        }
+        let number = self.next_segment;
+        self.next_segment += 1;
+        number
+    }
+
     /// The segment to append `len` bytes to, rolling over to a new one
     /// when the current one would grow past `--max-bytes-per-file`.
     fn segment_for(

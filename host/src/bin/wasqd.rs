@@ -14,6 +14,7 @@ use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
     wasq_host::allocator::limit_arenas();
+    wasq_nsq::open_files::raise_limit();
     let options = match Options::from_args() {
         Ok(options) => options,
         Err(message) => {

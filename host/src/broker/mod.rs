@@ -97,6 +97,8 @@ pub struct Broker {
     runtime: Option<tokio::runtime::Handle>,
     /// The previous run's queues still being recovered after start-up.
     restore_progress: persist::RestoreProgress,
+    /// The task doing it, which shutdown waits for.
+    restoring: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A topic's name and its channels' names, as lookupd registers them.
@@ -149,6 +151,7 @@ impl Broker {
             metadata_changed: tokio::sync::Notify::new(),
             runtime,
             restore_progress: persist::RestoreProgress::default(),
+            restoring: Mutex::new(None),
         })
     }
 

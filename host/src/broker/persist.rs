@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
+use wasq_storage::held::{self, HeldQueue};
 use wasq_storage::metadata::{self, ChannelMetadata, Metadata, MetadataError, TopicMetadata};
 
 use super::Broker;
 use super::names::{is_ephemeral, is_valid_name};
+use super::queues::{Held, channel_queue_name};
 use super::topic::Topic;
 use crate::config::NSQ_VERSION;
 
@@ -32,10 +34,16 @@ impl Broker {
             return Ok(0);
         };
         // The data path is read on a blocking thread, before any queue
-        // opens: the metadata file and one listing of the directory.
-        let (saved, on_disk) = tokio::task::spawn_blocking(move || {
-            let saved = metadata::load(&disk.settings().dir)?;
-            Ok::<_, MetadataError>((saved, disk.scan()))
+        // opens: the metadata file, the messages held at the last
+        // shutdown, and one listing of the directory.
+        let (saved, held, on_disk) = tokio::task::spawn_blocking(move || {
+            let dir = &disk.settings().dir;
+            let saved = metadata::load(dir)?;
+            let held = held::read(dir, disk.settings().max_payload).map_err(|e| MetadataError {
+                path: held::path(dir),
+                reason: e.to_string(),
+            })?;
+            Ok::<_, MetadataError>((saved, held, disk.scan()))
         })
         .await
         .map_err(|e| MetadataError {
@@ -50,7 +58,7 @@ impl Broker {
                 entry.channels.insert(channel.name, channel.paused);
             }
         }
-        for queue in &on_disk {
+        for queue in on_disk.iter().chain(held.iter().map(|(name, _)| name)) {
             match queue.split_once(':') {
                 Some((topic, channel)) => {
                     let entry = wanted.entry(topic.to_string()).or_default();
@@ -89,7 +97,7 @@ impl Broker {
                 if channel_paused {
                     channel.pause();
                 }
-                if on_disk.contains(&format!("{topic_name}:{channel_name}")) {
+                if on_disk.contains(&channel_queue_name(&topic_name, &channel_name)) {
                     recovering.push(channel.settled());
                 }
             }
@@ -98,9 +106,9 @@ impl Broker {
             }
             restored += 1;
         }
-        self.restore_progress.start(recovering.len());
+        self.restore_progress.start(recovering.len() + held.len());
         let broker = self.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let started = std::time::Instant::now();
             let queues = recovering.len();
             for work in recovering {
@@ -109,6 +117,7 @@ impl Broker {
                 }
                 broker.restore_progress.recovered_one();
             }
+            broker.put_back_held(held).await;
             let messages: usize = broker
                 .topics
                 .read()
@@ -117,7 +126,63 @@ impl Broker {
                 .sum();
             tracing::info!(queues, messages, elapsed = ?started.elapsed(), "STORAGE: every queue recovered");
         });
+        *self.restoring.lock() = Some(task);
         Ok(restored)
+    }
+
+    /// Puts the messages held at the last shutdown back on their queues'
+    /// disks, makes them durable with one sync of the filesystem, and only
+    /// then deletes `wasqd.held.dat` (a crash before finds it again: its
+    /// messages are put back again, delivered again, never lost).
+    async fn put_back_held(&self, held: Vec<held::ReadQueue>) {
+        let Some(disk) = self.queues.disk.clone() else {
+            return;
+        };
+        if held.is_empty() {
+            return;
+        }
+        let mut writes = Vec::new();
+        for (queue, messages) in held {
+            let (topic_name, channel_name) = match queue.split_once(':') {
+                Some((topic, channel)) => (topic, Some(channel)),
+                None => (queue.as_str(), None),
+            };
+            let Some(topic) = self.existing_topic(topic_name) else {
+                // An invalid or ephemeral name (warned about above).
+                self.restore_progress.recovered_one();
+                continue;
+            };
+            let written = match channel_name {
+                None => topic.put_back_held(messages),
+                Some(channel) => match topic.existing_channel(channel) {
+                    Some(channel) => channel.put_back_held(messages),
+                    None => {
+                        self.restore_progress.recovered_one();
+                        continue;
+                    }
+                },
+            };
+            writes.push((queue, written));
+        }
+        let mut failed = false;
+        for (queue, written) in writes {
+            if let Err(e) = written.wait().await {
+                tracing::error!(queue = %queue, error = %e, "STORAGE: cannot put the messages held at shutdown back on the queue's disk");
+                failed = true;
+            }
+            self.restore_progress.recovered_one();
+        }
+        if let Err(e) = disk.sync_all().await {
+            tracing::error!(error = %e, "STORAGE: cannot sync the data path");
+            failed = true;
+        }
+        if failed {
+            tracing::error!(file = %held::path(&disk.settings().dir).display(),
+                "STORAGE: keeping the file of messages held at shutdown; the next start puts them back again");
+            return;
+        }
+        let dir = disk.settings().dir.clone();
+        let _ = tokio::task::spawn_blocking(move || held::remove(&dir)).await;
     }
 
     /// Where the recovery of the previous run's queues stands.
@@ -197,23 +262,53 @@ impl Broker {
     /// durable, and saves the metadata. Call after connections and plugins
     /// stopped.
     ///
-    /// Topics are written back side by side (a task each; within a topic,
-    /// its channels only after its own backlog, which may still be moving
-    /// to them), without an fsync per file; one sync of the filesystem
-    /// then makes all of it durable.
+    /// The messages go into one file, `wasqd.held.dat` (one write and one
+    /// fsync, where a file per queue cost a file creation each); the disk
+    /// queues only forget what they had handed over and save their
+    /// checkpoints, side by side and without an fsync each, and one sync
+    /// of the filesystem makes that durable.
     pub async fn persist(&self) {
         let started = std::time::Instant::now();
+        // A restore still putting the last shutdown's messages back must
+        // finish first: it deletes the file this writes.
+        let restoring = self.restoring.lock().take();
+        if let Some(restoring) = restoring {
+            let _ = restoring.await;
+        }
         let topics: Vec<Arc<Topic>> = self.topics.read().values().cloned().collect();
         for topic in &topics {
             topic.stop();
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for topic in topics {
-            tasks.spawn(write_back(topic));
+        let mut kept: Vec<HeldQueue> = Vec::new();
+        let mut writes = Vec::new();
+        for topic in &topics {
+            let Held { messages, written } = topic.persist().await;
+            kept.push((topic.name.clone(), messages));
+            writes.push((topic.name.clone(), written));
+            for channel in topic.channels() {
+                let Held { messages, written } = channel.persist();
+                let queue = channel_queue_name(&topic.name, &channel.name);
+                kept.push((queue.clone(), messages));
+                writes.push((queue, written));
+            }
         }
-        let mut written = 0;
-        while let Some(result) = tasks.join_next().await {
-            written += result.unwrap_or(0);
+        let held: usize = kept.iter().map(|(_, m)| m.len()).sum();
+        if let Some(disk) = self.queues.disk.clone() {
+            let dir = disk.settings().dir.clone();
+            match tokio::task::spawn_blocking(move || held::write(&dir, &kept)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, messages = held, "STORAGE: cannot write the messages held in memory to disk")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, messages = held, "STORAGE: cannot write the messages held in memory to disk")
+                }
+            }
+        }
+        for (queue, written) in writes {
+            if let Err(e) = written.wait().await {
+                tracing::error!(queue = %queue, error = %e, "STORAGE: cannot save the queue's checkpoint");
+            }
         }
         let wrote = started.elapsed();
         if let Some(disk) = &self.queues.disk
@@ -225,35 +320,12 @@ impl Broker {
             tracing::error!(error = %e, "STORAGE: cannot save the metadata");
         }
         tracing::info!(
-            messages = written,
+            messages = held,
             written_in = ?wrote,
             synced_in = ?started.elapsed() - wrote,
             "STORAGE: messages held in memory written to disk"
         );
     }
-}
-
-/// Writes one stopped topic's messages held in memory to disk, then its
-/// channels'; returns how many.
-async fn write_back(topic: Arc<Topic>) -> usize {
-    let mut written = 0;
-    match topic.persist().await {
-        Ok(n) => written += n,
-        Err(e) => {
-            tracing::error!(topic = %topic.name, error = %e, "STORAGE: cannot write the topic's messages to disk")
-        }
-    }
-    let channels = topic.channels();
-    let pending: Vec<_> = channels.iter().map(|c| c.persist()).collect();
-    for (channel, pending) in channels.iter().zip(pending) {
-        match pending.wait().await {
-            Ok(n) => written += n,
-            Err(e) => {
-                tracing::error!(topic = %topic.name, channel = %channel.name, error = %e, "STORAGE: cannot write the channel's messages to disk")
-            }
-        }
-    }
-    written
 }
 
 /// Counts down the queues whose recovery scans run after start-up.

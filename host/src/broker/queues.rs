@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::latency::LatencySettings;
+use super::message::Message;
 use wasq_storage::{BackingQueue, DiscardQueue, DiskStore, PendingWork};
 
 /// An ephemeral queue never touches disk; with `--mem-queue-size=0` it
@@ -53,6 +54,45 @@ impl QueueSettings {
             _ => Box::new(DiscardQueue),
         }
     }
+}
+
+/// The disk queue name of a channel (a topic's is its own name).
+pub fn channel_queue_name(topic: &str, channel: &str) -> String {
+    format!("{topic}:{channel}")
+}
+
+/// What a topic or channel held in memory at shutdown: the messages to
+/// keep (in `wasqd.held.dat`; none for an ephemeral one, which drops them
+/// as nsqd does), each with its due time if deferred, and its disk queue's
+/// own write-back (forgetting what it had handed over, its checkpoint) to
+/// wait for.
+pub struct Held {
+    pub messages: Vec<(Message, Option<i64>)>,
+    pub written: PendingWork<usize>,
+}
+
+impl Held {
+    /// Takes `messages` out for the held-messages file and tells `backing`
+    /// to forget `forget`.
+    pub fn take(
+        backing: &mut dyn BackingQueue,
+        ephemeral: bool,
+        messages: Vec<(Message, Option<i64>)>,
+        forget: Vec<wasq_storage::Location>,
+    ) -> Held {
+        Held {
+            messages: if ephemeral { Vec::new() } else { messages },
+            written: backing.write_back(Vec::new(), forget),
+        }
+    }
+}
+
+/// Messages read from `wasqd.held.dat`, as a queue's put-back takes them.
+pub fn held_records(messages: Vec<wasq_storage::StoredMessage>) -> Vec<(Message, Option<i64>)> {
+    messages
+        .into_iter()
+        .map(|stored| (stored.message, stored.due_unix_nanos))
+        .collect()
 }
 
 /// How many more messages a queue may keep in memory: none once anything

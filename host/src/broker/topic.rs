@@ -19,14 +19,16 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use tokio::sync::Notify;
-use wasq_storage::{BackingQueue, PendingSync, PendingWork, ReadBatch, due_to_unix_nanos};
+use wasq_storage::{
+    BackingQueue, PendingSync, PendingWork, ReadBatch, StoredMessage, due_to_unix_nanos,
+};
 
 use super::channel::{Channel, ChannelStats, Exiting};
 use super::latency::{self, LatencyStats};
 use super::message::Message;
 use super::names::is_ephemeral;
 use super::pump;
-use super::queues::{Cleared, QueueSettings, memory_room};
+use super::queues::{Cleared, Held, QueueSettings, held_records, memory_room};
 
 /// Why a publish was refused; nothing acknowledged was lost.
 #[derive(Debug, thiserror::Error)]
@@ -293,23 +295,29 @@ impl Topic {
     }
 
     /// Shutdown, after [`Topic::stop`]: waits for the pump to put down
-    /// its batch, then writes the in-memory backlog to disk and flushes it.
-    /// Returns how many messages were written. A batch the pump had read
-    /// but not handed on stays unfinished on disk, delivered after restart.
-    pub async fn persist(&self) -> io::Result<usize> {
+    /// its batch, then hands over the in-memory backlog for the
+    /// held-messages file. A batch the pump had read but not handed on
+    /// stays unfinished on disk, delivered after restart.
+    pub async fn persist(&self) -> Held {
         self.pump_finished().await;
-        let written = {
-            let mut state = self.state.lock();
-            let TopicState {
-                backlog, backing, ..
-            } = &mut *state;
-            let held = backlog
-                .drain(..)
-                .map(|p| (p.message, p.due.map(due_to_unix_nanos)))
-                .collect();
-            backing.write_back(held, Vec::new())
-        };
-        written.wait().await
+        let mut state = self.state.lock();
+        let TopicState {
+            backlog, backing, ..
+        } = &mut *state;
+        let held = backlog
+            .drain(..)
+            .map(|p| (p.message, p.due.map(due_to_unix_nanos)))
+            .collect();
+        Held::take(backing.as_mut(), self.ephemeral, held, Vec::new())
+    }
+
+    /// Start-up: the messages this topic held at the last shutdown go back
+    /// on its disk, and the pump hands them on.
+    pub fn put_back_held(&self, messages: Vec<StoredMessage>) -> PendingWork<()> {
+        let mut state = self.state.lock();
+        let written = state.backing.put_back(held_records(messages));
+        self.wake_pump(&mut state);
+        written
     }
 
     /// Fsyncs the disk backlog if needed and saves its read checkpoint;

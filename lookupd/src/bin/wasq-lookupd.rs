@@ -8,6 +8,7 @@ use wasq_lookupd::server;
 use wasq_nsq::log_prefix::Prefixed;
 
 fn main() -> ExitCode {
+    wasq_nsq::open_files::raise_limit();
     let options = match LookupdOptions::from_args() {
         Ok(options) => options,
         Err(message) => {

@@ -5,11 +5,13 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use wasq_storage::{Location, PendingWork, ReadBatch, due_from_unix_nanos, due_to_unix_nanos};
+use wasq_storage::{
+    Location, PendingWork, ReadBatch, StoredMessage, due_from_unix_nanos, due_to_unix_nanos,
+};
 
 use super::{Channel, ChannelState, Queued};
 use crate::broker::message::{Message, now_nanos};
-use crate::broker::queues::Cleared;
+use crate::broker::queues::{Cleared, Held, held_records};
 
 impl Channel {
     /// Asks the backing for up to `want` messages, unless a read is under
@@ -80,12 +82,13 @@ impl Channel {
         cleared
     }
 
-    /// Writes every message held in memory (ready, in flight, deferred with
-    /// its due time) to the disk queue and flushes it, so that a restart
-    /// finds them all; in-flight ones are delivered again. Completes with
-    /// how many were written. Only for shutdown: the channel holds nothing
-    /// after, and takes nothing more from disk.
-    pub fn persist(&self) -> PendingWork<usize> {
+    /// Hands over every message held in memory (ready, in flight, deferred
+    /// with its due time) for the held-messages file, so that a restart
+    /// finds them all; in-flight ones are delivered again. Those read from
+    /// disk are forgotten there (the file has them now). Only for
+    /// shutdown: the channel holds nothing after, and takes nothing more
+    /// from disk.
+    pub fn persist(&self) -> Held {
         let mut state = self.state.lock();
         state.stopped = true;
         let ChannelState {
@@ -110,7 +113,15 @@ impl Channel {
         for (due, queued) in deferred.drain() {
             keep(queued.message, Some(due), queued.disk);
         }
-        backing.write_back(held, forget)
+        Held::take(backing.as_mut(), self.ephemeral, held, forget)
+    }
+
+    /// Start-up: the messages this channel held at the last shutdown go
+    /// back on its disk, read in as consumers ask for them.
+    pub fn put_back_held(&self, messages: Vec<StoredMessage>) -> PendingWork<()> {
+        let written = self.state.lock().backing.put_back(held_records(messages));
+        self.messages_ready.notify_waiters();
+        written
     }
 
     /// Fsyncs the disk queue if it has unsynced writes and saves its read

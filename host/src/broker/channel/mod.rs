@@ -37,7 +37,7 @@ use super::in_flight::{InFlight, InFlightQueue};
 use super::latency::LatencyWindow;
 use super::message::Message;
 use super::names::is_ephemeral;
-use super::queues::{Cleared, QueueSettings, memory_room};
+use super::queues::{Cleared, QueueSettings, channel_queue_name, memory_room};
 use super::spare_room::ReleaseSpare;
 use wasq_storage::{BackingQueue, Location, PendingSync, due_to_unix_nanos};
 
@@ -108,7 +108,7 @@ impl Channel {
             ready: VecDeque::new(),
             in_flight: InFlightQueue::default(),
             deferred: DeferredQueue::default(),
-            backing: queues.open_backing(&format!("{topic_name}:{name}"), ephemeral),
+            backing: queues.open_backing(&channel_queue_name(topic_name, name), ephemeral),
             timer_due: None,
             refilling: false,
             stopped: false,
