@@ -54,7 +54,8 @@ pub fn mpub_request(topic: &str, size: usize, count: usize) -> Vec<u8> {
     post(&format!("/mpub?topic={topic}"), &body)
 }
 
-fn post(path: &str, body: &[u8]) -> Vec<u8> {
+/// A whole `POST` request for `path` with `body`.
+pub(crate) fn post(path: &str, body: &[u8]) -> Vec<u8> {
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -64,13 +65,14 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
     request
 }
 
-struct KeepAlive {
+/// One keep-alive HTTP/1.1 connection, a request at a time.
+pub(crate) struct KeepAlive {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl KeepAlive {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<KeepAlive> {
+    pub(crate) async fn connect(addr: SocketAddr) -> anyhow::Result<KeepAlive> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connect {addr}"))?;
@@ -82,7 +84,7 @@ impl KeepAlive {
     }
 
     /// Sends `request` and reads its whole response, which must be a 200.
-    async fn round_trip(&mut self, request: &[u8]) -> anyhow::Result<()> {
+    pub(crate) async fn round_trip(&mut self, request: &[u8]) -> anyhow::Result<()> {
         self.stream.write_all(request).await?;
         loop {
             if let Some(length) = complete_response(&self.buffer)? {

@@ -13,7 +13,9 @@
 //! memory of a queued message by every route it can arrive (see `memory.rs`);
 //! `wasq-bench versus --nsqd PATH` runs every row of the performance table
 //! against wasqd and a real nsqd with ratios (see `versus.rs`);
-//! `wasq-bench soak` runs a long mixed load and checks that memory stays
+//! `wasq-bench scale` measures how start-up, shutdown, memory and `/stats`
+//! grow with the number of topics, connections and plugins (see
+//! `scale.rs`); `wasq-bench soak` runs a long mixed load and checks that memory stays
 //! flat and nothing is lost (see `soak.rs`).
 //!
 //! By default it starts the `wasqd` built beside it (`target/release/wasqd`)
@@ -36,6 +38,7 @@ mod ok_server;
 mod persistence;
 mod plugin;
 mod reload;
+mod scale;
 mod soak;
 mod spinning_client;
 mod steal;
@@ -103,6 +106,8 @@ enum Mode {
     Soak(soak::SoakArgs),
     /// every row of the performance table against wasqd and a real nsqd, with ratios and a BENCH json line per row
     Versus(versus::VersusArgs),
+    /// what grows with the number of topics, idle consumers and plugins: create rate, memory, /stats, clean stop and restart per size, with the growth between sizes (and a real nsqd beside it with --nsqd)
+    Scale(scale::ScaleArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -119,6 +124,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Mode::Versus(versus)) = args.command.clone() {
         return versus::run(versus, &args.workload).await;
+    }
+    if let Some(Mode::Scale(scale)) = args.command.clone() {
+        return scale::run(scale).await;
     }
     if let Some(Mode::Soak(soak)) = args.command {
         return soak::run(soak).await;

@@ -15,18 +15,26 @@ pub struct Nsqd {
     child: Child,
     pub tcp: SocketAddr,
     pub http: SocketAddr,
-    _data: tempfile::TempDir,
+    /// The temporary data path, unless the caller gave one.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Nsqd {
     /// Starts `binary` with `extra` flags and waits until its HTTP /ping answers.
     pub fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<Nsqd> {
         let data = tempfile::tempdir()?;
+        let mut nsqd = Nsqd::start_in(binary, data.path(), extra)?;
+        nsqd._data = Some(data);
+        Ok(nsqd)
+    }
+
+    /// [`Nsqd::start`] on the data path `data` (kept after it stops).
+    pub fn start_in(binary: &Path, data: &Path, extra: &[&str]) -> anyhow::Result<Nsqd> {
         let (tcp, http) = (free_port()?, free_port()?);
         let child = Command::new(binary)
             .arg(format!("--tcp-address={tcp}"))
             .arg(format!("--http-address={http}"))
-            .arg(format!("--data-path={}", data.path().display()))
+            .arg(format!("--data-path={}", data.display()))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -37,10 +45,24 @@ impl Nsqd {
             child,
             tcp,
             http,
-            _data: data,
+            _data: None,
         };
         nsqd.wait_ready()?;
         Ok(nsqd)
+    }
+
+    /// Sends SIGTERM and waits (up to `limit`) until it exited.
+    pub fn terminate_within(mut self, limit: Duration) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + limit;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("nsqd did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {
@@ -60,7 +82,7 @@ impl Nsqd {
             if Instant::now() > deadline {
                 bail!("nsqd did not answer {ping} within 20 s");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

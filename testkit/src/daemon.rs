@@ -134,19 +134,24 @@ impl Daemon {
     }
 
     /// Sends SIGTERM and returns the exit status.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.terminate_within(Duration::from_secs(30))
+            .expect("exit on SIGTERM")
+    }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit status.
+    pub fn terminate_within(mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
             }
-            assert!(Instant::now() < deadline, "did not exit on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
+            if Instant::now() > deadline {
+                bail!("did not exit within {limit:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

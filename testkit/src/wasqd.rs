@@ -128,4 +128,9 @@ impl Wasqd {
     pub fn terminate(self) -> ExitStatus {
         self.daemon.terminate()
     }
+
+    /// Sends SIGTERM and waits up to `limit` for the exit status.
+    pub fn terminate_within(self, limit: std::time::Duration) -> anyhow::Result<ExitStatus> {
+        self.daemon.terminate_within(limit)
+    }
 }
