@@ -349,8 +349,13 @@ fn until_every_message(
 async fn consumers(broker: &Broker, count: usize) -> anyhow::Result<Vec<Figure>> {
     let data = tempfile::tempdir()?;
     let (running, _) = broker.start(data.path(), &[])?;
-    let (status, _) = post_once(running.http(), "/channel/create?topic=scale&channel=c")?;
-    anyhow::ensure!(status == 200, "/channel/create answered {status}");
+    for path in [
+        "/topic/create?topic=scale",
+        "/channel/create?topic=scale&channel=c",
+    ] {
+        let (status, _) = post_once(running.http(), path)?;
+        anyhow::ensure!(status == 200, "{path} answered {status}");
+    }
     let before = resident_bytes(running.pid())?;
     let started = Instant::now();
     let connections = connect_consumers(running.tcp(), count).await?;

@@ -38,14 +38,12 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let listeners = wasq_nsq::listen::bind(options.tcp_address, options.http_address).await?;
     let https_listener = match &security.tls {
         Some(_) => Some(
-            tokio::net::TcpListener::bind(options.https_address)
-                .await
-                .with_context(|| {
-                    format!(
-                        "failed to listen on HTTPS address {}",
-                        options.https_address
-                    )
-                })?,
+            wasq_nsq::listen::listener(options.https_address).with_context(|| {
+                format!(
+                    "failed to listen on HTTPS address {}",
+                    options.https_address
+                )
+            })?,
         ),
         None => None,
     };

@@ -112,6 +112,32 @@ fn the_open_files_limit_is_raised_to_the_hard_limit_as_go_does_for_nsqd() {
 }
 
 #[test]
+fn listeners_queue_as_many_connections_as_the_system_allows() {
+    // Go's listeners (nsqd's) ask for net.core.somaxconn; 128 overflowed
+    // when thousands of consumers connected at once.
+    let somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let wasqd = Wasqd::start();
+    for address in [wasqd.tcp, wasqd.http] {
+        let output = std::process::Command::new("ss")
+            .args(["-ltnH", &format!("sport = :{}", address.port())])
+            .output()
+            .expect("ss (iproute2)");
+        let listing = String::from_utf8_lossy(&output.stdout);
+        // "LISTEN 0 BACKLOG ADDRESS:PORT ..."
+        let backlog: u64 = listing
+            .split_whitespace()
+            .nth(2)
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("no listener in {listing:?}"));
+        assert_eq!(backlog, somaxconn.min(65_535), "{address}: {listing}");
+    }
+}
+
+#[test]
 fn sigterm_shuts_down_cleanly() {
     let wasqd = Wasqd::start();
     let mut consumer = wasqd.consumer("t", "c", 1);
