@@ -313,9 +313,7 @@ fn until_every_message(
     since: Instant,
 ) -> anyhow::Result<Duration> {
     loop {
-        let (status, body) = get(running.http(), "/stats?format=json&topic=scale.0")?;
-        anyhow::ensure!(status == 200, "/stats answered {status}");
-        let stats: Value = serde_json::from_str(&body)?;
+        let stats = get_json(running.http(), "/stats?format=json&topic=scale.0")?;
         if stats.get("restore").is_none_or(|r| r["done"] == true) {
             break;
         }
@@ -325,9 +323,7 @@ fn until_every_message(
         std::thread::sleep(Duration::from_millis(20));
     }
     loop {
-        let (status, body) = get(running.http(), "/stats?format=json&include_clients=false")?;
-        anyhow::ensure!(status == 200, "/stats answered {status}");
-        let stats: Value = serde_json::from_str(&body)?;
+        let stats = get_json(running.http(), "/stats?format=json&include_clients=false")?;
         let queued: u64 = stats["topics"]
             .as_array()
             .into_iter()
@@ -470,9 +466,7 @@ fn until_plugins_loaded(
     since: Instant,
 ) -> anyhow::Result<Duration> {
     loop {
-        let (status, body) = get(running.http(), "/plugins")?;
-        anyhow::ensure!(status == 200, "/plugins answered {status}");
-        let listing: Value = serde_json::from_str(&body)?;
+        let listing = get_json(running.http(), "/plugins")?;
         let plugins = listing["plugins"].as_array().cloned().unwrap_or_default();
         if let Some(failed) = plugins.iter().find(|p| p["state"] == "failed") {
             bail!("a plugin failed to load: {failed}");
@@ -502,6 +496,13 @@ fn agent() -> ureq::Agent {
         .timeout_global(Some(Duration::from_secs(120)))
         .build()
         .into()
+}
+
+/// A GET that must answer 200 with JSON.
+fn get_json(http: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    let (status, body) = get(http, path)?;
+    anyhow::ensure!(status == 200, "{path} answered {status}");
+    Ok(serde_json::from_str(&body)?)
 }
 
 fn get(http: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {

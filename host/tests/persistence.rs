@@ -596,12 +596,7 @@ fn empty_and_delete_remove_disk_data_and_ephemeral_queues_never_touch_it() {
         http.channel_stats("gone", "c#ephemeral").unwrap()["depth"],
         10
     );
-    let ephemeral_files = std::fs::read_dir(data.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("#ephemeral"))
-        .count();
-    assert_eq!(ephemeral_files, 0);
+    assert_eq!(files_named(data.path(), "#ephemeral"), 0);
 }
 
 #[test]

@@ -195,6 +195,32 @@ impl Drop for DiskBacking {
 }
 
 impl DiskBacking {
+    /// Runs `write`, which adds `count` messages to the queue, counting
+    /// them in the depth from now on (queued until it is done, then on
+    /// disk, in one step).
+    fn counted_write<T: Send + 'static>(
+        &mut self,
+        count: usize,
+        write: impl FnOnce(&mut DiskQueue) -> io::Result<T> + Send + 'static,
+    ) -> PendingWork<T> {
+        self.changed = true;
+        let count = count as u64;
+        let generation = {
+            let mut counts = self.counts.lock();
+            counts.queued += count;
+            counts.generation
+        };
+        let counts = self.counts.clone();
+        self.work(
+            move |queue| {
+                let result = write(queue);
+                counts.lock().appended(generation, count, queue.depth());
+                result
+            },
+            || Err(deleted()),
+        )
+    }
+
     /// Runs `work` on this incarnation's queue, in order, and answers.
     fn work<T: Send + 'static>(
         &self,
@@ -237,23 +263,10 @@ impl BackingQueue for DiskBacking {
         if messages.is_empty() {
             return None;
         }
-        self.changed = true;
-        let count = messages.len() as u64;
-        let generation = {
-            let mut counts = self.counts.lock();
-            counts.queued += count;
-            counts.generation
-        };
         let messages = messages.to_vec();
-        let counts = self.counts.clone();
-        let written = self.work(
-            move |queue| {
-                let result = queue.append(&messages, due_unix_nanos);
-                counts.lock().appended(generation, count, queue.depth());
-                result
-            },
-            || Err(deleted()),
-        );
+        let written = self.counted_write(messages.len(), move |queue| {
+            queue.append(&messages, due_unix_nanos)
+        });
         Some(PendingWrite(written))
     }
 
@@ -355,24 +368,11 @@ impl BackingQueue for DiskBacking {
         if messages.is_empty() {
             return PendingWork::ready(Ok(()));
         }
-        self.changed = true;
-        let count = messages.len() as u64;
-        let generation = {
-            let mut counts = self.counts.lock();
-            counts.queued += count;
-            counts.generation
-        };
-        let counts = self.counts.clone();
-        self.work(
-            move |queue| {
-                let records: Vec<(&Message, Option<i64>)> =
-                    messages.iter().map(|(m, due)| (m, *due)).collect();
-                let result = queue.put_back(&records);
-                counts.lock().appended(generation, count, queue.depth());
-                result
-            },
-            || Err(deleted()),
-        )
+        self.counted_write(messages.len(), move |queue| {
+            let records: Vec<(&Message, Option<i64>)> =
+                messages.iter().map(|(m, due)| (m, *due)).collect();
+            queue.put_back(&records)
+        })
     }
 
     fn clear(&mut self) -> PendingWork<()> {
