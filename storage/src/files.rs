@@ -46,15 +46,7 @@ impl QueueFiles {
             .flatten()
             .filter_map(|entry| {
                 let file_name = entry.file_name();
-                let number = file_name
-                    .to_str()?
-                    .strip_prefix(&prefix)?
-                    .strip_suffix(".dat")?;
-                number
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-                    .then(|| number.parse().ok())
-                    .flatten()
+                segment_number(file_name.to_str()?.strip_prefix(&prefix)?)
             })
             .collect();
         numbers.sort_unstable();
@@ -83,10 +75,7 @@ pub fn scan_queues(dir: &Path) -> BTreeMap<String, Vec<u64>> {
         let Some((name, rest)) = file_name.to_str().and_then(|f| f.rsplit_once(".wasq.")) else {
             continue;
         };
-        let segment = rest
-            .strip_suffix(".dat")
-            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|n| n.parse::<u64>().ok());
+        let segment = segment_number(rest);
         if segment.is_none() && rest != "meta.json" {
             continue;
         }
@@ -97,6 +86,14 @@ pub fn scan_queues(dir: &Path) -> BTreeMap<String, Vec<u64>> {
         segments.sort_unstable();
     }
     queues
+}
+
+/// The number in a segment file's name after `NAME.wasq.` (`000001.dat`).
+fn segment_number(rest: &str) -> Option<u64> {
+    rest.strip_suffix(".dat")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?
+        .parse()
+        .ok()
 }
 
 /// Names of the queues with files in `dir`.

@@ -295,14 +295,12 @@ impl Broker {
         let held: usize = kept.iter().map(|(_, m)| m.len()).sum();
         if let Some(disk) = self.queues.disk.clone() {
             let dir = disk.settings().dir.clone();
-            match tokio::task::spawn_blocking(move || held::write(&dir, &kept)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, messages = held, "STORAGE: cannot write the messages held in memory to disk")
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, messages = held, "STORAGE: cannot write the messages held in memory to disk")
-                }
+            let result = tokio::task::spawn_blocking(move || held::write(&dir, &kept))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|written| written);
+            if let Err(e) = result {
+                tracing::error!(error = %e, messages = held, "STORAGE: cannot write the messages held in memory to disk");
             }
         }
         for (queue, written) in writes {
