@@ -16,6 +16,10 @@
 //
 // AssemblyScript strings are UTF-16: the ABI passes bytes, so topics are
 // encoded to UTF-8 before they reach the host, and the body is bytes.
+//
+// configGet reads the manifest's [config] table and httpRequest sends an
+// outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
+// HTTP and configuration"); see examples/assemblyscript/webhook.ts.
 
 @external("wasq", "log")
 declare function hostLog(level: i32, ptr: usize, len: i32): i32;
@@ -25,6 +29,18 @@ declare function hostPublish(topicPtr: usize, topicLen: i32, bodyPtr: usize, bod
 
 @external("wasq", "publish_deferred")
 declare function hostPublishDeferred(topicPtr: usize, topicLen: i32, bodyPtr: usize, bodyLen: i32, delayMs: i64): i32;
+
+@external("wasq", "config_get")
+declare function hostConfigGet(keyPtr: usize, keyLen: i32, bufPtr: usize, bufCap: i32): i32;
+
+@external("wasq", "http_request")
+declare function hostHttpRequest(
+  methodPtr: usize, methodLen: i32, urlPtr: usize, urlLen: i32, headersPtr: usize, headersLen: i32,
+  bodyPtr: usize, bodyLen: i32, responsePtr: usize,
+): i32;
+
+@external("wasq", "http_response_read")
+declare function hostHttpResponseRead(handle: u32, headersPtr: usize, headersCap: i32, bodyPtr: usize, bodyCap: i32): i32;
 
 /** One message as the broker delivered it. The bindings fill the same
  * Message for each message (valid while the handler runs); `body` is a
@@ -78,7 +94,7 @@ export namespace Outcome {
   }
 }
 
-/** Statuses of publish, publishDeferred and log. */
+/** Statuses of publish, publishDeferred and log (0-6), and of httpRequest (7-15). */
 export namespace Status {
   export const OK: i32 = 0;
   export const FORBIDDEN: i32 = 1;
@@ -87,6 +103,41 @@ export namespace Status {
   export const INVALID_DELAY: i32 = 4;
   export const BAD_POINTER: i32 = 5;
   export const UNAVAILABLE: i32 = 6;
+  /** No such [config] key, or no such response handle. */
+  export const NOT_FOUND: i32 = 7;
+  /** The URL (or a redirect) is not in allowed_outbound_hosts; nothing was sent. */
+  export const NOT_ALLOWED: i32 = 8;
+  /** No whole response within http_timeout_ms (or the handler's deadline). */
+  export const TIMEOUT: i32 = 9;
+  /** The host name does not resolve. */
+  export const DNS: i32 = 10;
+  /** The connection was refused or failed, or the TLS handshake failed. */
+  export const CONNECT: i32 = 11;
+  /** The response body is longer than http_max_response_kib. */
+  export const TOO_LARGE: i32 = 12;
+  /** A method, URL or header line the host cannot send. */
+  export const INVALID_REQUEST: i32 = 13;
+  /** The connection broke, or the answer was not HTTP/1.x. */
+  export const IO: i32 = 14;
+  /** 16 responses not read yet. */
+  export const BUSY: i32 = 15;
+}
+
+/** A Status's name ("TIMEOUT", ...), for logs. */
+export function statusName(status: i32): string {
+  const names: string[] = [
+    "OK", "FORBIDDEN", "INVALID_TOPIC", "INVALID_BODY", "INVALID_DELAY", "BAD_POINTER", "UNAVAILABLE",
+    "NOT_FOUND", "NOT_ALLOWED", "TIMEOUT", "DNS", "CONNECT", "TOO_LARGE", "INVALID_REQUEST", "IO", "BUSY",
+  ];
+  return status >= 0 && status < names.length ? names[status] : "UNKNOWN";
+}
+
+/** Whether a failed request may succeed when tried again: TIMEOUT, DNS,
+ * CONNECT, IO and BUSY are; NOT_ALLOWED, TOO_LARGE, INVALID_REQUEST and the
+ * others are not. */
+export function isTemporary(status: i32): bool {
+  return status == Status.TIMEOUT || status == Status.DNS || status == Status.CONNECT ||
+    status == Status.IO || status == Status.BUSY;
 }
 
 export namespace Level {
@@ -112,6 +163,101 @@ export function publishDeferred(topic: string, body: Uint8Array, delayMs: i64): 
 export function log(level: i32, text: string): void {
   const b = String.UTF8.encode(text);
   hostLog(level, changetype<usize>(b), b.byteLength);
+}
+
+/** Where `len` bytes at `ptr` are, for the host: 0 when there are none. */
+function at(ptr: usize, len: i32): usize {
+  return len == 0 ? 0 : ptr;
+}
+
+/** The value of `key` in the manifest's [config] table, or null if it is not set. */
+export function configGet(key: string): string | null {
+  const k = String.UTF8.encode(key);
+  let buffer = new ArrayBuffer(256); // most values fit: one call
+  const len = hostConfigGet(at(changetype<usize>(k), k.byteLength), k.byteLength, changetype<usize>(buffer), 256);
+  if (len < 0) return null;
+  if (len > 256) {
+    buffer = new ArrayBuffer(len);
+    if (hostConfigGet(changetype<usize>(k), k.byteLength, changetype<usize>(buffer), len) != len) return null;
+  }
+  return String.UTF8.decodeUnsafe(changetype<usize>(buffer), <usize>len);
+}
+
+/** What httpRequest returns: a whole response when `status` is Status.OK,
+ * else why there is none (Status.TIMEOUT, Status.NOT_ALLOWED, ...). */
+export class HttpResponse {
+  /** The import's Status: OK, or why the request failed. */
+  status: i32 = Status.OK;
+  /** The HTTP status (200, 404, 503, ...); 0 when `status` is not OK. */
+  httpStatus: i32 = 0;
+  /** "name: value" lines separated by "\n", names in lower case. */
+  headers: string = "";
+  body: Uint8Array = new Uint8Array(0);
+
+  /** The value of the first header called `name` (any case), without the
+   * spaces around it; null if there is none. */
+  header(name: string): string | null {
+    const wanted = name.toLowerCase();
+    const lines = this.headers.split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      const colon = line.indexOf(":");
+      if (colon >= 0 && line.substring(0, colon).trim().toLowerCase() == wanted) {
+        return line.substring(colon + 1).trim();
+      }
+    }
+    return null;
+  }
+
+  /** The delay a `retry-after` header asks for, in milliseconds (at most
+   * 2^32-1), when it holds delta-seconds (a non-negative integer); -1 if
+   * there is none or it is an HTTP date. */
+  retryAfterMs(): i64 {
+    const value = this.header("retry-after");
+    if (value == null || value.length == 0) return -1;
+    let seconds: u64 = 0;
+    for (let i = 0; i < value.length; i++) {
+      const c = value.charCodeAt(i);
+      if (c < 48 || c > 57) return -1;
+      if (seconds <= <u64>u32.MAX_VALUE) seconds = seconds * 10 + <u64>(c - 48);
+    }
+    const ms = seconds * 1000;
+    return ms > <u64>u32.MAX_VALUE ? <i64>u32.MAX_VALUE : <i64>ms;
+  }
+}
+
+/** Sends one request (`method` "GET", "POST", ...; `url` absolute, to a
+ * host in allowed_outbound_hosts; `headers` "Name: value" lines separated
+ * by "\n") and reads the whole response, whatever its HTTP status (a 4xx or
+ * 5xx is the plugin's to judge). Check `status` first: it is Status.OK
+ * when there is a response. */
+export function httpRequest(method: string, url: string, headers: string = "", body: Uint8Array | null = null): HttpResponse {
+  // The 16-byte record http_request writes: handle, status, headers_len,
+  // body_len (static: one request at a time).
+  const record = memory.data(16, 4);
+  const response = new HttpResponse();
+  const m = String.UTF8.encode(method);
+  const u = String.UTF8.encode(url);
+  const h = String.UTF8.encode(headers);
+  const bodyPtr = body != null ? at(body.dataStart, body.byteLength) : 0;
+  const bodyLen = body != null ? body.byteLength : 0;
+  response.status = hostHttpRequest(
+    at(changetype<usize>(m), m.byteLength), m.byteLength, at(changetype<usize>(u), u.byteLength), u.byteLength,
+    at(changetype<usize>(h), h.byteLength), h.byteLength, bodyPtr, bodyLen, record,
+  );
+  if (response.status != Status.OK) return response;
+  const head = new ArrayBuffer(<i32>load<u32>(record, 8));
+  const data = new Uint8Array(<i32>load<u32>(record, 12));
+  const httpStatus = <i32>load<u32>(record, 4);
+  response.status = hostHttpResponseRead(
+    load<u32>(record), at(changetype<usize>(head), head.byteLength), head.byteLength,
+    at(data.dataStart, data.byteLength), data.byteLength,
+  );
+  if (response.status != Status.OK) return response;
+  response.httpStatus = httpStatus;
+  response.headers = String.UTF8.decode(head);
+  response.body = data;
+  return response;
 }
 
 let handler: ((message: Message) => i64) | null = null;

@@ -16,6 +16,13 @@
  *
  * The message (topic, channel, body) lives in a buffer the header frees
  * when wasq_on_message returns: copy what you want to keep.
+ *
+ * Configuration and outbound HTTP (granted by the manifest's [config] and
+ * allowed_outbound_hosts): wasq_config_dup / wasq_config_get read a
+ * [config] value; wasq_http_request sends a request and reads the whole
+ * response into a wasq_http_response (free it with
+ * wasq_http_response_free); wasq_http_header and wasq_http_retry_after
+ * read its headers. See examples/c/webhook.c.
  */
 #ifndef WASQ_H
 #define WASQ_H
@@ -62,15 +69,28 @@ static inline wasq_outcome wasq_retry_after(uint32_t delay_ms) {
     return (wasq_outcome)(((uint64_t)delay_ms << 32) | 2u);
 }
 
-/* Statuses of wasq_publish, wasq_publish_deferred and wasq_log. */
+/* Statuses of wasq_publish, wasq_publish_deferred and wasq_log (0-6), and
+ * of the configuration and HTTP helpers (7-15; ABI.md, "Outbound HTTP and
+ * configuration"). */
 enum wasq_status {
     WASQ_OK = 0,
-    WASQ_FORBIDDEN = 1,     /* topic not in the manifest's publish list */
-    WASQ_INVALID_TOPIC = 2, /* not a valid NSQ topic name */
-    WASQ_INVALID_BODY = 3,  /* empty, or over the broker's --max-msg-size */
-    WASQ_INVALID_DELAY = 4, /* negative, or over --max-req-timeout */
-    WASQ_BAD_POINTER = 5,   /* a pointer/length outside memory */
-    WASQ_UNAVAILABLE = 6,   /* shutting down, topic deleted, or not stored */
+    WASQ_FORBIDDEN = 1,        /* topic not in the manifest's publish list */
+    WASQ_INVALID_TOPIC = 2,    /* not a valid NSQ topic name */
+    WASQ_INVALID_BODY = 3,     /* empty, or over the broker's --max-msg-size */
+    WASQ_INVALID_DELAY = 4,    /* negative, or over --max-req-timeout */
+    WASQ_BAD_POINTER = 5,      /* a pointer/length outside memory */
+    WASQ_UNAVAILABLE = 6,      /* shutting down, topic deleted, or not stored */
+    WASQ_NOT_FOUND = 7,        /* no such [config] key; no such response handle */
+    WASQ_NOT_ALLOWED = 8,      /* URL (or a redirect) not in allowed_outbound_hosts */
+    WASQ_TIMEOUT = 9,          /* no whole response within http_timeout_ms */
+    WASQ_DNS = 10,             /* the host name does not resolve */
+    WASQ_CONNECT = 11,         /* connection refused or failed, or TLS handshake failed */
+    WASQ_TOO_LARGE = 12,       /* response body over http_max_response_kib */
+    WASQ_INVALID_REQUEST = 13, /* a method, URL or header line the host cannot send */
+    WASQ_IO = 14,              /* the connection broke, or the answer was not HTTP/1.x */
+    WASQ_BUSY = 15,            /* 16 responses not read yet */
+    /* Not the host's: these bindings' own, when malloc fails. */
+    WASQ_NO_MEMORY = -1,
 };
 
 enum wasq_level { WASQ_DEBUG = 0, WASQ_INFO = 1, WASQ_WARN = 2, WASQ_ERROR = 3 };
@@ -86,6 +106,20 @@ int32_t wasq_import_publish(const void *topic, int32_t topic_len, const void *bo
 __attribute__((import_module("wasq"), import_name("publish_deferred")))
 int32_t wasq_import_publish_deferred(const void *topic, int32_t topic_len, const void *body,
                                      int32_t body_len, int64_t delay_ms);
+
+__attribute__((import_module("wasq"), import_name("config_get")))
+int32_t wasq_import_config_get(const void *key, int32_t key_len, void *buf, int32_t buf_cap);
+
+/* On WASQ_OK, writes the 16-byte record at `response`: handle, HTTP status,
+ * headers_len, body_len (u32 each). */
+__attribute__((import_module("wasq"), import_name("http_request")))
+int32_t wasq_import_http_request(const void *method, int32_t method_len, const void *url,
+                                 int32_t url_len, const void *headers, int32_t headers_len,
+                                 const void *body, int32_t body_len, void *response);
+
+__attribute__((import_module("wasq"), import_name("http_response_read")))
+int32_t wasq_import_http_response_read(int32_t handle, void *headers, int32_t headers_cap,
+                                       void *body, int32_t body_cap);
 
 /* Logs a NUL-terminated line under the plugin's name. */
 static inline int wasq_log(enum wasq_level level, const char *text) {
@@ -106,10 +140,219 @@ static inline int wasq_publish_deferred(const char *topic, const void *body, siz
 
 /* A readable name for a wasq_status, for logs. */
 static inline const char *wasq_status_name(int status) {
-    static const char *const names[] = {"OK",           "FORBIDDEN",   "INVALID_TOPIC",
-                                        "INVALID_BODY", "INVALID_DELAY", "BAD_POINTER",
-                                        "UNAVAILABLE"};
-    return status >= 0 && status <= 6 ? names[status] : "UNKNOWN";
+    static const char *const names[] = {
+        "OK",          "FORBIDDEN", "INVALID_TOPIC", "INVALID_BODY", "INVALID_DELAY", "BAD_POINTER",
+        "UNAVAILABLE", "NOT_FOUND", "NOT_ALLOWED",   "TIMEOUT",      "DNS",           "CONNECT",
+        "TOO_LARGE",   "INVALID_REQUEST", "IO",      "BUSY"};
+    if (status == WASQ_NO_MEMORY) {
+        return "NO_MEMORY";
+    }
+    return status >= 0 && status <= 15 ? names[status] : "UNKNOWN";
+}
+
+/* What a wasq_status means, in a few words, for logs. */
+static inline const char *wasq_status_text(int status) {
+    static const char *const texts[] = {
+        "ok",
+        "topic not in the manifest's publish list",
+        "invalid topic name",
+        "empty or too large body",
+        "delay out of range",
+        "bad pointer",
+        "broker unavailable",
+        "not found",
+        "not in allowed_outbound_hosts",
+        "timed out",
+        "host name does not resolve",
+        "connection failed",
+        "response too large",
+        "invalid request",
+        "connection broken or not HTTP/1.x",
+        "too many unread responses",
+    };
+    if (status == WASQ_NO_MEMORY) {
+        return "out of memory";
+    }
+    return status >= 0 && status <= 15 ? texts[status] : "unknown status";
+}
+
+/* 1 if a failed HTTP request may succeed when tried again (TIMEOUT, DNS,
+ * CONNECT, IO, BUSY, and NO_MEMORY), 0 if not (NOT_ALLOWED, TOO_LARGE,
+ * INVALID_REQUEST, ...). */
+static inline int wasq_status_temporary(int status) {
+    switch (status) {
+    case WASQ_TIMEOUT:
+    case WASQ_DNS:
+    case WASQ_CONNECT:
+    case WASQ_IO:
+    case WASQ_BUSY:
+    case WASQ_NO_MEMORY:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* ---- Configuration (the manifest's [config] table) ---- */
+
+/* Looks `key` (NUL-terminated) up in [config]: returns the value's length
+ * (>= 0), and has copied the value to buf (not NUL-terminated) if that
+ * length is at most cap (if it is larger, nothing was copied: call again
+ * with a buffer that large); or a negated wasq_status, -WASQ_NOT_FOUND for
+ * a key that is not set. */
+static inline int32_t wasq_config_get(const char *key, char *buf, size_t cap) {
+    return wasq_import_config_get(key, (int32_t)strlen(key), buf,
+                                  cap > INT32_MAX ? INT32_MAX : (int32_t)cap);
+}
+
+/* The value of `key` as a NUL-terminated string from malloc (free it), or
+ * NULL if the key is not set (or malloc failed). */
+static inline char *wasq_config_dup(const char *key) {
+    char small[256]; /* most values fit: one call */
+    int32_t len = wasq_config_get(key, small, sizeof small);
+    if (len < 0) {
+        return NULL;
+    }
+    char *value = (char *)malloc((size_t)len + 1);
+    if (value == NULL) {
+        return NULL;
+    }
+    if ((size_t)len <= sizeof small) {
+        memcpy(value, small, (size_t)len);
+    } else if (wasq_config_get(key, value, (size_t)len) != len) {
+        free(value); /* cannot happen: [config] is fixed for a version */
+        return NULL;
+    }
+    value[len] = '\0';
+    return value;
+}
+
+/* ---- Outbound HTTP (hosts listed in allowed_outbound_hosts) ---- */
+
+/* A whole response. headers and body come from malloc, each with a NUL
+ * after its last byte (not counted in its length) so either can be used
+ * as a string; wasq_http_response_free releases them. */
+typedef struct wasq_http_response {
+    /* The HTTP status code: 200, 404, 503, ... */
+    uint32_t status;
+    /* "name: value" lines separated by "\n", names in lower case. */
+    char *headers;
+    size_t headers_len;
+    uint8_t *body;
+    size_t body_len;
+} wasq_http_response;
+
+/* Sends one request and reads the whole response into *out. `method` is
+ * "GET", "POST", ...; `url` absolute (http:// or https://); `headers` are
+ * "Name: value" lines separated by "\n" (or NULL for none); `body` may be
+ * NULL when body_len is 0. Returns WASQ_OK, whatever the HTTP status (a 4xx
+ * or 5xx is the plugin's to judge), or the status that stopped it (then
+ * *out is zeroed). Free *out with wasq_http_response_free either way. */
+static inline int wasq_http_request(const char *method, const char *url, const char *headers,
+                                    const uint8_t *body, size_t body_len,
+                                    wasq_http_response *out) {
+    memset(out, 0, sizeof *out);
+    if (headers == NULL) {
+        headers = "";
+    }
+    uint32_t record[4]; /* handle, status, headers_len, body_len */
+    int32_t status = wasq_import_http_request(
+        method, (int32_t)strlen(method), url, (int32_t)strlen(url), headers,
+        (int32_t)strlen(headers), body, (int32_t)body_len, record);
+    if (status != WASQ_OK) {
+        return status;
+    }
+    char *head = (char *)malloc((size_t)record[2] + 1);
+    uint8_t *data = (uint8_t *)malloc((size_t)record[3] + 1);
+    if (head == NULL || data == NULL) {
+        free(head);
+        free(data);
+        /* Unread: the host releases it when the handler returns. */
+        return WASQ_NO_MEMORY;
+    }
+    status = wasq_import_http_response_read((int32_t)record[0], head, (int32_t)record[2], data,
+                                            (int32_t)record[3]);
+    if (status != WASQ_OK) {
+        free(head);
+        free(data);
+        return status;
+    }
+    head[record[2]] = '\0';
+    data[record[3]] = '\0';
+    out->status = record[1];
+    out->headers = head;
+    out->headers_len = record[2];
+    out->body = data;
+    out->body_len = record[3];
+    return WASQ_OK;
+}
+
+/* Frees what wasq_http_request put in *response (and zeroes it). */
+static inline void wasq_http_response_free(wasq_http_response *response) {
+    free(response->headers);
+    free(response->body);
+    memset(response, 0, sizeof *response);
+}
+
+static inline int wasq_ascii_lower(int c) { return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c; }
+
+/* The value of the first header called `name` (any case), without the
+ * spaces around it: a pointer into response->headers, *len bytes long (not
+ * NUL-terminated), or NULL if there is none. */
+static inline const char *wasq_http_header(const wasq_http_response *response, const char *name,
+                                           size_t *len) {
+    size_t name_len = strlen(name);
+    const char *line = response->headers, *end = line + response->headers_len;
+    while (line != NULL && line < end) {
+        const char *eol = (const char *)memchr(line, '\n', (size_t)(end - line));
+        const char *stop = eol != NULL ? eol : end;
+        const char *colon = (const char *)memchr(line, ':', (size_t)(stop - line));
+        if (colon != NULL && (size_t)(colon - line) == name_len) {
+            size_t i = 0;
+            while (i < name_len && wasq_ascii_lower((unsigned char)line[i]) ==
+                                       wasq_ascii_lower((unsigned char)name[i])) {
+                i++;
+            }
+            if (i == name_len) {
+                const char *value = colon + 1;
+                while (value < stop && (*value == ' ' || *value == '\t')) {
+                    value++;
+                }
+                while (stop > value &&
+                       (stop[-1] == ' ' || stop[-1] == '\t' || stop[-1] == '\r')) {
+                    stop--;
+                }
+                *len = (size_t)(stop - value);
+                return value;
+            }
+        }
+        line = eol != NULL ? eol + 1 : NULL;
+    }
+    *len = 0;
+    return NULL;
+}
+
+/* 1 if the response has a `retry-after` header holding delta-seconds (a
+ * non-negative integer), with *delay_ms set to it in milliseconds (at most
+ * UINT32_MAX); 0 if not (none, or an HTTP date). */
+static inline int wasq_http_retry_after(const wasq_http_response *response, uint32_t *delay_ms) {
+    size_t len;
+    const char *value = wasq_http_header(response, "retry-after", &len);
+    if (value == NULL || len == 0) {
+        return 0;
+    }
+    uint64_t ms = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9') {
+            return 0;
+        }
+        if (ms <= UINT32_MAX) {
+            ms = ms * 10 + (uint64_t)(value[i] - '0');
+        }
+    }
+    ms *= 1000;
+    *delay_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+    return 1;
 }
 
 /* Defined by the plugin. */

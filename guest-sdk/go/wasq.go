@@ -13,11 +13,19 @@
 // The package exports wasq_abi_version, wasq_alloc, wasq_handle and
 // wasq_handle_batch (many messages per call, ABI.md "Batches"); the host
 // calls the reactor's _initialize (which runs init) once per instance.
+//
+// Config reads the manifest's [config] table and HTTPRequest sends an
+// outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
+// HTTP and configuration"); call them from the handler.
 package wasq
 
 import (
 	"encoding/binary"
 	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -273,4 +281,202 @@ func parseInto(m *Message, b []byte) bool {
 	m.Body = data[topicLen+channelLen:]
 	copy(m.ID[:], b[16:32])
 	return true
+}
+
+// StatusError is a status the configuration and HTTP imports returned
+// (the ABI's statuses 7-15, and 5). The Err values below are
+// *StatusErrors: test with errors.Is(err, wasq.ErrTimeout), or take the
+// status with errors.As.
+type StatusError struct {
+	// Status is the ABI's status: 7 NOT_FOUND ... 15 BUSY.
+	Status int32
+}
+
+// Errors of Config and HTTPRequest (the ABI's statuses 7-15).
+var (
+	ErrNotFound       = &StatusError{7}  // no such [config] key, or no such response
+	ErrNotAllowed     = &StatusError{8}  // URL (or a redirect) not in allowed_outbound_hosts
+	ErrTimeout        = &StatusError{9}  // no whole response within http_timeout_ms
+	ErrDNS            = &StatusError{10} // the host name does not resolve
+	ErrConnect        = &StatusError{11} // connection refused or failed, or TLS handshake failed
+	ErrTooLarge       = &StatusError{12} // response body over http_max_response_kib
+	ErrInvalidRequest = &StatusError{13} // a method, URL or header line the host cannot send
+	ErrIO             = &StatusError{14} // the connection broke, or the answer was not HTTP/1.x
+	ErrBusy           = &StatusError{15} // 16 responses not read yet
+)
+
+var statusTexts = [...]string{
+	5:  "bad pointer",
+	7:  "not found",
+	8:  "URL not in allowed_outbound_hosts",
+	9:  "HTTP request timed out",
+	10: "host name does not resolve",
+	11: "connection failed",
+	12: "HTTP response too large",
+	13: "invalid HTTP request",
+	14: "connection broken or not HTTP/1.x",
+	15: "too many unread HTTP responses",
+}
+
+func (e *StatusError) Error() string {
+	if e.Status >= 0 && int(e.Status) < len(statusTexts) && statusTexts[e.Status] != "" {
+		return "wasq: " + statusTexts[e.Status]
+	}
+	return "wasq: status " + strconv.Itoa(int(e.Status))
+}
+
+// Temporary reports whether the request may succeed if tried again:
+// TIMEOUT, DNS, CONNECT, IO and BUSY are; NOT_ALLOWED, TOO_LARGE,
+// INVALID_REQUEST and the others are not.
+func (e *StatusError) Temporary() bool {
+	switch e.Status {
+	case 9, 10, 11, 14, 15:
+		return true
+	}
+	return false
+}
+
+// Timeout reports whether the request timed out (as net.Error's).
+func (e *StatusError) Timeout() bool { return e.Status == 9 }
+
+// Is makes errors.Is match any *StatusError of the same status (and
+// status 5 match ErrBadPointer).
+func (e *StatusError) Is(target error) bool {
+	if t, ok := target.(*StatusError); ok {
+		return t.Status == e.Status
+	}
+	return e.Status == 5 && target == ErrBadPointer
+}
+
+func statusError(status int32) error {
+	for _, err := range [...]*StatusError{ErrNotFound, ErrNotAllowed, ErrTimeout, ErrDNS, ErrConnect,
+		ErrTooLarge, ErrInvalidRequest, ErrIO, ErrBusy} {
+		if err.Status == status {
+			return err
+		}
+	}
+	return &StatusError{status}
+}
+
+//go:wasmimport wasq config_get
+func hostConfigGet(key unsafe.Pointer, keyLen int32, buf unsafe.Pointer, bufCap int32) int32
+
+//go:wasmimport wasq http_request
+func hostHTTPRequest(method unsafe.Pointer, methodLen int32, url unsafe.Pointer, urlLen int32,
+	headers unsafe.Pointer, headersLen int32, body unsafe.Pointer, bodyLen int32, response unsafe.Pointer) int32
+
+//go:wasmimport wasq http_response_read
+func hostHTTPResponseRead(handle uint32, headers unsafe.Pointer, headersCap int32, body unsafe.Pointer, bodyCap int32) int32
+
+// stringPointer is where s's bytes are, for the host to read (strings are
+// immutable, so no copy is needed; s stays referenced during the call).
+func stringPointer(s string) unsafe.Pointer {
+	return unsafe.Pointer(unsafe.StringData(s))
+}
+
+// Config returns the value of key in the manifest's [config] table, and
+// whether it is set.
+func Config(key string) (string, bool) {
+	var small [256]byte // most values fit: one call
+	n := hostConfigGet(stringPointer(key), int32(len(key)), unsafe.Pointer(&small[0]), int32(len(small)))
+	if n < 0 {
+		return "", false
+	}
+	if int(n) <= len(small) {
+		return string(small[:n]), true
+	}
+	value := make([]byte, n)
+	if hostConfigGet(stringPointer(key), int32(len(key)), unsafe.Pointer(&value[0]), n) != n {
+		return "", false // cannot happen: [config] is fixed for a version
+	}
+	return unsafe.String(&value[0], len(value)), true
+}
+
+// Header is a set of HTTP header fields, names in lower case (the host
+// gives a response's names in lower case; Get, Set, Add and Del
+// lower-case the name they are given).
+type Header map[string][]string
+
+// Get returns the first value of the field called name (any case), or "".
+func (h Header) Get(name string) string {
+	if values := h[strings.ToLower(name)]; len(values) > 0 {
+		return values[0]
+	}
+	return ""
+}
+
+// Values returns every value of the field called name (any case).
+func (h Header) Values(name string) []string { return h[strings.ToLower(name)] }
+
+// Set makes value the only value of the field called name.
+func (h Header) Set(name, value string) { h[strings.ToLower(name)] = []string{value} }
+
+// Add adds value to the field called name.
+func (h Header) Add(name, value string) {
+	name = strings.ToLower(name)
+	h[name] = append(h[name], value)
+}
+
+// Del removes the field called name.
+func (h Header) Del(name string) { delete(h, strings.ToLower(name)) }
+
+// Response is a whole HTTP response.
+type Response struct {
+	// StatusCode is the HTTP status: 200, 404, 503, ...
+	StatusCode int
+	// Header holds the response's fields, names in lower case.
+	Header Header
+	Body   []byte
+}
+
+// RetryAfter returns the delay a `retry-after` field asks for, in
+// milliseconds (at most 2^32-1), when it holds delta-seconds (a
+// non-negative integer); false when there is none or it is an HTTP date.
+func (r *Response) RetryAfter() (delayMs uint32, ok bool) {
+	value := r.Header.Get("retry-after")
+	if value == "" || strings.Trim(value, "0123456789") != "" {
+		return 0, false
+	}
+	seconds, err := strconv.ParseUint(value, 10, 64)
+	if err != nil || seconds > (1<<32-1)/1000 {
+		return 1<<32 - 1, true // more digits than fit: the host caps the delay anyway
+	}
+	return uint32(seconds * 1000), true
+}
+
+// HTTPRequest sends one request (method "GET", "POST", ...; url absolute,
+// http:// or https://, to a host in allowed_outbound_hosts) and returns
+// the whole response, whatever its HTTP status: a 4xx or 5xx is not an
+// error here. header may be nil, body empty. The error is a *StatusError
+// (ErrNotAllowed, ErrTimeout, ...; see Temporary).
+func HTTPRequest(method, url string, header Header, body []byte) (*Response, error) {
+	var lines []byte
+	for _, name := range slices.Sorted(maps.Keys(header)) { // the same request, the same bytes
+		for _, value := range header[name] {
+			if strings.ContainsAny(name, "\r\n:") || strings.ContainsAny(value, "\r\n") {
+				return nil, ErrInvalidRequest // would split into another line
+			}
+			lines = append(append(append(append(lines, name...), ": "...), value...), '\n')
+		}
+	}
+	var record [4]uint32 // handle, status, headers_len, body_len
+	status := hostHTTPRequest(stringPointer(method), int32(len(method)), stringPointer(url), int32(len(url)),
+		bytesPointer(lines), int32(len(lines)), bytesPointer(body), int32(len(body)), unsafe.Pointer(&record[0]))
+	if status != 0 {
+		return nil, statusError(status)
+	}
+	head := make([]byte, record[2])
+	response := &Response{StatusCode: int(record[1]), Header: Header{}, Body: make([]byte, record[3])}
+	status = hostHTTPResponseRead(record[0], bytesPointer(head), int32(len(head)),
+		bytesPointer(response.Body), int32(len(response.Body)))
+	if status != 0 {
+		return nil, statusError(status)
+	}
+	for line := range strings.SplitSeq(string(head), "\n") {
+		name, value, ok := strings.Cut(strings.TrimSuffix(line, "\r"), ":")
+		if ok && name != "" {
+			response.Header.Add(strings.TrimSpace(name), strings.Trim(value, " \t"))
+		}
+	}
+	return response, nil
 }

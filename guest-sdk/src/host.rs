@@ -1,4 +1,5 @@
-//! The host's imports (`wasq` module): publish, publish_deferred and log.
+//! The host's imports (`wasq` module): publish, publish_deferred, log
+//! and config_get (http.rs has the HTTP ones).
 //!
 //! On WebAssembly these call the broker. Elsewhere they are simulated so
 //! handlers can be unit-tested natively.
@@ -73,6 +74,12 @@ pub fn publish_deferred(topic: &str, body: &[u8], delay: Duration) -> Result<(),
     PublishError::from_status(imports::publish(topic, body, Some(ms)))
 }
 
+/// The manifest's `[config]` value for `key` (with `${VAR}` already
+/// replaced by the broker), or `None` if it does not set it.
+pub fn config(key: &str) -> Option<String> {
+    imports::config(key)
+}
+
 /// Writes a line to the broker's log under the plugin's name.
 pub fn log(level: LogLevel, text: &str) {
     imports::log(level as i32, text);
@@ -110,6 +117,29 @@ mod imports {
             body_len: i32,
             delay_ms: i64,
         ) -> i32;
+        #[link_name = "config_get"]
+        fn wasq_config_get(key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32;
+    }
+
+    pub fn config(key: &str) -> Option<String> {
+        let mut buf = vec![0u8; 256];
+        loop {
+            // SAFETY: the host reads the key and writes at most `buf.len()` bytes into `buf`.
+            let len = unsafe {
+                wasq_config_get(
+                    key.as_ptr() as i32,
+                    key.len() as i32,
+                    buf.as_mut_ptr() as i32,
+                    buf.len() as i32,
+                )
+            };
+            let len = usize::try_from(len).ok()?;
+            if len <= buf.len() {
+                buf.truncate(len);
+                return String::from_utf8(buf).ok();
+            }
+            buf.resize(len, 0);
+        }
     }
 
     pub fn publish(topic: &str, body: &[u8], delay_ms: Option<i64>) -> i32 {
@@ -134,7 +164,11 @@ mod imports {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imports {
-    use super::testing::{PUBLISHED, Published};
+    use super::testing::{CONFIG, PUBLISHED, Published};
+
+    pub fn config(key: &str) -> Option<String> {
+        CONFIG.with(|config| config.borrow().get(key).cloned())
+    }
 
     pub fn publish(topic: &str, body: &[u8], delay_ms: Option<i64>) -> i32 {
         PUBLISHED.with(|p| {
@@ -152,9 +186,15 @@ mod imports {
     }
 }
 
-/// Natively, what handlers published (per thread, so tests stay apart).
+/// Natively, what handlers published, and the configuration and HTTP
+/// endpoints they see (per thread, so tests stay apart).
 pub mod testing {
     use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use crate::http::{HttpError, Request, Response};
+
+    type HttpHandler = Box<dyn Fn(&Request) -> Result<Response, HttpError>>;
 
     /// One simulated publish.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +206,23 @@ pub mod testing {
 
     thread_local! {
         pub(crate) static PUBLISHED: RefCell<Vec<Published>> = const { RefCell::new(Vec::new()) };
+        pub(crate) static CONFIG: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+        pub(crate) static HTTP: RefCell<Option<HttpHandler>> = const { RefCell::new(None) };
+    }
+
+    /// Sets a `[config]` value [`crate::config`] returns on this thread.
+    pub fn set_config(key: &str, value: &str) {
+        CONFIG.with(|config| {
+            config
+                .borrow_mut()
+                .insert(key.to_string(), value.to_string())
+        });
+    }
+
+    /// Answers this thread's requests (without one, every request is
+    /// `NotAllowed`, as with an empty allowlist).
+    pub fn set_http_handler(handler: impl Fn(&Request) -> Result<Response, HttpError> + 'static) {
+        HTTP.with(|http| *http.borrow_mut() = Some(Box::new(handler)));
     }
 
     /// Everything published on this thread so far.

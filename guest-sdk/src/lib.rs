@@ -29,11 +29,12 @@
 //! prints to stderr, so handlers can be tested with `cargo test`.
 
 mod host;
+pub mod http;
 mod message;
 mod outcome;
 
 pub use host::{
-    LogLevel, PublishError, log, log_debug, log_error, log_info, log_warn, publish,
+    LogLevel, PublishError, config, log, log_debug, log_error, log_info, log_warn, publish,
     publish_deferred,
 };
 pub use message::Message;
@@ -287,7 +288,10 @@ mod tests {
     }
 }
 
-/// Inspect what a handler published, when running natively (unit tests).
+/// Natively (unit tests): inspect what a handler published, and set the
+/// configuration and HTTP answers it sees.
 pub mod testing {
-    pub use crate::host::testing::{Published, published, take_published};
+    pub use crate::host::testing::{
+        Published, published, set_config, set_http_handler, take_published,
+    };
 }

@@ -12,6 +12,10 @@
 //!         -O ReleaseFast -fstrip --dep wasq -Mroot=NAME.zig -Mwasq=guest-sdk/zig/wasq.zig \
 //!         -femit-bin=NAME.wasm
 //!
+//! `config` reads the manifest's [config] table and `httpRequest` sends an
+//! outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
+//! HTTP and configuration"); see examples/zig/webhook.zig.
+//!
 //! ReleaseFast, not ReleaseSmall: the size-optimised code made a trivial
 //! handler cost 98 ns a message in a batch instead of 21 (and 128 ns a
 //! call instead of 84), for 350 bytes less (bench/README.md).
@@ -69,7 +73,22 @@ const host = struct {
     extern "wasq" fn log(level: i32, ptr: [*]const u8, len: i32) i32;
     extern "wasq" fn publish(topic: [*]const u8, topic_len: i32, body: [*]const u8, body_len: i32) i32;
     extern "wasq" fn publish_deferred(topic: [*]const u8, topic_len: i32, body: [*]const u8, body_len: i32, delay_ms: i64) i32;
+    // Pointers as addresses (usize, an i32 here): 0 for an empty slice,
+    // whose .ptr may be anything (an empty allocation's is maxInt(usize)).
+    extern "wasq" fn config_get(key: usize, key_len: i32, buf: usize, buf_cap: i32) i32;
+    extern "wasq" fn http_request(method: usize, method_len: i32, url: usize, url_len: i32, headers: usize, headers_len: i32, body: usize, body_len: i32, response: *[4]u32) i32;
+    extern "wasq" fn http_response_read(handle: u32, headers: usize, headers_cap: i32, body: usize, body_cap: i32) i32;
 };
+
+/// Where `bytes` are, for the host: 0 when there are none.
+fn address(bytes: []const u8) usize {
+    return if (bytes.len == 0) 0 else @intFromPtr(bytes.ptr);
+}
+
+/// A slice's length as the ABI's i32.
+fn lengthOf(bytes: []const u8) i32 {
+    return @intCast(bytes.len);
+}
 
 fn check(status: i32) PublishError!void {
     return switch (status) {
@@ -96,6 +115,156 @@ pub fn publishDeferred(topic: []const u8, body: []const u8, delay_ms: i64) Publi
 /// Logs a line under the plugin's name.
 pub fn log(level: Level, text: []const u8) void {
     _ = host.log(@intFromEnum(level), text.ptr, @intCast(text.len));
+}
+
+/// Why `config` failed (other than the key not being set).
+pub const ConfigError = error{ BadPointer, OutOfMemory };
+
+/// The value of `key` in the manifest's [config] table, allocated with
+/// `gpa` (free it), or null if the key is not set.
+pub fn config(gpa: std.mem.Allocator, key: []const u8) ConfigError!?[]u8 {
+    var small: [256]u8 = undefined; // most values fit: one call
+    const len = host.config_get(address(key), lengthOf(key), address(&small), small.len);
+    if (len == -7) return null;
+    if (len < 0) return error.BadPointer;
+    const value = try gpa.alloc(u8, @intCast(len));
+    errdefer gpa.free(value);
+    if (value.len <= small.len) {
+        @memcpy(value, small[0..value.len]);
+    } else if (host.config_get(address(key), lengthOf(key), address(value), len) != len) {
+        return error.BadPointer; // cannot happen: [config] is fixed for a version
+    }
+    return value;
+}
+
+/// Why an HTTP request failed (the ABI's statuses 7-15, and 5), or
+/// OutOfMemory when the response could not be stored. `isTemporary` tells
+/// which are worth a retry.
+pub const HttpError = error{
+    /// No such response handle (the bindings read each once).
+    NotFound,
+    /// The URL (or a redirect) is not in allowed_outbound_hosts; nothing was sent.
+    NotAllowed,
+    /// No whole response within http_timeout_ms (or the handler's deadline).
+    Timeout,
+    /// The host name does not resolve.
+    Dns,
+    /// The connection was refused or failed, or the TLS handshake failed.
+    Connect,
+    /// The response body is longer than http_max_response_kib.
+    TooLarge,
+    /// A method, URL or header line the host cannot send.
+    InvalidRequest,
+    /// The connection broke, or the answer was not HTTP/1.x.
+    Io,
+    /// 16 responses not read yet.
+    Busy,
+    BadPointer,
+    OutOfMemory,
+};
+
+/// Whether a failed request may succeed when tried again: Timeout, Dns,
+/// Connect, Io, Busy and OutOfMemory are; NotAllowed, TooLarge,
+/// InvalidRequest and the rest are not.
+pub fn isTemporary(err: anyerror) bool {
+    return switch (err) {
+        error.Timeout, error.Dns, error.Connect, error.Io, error.Busy, error.OutOfMemory => true,
+        else => false,
+    };
+}
+
+fn httpStatus(status: i32) HttpError!void {
+    return switch (status) {
+        0 => {},
+        5 => error.BadPointer,
+        7 => error.NotFound,
+        8 => error.NotAllowed,
+        9 => error.Timeout,
+        10 => error.Dns,
+        11 => error.Connect,
+        12 => error.TooLarge,
+        13 => error.InvalidRequest,
+        14 => error.Io,
+        15 => error.Busy,
+        else => error.Io, // a status this version does not know
+    };
+}
+
+/// One outbound request (to a host in the manifest's allowed_outbound_hosts).
+pub const Request = struct {
+    /// "GET", "POST", ...
+    method: []const u8 = "GET",
+    /// Absolute: http:// or https://.
+    url: []const u8,
+    /// "Name: value" lines separated by "\n".
+    headers: []const u8 = "",
+    body: []const u8 = "",
+};
+
+/// A whole response; `deinit` frees it.
+pub const Response = struct {
+    /// The HTTP status: 200, 404, 503, ...
+    status: u32,
+    /// "name: value" lines separated by "\n", names in lower case.
+    headers: []u8,
+    body: []u8,
+    gpa: std.mem.Allocator,
+
+    pub fn deinit(self: *Response) void {
+        self.gpa.free(self.headers);
+        self.gpa.free(self.body);
+        self.* = undefined;
+    }
+
+    /// The value of the first header called `name` (any case), without
+    /// the spaces around it; null if there is none.
+    pub fn header(self: Response, name: []const u8) ?[]const u8 {
+        var lines = std.mem.splitScalar(u8, self.headers, '\n');
+        while (lines.next()) |line| {
+            const field, const value = std.mem.cutScalar(u8, line, ':') orelse continue;
+            if (std.ascii.eqlIgnoreCase(std.mem.trim(u8, field, " \t"), name)) {
+                return std.mem.trim(u8, value, " \t\r");
+            }
+        }
+        return null;
+    }
+
+    /// The delay a `retry-after` header asks for, in milliseconds (at
+    /// most maxInt(u32)), when it holds delta-seconds (a non-negative
+    /// integer); null if there is none or it is an HTTP date.
+    pub fn retryAfterMs(self: Response) ?u32 {
+        const value = self.header("retry-after") orelse return null;
+        if (value.len == 0) return null;
+        for (value) |c| if (!std.ascii.isDigit(c)) return null;
+        const seconds = std.fmt.parseInt(u64, value, 10) catch return std.math.maxInt(u32);
+        return std.math.cast(u32, seconds *| 1000) orelse std.math.maxInt(u32);
+    }
+};
+
+/// Sends one request and reads the whole response, whatever its HTTP
+/// status (a 4xx or 5xx is the plugin's to judge). The response's buffers
+/// come from `gpa`: call `deinit`.
+pub fn httpRequest(gpa: std.mem.Allocator, request: Request) HttpError!Response {
+    var record: [4]u32 = undefined; // handle, status, headers_len, body_len
+    try httpStatus(host.http_request(
+        address(request.method),
+        lengthOf(request.method),
+        address(request.url),
+        lengthOf(request.url),
+        address(request.headers),
+        lengthOf(request.headers),
+        address(request.body),
+        lengthOf(request.body),
+        &record,
+    ));
+    // On OutOfMemory the response stays unread: the host releases it when
+    // the handler returns.
+    const headers = try gpa.alloc(u8, record[2]);
+    errdefer gpa.free(headers);
+    const body = try gpa.alloc(u8, record[3]);
+    errdefer gpa.free(body);
+    try httpStatus(host.http_response_read(record[0], address(headers), lengthOf(headers), address(body), lengthOf(body)));
+    return .{ .status = record[1], .headers = headers, .body = body, .gpa = gpa };
 }
 
 /// The allocator message buffers come from; plugins may use it too.

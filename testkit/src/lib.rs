@@ -12,6 +12,8 @@
 //! - [`plugins`]: plugin directories built from the example modules and WAT
 //! - [`certs`]: fresh TLS certificates (CA, server, client) as PEM files
 //! - [`auth_server`]: a small auth server speaking nsqd's auth protocol
+//! - [`http_sink`]: an HTTP(S) endpoint for plugins' outbound requests,
+//!   recording them and answering as told (errors, slowly, never)
 //! - [`memory`]: a process's resident set, and each route by which a
 //!   message comes to be held in a broker's memory
 //!
@@ -25,6 +27,7 @@ pub mod certs;
 pub mod client;
 pub mod daemon;
 pub mod http;
+pub mod http_sink;
 pub mod lookupd;
 pub mod memory;
 pub mod node;
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 
 pub use client::RawClient;
 pub use http::Http;
+pub use http_sink::{Answer, HttpSink, Recorded};
 pub use lookupd::Lookupd;
 pub use plugins::{PLUGINS_LOADED_TIMEOUT, PluginDir, guest_build_problem, guest_dir, wat_plugin};
 pub use wasq_wire::{FrameType, Message, MessageId};

@@ -93,8 +93,6 @@ pub struct Broker {
     events: tokio::sync::broadcast::Sender<BrokerEvent>,
     /// Topics, channels or pause states changed since the last metadata save.
     metadata_changed: tokio::sync::Notify,
-    /// Lets plugin worker threads (outside the runtime) wait for a sync.
-    runtime: Option<tokio::runtime::Handle>,
     /// The previous run's queues still being recovered after start-up.
     restore_progress: persist::RestoreProgress,
     /// The task doing it, which shutdown waits for.
@@ -149,7 +147,6 @@ impl Broker {
             listen_addresses: OnceLock::new(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             metadata_changed: tokio::sync::Notify::new(),
-            runtime,
             restore_progress: persist::RestoreProgress::default(),
             restoring: Mutex::new(None),
         })
@@ -334,25 +331,18 @@ impl Broker {
         topic.publish(messages, due)
     }
 
-    /// [`Broker::publish`] for threads outside the async runtime (plugin
-    /// workers): returns once the messages are as safe as a PUB's OK says.
-    pub fn publish_blocking<B: AsRef<[u8]>>(
+    /// [`Broker::publish`], returning once the messages are as safe as a
+    /// PUB's OK says (fsynced in durable mode).
+    pub async fn publish_and_wait<B: AsRef<[u8]>>(
         &self,
         topic_name: &str,
         bodies: &[B],
         defer: Duration,
     ) -> Result<(), PublishError> {
         let pending = self.publish(topic_name, bodies, defer)?;
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let runtime = self.runtime.as_ref().ok_or_else(|| {
-            PublishError::Storage(std::io::Error::other("no runtime to wait for the fsync"))
-        })?;
-        Ok(runtime.block_on(pending.wait())?)
+        Ok(pending.wait().await?)
     }
 
-    /// Adds a consumer to topic/channel, creating both as needed.
     /// Adds `client` as a consumer of the channel, creating topic and
     /// channel as needed; `limit` is the most consumers the channel may
     /// have (0: no limit).

@@ -20,6 +20,37 @@ pub const EXPORT_REACTOR_INIT: &str = "_initialize";
 pub const EXPORT_COMMAND_START: &str = "_start";
 pub const IMPORT_MODULE: &str = "wasq";
 
+/// Every import of module `wasq`, in the order ABI.md lists them.
+pub const IMPORTS: [&str; 6] = [
+    "log",
+    "publish",
+    "publish_deferred",
+    "config_get",
+    "http_request",
+    "http_response_read",
+];
+
+/// The record `http_request` writes: handle, status, headers_len, body_len (u32 each).
+pub const HTTP_RESPONSE_RECORD: usize = 16;
+
+/// Responses an instance may hold unread before `http_request` is `BUSY`.
+pub const MAX_UNREAD_RESPONSES: usize = 16;
+
+/// `http_request`'s response record (ABI.md, "Outbound HTTP").
+pub fn http_response_record(
+    handle: u32,
+    status: u16,
+    headers_len: usize,
+    body_len: usize,
+) -> [u8; HTTP_RESPONSE_RECORD] {
+    let mut record = [0; HTTP_RESPONSE_RECORD];
+    record[0..4].copy_from_slice(&handle.to_le_bytes());
+    record[4..8].copy_from_slice(&u32::from(status).to_le_bytes());
+    record[8..12].copy_from_slice(&(headers_len as u32).to_le_bytes());
+    record[12..16].copy_from_slice(&(body_len as u32).to_le_bytes());
+    record
+}
+
 /// Statuses of the `publish`, `publish_deferred` and `log` imports.
 pub mod status {
     pub const OK: i32 = 0;
@@ -29,6 +60,15 @@ pub mod status {
     pub const INVALID_DELAY: i32 = 4;
     pub const BAD_POINTER: i32 = 5;
     pub const UNAVAILABLE: i32 = 6;
+    pub const NOT_FOUND: i32 = 7;
+    pub const NOT_ALLOWED: i32 = 8;
+    pub const TIMEOUT: i32 = 9;
+    pub const DNS: i32 = 10;
+    pub const CONNECT: i32 = 11;
+    pub const TOO_LARGE: i32 = 12;
+    pub const INVALID_REQUEST: i32 = 13;
+    pub const IO: i32 = 14;
+    pub const BUSY: i32 = 15;
 }
 
 /// What a handler decided.

@@ -5,8 +5,10 @@
 //! 0.2 without files, sockets, environment or HTTP, and one instance whose
 //! `handle` result becomes the same [`Outcome`] a core module returns.
 //!
-//! Calls are synchronous (no `component-model-async`): a worker thread
-//! owns the instance, as it owns a core module's.
+//! Calls are async on wasmtime's side (a fiber per call, as for core
+//! modules), so an import that waits suspends the guest without holding
+//! a thread; to the guest every import is an ordinary blocking call (no
+//! `component-model-async`).
 
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ mod bindings {
         path: "../guest-sdk/wit",
         world: "consumer",
         ownership: Borrowing { duplicate_if_necessary: true },
+        imports: { default: async },
+        exports: { default: async },
     });
 }
 
@@ -59,7 +63,7 @@ impl WasiView for ComponentState {
 impl wit::Host for ComponentState {}
 
 impl bindings::wasq::plugin::host::Host for ComponentState {
-    fn log(&mut self, level: Level, text: String) {
+    async fn log(&mut self, level: Level, text: String) {
         let level = match level {
             Level::Debug => imports::Level::Debug,
             Level::Info => imports::Level::Info,
@@ -69,17 +73,20 @@ impl bindings::wasq::plugin::host::Host for ComponentState {
         imports::log(&self.link, level, &text);
     }
 
-    fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), PublishError> {
-        imports::publish(&self.link, topic.as_bytes(), body, 0).map_err(publish_error)
+    async fn publish(&mut self, topic: String, body: Vec<u8>) -> Result<(), PublishError> {
+        imports::publish(&self.link, topic.as_bytes(), body, 0)
+            .await
+            .map_err(publish_error)
     }
 
-    fn publish_deferred(
+    async fn publish_deferred(
         &mut self,
         topic: String,
         body: Vec<u8>,
         delay_ms: u32,
     ) -> Result<(), PublishError> {
         imports::publish(&self.link, topic.as_bytes(), body, i64::from(delay_ms))
+            .await
             .map_err(publish_error)
     }
 }
@@ -103,11 +110,11 @@ pub struct ComponentPre {
     has_init: bool,
 }
 
-/// The linker every component is linked with: WASI 0.2 (synchronous) and
-/// the world's `host` interface.
+/// The linker every component is linked with: WASI 0.2 and the world's
+/// `host` interface.
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     Consumer::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -175,7 +182,10 @@ impl ComponentInstance {
     /// Instantiates the component (WASI 0.2 with no preopened directories,
     /// no environment, no network; stdout/stderr to the log) and runs its
     /// `init` if it has one.
-    pub fn new(pre: &ComponentPre, link: Arc<PluginLink>) -> Result<ComponentInstance, GuestError> {
+    pub async fn new(
+        pre: &ComponentPre,
+        link: Arc<PluginLink>,
+    ) -> Result<ComponentInstance, GuestError> {
         let wasi = sandboxed_wasi(&link).build();
         let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_component(&link);
@@ -188,13 +198,17 @@ impl ComponentInstance {
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         deadline.arm(&mut store);
-        let instance = pre.pre.instantiate(&mut store).map_err(classify)?;
+        let instance = pre
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(classify)?;
         let consumer = pre
             .indices
             .load(&mut store, &instance)
             .map_err(|e| GuestError::Abi(format!("{e:#}")))?;
         if pre.has_init {
-            run_init(&mut store, &instance, &deadline)?;
+            run_init(&mut store, &instance, &deadline).await?;
         }
         Ok(ComponentInstance {
             store,
@@ -208,7 +222,7 @@ impl ComponentInstance {
     }
 
     /// Calls `handle` with the message and maps its result to an outcome.
-    pub fn handle(
+    pub async fn handle(
         &mut self,
         message: &Message,
         topic: &str,
@@ -230,6 +244,7 @@ impl ComponentInstance {
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)
+            .await
             .map_err(classify)?;
         Ok(match result {
             Ok(()) => Outcome::Success,
@@ -247,7 +262,7 @@ impl ComponentInstance {
 }
 
 /// `init() -> result<_, string>`: an `err` keeps the instance from serving.
-fn run_init(
+async fn run_init(
     store: &mut Store<ComponentState>,
     instance: &Instance,
     deadline: &Deadline,
@@ -260,7 +275,7 @@ fn run_init(
             ))
         })?;
     deadline.arm(store);
-    let (result,) = init.call(&mut *store, ()).map_err(classify)?;
+    let (result,) = init.call_async(&mut *store, ()).await.map_err(classify)?;
     result.map_err(|why| GuestError::Abi(format!("init() failed: {why}")))
 }
 

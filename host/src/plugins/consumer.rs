@@ -1,15 +1,17 @@
 //! A running plugin: an ordinary consumer of its channel.
 //!
 //! The plugin holds one `Client` (RDY = `max_in_flight`, lowered by
-//! backoff) and runs `concurrency` worker threads. Each worker owns one
-//! Wasm instance and pulls for itself: it takes a batch from the channel
-//! (its share of the RDY), calls the handler for each message, and settles
-//! the batch: the successes' FINs under one channel lock, REQ or
-//! dead-letter for the rest. No task sits between the channel and the
-//! workers, so a busy plugin costs no thread wake-up per batch; an idle
-//! worker sleeps on the channel's "messages ready" signal. Wasm never runs
-//! on the async runtime's threads, so a slow guest cannot stall
-//! connections.
+//! backoff) and runs `concurrency` workers, each a task on the Wasm
+//! executor (executor.rs). Each worker owns one Wasm instance and pulls
+//! for itself: it takes a batch from the channel (its share of the RDY),
+//! calls the handler for each message, and settles the batch: the
+//! successes' FINs under one channel lock, REQ or dead-letter for the
+//! rest. No task sits between the channel and the workers, so a busy
+//! plugin costs no wake-up per batch; an idle worker waits on the
+//! channel's "messages ready" signal. A worker whose guest waits (an HTTP
+//! response, an fsync) is a suspended task: a plugin may have thousands
+//! waiting on the executor's few threads. Wasm never runs on the broker's
+//! async threads, so a slow guest cannot stall connections.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::abi::Outcome;
 use super::backoff::Backoff;
+use super::executor::WasmExecutor;
 use super::instance::{CompiledGuest, GuestError, GuestInstance};
 use super::runtime::PluginLink;
 use super::stats::{self, PluginStats};
@@ -57,7 +60,7 @@ pub struct PluginRun {
     /// workers never both take the one trial message of a backoff.
     taking: Mutex<()>,
     /// Held by the worker that subscribes again after a channel deletion.
-    resubscribing: Mutex<()>,
+    resubscribing: tokio::sync::Mutex<()>,
     /// The broker's runtime: idle workers wait on its notifications and timers.
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
@@ -73,7 +76,11 @@ pub struct PluginRun {
 
 impl PluginRun {
     /// Subscribes the plugin and starts its workers (from the runtime).
-    pub fn start(link: Arc<PluginLink>, guest: CompiledGuest) -> anyhow::Result<Arc<PluginRun>> {
+    pub fn start(
+        link: Arc<PluginLink>,
+        guest: CompiledGuest,
+        executor: &WasmExecutor,
+    ) -> anyhow::Result<Arc<PluginRun>> {
         let broker = link.broker.clone();
         let manifest = &link.manifest;
         let client = broker.connect_client(format!("plugin:{}", link.name));
@@ -103,7 +110,7 @@ impl PluginRun {
             client,
             subscription: Mutex::new(subscription),
             taking: Mutex::new(()),
-            resubscribing: Mutex::new(()),
+            resubscribing: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
             stopping: AtomicBool::new(false),
@@ -113,14 +120,9 @@ impl PluginRun {
             finished: AtomicBool::new(false),
             drain: AtomicBool::new(false),
         });
-        let mut workers = Vec::new();
-        for index in 0..run.link.manifest.concurrency {
-            let run = run.clone();
-            let worker = std::thread::Builder::new()
-                .name(format!("plugin-{}-{index}", run.link.name))
-                .spawn(move || run.work())?;
-            workers.push(worker);
-        }
+        let workers = (0..run.link.manifest.concurrency)
+            .map(|_| executor.spawn(run.clone().work()))
+            .collect();
         tokio::spawn(run.clone().supervise(workers));
         tracing::info!(
             plugin = %run.link.name,
@@ -157,14 +159,11 @@ impl PluginRun {
     }
 
     /// Waits for the stop, then for the workers, and leaves the channel.
-    async fn supervise(self: Arc<Self>, workers: Vec<std::thread::JoinHandle<()>>) {
+    async fn supervise(self: Arc<Self>, workers: Vec<tokio::task::JoinHandle<()>>) {
         self.shutdown.cancelled().await;
-        let _ = tokio::task::spawn_blocking(move || {
-            for worker in workers {
-                let _ = worker.join();
-            }
-        })
-        .await;
+        for worker in workers {
+            let _ = worker.await;
+        }
         let (topic, channel) = self.subscription.lock().clone();
         self.link
             .broker
@@ -175,10 +174,10 @@ impl PluginRun {
         tracing::info!(plugin = %self.link.name, "PLUGIN: stopped");
     }
 
-    /// A worker thread: takes its share of the RDY from the channel,
-    /// handles the batch with its instance (reused until it fails), settles
-    /// it, and takes again; sleeps while there is nothing to take.
-    fn work(self: Arc<Self>) {
+    /// A worker: takes its share of the RDY from the channel, handles the
+    /// batch with its instance (reused until it fails), settles it, and
+    /// takes again; waits while there is nothing to take.
+    async fn work(self: Arc<Self>) {
         let manifest = &self.link.manifest;
         let msg_timeout = self.link.broker.options.msg_timeout;
         // Each worker takes at most its share, so the batches of all
@@ -192,7 +191,7 @@ impl PluginRun {
         let mut results = Vec::new();
         while !self.shutdown.is_cancelled() {
             if self.client.is_kicked() {
-                self.resubscribe();
+                self.resubscribe().await;
                 continue;
             }
             let channel = self.subscription.lock().1.clone();
@@ -221,20 +220,18 @@ impl PluginRun {
                 (messages, pause_ends)
             };
             if messages.is_empty() {
-                self.runtime.block_on(async {
-                    let pause = async {
-                        match pause_ends {
-                            Some(at) => tokio::time::sleep_until(at.into()).await,
-                            None => std::future::pending().await,
-                        }
-                    };
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => {}
-                        _ = capacity_freed => {}
-                        _ = messages_ready => {}
-                        _ = pause => {}
+                let pause = async {
+                    match pause_ends {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
                     }
-                });
+                };
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => {}
+                    _ = capacity_freed => {}
+                    _ = messages_ready => {}
+                    _ = pause => {}
+                }
                 continue;
             }
             self.handle_taken(
@@ -244,7 +241,8 @@ impl PluginRun {
                 &mut times,
                 &mut successes,
                 &mut results,
-            );
+            )
+            .await;
         }
         if instance.is_some() {
             self.live_instances.fetch_sub(1, Ordering::Relaxed);
@@ -256,7 +254,7 @@ impl PluginRun {
     /// statistics are added once per take, always before the broker sees
     /// the outcomes they count: whoever sees the channel settled sees the
     /// counters final.
-    fn handle_taken(
+    async fn handle_taken(
         &self,
         channel: &Arc<Channel>,
         messages: Vec<Message>,
@@ -280,18 +278,20 @@ impl PluginRun {
                 break;
             }
             if instance.is_none() {
-                *instance = self.new_instance();
+                *instance = self.new_instance().await;
             }
             let Some(guest) = instance.as_mut() else {
                 let no_instance = Err(GuestError::Abi("no instance".into()));
                 handled += 1;
                 count_handled(&mut handled);
-                self.settle(channel, first, no_instance, successes);
+                self.settle(channel, first, no_instance, successes).await;
                 rest = &rest[1..];
                 continue;
             };
             let started = Instant::now();
-            let intact = guest.handle_many(rest, &manifest.topic, &manifest.channel, results);
+            let intact = guest
+                .handle_many(rest, &manifest.topic, &manifest.channel, results)
+                .await;
             stats::record_many(times, started.elapsed(), results.len());
             if results.len() > 1 {
                 let batched = &self.link.stats.batched;
@@ -316,7 +316,7 @@ impl PluginRun {
                     // Settled at once (REQ or dead letter), not with the batch.
                     count_handled(&mut handled);
                 }
-                self.settle(channel, message, result, successes);
+                self.settle(channel, message, result, successes).await;
             }
             rest = later;
         }
@@ -330,9 +330,9 @@ impl PluginRun {
     /// The channel was deleted under the plugin: subscribe again (creating
     /// it anew), as a reconnecting NSQ client would. One worker does it;
     /// the others wait for it and carry on.
-    fn resubscribe(&self) {
-        let Some(_resubscribing) = self.resubscribing.try_lock() else {
-            drop(self.resubscribing.lock());
+    async fn resubscribe(&self) {
+        let Ok(_resubscribing) = self.resubscribing.try_lock() else {
+            drop(self.resubscribing.lock().await);
             return;
         };
         if !self.client.is_kicked() {
@@ -340,23 +340,23 @@ impl PluginRun {
         }
         let manifest = &self.link.manifest;
         tracing::warn!(plugin = %self.link.name, "PLUGIN: channel deleted; subscribing again");
-        let cancelled = self.runtime.block_on(async {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => true,
-                _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => false,
-            }
-        });
+        let cancelled = tokio::select! {
+            _ = self.shutdown.cancelled() => true,
+            _ = tokio::time::sleep(RESUBSCRIBE_DELAY) => false,
+        };
         if cancelled {
             return;
         }
         self.client.rearm();
-        // Subscribing may create the channel, which starts its tasks.
-        let _runtime = self.runtime.enter();
-        match self
-            .link
-            .broker
-            .subscribe(&manifest.topic, &manifest.channel, &self.client, 0)
-        {
+        let subscribed = {
+            // Subscribing may create the channel, which starts its tasks
+            // on the broker's runtime.
+            let _runtime = self.runtime.enter();
+            self.link
+                .broker
+                .subscribe(&manifest.topic, &manifest.channel, &self.client, 0)
+        };
+        match subscribed {
             Ok(subscription) => *self.subscription.lock() = subscription,
             Err(_) => {
                 *self.last_error.lock() =
@@ -382,8 +382,8 @@ impl PluginRun {
         self.backoff.lock().on_success(Instant::now());
     }
 
-    fn new_instance(&self) -> Option<GuestInstance> {
-        match self.guest.instantiate(self.link.clone()) {
+    async fn new_instance(&self) -> Option<GuestInstance> {
+        match self.guest.instantiate(self.link.clone()).await {
             Ok(instance) => {
                 self.live_instances.fetch_add(1, Ordering::Relaxed);
                 Some(instance)
@@ -391,7 +391,7 @@ impl PluginRun {
             Err(e) => {
                 tracing::error!(plugin = %self.link.name, error = %e, "PLUGIN: cannot create an instance");
                 *self.last_error.lock() = Some(format!("cannot create an instance: {e}"));
-                std::thread::sleep(INSTANCE_RETRY);
+                tokio::time::sleep(INSTANCE_RETRY).await;
                 None
             }
         }
@@ -399,7 +399,7 @@ impl PluginRun {
 
     /// Turns a handler's result into FIN, REQ or dead-letter. Successes
     /// are only collected: the batch's FINs go out together afterwards.
-    fn settle(
+    async fn settle(
         &self,
         channel: &Arc<Channel>,
         message: &Message,
@@ -427,7 +427,8 @@ impl PluginRun {
                 return;
             }
             Outcome::Fatal => {
-                self.dead_letter(channel, message, "the handler returned FATAL");
+                self.dead_letter(channel, message, "the handler returned FATAL")
+                    .await;
                 return;
             }
             Outcome::Retry => Backoff::delay_for(
@@ -443,7 +444,7 @@ impl PluginRun {
                 "retried {} times (max_attempts {})",
                 message.attempts, manifest.max_attempts
             );
-            self.dead_letter(channel, message, &reason);
+            self.dead_letter(channel, message, &reason).await;
         } else {
             PluginStats::bump(&stats.requeued);
             if channel.requeue(&self.client, &message.id, delay).is_err() {
@@ -454,13 +455,18 @@ impl PluginRun {
 
     /// Publishes the body unchanged to the dead-letter topic, then FINs.
     /// If that publish fails the message is requeued: it is never dropped.
-    fn dead_letter(&self, channel: &Arc<Channel>, message: &Message, reason: &str) {
+    async fn dead_letter(&self, channel: &Arc<Channel>, message: &Message, reason: &str) {
         let manifest = &self.link.manifest;
-        match self.link.broker.publish_blocking(
-            &manifest.dead_letter_topic,
-            &[&message.body],
-            Duration::ZERO,
-        ) {
+        let published = self
+            .link
+            .broker
+            .publish_and_wait(
+                &manifest.dead_letter_topic,
+                &[&message.body],
+                Duration::ZERO,
+            )
+            .await;
+        match published {
             Ok(()) => {
                 let dead_lettered = &self.link.stats.dead_lettered;
                 PluginStats::bump(dead_lettered);

@@ -6,6 +6,7 @@
 //! read back from the batch's table.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::{
     Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc, UpdateDeadline,
@@ -14,8 +15,10 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
+use super::epoch::EPOCH_TICK;
 use super::imports::{self, Level, Refusal};
 use super::instance::{Deadline, GuestError, GuestLimits, classify, push_single, sandboxed_wasi};
+use super::outbound::{OutboundError, OutboundRequest, OutboundResponse};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -26,6 +29,11 @@ pub struct CoreState {
     link: Arc<PluginLink>,
     /// The batch call under way, if any, for the epoch callback.
     batch: Option<BatchWatch>,
+    /// Responses `http_request` returned and `http_response_read` has not.
+    responses: Responses,
+    /// When the handler call under way must end: outbound requests end
+    /// by then too.
+    call_deadline: Instant,
 }
 
 /// What the epoch callback needs to give each message of a batch call its
@@ -41,6 +49,8 @@ struct BatchWatch {
     ticks_left: u64,
     /// A message's deadline in ticks.
     ticks: u64,
+    /// A new message started since the callback last looked.
+    moved: bool,
 }
 
 impl BatchWatch {
@@ -59,6 +69,7 @@ impl BatchWatch {
         if done > self.done {
             self.done = done;
             self.ticks_left = self.ticks;
+            self.moved = true;
         }
         self.ticks_left = self.ticks_left.saturating_sub(1);
         self.ticks_left > 0
@@ -75,6 +86,10 @@ fn on_epoch_deadline(
         return Ok(UpdateDeadline::Interrupt);
     };
     let within = watch.within_deadline(watch.memory.data(&store));
+    if std::mem::take(&mut watch.moved) {
+        let data = store.data_mut();
+        data.call_deadline = Instant::now() + data.link.manifest.handler_deadline;
+    }
     // The clock was armed for the first message only: keep it ticking for
     // as long as the message under way may still run.
     store.data().link.clock.tick_for(watch.ticks_left);
@@ -92,7 +107,7 @@ pub type CorePre = InstancePre<CoreState>;
 /// The linker every core module is linked with: WASI preview 1 and `wasq`.
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<CoreState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut CoreState| &mut state.wasi)?;
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CoreState| &mut state.wasi)?;
     add_wasq_imports(&mut linker)?;
     Ok(linker)
 }
@@ -151,11 +166,11 @@ fn check_imports(module: &Module) -> anyhow::Result<()> {
     for import in module.imports() {
         match import.module() {
             "wasi_snapshot_preview1" => {}
-            abi::IMPORT_MODULE
-                if ["log", "publish", "publish_deferred"].contains(&import.name()) => {}
+            abi::IMPORT_MODULE if abi::IMPORTS.contains(&import.name()) => {}
             module_name => anyhow::bail!(
-                "unknown import `{module_name}::{}`: ABI v1 offers wasq::{{log, publish, publish_deferred}} and WASI preview 1",
-                import.name()
+                "unknown import `{module_name}::{}`: ABI v1 offers wasq::{{{}}} and WASI preview 1",
+                import.name(),
+                abi::IMPORTS.join(", ")
             ),
         }
     }
@@ -164,13 +179,36 @@ fn check_imports(module: &Module) -> anyhow::Result<()> {
 
 /// A copy of `len` bytes at `ptr` in the caller's memory, if in bounds.
 fn read_guest(caller: &mut Caller<'_, CoreState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
-    let memory = caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?;
-    let data = memory.data(&caller);
-    let start = usize::try_from(ptr).ok()?;
-    let end = start.checked_add(usize::try_from(len).ok()?)?;
-    data.get(start..end).map(<[u8]>::to_vec)
+    guest_range(caller, ptr, len).map(|(memory, range)| memory.data(&*caller)[range].to_vec())
 }
 
+/// The caller's memory and `ptr..ptr + len` in it, if in bounds.
+fn guest_range(
+    caller: &mut Caller<'_, CoreState>,
+    ptr: i32,
+    len: i32,
+) -> Option<(Memory, std::ops::Range<usize>)> {
+    let memory = caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?;
+    let start = usize::try_from(ptr).ok()?;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    (end <= memory.data_size(&*caller)).then_some((memory, start..end))
+}
+
+/// Copies `bytes` to `ptr..ptr + len` in the caller's memory; false if out of bounds.
+fn write_guest(caller: &mut Caller<'_, CoreState>, ptr: i32, len: i32, bytes: &[u8]) -> bool {
+    match guest_range(caller, ptr, len) {
+        Some((memory, range)) if range.len() >= bytes.len() => {
+            memory.data_mut(&mut *caller)[range.start..range.start + bytes.len()]
+                .copy_from_slice(bytes);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The `wasq` imports, all in one table (ABI.md, "Imports" and
+/// "Outbound HTTP and configuration"): each a thin adapter from pointers
+/// and statuses to [`imports`] and [`super::outbound`].
 fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
     linker.func_wrap(
         abi::IMPORT_MODULE,
@@ -189,30 +227,83 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
             status::OK
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         abi::IMPORT_MODULE,
         "publish",
-        |mut caller: Caller<'_, CoreState>, tp: i32, tl: i32, bp: i32, bl: i32| -> i32 {
-            publish_from_guest(&mut caller, (tp, tl), (bp, bl), 0)
+        |mut caller: Caller<'_, CoreState>, (tp, tl, bp, bl): (i32, i32, i32, i32)| {
+            Box::new(async move { publish_from_guest(&mut caller, (tp, tl), (bp, bl), 0).await })
+        },
+    )?;
+    linker.func_wrap_async(
+        abi::IMPORT_MODULE,
+        "publish_deferred",
+        |mut caller: Caller<'_, CoreState>,
+         (tp, tl, bp, bl, delay_ms): (i32, i32, i32, i32, i64)| {
+            Box::new(
+                async move { publish_from_guest(&mut caller, (tp, tl), (bp, bl), delay_ms).await },
+            )
         },
     )?;
     linker.func_wrap(
         abi::IMPORT_MODULE,
-        "publish_deferred",
+        "config_get",
+        |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, bp: i32, bc: i32| -> i32 {
+            let Some(key) = read_guest(&mut caller, kp, kl) else {
+                return -status::BAD_POINTER;
+            };
+            let link = caller.data().link.clone();
+            let Some(value) = imports::config(&link, &key) else {
+                return -status::NOT_FOUND;
+            };
+            let Ok(len) = i32::try_from(value.len()) else {
+                return -status::NOT_FOUND;
+            };
+            if len <= bc && !write_guest(&mut caller, bp, len, value.as_bytes()) {
+                return -status::BAD_POINTER;
+            }
+            len
+        },
+    )?;
+    linker.func_wrap_async(
+        abi::IMPORT_MODULE,
+        "http_request",
         |mut caller: Caller<'_, CoreState>,
-         tp: i32,
-         tl: i32,
+         (mp, ml, up, ul, hp, hl, bp, bl, out): (i32, i32, i32, i32, i32, i32, i32, i32, i32)| {
+            Box::new(async move {
+                http_request_from_guest(&mut caller, [(mp, ml), (up, ul), (hp, hl), (bp, bl)], out)
+                    .await
+            })
+        },
+    )?;
+    linker.func_wrap(
+        abi::IMPORT_MODULE,
+        "http_response_read",
+        |mut caller: Caller<'_, CoreState>,
+         handle: i32,
+         hp: i32,
+         hc: i32,
          bp: i32,
-         bl: i32,
-         delay_ms: i64|
-         -> i32 { publish_from_guest(&mut caller, (tp, tl), (bp, bl), delay_ms) },
+         bc: i32|
+         -> i32 {
+            let Some(response) = caller.data_mut().responses.take(handle as u32) else {
+                return status::NOT_FOUND;
+            };
+            let headers = &response.headers[..response.headers.len().min(hc.max(0) as usize)];
+            let body = &response.body[..response.body.len().min(bc.max(0) as usize)];
+            if !write_guest(&mut caller, hp, headers.len() as i32, headers)
+                || !write_guest(&mut caller, bp, body.len() as i32, body)
+            {
+                return status::BAD_POINTER;
+            }
+            status::OK
+        },
     )?;
     Ok(())
 }
 
 /// `publish` / `publish_deferred`: [`imports::publish`] with its refusal
 /// as ABI v1's status; never traps.
-fn publish_from_guest(
+async fn publish_from_guest(
     caller: &mut Caller<'_, CoreState>,
     (topic_ptr, topic_len): (i32, i32),
     (body_ptr, body_len): (i32, i32),
@@ -224,13 +315,101 @@ fn publish_from_guest(
     ) else {
         return status::BAD_POINTER;
     };
-    match imports::publish(&caller.data().link, &topic, body, delay_ms) {
+    let link = caller.data().link.clone();
+    match imports::publish(&link, &topic, body, delay_ms).await {
         Ok(()) => status::OK,
         Err(Refusal::Forbidden) => status::FORBIDDEN,
         Err(Refusal::InvalidTopic) => status::INVALID_TOPIC,
         Err(Refusal::InvalidBody) => status::INVALID_BODY,
         Err(Refusal::InvalidDelay) => status::INVALID_DELAY,
         Err(Refusal::Unavailable) => status::UNAVAILABLE,
+    }
+}
+
+/// `http_request`: reads method, URL, headers and body from the guest,
+/// sends them through the plugin's [`super::outbound::Outbound`] (the
+/// fiber waits, the thread does not) and writes the response record.
+async fn http_request_from_guest(
+    caller: &mut Caller<'_, CoreState>,
+    [(mp, ml), (up, ul), (hp, hl), (bp, bl)]: [(i32, i32); 4],
+    out: i32,
+) -> i32 {
+    let (Some(method), Some(url), Some(headers), Some(body)) = (
+        read_guest(caller, mp, ml),
+        read_guest(caller, up, ul),
+        read_guest(caller, hp, hl),
+        read_guest(caller, bp, bl),
+    ) else {
+        return status::BAD_POINTER;
+    };
+    if guest_range(caller, out, abi::HTTP_RESPONSE_RECORD as i32).is_none() {
+        return status::BAD_POINTER;
+    }
+    if caller.data().responses.is_full() {
+        return status::BUSY;
+    }
+    let link = caller.data().link.clone();
+    let deadline = caller.data().call_deadline;
+    let request = OutboundRequest {
+        method,
+        url,
+        headers,
+        body: body.into(),
+    };
+    let response = link.outbound.send(request, deadline).await;
+    // The clock may have parked while the fiber waited: the rest of the
+    // call still runs under its deadline.
+    let left = deadline.saturating_duration_since(Instant::now());
+    link.clock
+        .tick_for(left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+    match response {
+        Ok(response) => {
+            let (handle, kept) = caller.data_mut().responses.keep(response);
+            let record =
+                abi::http_response_record(handle, kept.status, kept.headers.len(), kept.body.len());
+            write_guest(caller, out, record.len() as i32, &record);
+            status::OK
+        }
+        Err(error) => match error {
+            OutboundError::NotAllowed => status::NOT_ALLOWED,
+            OutboundError::Timeout => status::TIMEOUT,
+            OutboundError::Dns => status::DNS,
+            OutboundError::Connect => status::CONNECT,
+            OutboundError::TooLarge => status::TOO_LARGE,
+            OutboundError::InvalidRequest => status::INVALID_REQUEST,
+            OutboundError::Io => status::IO,
+        },
+    }
+}
+
+/// The responses an instance holds for `http_response_read`, by handle;
+/// dropped when the handler call returns.
+#[derive(Default)]
+struct Responses {
+    held: Vec<(u32, OutboundResponse)>,
+    next_handle: u32,
+}
+
+impl Responses {
+    fn is_full(&self) -> bool {
+        self.held.len() >= abi::MAX_UNREAD_RESPONSES
+    }
+
+    /// Keeps `response` under a new handle (never 0), and returns it.
+    fn keep(&mut self, response: OutboundResponse) -> (u32, &OutboundResponse) {
+        self.next_handle = self.next_handle.wrapping_add(1).max(1);
+        self.held.push((self.next_handle, response));
+        let (handle, kept) = self.held.last().expect("just pushed");
+        (*handle, kept)
+    }
+
+    fn take(&mut self, handle: u32) -> Option<OutboundResponse> {
+        let at = self.held.iter().position(|(h, _)| *h == handle)?;
+        Some(self.held.swap_remove(at).1)
+    }
+
+    fn clear(&mut self) {
+        self.held.clear();
     }
 }
 
@@ -247,22 +426,24 @@ pub struct CoreInstance {
 impl CoreInstance {
     /// Instantiates the module, checks its ABI version and runs its
     /// start-up (`_initialize`, then `wasq_init`).
-    pub fn new(pre: &CorePre, link: Arc<PluginLink>) -> Result<CoreInstance, GuestError> {
+    pub async fn new(pre: &CorePre, link: Arc<PluginLink>) -> Result<CoreInstance, GuestError> {
         let wasi = sandboxed_wasi(&link).build_p1();
         let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_core_module(&link);
         let state = CoreState {
+            call_deadline: Instant::now() + link.manifest.handler_deadline,
             wasi,
             limits,
             link,
             batch: None,
+            responses: Responses::default(),
         };
         let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(on_epoch_deadline);
         deadline.arm(&mut store);
 
-        let instance = pre.instantiate(&mut store).map_err(classify)?;
+        let instance = pre.instantiate_async(&mut store).await.map_err(classify)?;
         let abi_error = |e: wasmtime::Error| GuestError::Abi(e.to_string());
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
@@ -283,10 +464,13 @@ impl CoreInstance {
         if let Ok(reactor_init) =
             instance.get_typed_func::<(), ()>(&mut store, abi::EXPORT_REACTOR_INIT)
         {
-            reactor_init.call(&mut store, ()).map_err(classify)?;
+            reactor_init
+                .call_async(&mut store, ())
+                .await
+                .map_err(classify)?;
         }
         deadline.arm(&mut store);
-        let found = version.call(&mut store, ()).map_err(classify)?;
+        let found = version.call_async(&mut store, ()).await.map_err(classify)?;
         if found != abi::ABI_VERSION {
             return Err(GuestError::Abi(format!(
                 "wasq_abi_version() returned {found}; this host speaks version {}",
@@ -295,7 +479,7 @@ impl CoreInstance {
         }
         if let Ok(init) = instance.get_typed_func::<(), i32>(&mut store, abi::EXPORT_INIT) {
             deadline.arm(&mut store);
-            let code = init.call(&mut store, ()).map_err(classify)?;
+            let code = init.call_async(&mut store, ()).await.map_err(classify)?;
             if code != 0 {
                 return Err(GuestError::Abi(format!(
                     "wasq_init() failed with code {code}"
@@ -316,11 +500,17 @@ impl CoreInstance {
         &self.store.data().limits
     }
 
+    /// The handler deadline starts now, for the outbound requests of the call.
+    fn start_call_deadline(&mut self) {
+        let data = self.store.data_mut();
+        data.call_deadline = Instant::now() + data.link.manifest.handler_deadline;
+    }
+
     /// Handles the first of `messages`, or as many as one batch holds
     /// when the module exports `wasq_handle_batch` (see
     /// [`super::instance::GuestInstance::handle_many`]); false if the
     /// instance failed and must be replaced.
-    pub fn handle_many(
+    pub async fn handle_many(
         &mut self,
         messages: &[Message],
         topic: &str,
@@ -333,14 +523,19 @@ impl CoreInstance {
             let (count, len) = abi::batch_extent(messages, topic, channel);
             if count > 1 {
                 let batch = &messages[..count];
-                return self.call_batch(&handle_batch, batch, len, topic, channel, results);
+                let done = self
+                    .call_batch(&handle_batch, batch, len, topic, channel, results)
+                    .await;
+                self.store.data_mut().responses.clear();
+                return done;
             }
         }
-        push_single(results, self.handle(&messages[0], topic, channel))
+        let result = self.handle(&messages[0], topic, channel).await;
+        push_single(results, result)
     }
 
     /// Places the message in guest memory and calls `wasq_handle`.
-    pub fn handle(
+    pub async fn handle(
         &mut self,
         message: &Message,
         topic: &str,
@@ -349,25 +544,30 @@ impl CoreInstance {
         let len = abi::encoded_len(message, topic, channel);
         // Two calls: wasq_alloc, then wasq_handle.
         self.deadline.arm_for_calls(&mut self.store, 2);
+        self.start_call_deadline();
         let (ptr, region) = self
-            .alloc_region(len)?
+            .alloc_region(len)
+            .await?
             .ok_or_else(|| GuestError::Abi(format!("wasq_alloc({len}) returned 0")))?;
         abi::encode_into(region, message, topic, channel);
         self.deadline.restart(&mut self.store);
         let value = self
             .handle
-            .call(&mut self.store, (ptr, len as i32))
-            .map_err(classify)?;
+            .call_async(&mut self.store, (ptr, len as i32))
+            .await;
+        self.store.data_mut().responses.clear();
+        let value = value.map_err(classify)?;
         Outcome::decode(value).map_err(|raw| GuestError::Abi(format!("unknown outcome {raw:#x}")))
     }
 
     /// Calls `wasq_alloc(len)`: the region it returned, `None` for 0.
-    fn alloc_region(&mut self, len: usize) -> Result<Option<(i32, &mut [u8])>, GuestError> {
+    async fn alloc_region(&mut self, len: usize) -> Result<Option<(i32, &mut [u8])>, GuestError> {
         let len_i32 =
             i32::try_from(len).map_err(|_| GuestError::Abi("message larger than 2 GiB".into()))?;
         let ptr = self
             .alloc
-            .call(&mut self.store, len_i32)
+            .call_async(&mut self.store, len_i32)
+            .await
             .map_err(classify)?;
         if ptr == 0 {
             return Ok(None);
@@ -388,7 +588,7 @@ impl CoreInstance {
     /// failed, the message under way gets the failure and those after it
     /// get nothing: they were not handled, and the caller hands them to
     /// the next instance. False if the instance failed.
-    fn call_batch(
+    async fn call_batch(
         &mut self,
         handle_batch: &TypedFunc<(i32, i32, i32), ()>,
         messages: &[Message],
@@ -402,13 +602,17 @@ impl CoreInstance {
         // going for the later ones (arming it for the whole batch's worst
         // case would keep it ticking long after the batch).
         self.deadline.arm_for_calls(&mut self.store, 2);
-        let ptr = match self.alloc_region(len) {
+        self.start_call_deadline();
+        let ptr = match self.alloc_region(len).await {
             Ok(Some((ptr, region))) => {
                 abi::encode_batch_into(region, messages, topic, channel);
                 ptr
             }
             // The guest cannot hold the whole batch: the first message alone.
-            Ok(None) => return push_single(results, self.handle(&messages[0], topic, channel)),
+            Ok(None) => {
+                let result = self.handle(&messages[0], topic, channel).await;
+                return push_single(results, result);
+            }
             Err(error) => {
                 results.push(Err(error));
                 return false;
@@ -423,11 +627,13 @@ impl CoreInstance {
             done: 0,
             ticks_left: ticks,
             ticks,
+            moved: false,
         });
         // The callback looks at the batch every tick (`BatchWatch`).
         self.store.set_epoch_deadline(1);
         let called = handle_batch
-            .call(&mut self.store, (ptr, len as i32, count as i32))
+            .call_async(&mut self.store, (ptr, len as i32, count as i32))
+            .await
             .map_err(classify);
         self.store.data_mut().batch = None;
         let table = &self.memory.data(&self.store)[start..start + count * abi::BATCH_ENTRY_SIZE];

@@ -48,10 +48,17 @@ pub fn log(link: &PluginLink, level: Level, text: &str) {
     }
 }
 
+/// `config_get`: a value of the manifest's `[config]`.
+pub fn config<'a>(link: &'a PluginLink, key: &[u8]) -> Option<&'a str> {
+    let key = std::str::from_utf8(key).ok()?;
+    link.manifest.config.get(key).map(String::as_str)
+}
+
 /// Publishes for a guest, checking in ABI.md's order: topic name, the
-/// manifest's allowlist, body size, delay; then the broker. Counted in the
+/// manifest's allowlist, body size, delay; then the broker, waiting (in
+/// durable mode) for the fsync without holding a thread. Counted in the
 /// plugin's stats either way; never traps.
-pub fn publish(
+pub async fn publish(
     link: &PluginLink,
     topic: &[u8],
     body: Vec<u8>,
@@ -88,7 +95,11 @@ pub fn publish(
         PluginStats::bump(&link.stats.published);
         return Ok(());
     }
-    match link.broker.publish_blocking(topic_name, &[body], delay) {
+    match link
+        .broker
+        .publish_and_wait(topic_name, &[body], delay)
+        .await
+    {
         Ok(()) => {
             PluginStats::bump(&link.stats.published);
             Ok(())

@@ -76,12 +76,12 @@ impl CompiledGuest {
     }
 
     /// A new instance, started up (`_initialize`/`wasq_init`, or `init`).
-    pub fn instantiate(&self, link: Arc<PluginLink>) -> Result<GuestInstance, GuestError> {
+    pub async fn instantiate(&self, link: Arc<PluginLink>) -> Result<GuestInstance, GuestError> {
         let limit = link.manifest.memory_limit_bytes;
         let live = match self {
-            CompiledGuest::Core(pre) => LiveGuest::Core(CoreInstance::new(pre, link)?),
+            CompiledGuest::Core(pre) => LiveGuest::Core(CoreInstance::new(pre, link).await?),
             CompiledGuest::Component(pre) => {
-                LiveGuest::Component(ComponentInstance::new(pre, link)?)
+                LiveGuest::Component(ComponentInstance::new(pre, link).await?)
             }
         };
         let started_with = live.memory_bytes();
@@ -134,15 +134,15 @@ impl GuestInstance {
     }
 
     /// Hands one message to the guest and returns its outcome.
-    pub fn handle(
+    pub async fn handle(
         &mut self,
         message: &Message,
         topic: &str,
         channel: &str,
     ) -> Result<Outcome, GuestError> {
         match &mut self.live {
-            LiveGuest::Core(core) => core.handle(message, topic, channel),
-            LiveGuest::Component(component) => component.handle(message, topic, channel),
+            LiveGuest::Core(core) => core.handle(message, topic, channel).await,
+            LiveGuest::Component(component) => component.handle(message, topic, channel).await,
         }
     }
 
@@ -152,7 +152,7 @@ impl GuestInstance {
     /// if the instance failed (then the last outcome pushed is the failure,
     /// unless the guest failed after its last message) and must be
     /// replaced; the messages after those with an outcome were not handled.
-    pub fn handle_many(
+    pub async fn handle_many(
         &mut self,
         messages: &[Message],
         topic: &str,
@@ -160,9 +160,10 @@ impl GuestInstance {
         results: &mut Vec<Result<Outcome, GuestError>>,
     ) -> bool {
         match &mut self.live {
-            LiveGuest::Core(core) => core.handle_many(messages, topic, channel, results),
+            LiveGuest::Core(core) => core.handle_many(messages, topic, channel, results).await,
             LiveGuest::Component(component) => {
-                push_single(results, component.handle(&messages[0], topic, channel))
+                let result = component.handle(&messages[0], topic, channel).await;
+                push_single(results, result)
             }
         }
     }

@@ -6,8 +6,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
+use super::outbound::HttpLimits;
+use super::outbound::allowlist::AllowList;
 use crate::broker::names::is_valid_name;
 
 /// What the operator wrote, before defaults and checks.
@@ -26,6 +30,16 @@ struct RawManifest {
     memory_limit_mib: Option<i64>,
     #[serde(default)]
     publish: Vec<String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
+    http_timeout_ms: Option<i64>,
+    http_max_response_kib: Option<i64>,
+    http_max_concurrent: Option<i64>,
+    tls_root_ca_file: Option<String>,
+    #[serde(default)]
+    required_config: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
 }
 
 /// A checked manifest with its defaults applied.
@@ -45,14 +59,33 @@ pub struct Manifest {
     pub memory_limit_bytes: usize,
     /// Topics `publish` may use; an entry ending in `*` allows a prefix.
     pub publish: Vec<String>,
+    /// Where `http_request` may go (empty: no network).
+    pub allowed_outbound_hosts: AllowList,
+    pub http: HttpLimits,
+    /// PEM roots trusted beside the system's, as written (relative to the
+    /// manifest's directory).
+    pub tls_root_ca_file: Option<String>,
+    /// `[config]`, with `${NAME}` replaced by wasqd's environment.
+    pub config: BTreeMap<String, String>,
 }
 
-pub const MAX_CONCURRENCY: i64 = 256;
+pub const MAX_CONCURRENCY: i64 = 2500;
 pub const MAX_MEMORY_MIB: i64 = 1024;
 
 impl Manifest {
-    /// Parses and checks `text`, naming `file` and the offending key in errors.
+    /// Parses and checks `text`, naming `file` and the offending key in
+    /// errors; `${NAME}` in `[config]` is wasqd's environment variable.
     pub fn parse(name: &str, file: &Path, text: &str) -> Result<Manifest, String> {
+        Self::parse_with_env(name, file, text, &|var| std::env::var(var).ok())
+    }
+
+    /// [`Manifest::parse`] with the environment given.
+    pub fn parse_with_env(
+        name: &str,
+        file: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Manifest, String> {
         let file = file.display();
         let raw: RawManifest =
             toml::from_str(text).map_err(|e| format!("{file}: {}", e.to_string().trim_end()))?;
@@ -139,6 +172,44 @@ impl Manifest {
                 ));
             }
         }
+        let allowed_outbound_hosts = AllowList::parse(&raw.allowed_outbound_hosts)
+            .map_err(|why| bad("allowed_outbound_hosts", why))?;
+        let http_timeout = in_range(
+            "http_timeout_ms",
+            raw.http_timeout_ms,
+            deadline,
+            1,
+            deadline,
+        )
+        .map_err(|e| format!("{e} (at most handler_deadline_ms)"))?;
+        let max_response_kib = in_range(
+            "http_max_response_kib",
+            raw.http_max_response_kib,
+            1024,
+            1,
+            65_536,
+        )?;
+        let max_concurrent = in_range(
+            "http_max_concurrent",
+            raw.http_max_concurrent,
+            100,
+            1,
+            10_000,
+        )?;
+        let mut config = BTreeMap::new();
+        for (key, value) in raw.config {
+            let value =
+                expand_env(&value, env).map_err(|why| bad(&format!("config.{key}"), why))?;
+            config.insert(key, value);
+        }
+        for key in &raw.required_config {
+            if !config.contains_key(key) {
+                return Err(bad(
+                    "required_config",
+                    format!("{key:?} is required but [config] does not set it"),
+                ));
+            }
+        }
         Ok(Manifest {
             topic: raw.topic,
             channel,
@@ -151,6 +222,14 @@ impl Manifest {
             handler_deadline: Duration::from_millis(deadline as u64),
             memory_limit_bytes: (memory as usize) << 20,
             publish: raw.publish,
+            allowed_outbound_hosts,
+            http: HttpLimits {
+                timeout: Duration::from_millis(http_timeout as u64),
+                max_response_bytes: (max_response_kib as usize) << 10,
+                max_concurrent: max_concurrent as usize,
+            },
+            tls_root_ca_file: raw.tls_root_ca_file,
+            config,
         })
     }
 
@@ -163,6 +242,41 @@ impl Manifest {
                 None => allowed == topic,
             })
     }
+}
+
+/// `${NAME}` replaced by the environment variable `NAME` (unset: an
+/// error naming it); `$${` is a literal `${`.
+fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        if let Some(after) = rest.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+        } else if let Some(after) = rest.strip_prefix("${") {
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("unclosed ${{ in {value:?}"))?;
+            let var = &after[..end];
+            let valid =
+                !var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !valid {
+                return Err(format!("${{{var}}} is not an environment variable name"));
+            }
+            let found = env(var).ok_or_else(|| {
+                format!("environment variable {var} is not set (wasqd's environment)")
+            })?;
+            out.push_str(&found);
+            rest = &after[end + 1..];
+        } else {
+            out.push('$');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -196,7 +310,7 @@ mod tests {
             ("topic = \"bad!\"", "key `topic`"),
             (
                 "topic = \"t\"\nconcurrency = 0",
-                "key `concurrency`: 0 is out of range 1..=256",
+                "key `concurrency`: 0 is out of range 1..=2500",
             ),
             (
                 "topic = \"t\"\nmemory_limit_mib = 5000",
@@ -226,5 +340,62 @@ mod tests {
         assert!(m.may_publish("audit"));
         assert!(!m.may_publish("auditx"));
         assert!(!m.may_publish("other"));
+    }
+
+    #[test]
+    fn outbound_keys_have_safe_defaults_and_bounds() {
+        let m = parse("topic = \"t\"\nhandler_deadline_ms = 3000").unwrap();
+        assert!(
+            m.allowed_outbound_hosts.is_empty(),
+            "no network unless granted"
+        );
+        assert_eq!(
+            m.http.timeout,
+            Duration::from_secs(3),
+            "the handler deadline"
+        );
+        assert_eq!(m.http.max_response_bytes, 1 << 20);
+        assert_eq!(m.http.max_concurrent, 100);
+        let err =
+            parse("topic = \"t\"\nhandler_deadline_ms = 3000\nhttp_timeout_ms = 4000").unwrap_err();
+        assert!(
+            err.contains("http_timeout_ms") && err.contains("handler_deadline_ms"),
+            "{err}"
+        );
+        let err = parse("topic = \"t\"\nallowed_outbound_hosts = [\"ftp://x\"]").unwrap_err();
+        assert!(
+            err.contains("allowed_outbound_hosts") && err.contains("ftp://x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn config_reads_the_environment_and_checks_required_keys() {
+        let env = |var: &str| (var == "TOKEN").then(|| "s3cret".to_string());
+        let parse_env = |text: &str| {
+            Manifest::parse_with_env("upper", Path::new("plugins/upper.toml"), text, &env)
+        };
+        let m = parse_env(
+            "topic = \"t\"\nrequired_config = [\"url\"]\n[config]\nurl = \"http://x\"\nauth = \"Bearer ${TOKEN}!\"\nraw = \"$${TOKEN} $5\"",
+        )
+        .unwrap();
+        assert_eq!(m.config["url"], "http://x");
+        assert_eq!(m.config["auth"], "Bearer s3cret!");
+        assert_eq!(m.config["raw"], "${TOKEN} $5");
+        let err = parse_env("topic = \"t\"\n[config]\nauth = \"${MISSING}\"").unwrap_err();
+        assert!(
+            err.contains("config.auth") && err.contains("MISSING is not set"),
+            "{err}"
+        );
+        let err = parse_env("topic = \"t\"\nrequired_config = [\"url\"]").unwrap_err();
+        assert!(
+            err.contains("required_config") && err.contains("\"url\""),
+            "{err}"
+        );
+        let err = parse_env("topic = \"t\"\n[config]\nn = 5").unwrap_err();
+        assert!(
+            err.contains("expected a string"),
+            "values are strings: {err}"
+        );
     }
 }

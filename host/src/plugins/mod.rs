@@ -3,9 +3,11 @@
 //! - [`manifest`]: the manifest, `plugins/NAME.toml`
 //! - [`abi`]: the host side of guest-sdk/ABI.md
 //! - [`runtime`]: engine, linkers, epoch deadlines, compiled-artifact cache
+//! - [`executor`]: the threads every guest call runs on, apart from the broker's
 //! - [`core_module`]: core modules speaking ABI v1
 //! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
-//! - [`imports`]: what `log` and `publish` mean, for both kinds
+//! - [`imports`]: what `log`, `publish` and `config_get` mean, for both kinds
+//! - [`outbound`]: outbound HTTP behind the manifest's allowlist
 //! - [`instance`]: one guest instance of either kind, reused per worker
 //! - [`offline`]: one plugin run without a broker (`wasq plugin test`)
 //! - [`consumer`]: the dispatcher and workers of a running plugin
@@ -30,12 +32,14 @@ pub mod component;
 pub mod consumer;
 pub mod core_module;
 pub mod epoch;
+pub mod executor;
 pub mod files;
 pub mod imports;
 pub mod instance;
 mod log_stream;
 pub mod manifest;
 pub mod offline;
+pub mod outbound;
 mod prepare;
 pub mod reload;
 pub mod runtime;

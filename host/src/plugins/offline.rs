@@ -15,7 +15,9 @@ use super::abi::Outcome;
 use super::files::read_manifest;
 use super::imports::Published;
 use super::instance::{CompiledGuest, GuestError, GuestInstance};
+use super::prepare::outbound_for;
 use super::runtime::{PluginLink, WasmRuntime};
+use super::stats::PluginStats;
 use crate::broker::Broker;
 use crate::broker::message::{IdGenerator, Message};
 use crate::config::Options;
@@ -27,8 +29,8 @@ pub struct OfflinePlugin {
     link: Arc<PluginLink>,
     instance: Option<GuestInstance>,
     ids: IdGenerator,
-    /// Keeps the engine and its epoch clock alive.
-    _runtime: WasmRuntime,
+    /// The engine, its epoch clock and the executor calls run on.
+    runtime: WasmRuntime,
 }
 
 /// What one message did.
@@ -52,7 +54,8 @@ impl OfflinePlugin {
             .to_string();
         let bytes =
             std::fs::read(module).map_err(|e| format!("{}: cannot read: {e}", module.display()))?;
-        let manifest = read_manifest(manifest, &name)?;
+        let manifest_file = manifest;
+        let manifest = read_manifest(manifest_file, &name)?;
         let runtime = WasmRuntime::new(None).map_err(|e| format!("Wasm runtime: {e:#}"))?;
         let guest = runtime
             .compile(&bytes, "offline")
@@ -61,23 +64,28 @@ impl OfflinePlugin {
         // Default options: the limits a plugin meets in a wasqd started
         // without flags (message size, publish delays).
         let options = Options::parse_from(["wasqd"]);
+        let stats: Arc<PluginStats> = Default::default();
+        let outbound = outbound_for(&name, &manifest, manifest_file, &stats)
+            .map_err(|e| format!("{}: {e:#}", manifest_file.display()))?;
         let link = Arc::new(PluginLink {
             name: name.as_str().into(),
             manifest,
             broker: Broker::new(options),
-            stats: Default::default(),
+            stats,
+            outbound,
             clock: runtime.clock.clone(),
             recorded: Some(Default::default()),
         });
-        let instance = guest
-            .instantiate(link.clone())
+        let instance = runtime
+            .executor
+            .block_on(guest.instantiate(link.clone()))
             .map_err(|e| format!("{}: {e}", module.display()))?;
         Ok(OfflinePlugin {
             guest,
             link,
             instance: Some(instance),
             ids: IdGenerator::new(0),
-            _runtime: runtime,
+            runtime,
         })
     }
 
@@ -87,14 +95,16 @@ impl OfflinePlugin {
         let mut message = Message::new(self.ids.next_id(), Bytes::copy_from_slice(body));
         message.attempts = attempt;
         let mut handler_time = Duration::ZERO;
+        let executor = &self.runtime.executor;
         let outcome = match self.instance.take() {
             Some(instance) => Ok(instance),
-            None => self.guest.instantiate(self.link.clone()),
+            None => executor.block_on(self.guest.instantiate(self.link.clone())),
         }
         .and_then(|mut instance| {
             let manifest = &self.link.manifest;
             let started = Instant::now();
-            let outcome = instance.handle(&message, &manifest.topic, &manifest.channel);
+            let outcome =
+                executor.block_on(instance.handle(&message, &manifest.topic, &manifest.channel));
             handler_time = started.elapsed();
             // As a worker: a failed instance is dropped, a good one kept
             // unless its memory has grown past its share.

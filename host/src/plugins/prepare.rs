@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::files::read_manifest;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
+use super::outbound::Outbound;
 use super::runtime::{PluginLink, WasmRuntime};
 use super::stats::PluginStats;
 use crate::broker::Broker;
@@ -74,21 +75,31 @@ pub(super) fn prepare(
             format!("{}: {e:#}", module_file.display()),
         )
     })?;
+    let outbound = outbound_for(name, &manifest, manifest_file, &stats).map_err(|e| {
+        fail(
+            Some(&module_hash),
+            format!("{}: {e:#}", manifest_file.display()),
+        )
+    })?;
     let link = Arc::new(PluginLink {
         name: name.into(),
         manifest,
         broker,
         stats,
+        outbound,
         clock: runtime.clock.clone(),
         recorded: None,
     });
     // One trial instance proves the ABI version and init before going live.
-    compiled.guest.instantiate(link.clone()).map_err(|e| {
-        fail(
-            Some(&module_hash),
-            format!("{}: {e}", module_file.display()),
-        )
-    })?;
+    runtime
+        .executor
+        .block_on(compiled.guest.instantiate(link.clone()))
+        .map_err(|e| {
+            fail(
+                Some(&module_hash),
+                format!("{}: {e}", module_file.display()),
+            )
+        })?;
     let load = LoadReport {
         load_ms: millis(started.elapsed()),
         from_cache: compiled.from_cache,
@@ -100,6 +111,27 @@ pub(super) fn prepare(
         module_hash,
         load,
     })
+}
+
+/// The plugin's outbound HTTP as its manifest grants it, with
+/// `tls_root_ca_file` read from beside the manifest.
+pub(super) fn outbound_for(
+    name: &str,
+    manifest: &Manifest,
+    manifest_file: &Path,
+    stats: &PluginStats,
+) -> anyhow::Result<Outbound> {
+    let roots = manifest
+        .tls_root_ca_file
+        .as_ref()
+        .map(|file| manifest_file.parent().unwrap_or(Path::new(".")).join(file));
+    Outbound::new(
+        name,
+        manifest.allowed_outbound_hosts.clone(),
+        manifest.http,
+        roots.as_deref(),
+        stats.outbound.clone(),
+    )
 }
 
 fn millis(elapsed: Duration) -> u64 {

@@ -194,7 +194,7 @@ impl PluginHost {
         let manifest = prepared.link.manifest.clone();
         let stats = prepared.link.stats.clone();
         let kind = prepared.guest.kind();
-        let run = match PluginRun::start(prepared.link, prepared.guest) {
+        let run = match PluginRun::start(prepared.link, prepared.guest, &self.runtime.executor) {
             Ok(run) => run,
             Err(e) => {
                 let why = format!("{}: {e:#}", module_file.display());

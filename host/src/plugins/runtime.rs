@@ -1,9 +1,15 @@
 //! The Wasm runtime shared by every plugin: one wasmtime `Engine` per
-//! process (pooling allocator, epoch interruption), one linker per kind of
-//! guest built once (core modules: `wasq` imports and WASI preview 1;
-//! components: the `wasq:plugin` world and WASI 0.2), a compiled-artifact
-//! cache keyed by the module's hash, and the epoch clock (epoch.rs) that lets
-//! handler deadlines interrupt running guests.
+//! process (pooling allocator, epoch interruption, async support), one
+//! linker per kind of guest built once (core modules: `wasq` imports and
+//! WASI preview 1; components: the `wasq:plugin` world and WASI 0.2), a
+//! compiled-artifact cache keyed by the module's hash, the epoch clock
+//! (epoch.rs) that lets handler deadlines interrupt running guests, and the
+//! executor (executor.rs) every guest call runs on.
+//!
+//! Guests are called asynchronously: a call runs on a fiber of its own,
+//! and a host function that waits (an HTTP response, an fsync) suspends
+//! the fiber instead of blocking a thread. So an instance waiting costs
+//! its memory and a stack, not a thread, and a plugin may hold thousands.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,13 +20,27 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAlloca
 use super::component::{self, ComponentState};
 use super::core_module::{self, CoreState};
 use super::epoch::EpochClock;
+use super::executor::WasmExecutor;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::stats::PluginStats;
 use crate::broker::Broker;
 
-/// Instances and memories the pooling allocator keeps slots for.
-const POOL_SLOTS: u32 = 1024;
+/// Core instances (and tables) the pooling allocator keeps slots for: a
+/// core module instance takes one, a component several.
+const POOL_INSTANCES: u32 = 20_000;
+
+/// Memories and fiber stacks the pool keeps slots for: every instance
+/// suspended in a call holds one of each. A slot is address space (4 GiB
+/// plus guards for a memory), committed only as the guest touches it.
+const POOL_MEMORIES: u32 = 5_000;
+
+/// Component instances the pool keeps slots for.
+const POOL_COMPONENTS: u32 = 5_000;
+
+/// The stack of one guest call: its fiber's size. wasmtime's own
+/// default; the host functions a call reaches run on it too.
+const GUEST_STACK_BYTES: usize = 2 << 20;
 
 /// Most elements in one table: a JavaScript or Python runtime's function
 /// table is past wasmtime's default of 20,000.
@@ -36,6 +56,8 @@ pub struct PluginLink {
     pub manifest: Manifest,
     pub broker: Arc<Broker>,
     pub stats: Arc<PluginStats>,
+    /// The plugin's outbound HTTP (its allowlist, limits, client).
+    pub outbound: super::outbound::Outbound,
     /// The runtime's epoch clock, which the plugin's deadlines run on.
     pub clock: EpochClock,
     /// `Some` when the plugin runs offline (`wasq plugin test`): accepted
@@ -46,6 +68,8 @@ pub struct PluginLink {
 pub struct WasmRuntime {
     pub engine: Engine,
     pub clock: EpochClock,
+    /// Where guests run (never on the broker's own async threads).
+    pub executor: WasmExecutor,
     core_linker: wasmtime::Linker<CoreState>,
     component_linker: wasmtime::component::Linker<ComponentState>,
     /// Where compiled modules are kept, keyed by the module's hash.
@@ -62,9 +86,7 @@ impl WasmRuntime {
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<WasmRuntime> {
         let engine = pooled_engine().or_else(|e| {
             tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-            let mut config = Config::new();
-            config.epoch_interruption(true);
-            Ok::<_, anyhow::Error>(Engine::new(&config)?)
+            Ok::<_, anyhow::Error>(Engine::new(&base_config())?)
         })?;
         let core_linker = core_module::linker(&engine)?;
         let component_linker = component::linker(&engine)?;
@@ -72,6 +94,7 @@ impl WasmRuntime {
         Ok(WasmRuntime {
             engine,
             clock,
+            executor: WasmExecutor::start()?,
             core_linker,
             component_linker,
             cache_dir,
@@ -233,15 +256,26 @@ fn load_compiled<A: Artifact>(engine: &Engine, path: &Path) -> anyhow::Result<A>
     Ok(unsafe { A::deserialize_file(engine, path) }?)
 }
 
+/// What every engine here has: epoch deadlines, and fibers of this size
+/// for the async calls (wasmtime 48 needs no switch for those).
+fn base_config() -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .async_stack_size(GUEST_STACK_BYTES);
+    config
+}
+
 fn pooled_engine() -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(POOL_SLOTS)
-        .total_memories(POOL_SLOTS)
-        .total_tables(POOL_SLOTS)
+    pool.total_core_instances(POOL_INSTANCES)
+        .total_memories(POOL_MEMORIES)
+        .total_tables(POOL_INSTANCES)
+        .total_stacks(POOL_MEMORIES)
+        .total_component_instances(POOL_COMPONENTS)
         .max_memory_size((super::manifest::MAX_MEMORY_MIB as usize) << 20)
         .table_elements(MAX_TABLE_ELEMENTS);
-    let mut config = Config::new();
-    config.epoch_interruption(true);
+    let mut config = base_config();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
 }

@@ -25,6 +25,8 @@ pub struct PluginStats {
     pub recycled: AtomicU64,
     /// The most linear memory one instance has held, in bytes.
     guest_memory_peak: AtomicU64,
+    /// Outbound HTTP requests, kept across versions as the counters are.
+    pub outbound: std::sync::Arc<super::outbound::OutboundStats>,
     /// Handler time in microseconds.
     handler_time: Mutex<Histogram<u64>>,
 }
@@ -43,6 +45,7 @@ impl Default for PluginStats {
             publish_refused: AtomicU64::new(0),
             recycled: AtomicU64::new(0),
             guest_memory_peak: AtomicU64::new(0),
+            outbound: Default::default(),
             handler_time: Mutex::new(new_histogram()),
         }
     }
@@ -106,6 +109,7 @@ impl PluginStats {
             handler_time_us_p50: percentile(0.5),
             handler_time_us_p99: percentile(0.99),
             handler_time: HandlerTimes::of(&times),
+            outbound: self.outbound.snapshot(),
         }
     }
 }
@@ -173,6 +177,8 @@ pub struct CountersView {
     /// For /metrics; the JSON shows the percentiles.
     #[serde(skip)]
     pub handler_time: HandlerTimes,
+    /// Outbound HTTP: responses by status class, failures by kind, latency.
+    pub outbound: super::outbound::OutboundSnapshot,
 }
 
 #[cfg(test)]

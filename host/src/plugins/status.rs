@@ -66,9 +66,38 @@ pub struct PluginStatus {
     pub max_in_flight: i64,
     pub backoff_level: u32,
     pub counters: CountersView,
+    /// What the live version's manifest grants beyond the channel.
+    pub grants: Option<Grants>,
     pub history: Vec<ReloadRecord>,
     /// Every load and reload since start-up, by outcome.
     pub reloads: ReloadCounts,
+}
+
+/// The capabilities a manifest grants, as GET /plugins shows them:
+/// configuration by key only (values may be secrets).
+#[derive(Debug, Clone, Serialize)]
+pub struct Grants {
+    pub publish: Vec<String>,
+    pub allowed_outbound_hosts: Vec<String>,
+    pub http_timeout_ms: u64,
+    pub http_max_response_kib: usize,
+    pub http_max_concurrent: usize,
+    pub tls_root_ca_file: Option<String>,
+    pub config_keys: Vec<String>,
+}
+
+impl Grants {
+    fn of(manifest: &super::manifest::Manifest) -> Grants {
+        Grants {
+            publish: manifest.publish.clone(),
+            allowed_outbound_hosts: manifest.allowed_outbound_hosts.written().to_vec(),
+            http_timeout_ms: manifest.http.timeout.as_millis() as u64,
+            http_max_response_kib: manifest.http.max_response_bytes >> 10,
+            http_max_concurrent: manifest.http.max_concurrent,
+            tls_root_ca_file: manifest.tls_root_ca_file.clone(),
+            config_keys: manifest.config.keys().cloned().collect(),
+        }
+    }
 }
 
 impl PluginStatus {
@@ -90,6 +119,7 @@ impl PluginStatus {
             max_in_flight: 0,
             backoff_level: 0,
             counters: super::stats::PluginStats::default().snapshot(),
+            grants: None,
             history: Vec::new(),
             reloads: ReloadCounts::default(),
         }
@@ -123,6 +153,7 @@ impl Plugin {
             max_in_flight: manifest.map_or(0, |m| m.max_in_flight),
             backoff_level: live.map_or(0, |l| l.run.backoff_level()),
             counters: self.stats.snapshot(),
+            grants: manifest.map(Grants::of),
             history: self.history.iter().cloned().collect(),
             reloads: self.reloads,
         }
