@@ -181,14 +181,16 @@ fn plugin_call(c: &mut Criterion) {
         "topic = \"t\"\n",
     )
     .unwrap();
-    let outbound = Outbound::new(
-        "trivial",
-        manifest.allowed_outbound_hosts.clone(),
-        manifest.http,
-        None,
-        Default::default(),
-    )
-    .unwrap();
+    let outbound = Arc::new(
+        Outbound::new(
+            "trivial",
+            manifest.allowed_outbound_hosts.clone(),
+            manifest.http,
+            None,
+            Default::default(),
+        )
+        .unwrap(),
+    );
     let link = Arc::new(PluginLink {
         name: "trivial".into(),
         manifest,

@@ -10,8 +10,18 @@ use wasq_testkit::{Answer, HttpSink, PLUGINS_LOADED_TIMEOUT, PluginDir, Wasqd, e
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The core-module webhooks: (language, how PluginDir adds it).
-const CORE_WEBHOOKS: [&str; 5] = ["rust", "c", "go", "zig", "assemblyscript"];
+/// The webhook's languages: core modules over ABI v1's `http_request`,
+/// then components over wasi:http.
+const WEBHOOKS: [&str; 8] = [
+    "rust",
+    "c",
+    "go",
+    "zig",
+    "assemblyscript",
+    "rust-component",
+    "js",
+    "python",
+];
 
 /// Adds the `webhook` example of `language` as plugin `name`.
 fn add_webhook(plugins: &PluginDir, language: &str, name: &str, manifest: &str) {
@@ -48,7 +58,7 @@ fn scripted_answer(body: &[u8], tries: usize) -> Answer {
 type TriesByPathAndBody = HashMap<(String, Vec<u8>), usize>;
 
 #[test]
-fn webhooks_in_every_core_language_deliver_retry_and_dead_letter() {
+fn webhooks_in_every_language_deliver_retry_and_dead_letter() {
     let sink = HttpSink::start();
     let tries: std::sync::Arc<std::sync::Mutex<TriesByPathAndBody>> = Default::default();
     let counted = tries.clone();
@@ -62,7 +72,7 @@ fn webhooks_in_every_core_language_deliver_retry_and_dead_letter() {
         answer
     });
     let plugins = PluginDir::default();
-    for language in CORE_WEBHOOKS {
+    for language in WEBHOOKS {
         let manifest = webhook_manifest(
             "hooks",
             &sink.url(&format!("/in/{language}")),
@@ -86,7 +96,7 @@ fn webhooks_in_every_core_language_deliver_retry_and_dead_letter() {
     for body in &bodies {
         assert_eq!(http.post("/pub?topic=hooks", body.as_bytes()).0, 200);
     }
-    for language in CORE_WEBHOOKS {
+    for language in WEBHOOKS {
         let plugin = format!("hook-{language}");
         let channel = plugin.clone();
         let settled = eventually(WAIT, || {
@@ -342,7 +352,7 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
             "stuck",
             &hanging.url("/"),
             &[hanging.origin()],
-            "concurrency = 200\nmax_in_flight = 200\nhandler_deadline_ms = 30000\nhttp_timeout_ms = 30000",
+            "concurrency = 200\nmax_in_flight = 200\nhttp_max_concurrent = 200\nhandler_deadline_ms = 30000\nhttp_timeout_ms = 30000",
         )
         .replace("concurrency = 4\n", ""),
     );

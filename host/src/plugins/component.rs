@@ -17,10 +17,12 @@ use wasmtime::component::{
     Component, HasSelf, Instance, InstancePre, Linker, ResourceTable, TypedFunc,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::abi::Outcome;
 use super::imports::{self, Refusal};
 use super::instance::{Deadline, GuestError, GuestLimits, classify, sandboxed_wasi};
+use super::outbound::wasi_http::GuestEgress;
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
 
@@ -39,7 +41,10 @@ use bindings::{Consumer, ConsumerIndices};
 
 /// The WIT package this host implements, as components import it.
 pub const PACKAGE: &str = "wasq:plugin";
-pub const PACKAGE_VERSION: &str = "1.0.0";
+pub const PACKAGE_VERSION: &str = "1.1.0";
+/// Versions of the package a component may import: 1.1.0 added
+/// `host.get-config`; a component built against 1.0.0 links unchanged.
+const ACCEPTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
 /// The optional start-up export (world `consumer-with-init`).
 const EXPORT_INIT: &str = "init";
 
@@ -49,6 +54,19 @@ pub struct ComponentState {
     table: ResourceTable,
     limits: GuestLimits,
     link: Arc<PluginLink>,
+    http: WasiHttpCtx,
+    /// Where `wasi:http` requests go: the plugin's outbound HTTP.
+    egress: GuestEgress,
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
+        }
+    }
 }
 
 impl WasiView for ComponentState {
@@ -63,6 +81,10 @@ impl WasiView for ComponentState {
 impl wit::Host for ComponentState {}
 
 impl bindings::wasq::plugin::host::Host for ComponentState {
+    async fn get_config(&mut self, key: String) -> Option<String> {
+        imports::config(&self.link, key.as_bytes()).map(str::to_string)
+    }
+
     async fn log(&mut self, level: Level, text: String) {
         let level = match level {
             Level::Debug => imports::Level::Debug,
@@ -110,11 +132,13 @@ pub struct ComponentPre {
     has_init: bool,
 }
 
-/// The linker every component is linked with: WASI 0.2 and the world's
+/// The linker every component is linked with: WASI 0.2, `wasi:http`'s
+/// outgoing handler (behind the manifest's allowlist) and the world's
 /// `host` interface.
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<ComponentState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     Consumer::add_to_linker::<ComponentState, HasSelf<ComponentState>>(&mut linker, |s| s)?;
     Ok(linker)
 }
@@ -153,22 +177,23 @@ fn check_import(name: &str) -> anyhow::Result<()> {
         .strip_prefix(PACKAGE)
         .and_then(|i| i.strip_prefix('/'))
     {
-        if version != PACKAGE_VERSION {
+        if !ACCEPTED_VERSIONS.contains(&version) {
             anyhow::bail!(
-                "the component imports `{name}`; this host implements {PACKAGE}@{PACKAGE_VERSION}"
+                "the component imports `{name}`; this host implements {PACKAGE}@{PACKAGE_VERSION} (and the versions before it: {ACCEPTED_VERSIONS:?})"
             );
         }
         if ["types", "host"].contains(&ours) {
             return Ok(());
         }
     } else if interface.starts_with("wasi:")
-        && !interface.starts_with("wasi:http/")
+        && (!interface.starts_with("wasi:http/")
+            || ["wasi:http/types", "wasi:http/outgoing-handler"].contains(&interface))
         && version.starts_with("0.2.")
     {
         return Ok(());
     }
     anyhow::bail!(
-        "unknown import `{name}`: the world {PACKAGE}/consumer@{PACKAGE_VERSION} offers {PACKAGE}/host and WASI 0.2 (without HTTP)"
+        "unknown import `{name}`: the world {PACKAGE}/consumer@{PACKAGE_VERSION} offers {PACKAGE}/host and WASI 0.2 (HTTP: the outgoing handler only)"
     )
 }
 
@@ -189,11 +214,17 @@ impl ComponentInstance {
         let wasi = sandboxed_wasi(&link).build();
         let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_component(&link);
+        let egress = GuestEgress {
+            outbound: link.outbound.clone(),
+            call_deadline: std::time::Instant::now() + link.manifest.handler_deadline,
+        };
         let state = ComponentState {
             wasi,
             table: ResourceTable::new(),
             limits,
             link,
+            http: WasiHttpCtx::new(),
+            egress,
         };
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -241,6 +272,8 @@ impl ComponentInstance {
             body: &message.body,
         };
         self.deadline.arm(&mut self.store);
+        let data = self.store.data_mut();
+        data.egress.call_deadline = std::time::Instant::now() + data.link.manifest.handler_deadline;
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)
@@ -288,6 +321,9 @@ mod tests {
         for ok in [
             "wasq:plugin/host@1.0.0",
             "wasq:plugin/types@1.0.0",
+            "wasq:plugin/host@1.1.0",
+            "wasi:http/outgoing-handler@0.2.10",
+            "wasi:http/types@0.2.12",
             "wasi:cli/stdout@0.2.9",
             "wasi:filesystem/types@0.2.0",
             "wasi:sockets/tcp@0.2.3",
@@ -295,9 +331,10 @@ mod tests {
             assert!(check_import(ok).is_ok(), "{ok}");
         }
         for (bad, says) in [
-            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.0.0"),
+            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.1.0"),
+            ("wasq:plugin/host@1.2.0", "implements wasq:plugin@1.1.0"),
+            ("wasi:http/incoming-handler@0.2.0", "unknown import"),
             ("wasq:plugin/other@1.0.0", "unknown import"),
-            ("wasi:http/types@0.2.0", "unknown import"),
             ("wasi:cli/stdout@0.3.0", "unknown import"),
             ("acme:thing/api", "unknown import `acme:thing/api`"),
         ] {

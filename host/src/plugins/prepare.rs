@@ -120,18 +120,18 @@ pub(super) fn outbound_for(
     manifest: &Manifest,
     manifest_file: &Path,
     stats: &PluginStats,
-) -> anyhow::Result<Outbound> {
+) -> anyhow::Result<Arc<Outbound>> {
     let roots = manifest
         .tls_root_ca_file
         .as_ref()
         .map(|file| manifest_file.parent().unwrap_or(Path::new(".")).join(file));
-    Outbound::new(
+    Ok(Arc::new(Outbound::new(
         name,
         manifest.allowed_outbound_hosts.clone(),
         manifest.http,
         roots.as_deref(),
         stats.outbound.clone(),
-    )
+    )?))
 }
 
 fn millis(elapsed: Duration) -> u64 {

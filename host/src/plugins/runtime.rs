@@ -57,7 +57,7 @@ pub struct PluginLink {
     pub broker: Arc<Broker>,
     pub stats: Arc<PluginStats>,
     /// The plugin's outbound HTTP (its allowlist, limits, client).
-    pub outbound: super::outbound::Outbound,
+    pub outbound: Arc<super::outbound::Outbound>,
     /// The runtime's epoch clock, which the plugin's deadlines run on.
     pub clock: EpochClock,
     /// `Some` when the plugin runs offline (`wasq plugin test`): accepted

@@ -1,10 +1,11 @@
 //! Outbound HTTP for plugins, written once for both kinds of guest: ABI
-//! v1's `http_request` (core_module.rs) is a thin adapter over
-//! [`Outbound::send`].
+//! v1's `http_request` (core_module.rs) and components' wasi:http
+//! ([`wasi_http`]) are thin adapters over [`Outbound::send_http`].
 //!
 //! - [`allowlist`]: `allowed_outbound_hosts` and which addresses a name may reach
 //! - [`connector`]: the connector that resolves and checks before connecting
 //! - [`stats`]: responses by class, failures by kind, latency
+//! - [`wasi_http`]: `wasi:http/outgoing-handler`'s hook for components
 //!
 //! One [`Outbound`] per plugin version: its allowlist, its limits
 //! (`http_timeout_ms`, `http_max_response_kib`, `http_max_concurrent`),
@@ -16,6 +17,7 @@
 pub mod allowlist;
 pub mod connector;
 pub mod stats;
+pub mod wasi_http;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -184,49 +186,67 @@ impl Outbound {
         self.limits
     }
 
-    /// Sends `request` and reads the whole response, by `deadline` at the
-    /// latest (the handler's own) and within `http_timeout_ms`; counted
-    /// and, when it fails, logged with the plugin and the URL.
+    /// `http_request` (ABI v1): the guest's method, URL and header lines
+    /// parsed, then [`Outbound::send_http`] following allowed redirects.
     pub async fn send(
         &self,
         request: OutboundRequest,
         deadline: Instant,
     ) -> Result<OutboundResponse, OutboundError> {
+        let parsed = parse_request(&request).map_err(|why| {
+            let url = String::from_utf8_lossy(&request.url);
+            self.failed(&url, OutboundError::InvalidRequest, &why, Duration::ZERO)
+        })?;
+        let response = self
+            .send_http(parsed, deadline, Redirects::FollowAllowed)
+            .await?;
+        let (parts, body) = response.into_parts();
+        Ok(OutboundResponse {
+            status: parts.status.as_u16(),
+            headers: format_headers(&parts.headers),
+            body,
+        })
+    }
+
+    /// Sends `request` and reads the whole response, by `deadline` at the
+    /// latest (the handler's own) and within `http_timeout_ms`; counted
+    /// and, when it fails, logged with the plugin and the URL.
+    pub async fn send_http(
+        &self,
+        request: http::Request<Bytes>,
+        deadline: Instant,
+        redirects: Redirects,
+    ) -> Result<http::Response<Bytes>, OutboundError> {
         let started = Instant::now();
-        let url = String::from_utf8_lossy(&request.url).into_owned();
+        let url = request.uri().to_string();
         let deadline = deadline.min(started + self.limits.timeout);
-        let result = match tokio::time::timeout_at(deadline.into(), self.send_within(request)).await
-        {
+        let sent = self.send_within(request, redirects);
+        let result = match tokio::time::timeout_at(deadline.into(), sent).await {
             Ok(result) => result,
             Err(_) => Err((OutboundError::Timeout, "no whole response in time".into())),
         };
-        self.stats.record(
-            result.as_ref().map(|r| r.status).map_err(|(e, _)| *e),
-            started.elapsed(),
-        );
-        result.map_err(|(error, why)| {
-            tracing::warn!(plugin = %self.plugin, url = %url, error = %error.kind(), "PLUGIN: outbound request failed: {why}");
-            error
-        })
+        match result {
+            Ok(response) => {
+                self.stats
+                    .record(Ok(response.status().as_u16()), started.elapsed());
+                Ok(response)
+            }
+            Err((error, why)) => Err(self.failed(&url, error, &why, started.elapsed())),
+        }
+    }
+
+    /// Counts and logs a failed request.
+    fn failed(&self, url: &str, error: OutboundError, why: &str, took: Duration) -> OutboundError {
+        self.stats.record(Err(error), took);
+        tracing::warn!(plugin = %self.plugin, url = %url, error = %error.kind(), "PLUGIN: outbound request failed: {why}");
+        error
     }
 
     async fn send_within(
         &self,
-        request: OutboundRequest,
-    ) -> Result<OutboundResponse, (OutboundError, String)> {
-        let invalid = |why: String| (OutboundError::InvalidRequest, why);
-        let mut method = Method::from_bytes(&request.method).map_err(|_| {
-            invalid(format!(
-                "bad method {:?}",
-                String::from_utf8_lossy(&request.method)
-            ))
-        })?;
-        let mut uri: Uri = std::str::from_utf8(&request.url)
-            .ok()
-            .and_then(|u| u.parse().ok())
-            .ok_or_else(|| invalid("not a URL".into()))?;
-        let headers = parse_headers(&request.headers).map_err(invalid)?;
-        let mut body = request.body;
+        request: http::Request<Bytes>,
+        redirects: Redirects,
+    ) -> Result<http::Response<Bytes>, (OutboundError, String)> {
         let Some(client) = &self.client else {
             return Err((
                 OutboundError::NotAllowed,
@@ -238,17 +258,14 @@ impl Outbound {
             .acquire()
             .await
             .map_err(|_| (OutboundError::Io, "closed".into()))?;
-        for redirects in 0.. {
+        let (parts, mut body) = request.into_parts();
+        let (mut method, mut uri, headers) = (parts.method, parts.uri, parts.headers);
+        for hops in 0.. {
             self.check_url(&uri)?;
-            let mut builder = http::Request::builder()
-                .method(method.clone())
-                .uri(uri.clone());
-            if let Some(map) = builder.headers_mut() {
-                map.extend(headers.clone());
-            }
-            let outgoing = builder
-                .body(Full::new(body.clone()))
-                .map_err(|e| invalid(e.to_string()))?;
+            let mut outgoing = http::Request::new(Full::new(body.clone()));
+            *outgoing.method_mut() = method.clone();
+            *outgoing.uri_mut() = uri.clone();
+            *outgoing.headers_mut() = headers.clone();
             let response = client.request(outgoing).await.map_err(classify)?;
             let status = response.status();
             let location = response
@@ -256,8 +273,8 @@ impl Outbound {
                 .get(http::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| resolve_location(&uri, l));
-            if status.is_redirection()
-                && redirects < MAX_REDIRECTS
+            if redirects == Redirects::FollowAllowed
+                && hops < MAX_REDIRECTS
                 && [301, 302, 303, 307, 308].contains(&status.as_u16())
                 && let Some(next) = location
             {
@@ -272,11 +289,7 @@ impl Outbound {
             }
             let (parts, incoming) = response.into_parts();
             let body = self.read_body(incoming, &parts.headers).await?;
-            return Ok(OutboundResponse {
-                status: parts.status.as_u16(),
-                headers: format_headers(&parts.headers),
-                body,
-            });
+            return Ok(http::Response::from_parts(parts, body));
         }
         unreachable!("the loop returns")
     }
@@ -348,6 +361,30 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
         }
         found.certs
     })
+}
+
+/// Whether the host follows redirects (ABI v1's `http_request`, when the
+/// target is allowed) or hands them to the guest (wasi:http, whose
+/// clients follow them themselves, each hop checked anew).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redirects {
+    FollowAllowed,
+    ToGuest,
+}
+
+/// The guest's method, URL, header lines and body as a request.
+fn parse_request(request: &OutboundRequest) -> Result<http::Request<Bytes>, String> {
+    let method = Method::from_bytes(&request.method)
+        .map_err(|_| format!("bad method {:?}", String::from_utf8_lossy(&request.method)))?;
+    let uri: Uri = std::str::from_utf8(&request.url)
+        .ok()
+        .and_then(|u| u.parse().ok())
+        .ok_or("not a URL")?;
+    let mut parsed = http::Request::new(request.body.clone());
+    *parsed.method_mut() = method;
+    *parsed.uri_mut() = uri;
+    *parsed.headers_mut() = parse_headers(&request.headers)?;
+    Ok(parsed)
 }
 
 /// Sorts the client's error by the connector's reason, if it had one.
