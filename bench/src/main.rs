@@ -43,6 +43,7 @@ mod soak;
 mod spinning_client;
 mod steal;
 mod versus;
+mod webhook;
 mod workload;
 
 use workload::{Workload, run_all};
@@ -108,6 +109,8 @@ enum Mode {
     Versus(versus::VersusArgs),
     /// what grows with the number of topics, idle consumers and plugins: create rate, memory, /stats, clean stop and restart per size, with the growth between sizes (and a real nsqd beside it with --nsqd)
     Scale(scale::ScaleArgs),
+    /// a topic delivered to a local HTTP sink by the webhook plugin and by NSQ's nsq_to_http (with --nsqd and --nsq-to-http): messages/s, CPU and memory, the sink answering at once and after 20 ms
+    Webhook(webhook::WebhookArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -127,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Mode::Scale(scale)) = args.command.clone() {
         return scale::run(scale).await;
+    }
+    if let Some(Mode::Webhook(webhook)) = args.command.clone() {
+        return webhook::run(webhook).await;
     }
     if let Some(Mode::Soak(soak)) = args.command {
         return soak::run(soak).await;

@@ -118,9 +118,10 @@ enum PluginCommand {
         wasq plugin test shout.wasm --message hello --message world\n  \
         wasq plugin test shout.wasm --manifest shout.toml --messages bodies.txt --json\n  \
         wasq plugin test shout.wasm --message hi --expect success   # in a plugin's CI\n\n\
-        Prints, per message, the outcome, what the plugin published, its log lines and\n\
-        its handler time. Exits 1 on a trap, a timeout, an ABI error or an outcome\n\
-        other than --expect; 2 on bad input.")]
+        Prints, per message, the outcome, what the plugin published, its outbound HTTP\n\
+        requests (really sent, under the manifest's allowlist and --allow-host) with\n\
+        their answers, its log lines and its handler time. Exits 1 on a trap, a timeout,\n\
+        an ABI error or an outcome other than --expect; 2 on bad input.")]
     Test {
         /// The plugin: NAME.wasm (core module or component) or NAME.wat
         module: PathBuf,
@@ -142,6 +143,11 @@ enum PluginCommand {
         /// The delivery attempt each message is on (1: first)
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
         attempt: u16,
+        /// Also allow outbound HTTP to this host for the run, in the
+        /// manifest's form (`https://api.example.com`; repeatable). Requests
+        /// are really sent, and shown with their answers.
+        #[arg(long = "allow-host")]
+        allow_hosts: Vec<String>,
     },
 }
 
@@ -197,6 +203,7 @@ fn main() -> ExitCode {
             json,
             expect,
             attempt,
+            allow_hosts,
         }) => {
             let mut bodies: Vec<Vec<u8>> = messages.into_iter().map(String::into_bytes).collect();
             if let Some(file) = messages_file {
@@ -229,6 +236,7 @@ fn main() -> ExitCode {
                 json,
                 expect,
                 attempt,
+                allow_hosts,
             };
             match plugin_test::run(test, logs) {
                 Ok(true) => ExitCode::SUCCESS,

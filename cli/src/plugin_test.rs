@@ -28,6 +28,8 @@ pub struct TestRun {
     pub json: bool,
     pub expect: Option<Expected>,
     pub attempt: u16,
+    /// Added to the manifest's `allowed_outbound_hosts` for this run.
+    pub allow_hosts: Vec<String>,
 }
 
 /// The manifest beside a module: `NAME.toml` for `NAME.wasm` / `NAME.wat`.
@@ -54,7 +56,7 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
                 .unwrap_or_default()
         ));
     }
-    let mut plugin = OfflinePlugin::load(&test.module, &manifest)?;
+    let mut plugin = OfflinePlugin::load(&test.module, &manifest, &test.allow_hosts)?;
     // What loading logged (the compile) is not a message's.
     logs.take();
     let mut all_as_expected = true;
@@ -80,6 +82,14 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
                     "delay_ms": p.delay.as_millis() as u64,
                 })).collect::<Vec<_>>(),
                 "log": log_lines,
+                "http": delivery.exchanges.iter().map(|x| json!({
+                    "method": x.method,
+                    "url": x.url,
+                    "status": x.result.as_ref().ok().map(|(status, _)| status),
+                    "body": x.result.as_ref().ok().map(|(_, body)| String::from_utf8_lossy(body)),
+                    "error": x.result.as_ref().err().map(|e| e.kind()),
+                    "ms": x.took.as_secs_f64() * 1000.0,
+                })).collect::<Vec<_>>(),
                 "handler_time_us": delivery.handler_time.as_nanos() as f64 / 1000.0,
             });
             println!("{line}");
@@ -160,7 +170,29 @@ fn print_human(
             String::from_utf8_lossy(&p.body)
         );
     }
+    for exchange in &delivery.exchanges {
+        let answer = match &exchange.result {
+            Ok((status, body)) => format!("{status}, {} bytes: {:?}", body.len(), preview(body)),
+            Err(error) => format!("no response: {}", error.kind()),
+        };
+        println!(
+            "    http: {} {} -> {answer} in {:.1} ms",
+            exchange.method,
+            exchange.url,
+            exchange.took.as_secs_f64() * 1000.0
+        );
+    }
     for line in log_lines {
         println!("    log: {line}");
+    }
+}
+
+/// The start of a response body, as text.
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+    if body.len() > 120 {
+        format!("{text}…")
+    } else {
+        text
     }
 }

@@ -247,3 +247,59 @@ fn every_subcommand_explains_itself_with_examples() {
         assert!(stdout.contains("Examples:"), "{args:?}: {stdout}");
     }
 }
+
+/// Outbound HTTP is really sent under the manifest's allowlist, which
+/// `--allow-host` extends for the run, and each request is reported with
+/// its answer.
+#[test]
+fn outbound_requests_are_sent_and_shown() {
+    let sink = wasq_testkit::HttpSink::start();
+    sink.answer_with(|_| wasq_testkit::Answer::status(202).body("accepted"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        wasq_testkit::PluginDir::example_module("webhook"),
+        dir.path().join("hook.wasm"),
+    )
+    .unwrap();
+    let url = sink.url("/in");
+    std::fs::write(
+        dir.path().join("hook.toml"),
+        format!("topic = \"t\"\n[config]\nurl = {url:?}\n"),
+    )
+    .unwrap();
+
+    // The manifest allows nothing: refused, before any connection.
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &["plugin", "test", "hook.wasm", "--message", "hi"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains(r#""hi" -> fatal"#), "{stdout}");
+    assert!(
+        stdout.contains(&format!("http: POST {url} -> no response: refused")),
+        "{stdout}"
+    );
+    assert_eq!(sink.connections(), 0);
+
+    let origin = sink.origin();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            "hook.wasm",
+            "--allow-host",
+            &origin,
+            "--message",
+            "hello",
+            "--expect",
+            "success",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(r#"http: POST {url} -> 202, 8 bytes: "accepted""#)),
+        "{stdout}"
+    );
+    assert_eq!(sink.requests()[0].body, b"hello");
+}

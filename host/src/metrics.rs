@@ -391,6 +391,45 @@ impl Snapshot {
                 })
             }),
         )?;
+        w.counters(
+            "wasq_plugin_outbound_responses",
+            "Responses to the plugin's outbound HTTP requests, by status class.",
+            None,
+            plugins.iter().flat_map(|p| {
+                p.counters.outbound.responses.iter().map(move |(class, n)| {
+                    let labels = vec![("plugin", p.name.clone()), ("class", class.clone())];
+                    (labels, *n)
+                })
+            }),
+        )?;
+        w.counters(
+            "wasq_plugin_outbound_errors",
+            "Outbound HTTP requests of the plugin that got no response, by kind (refused by the allowlist, timeout, dns, connect, too_large, invalid_request, io).",
+            None,
+            plugins.iter().flat_map(|p| {
+                p.counters.outbound.errors.iter().map(move |(kind, n)| {
+                    let labels = vec![("plugin", p.name.clone()), ("kind", kind.clone())];
+                    (labels, *n)
+                })
+            }),
+        )?;
+        let mut family = w.family(
+            "wasq_plugin_outbound_duration",
+            "Time the plugin's outbound HTTP requests took, answered or failed.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for p in plugins {
+            let times = &p.counters.outbound.latency;
+            family
+                .encode_family(&by_name(p))?
+                .encode_histogram::<NoLabelSet>(
+                    times.sum_seconds,
+                    times.count,
+                    &times.buckets,
+                    None,
+                )?;
+        }
         let mut family = w.family(
             "wasq_plugin_handler_duration",
             "Time the plugin's handler took per message.",

@@ -320,6 +320,17 @@ impl<'p> Lines<'p> {
             ] {
                 self.counter(previous, &format!("{base}.{name}"), value);
             }
+            let outbound = &c.outbound;
+            for (class, n) in &outbound.responses {
+                self.counter(previous, &format!("{base}.outbound.{class}"), *n);
+            }
+            for (kind, n) in &outbound.errors {
+                self.counter(previous, &format!("{base}.outbound.error.{kind}"), *n);
+            }
+            self.gauge(
+                &format!("{base}.outbound.latency_us_99"),
+                outbound.latency_us_p99 as i64,
+            );
             self.gauge(&format!("{base}.instances"), plugin.instances as i64);
             self.gauge(
                 &format!("{base}.backoff_level"),

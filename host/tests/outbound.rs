@@ -239,6 +239,17 @@ fn the_allowlist_refuses_before_anything_connects() {
             "{name}: no log line names the plugin and the refusal for {url}"
         );
     }
+    // /metrics counts them per plugin and kind, as Prometheus reads it.
+    let (_, metrics) = http.get("/metrics");
+    for (name, _, _) in &cases {
+        let counted = metrics.lines().any(|line| {
+            line.starts_with("wasq_plugin_outbound_errors_total{")
+                && line.contains(&format!("plugin=\"{name}\""))
+                && line.contains("kind=\"refused\"")
+                && line.ends_with(" 1")
+        });
+        assert!(counted, "{name}: no refusal in /metrics");
+    }
     assert_eq!(
         forbidden.connections(),
         0,

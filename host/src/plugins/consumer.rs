@@ -25,7 +25,7 @@ use super::backoff::Backoff;
 use super::executor::WasmExecutor;
 use super::instance::{CompiledGuest, GuestError, GuestInstance};
 use super::runtime::PluginLink;
-use super::stats::{self, PluginStats};
+use super::stats::PluginStats;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
 use crate::broker::message::{Message, MessageId};
@@ -186,7 +186,6 @@ impl PluginRun {
             .div_ceil(manifest.concurrency)
             .max(1);
         let mut instance: Option<GuestInstance> = None;
-        let mut times = stats::new_histogram();
         let mut successes = Vec::new();
         let mut results = Vec::new();
         while !self.shutdown.is_cancelled() {
@@ -238,7 +237,6 @@ impl PluginRun {
                 &channel,
                 messages,
                 &mut instance,
-                &mut times,
                 &mut successes,
                 &mut results,
             )
@@ -259,7 +257,6 @@ impl PluginRun {
         channel: &Arc<Channel>,
         messages: Vec<Message>,
         instance: &mut Option<GuestInstance>,
-        times: &mut hdrhistogram::Histogram<u64>,
         successes: &mut Vec<MessageId>,
         results: &mut Vec<Result<Outcome, GuestError>>,
     ) {
@@ -292,7 +289,9 @@ impl PluginRun {
             let intact = guest
                 .handle_many(rest, &manifest.topic, &manifest.channel, results)
                 .await;
-            stats::record_many(times, started.elapsed(), results.len());
+            self.link
+                .stats
+                .record_handler_time(started.elapsed(), results.len());
             if results.len() > 1 {
                 let batched = &self.link.stats.batched;
                 batched.fetch_add(results.len() as u64, Ordering::Relaxed);
@@ -321,7 +320,6 @@ impl PluginRun {
             rest = later;
         }
         count_handled(&mut handled);
-        self.link.stats.merge(times);
         self.finish_successes(channel, successes);
         // Capacity came back: a worker that found none may take now.
         self.client.wake.notify_waiters();

@@ -3,7 +3,8 @@
 //! limits and handler deadline as in wasqd, one instance reused from
 //! message to message (a new one after a trap, as a worker does). What the
 //! plugin publishes is checked as wasqd checks it and then recorded, not
-//! sent.
+//! sent; its outbound HTTP requests are really sent, under the manifest's
+//! allowlist, and recorded with their answers.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,6 +16,8 @@ use super::abi::Outcome;
 use super::files::read_manifest;
 use super::imports::Published;
 use super::instance::{CompiledGuest, GuestError, GuestInstance};
+use super::outbound::Exchange;
+use super::outbound::allowlist::AllowList;
 use super::prepare::outbound_for;
 use super::runtime::{PluginLink, WasmRuntime};
 use super::stats::PluginStats;
@@ -39,14 +42,21 @@ pub struct Delivery {
     pub outcome: Result<Outcome, GuestError>,
     /// Publishes the host accepted during the call.
     pub published: Vec<Published>,
+    /// Outbound HTTP requests made during the call, really sent.
+    pub exchanges: Vec<Exchange>,
     pub handler_time: Duration,
 }
 
 impl OfflinePlugin {
     /// Reads, compiles, links and starts the plugin `module` (binary or
-    /// text) with `manifest`, under the name of the module's file. `Err` is
-    /// one line naming the file at fault.
-    pub fn load(module: &Path, manifest: &Path) -> Result<OfflinePlugin, String> {
+    /// text) with `manifest`, under the name of the module's file, its
+    /// `allowed_outbound_hosts` extended by `allow_hosts` (for this run).
+    /// `Err` is one line naming the file at fault.
+    pub fn load(
+        module: &Path,
+        manifest: &Path,
+        allow_hosts: &[String],
+    ) -> Result<OfflinePlugin, String> {
         let name = module
             .file_stem()
             .and_then(|stem| stem.to_str())
@@ -55,7 +65,13 @@ impl OfflinePlugin {
         let bytes =
             std::fs::read(module).map_err(|e| format!("{}: cannot read: {e}", module.display()))?;
         let manifest_file = manifest;
-        let manifest = read_manifest(manifest_file, &name)?;
+        let mut manifest = read_manifest(manifest_file, &name)?;
+        if !allow_hosts.is_empty() {
+            let mut hosts = manifest.allowed_outbound_hosts.written().to_vec();
+            hosts.extend_from_slice(allow_hosts);
+            manifest.allowed_outbound_hosts =
+                AllowList::parse(&hosts).map_err(|e| format!("--allow-host {e}"))?;
+        }
         let runtime = WasmRuntime::new(None).map_err(|e| format!("Wasm runtime: {e:#}"))?;
         let guest = runtime
             .compile(&bytes, "offline")
@@ -67,6 +83,7 @@ impl OfflinePlugin {
         let stats: Arc<PluginStats> = Default::default();
         let outbound = outbound_for(&name, &manifest, manifest_file, &stats)
             .map_err(|e| format!("{}: {e:#}", manifest_file.display()))?;
+        outbound.record_exchanges();
         let link = Arc::new(PluginLink {
             name: name.as_str().into(),
             manifest,
@@ -122,6 +139,7 @@ impl OfflinePlugin {
         Delivery {
             outcome,
             published,
+            exchanges: self.link.outbound.take_exchanges(),
             handler_time,
         }
     }

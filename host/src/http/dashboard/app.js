@@ -136,6 +136,15 @@ function drawPlugins (plugins, now, seen) {
       const load = plugin.load ? ` · loaded in ${plugin.load.load_ms} ms${plugin.load.from_cache ? ' from the cache' : ''}` : ''
       details.push(el('div', { 'data-field': 'module' }, `${plugin.kind} ${plugin.module_hash.slice(0, 12)}${load} · ${plugin.file || ''}`))
     }
+    const out = c.outbound
+    if (out && out.requests > 0) {
+      const classes = Object.entries(out.responses).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${number(n)}`)
+      const errors = Object.entries(out.errors).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${number(n)}`)
+      details.push(el('div', { 'data-field': 'outbound' },
+        `Outbound HTTP: ${number(out.requests)} requests · ${classes.join(' · ') || 'no responses'}` +
+        `${errors.length ? ' · errors: ' + errors.join(' · ') : ''}` +
+        ` · ${micros(out.latency_us_p50)} / ${micros(out.latency_us_p99)}`))
+    }
     if (plugin.last_error) {
       details.push(el('div', { class: 'error', 'data-field': 'last_error' }, 'Last error: ', plugin.last_error))
     }

@@ -118,6 +118,18 @@ pub struct Outbound {
     client: Option<HttpClient>,
     permits: tokio::sync::Semaphore,
     pub stats: Arc<OutboundStats>,
+    /// `Some` when each exchange is kept for a report (`wasq plugin test`).
+    exchanges: parking_lot::Mutex<Option<Vec<Exchange>>>,
+}
+
+/// One request and what came of it, as `wasq plugin test` reports it.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    pub url: String,
+    /// The status and body of the response, or why there was none.
+    pub result: Result<(u16, Bytes), OutboundError>,
+    pub took: Duration,
 }
 
 impl std::fmt::Debug for Outbound {
@@ -179,11 +191,43 @@ impl Outbound {
             client,
             permits: tokio::sync::Semaphore::new(limits.max_concurrent),
             stats,
+            exchanges: parking_lot::Mutex::new(None),
         })
     }
 
     pub fn limits(&self) -> HttpLimits {
         self.limits
+    }
+
+    /// Keeps every exchange from now on, for [`Outbound::take_exchanges`].
+    pub fn record_exchanges(&self) {
+        *self.exchanges.lock() = Some(Vec::new());
+    }
+
+    /// The exchanges kept since the last call.
+    pub fn take_exchanges(&self) -> Vec<Exchange> {
+        self.exchanges
+            .lock()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn keep_exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        result: Result<(u16, Bytes), OutboundError>,
+        took: Duration,
+    ) {
+        if let Some(exchanges) = self.exchanges.lock().as_mut() {
+            exchanges.push(Exchange {
+                method: method.to_string(),
+                url: url.to_string(),
+                result,
+                took,
+            });
+        }
     }
 
     /// `http_request` (ABI v1): the guest's method, URL and header lines
@@ -219,19 +263,25 @@ impl Outbound {
     ) -> Result<http::Response<Bytes>, OutboundError> {
         let started = Instant::now();
         let url = request.uri().to_string();
+        let method = request.method().clone();
         let deadline = deadline.min(started + self.limits.timeout);
         let sent = self.send_within(request, redirects);
         let result = match tokio::time::timeout_at(deadline.into(), sent).await {
             Ok(result) => result,
             Err(_) => Err((OutboundError::Timeout, "no whole response in time".into())),
         };
+        let took = started.elapsed();
         match result {
             Ok(response) => {
-                self.stats
-                    .record(Ok(response.status().as_u16()), started.elapsed());
+                let status = response.status().as_u16();
+                self.stats.record(Ok(status), took);
+                self.keep_exchange(&method, &url, Ok((status, response.body().clone())), took);
                 Ok(response)
             }
-            Err((error, why)) => Err(self.failed(&url, error, &why, started.elapsed())),
+            Err((error, why)) => {
+                self.keep_exchange(&method, &url, Err(error), took);
+                Err(self.failed(&url, error, &why, took))
+            }
         }
     }
 

@@ -4,11 +4,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use super::OutboundError;
+use crate::plugins::stats::HandlerTimes;
 
 #[derive(Debug)]
 pub struct OutboundStats {
@@ -31,32 +34,19 @@ impl Default for OutboundStats {
 }
 
 /// The counters as reported.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct OutboundSnapshot {
     pub requests: u64,
     /// `"2xx"` → responses.
-    pub responses: std::collections::BTreeMap<String, u64>,
+    pub responses: BTreeMap<String, u64>,
     /// `"timeout"` → failures (`refused` is the allowlist's).
-    pub errors: std::collections::BTreeMap<String, u64>,
-    pub latency_us: LatencySnapshot,
+    pub errors: BTreeMap<String, u64>,
+    pub latency_us_p50: u64,
+    pub latency_us_p99: u64,
+    /// For /metrics; the JSON shows the percentiles.
+    #[serde(skip)]
+    pub latency: HandlerTimes,
 }
-
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct LatencySnapshot {
-    pub count: u64,
-    pub p50: u64,
-    pub p99: u64,
-    pub max: u64,
-    /// Upper bounds (µs) and the number of requests at most that long,
-    /// cumulative, for Prometheus' histogram.
-    pub buckets: Vec<(u64, u64)>,
-    pub sum: u64,
-}
-
-/// Latency buckets in µs: 1 ms … 30 s.
-pub const LATENCY_BUCKETS_US: [u64; 10] = [
-    1_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000, 30_000_000,
-];
 
 impl OutboundStats {
     pub fn record(&self, result: Result<u16, OutboundError>, elapsed: Duration) {
@@ -74,13 +64,13 @@ impl OutboundStats {
     }
 
     pub fn snapshot(&self) -> OutboundSnapshot {
-        let responses: std::collections::BTreeMap<String, u64> = self
+        let responses: BTreeMap<String, u64> = self
             .by_class
             .iter()
             .enumerate()
             .map(|(i, n)| (format!("{}xx", i + 1), n.load(Ordering::Relaxed)))
             .collect();
-        let errors: std::collections::BTreeMap<String, u64> = OutboundError::ALL
+        let errors: BTreeMap<String, u64> = OutboundError::ALL
             .iter()
             .map(|e| {
                 (
@@ -91,25 +81,20 @@ impl OutboundStats {
             .collect();
         let requests = responses.values().sum::<u64>() + errors.values().sum::<u64>();
         let latency = self.latency.lock();
-        let latency_us = LatencySnapshot {
-            count: latency.len(),
-            p50: latency.value_at_quantile(0.5),
-            p99: latency.value_at_quantile(0.99),
-            max: latency.max(),
-            buckets: LATENCY_BUCKETS_US
-                .iter()
-                .map(|&bound| (bound, latency.count_between(0, bound)))
-                .collect(),
-            sum: latency
-                .iter_recorded()
-                .map(|v| v.value_iterated_to() * v.count_at_value())
-                .sum(),
+        let percentile = |q: f64| {
+            if latency.is_empty() {
+                0
+            } else {
+                latency.value_at_quantile(q)
+            }
         };
         OutboundSnapshot {
             requests,
             responses,
             errors,
-            latency_us,
+            latency_us_p50: percentile(0.5),
+            latency_us_p99: percentile(0.99),
+            latency: HandlerTimes::of(&latency),
         }
     }
 }
