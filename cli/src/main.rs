@@ -100,14 +100,20 @@ enum PluginCommand {
     /// Write a new plugin's directory: source, SDK, manifest, build.sh, README
     #[command(after_help = "Examples:\n  \
         wasq plugin new shout --lang rust && cd shout && ./build.sh\n  \
-        wasq plugin new shout --lang python --dir plugins-src/shout\n\n\
-        The plugin consumes topic NAME and publishes each body uppercased to NAME.upper.")]
+        wasq plugin new shout --lang python --dir plugins-src/shout\n  \
+        wasq plugin new notify --lang go --template webhook\n\n\
+        The plugin consumes topic NAME and publishes each body uppercased to NAME.upper\n\
+        (template webhook: POSTs each body to the URL in its manifest's [config]).")]
     New {
         /// The plugin's name (lowercase letters, digits, '-' and '_')
         name: String,
         /// Language to write it in
         #[arg(long, value_enum)]
         lang: scaffold::Language,
+        /// What the handler does: uppercase (publish NAME.upper) or webhook
+        /// (POST each body to a URL, as nsq_to_http)
+        #[arg(long, value_enum, default_value = "uppercase")]
+        template: scaffold::Template,
         /// Directory to create (default: ./NAME)
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -180,9 +186,14 @@ fn one_line(message: &str) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Plugin(PluginCommand::New { name, lang, dir }) => {
+        Command::Plugin(PluginCommand::New {
+            name,
+            lang,
+            template,
+            dir,
+        }) => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            match scaffold::scaffold(&name, lang, &dir) {
+            match scaffold::scaffold(&name, lang, template, &dir) {
                 Ok(files) => {
                     println!(
                         "wrote {} files into {}; build with: {}/build.sh",

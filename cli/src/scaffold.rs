@@ -1,8 +1,9 @@
-//! `wasq plugin new NAME --lang LANG`: a directory that builds as it is
-//! with `./build.sh`: the handler (uppercasing each body into
-//! `NAME.upper`, like the bundled `uppercase`), the language's Wasq SDK
-//! copied in (so the scaffold needs nothing from this repository), the
-//! manifest and a three-line README.
+//! `wasq plugin new NAME --lang LANG [--template T]`: a directory that
+//! builds as it is with `./build.sh`: the handler (template `uppercase`:
+//! each body uppercased into `NAME.upper`, like the bundled `uppercase`;
+//! template `webhook`: each body POSTed to a URL, the repository's
+//! `webhook` example), the language's Wasq SDK copied in (so the scaffold
+//! needs nothing from this repository), the manifest and a short README.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +22,49 @@ pub enum Language {
     Python,
 }
 
+/// What the scaffold's handler does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Template {
+    /// Publishes each body uppercased to NAME.upper.
+    #[default]
+    Uppercase,
+    /// POSTs each body to the URL in its configuration (nsq_to_http).
+    Webhook,
+}
+
 impl Language {
+    /// The webhook handler in this language: the repository's example.
+    fn webhook(self) -> Result<&'static str, String> {
+        Ok(match self {
+            Language::Rust => include_str!("../../examples/webhook/src/lib.rs"),
+            Language::C => include_str!("../../examples/c/webhook.c"),
+            Language::Zig => include_str!("../../examples/zig/webhook.zig"),
+            Language::AssemblyScript => include_str!("../../examples/assemblyscript/webhook.ts"),
+            Language::Go => include_str!("../../examples/go/webhook/main.go"),
+            Language::Js => include_str!("../../examples/js/webhook.js"),
+            Language::Wat | Language::Python => {
+                return Err(format!(
+                    "no webhook template in {} yet (see examples/python/webhook.py for Python)",
+                    self.title()
+                ));
+            }
+        })
+    }
+
+    /// The handler's file among [`Language::files`].
+    fn handler(self) -> &'static str {
+        match self {
+            Language::Rust => "src/lib.rs",
+            Language::C => "{{name}}.c",
+            Language::Zig => "{{name}}.zig",
+            Language::AssemblyScript => "{{name}}.ts",
+            Language::Go => "main.go",
+            Language::Wat => "{{name}}.wat",
+            Language::Js => "{{name}}.js",
+            Language::Python => "{{crate}}.py",
+        }
+    }
+
     fn title(self) -> &'static str {
         match self {
             Language::Rust => "Rust",
@@ -63,6 +106,10 @@ impl Language {
                 (
                     "wasq-guest/src/outcome.rs",
                     include_str!("../../guest-sdk/src/outcome.rs"),
+                ),
+                (
+                    "wasq-guest/src/http.rs",
+                    include_str!("../../guest-sdk/src/http.rs"),
                 ),
                 (".gitignore", "target/\n*.wasm\n"),
             ],
@@ -166,8 +213,17 @@ fn check_name(name: &str) -> Result<(), String> {
 
 /// Writes the scaffold of `name` in `language` into `dir` (which must not
 /// exist or be empty); returns the files written.
-pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn scaffold(
+    name: &str,
+    language: Language,
+    template: Template,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, String> {
     check_name(name)?;
+    let webhook = match template {
+        Template::Webhook => Some(language.webhook()?),
+        Template::Uppercase => None,
+    };
     if dir.exists()
         && std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -193,13 +249,27 @@ pub fn scaffold(name: &str, language: Language, dir: &Path) -> Result<Vec<PathBu
             .replace("{{warning_len}}", &warning.len().to_string())
     };
     let mut files = language.files();
-    files.push((
-        "{{name}}.toml",
-        include_str!("../templates/common/manifest.toml"),
-    ));
+    let manifest = match template {
+        Template::Uppercase => include_str!("../templates/common/manifest.toml"),
+        Template::Webhook => include_str!("../templates/common/webhook.toml"),
+    };
+    files.push(("{{name}}.toml", manifest));
     files.push(("README.md", include_str!("../templates/common/README.md")));
     let mut written = Vec::new();
     for (path, template) in files {
+        // The webhook template: the example in place of the uppercasing
+        // handler, reading the SDK copied beside it; JavaScript keeps fetch.
+        let template = match webhook {
+            Some(handler) if path == language.handler() => {
+                handler.replace("../../guest-sdk/assemblyscript/wasq", "./wasq")
+            }
+            Some(_) if path == "build.sh" && language == Language::Js => template.replace(
+                "--disable stdio random clocks http fetch-event",
+                "--disable stdio random fetch-event",
+            ),
+            _ => template.to_string(),
+        };
+        let template = template.as_str();
         let path = dir.join(fill(path));
         let write = || -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
@@ -246,14 +316,14 @@ mod tests {
         for language in Language::value_variants() {
             let dir = tempfile::tempdir().unwrap();
             let target = dir.path().join("demo-plugin");
-            let files = scaffold("demo-plugin", *language, &target).unwrap();
+            let files = scaffold("demo-plugin", *language, Template::Uppercase, &target).unwrap();
             for file in files {
                 let text = std::fs::read_to_string(&file).unwrap();
                 assert!(!text.contains("{{"), "{}: {text}", file.display());
             }
             assert!(target.join("demo-plugin.toml").exists());
             assert!(
-                scaffold("demo-plugin", *language, &target).is_err(),
+                scaffold("demo-plugin", *language, Template::Uppercase, &target).is_err(),
                 "not over a scaffold"
             );
         }

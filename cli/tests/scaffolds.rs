@@ -1,6 +1,7 @@
 //! `wasq plugin new` in every language: the scaffold builds as it is with
 //! its one command (`./build.sh`) and, run offline by `wasq plugin test`,
-//! publishes each body uppercased to NAME.upper.
+//! publishes each body uppercased to NAME.upper; with `--template webhook`
+//! it POSTs each body to a real local sink.
 //!
 //! The toolchains are the ones `scripts/build-guests` installs (PATH gets
 //! its venv first: Zig, Go, componentize-py); a language whose toolchain
@@ -18,15 +19,26 @@ fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn scaffold_builds_and_uppercases(language: &str) {
+/// Writes `name`'s scaffold in `language` from `template` under `dir`
+/// and builds it with its build.sh.
+fn scaffold_and_build(dir: &Path, name: &str, language: &str, template: &str) {
     if language != "rust"
         && let Some(problem) = guest_build_problem(language)
     {
         panic!("{problem}");
     }
-    let dir = tempfile::tempdir().unwrap();
-    let name = format!("demo-{language}");
-    let (code, stdout, stderr) = run_in(dir.path(), &["plugin", "new", &name, "--lang", language]);
+    let (code, stdout, stderr) = run_in(
+        dir,
+        &[
+            "plugin",
+            "new",
+            name,
+            "--lang",
+            language,
+            "--template",
+            template,
+        ],
+    );
     assert_eq!(code, 0, "{stdout}{stderr}");
 
     let toolchains = repository().join("target/guest-toolchains/bin");
@@ -35,7 +47,7 @@ fn scaffold_builds_and_uppercases(language: &str) {
         toolchains.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let built = Command::new(dir.path().join(&name).join("build.sh"))
+    let built = Command::new(dir.join(name).join("build.sh"))
         .env("PATH", path)
         .output()
         .expect("run build.sh");
@@ -45,6 +57,12 @@ fn scaffold_builds_and_uppercases(language: &str) {
         String::from_utf8_lossy(&built.stdout),
         String::from_utf8_lossy(&built.stderr)
     );
+}
+
+fn scaffold_builds_and_uppercases(language: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("demo-{language}");
+    scaffold_and_build(dir.path(), &name, language, "uppercase");
 
     let module = if language == "wat" {
         format!("{name}/{name}.wat")
@@ -112,4 +130,58 @@ fn js() {
 #[test]
 fn python() {
     scaffold_builds_and_uppercases("python");
+}
+
+/// `--template webhook`: the scaffold POSTs each body to the URL its
+/// manifest names, under its allowlist (here a local sink, allowed for
+/// the run with --allow-host).
+fn webhook_scaffold_posts(language: &str) {
+    let sink = wasq_testkit::HttpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("hook-{language}");
+    scaffold_and_build(dir.path(), &name, language, "webhook");
+    let manifest = dir.path().join(&name).join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        &format!("https://hooks.example.com/{name}"),
+        &sink.url("/in"),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let module = format!("{name}/{name}.wasm");
+    let origin = sink.origin();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            &module,
+            "--allow-host",
+            &origin,
+            "--message",
+            "ding",
+            "--expect",
+            "success",
+        ],
+    );
+    assert_eq!(code, 0, "{language}: {stdout}{stderr}");
+    assert_eq!(sink.requests()[0].body, b"ding", "{language}");
+}
+
+#[test]
+fn rust_webhook() {
+    webhook_scaffold_posts("rust");
+}
+
+#[test]
+fn go_webhook() {
+    webhook_scaffold_posts("go");
+}
+
+#[test]
+fn js_webhook() {
+    webhook_scaffold_posts("js");
+}
+
+#[test]
+fn c_webhook() {
+    webhook_scaffold_posts("c");
 }
