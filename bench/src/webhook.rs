@@ -74,6 +74,8 @@ struct Measured {
     rate: f64,
     cpu_seconds: f64,
     rss_mb: f64,
+    /// CPU of this process meanwhile: the sink (and the bench's polling).
+    sink_cpu_seconds: f64,
 }
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<()> {
@@ -117,18 +119,19 @@ fn run_blocking(args: &WebhookArgs) -> anyhow::Result<()> {
             let measured = measure(case, args)
                 .with_context(|| format!("{} (round {round})", describe(case)))?;
             println!(
-                "round {round}: {:<48} {:>9.0} msg/s  cpu {:>6.2} s  rss {:>6.1} MB",
+                "round {round}: {:<48} {:>9.0} msg/s  cpu {:>6.2} s  rss {:>6.1} MB  (sink cpu {:.2} s)",
                 describe(case),
                 measured.rate,
                 measured.cpu_seconds,
-                measured.rss_mb
+                measured.rss_mb,
+                measured.sink_cpu_seconds
             );
             results.push(measured);
         }
     }
     println!();
-    println!("| case | msg/s (median) | per round | CPU s | RSS MB |");
-    println!("|---|---|---|---|---|");
+    println!("| case | msg/s (median) | per round | CPU s | RSS MB | sink CPU s |");
+    println!("|---|---|---|---|---|---|");
     for (case, results) in cases.iter().zip(&results) {
         let median = |f: fn(&Measured) -> f64| {
             let mut values: Vec<f64> = results.iter().map(f).collect();
@@ -137,12 +140,13 @@ fn run_blocking(args: &WebhookArgs) -> anyhow::Result<()> {
         };
         let rounds: Vec<String> = results.iter().map(|m| format!("{:.0}", m.rate)).collect();
         println!(
-            "| {} | {:.0} | {} | {:.2} | {:.1} |",
+            "| {} | {:.0} | {} | {:.2} | {:.1} | {:.2} |",
             describe(case),
             median(|m| m.rate),
             rounds.join(" / "),
             median(|m| m.cpu_seconds),
-            median(|m| m.rss_mb)
+            median(|m| m.rss_mb),
+            median(|m| m.sink_cpu_seconds)
         );
         println!(
             "BENCH {}",
@@ -295,6 +299,7 @@ fn deliver(
     }
     start()?;
     let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+    let sink_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
     let started = Instant::now();
     let (status, body) = http_client.post(
         &format!("/channel/unpause?topic=hooks&channel={channel}"),
@@ -313,8 +318,10 @@ fn deliver(
     }
     let took = started.elapsed();
     let cpu_after: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
+    let sink_cpu_seconds = cpu_seconds(std::process::id()).unwrap_or(0.0) - sink_before;
     Ok(Measured {
         rate: expected as f64 / took.as_secs_f64(),
+        sink_cpu_seconds,
         cpu_seconds: cpu_after - cpu_before,
         rss_mb: pids.iter().map(|&p| rss_mb(p).unwrap_or(0.0)).sum(),
     })

@@ -486,3 +486,42 @@ fn a_reload_with_requests_in_flight_loses_and_doubles_nothing() {
     assert_eq!(stats["requeue_count"], 0, "no message went back: {stats}");
     assert_eq!(stats["timeout_count"], 0, "{stats}");
 }
+
+/// `enrich` (Go): each order's customer is looked up over HTTP and the
+/// order is published with the answer; an unknown customer is a dead letter.
+#[test]
+fn enrich_publishes_each_message_with_the_apis_answer() {
+    let api = HttpSink::start();
+    api.answer_with(|request| match request.path.as_str() {
+        "/customers/c1" => Answer::ok().body(r#"{"name":"Ada"}"#),
+        _ => Answer::status(404),
+    });
+    let plugins = PluginDir::default();
+    plugins.guest(
+        "go",
+        "enrich",
+        "enrich",
+        &format!(
+            "topic = \"orders\"\npublish = [\"enriched\"]\nallowed_outbound_hosts = [{:?}]\n\
+             required_config = [\"api_url\"]\n[config]\napi_url = {:?}\n",
+            api.origin(),
+            api.url("/customers")
+        ),
+    );
+    let wasqd = plugins.start();
+    let http = wasqd.http();
+    let mut output = wasqd.consumer("enriched", "check", 10);
+    assert_eq!(
+        http.post("/pub?topic=orders", br#"{"id":"c1","total":5}"#)
+            .0,
+        200
+    );
+    assert_eq!(http.post("/pub?topic=orders", br#"{"id":"nobody"}"#).0, 200);
+    let message = output.read_message();
+    let published: serde_json::Value = serde_json::from_slice(&message.body).unwrap();
+    assert_eq!(published["message"]["id"], "c1", "{published}");
+    assert_eq!(published["message"]["total"], 5, "{published}");
+    assert_eq!(published["enriched"]["name"], "Ada", "{published}");
+    assert!(eventually(WAIT, || http.counter("enrich", "dead_lettered") == 1));
+    assert_eq!(http.counter("enrich", "finished"), 1);
+}
