@@ -288,15 +288,7 @@ fn deliver(
         let (status, body) = http_client.post(&path, b"");
         anyhow::ensure!(status == 200, "{path}: {status} {body}");
     }
-    for chunk in bodies.chunks(1000) {
-        let mut mpub = (chunk.len() as u32).to_be_bytes().to_vec();
-        for body in chunk {
-            mpub.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            mpub.extend_from_slice(body);
-        }
-        let (status, body) = http_client.post("/mpub?topic=hooks&binary=true", &mpub);
-        anyhow::ensure!(status == 200, "/mpub: {status} {body}");
-    }
+    queue(&http_client, bodies)?;
     start()?;
     let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p).unwrap_or(0.0)).sum();
     let sink_before = cpu_seconds(std::process::id()).unwrap_or(0.0);
@@ -454,16 +446,17 @@ fn instance_memory(instances: usize) -> anyhow::Result<()> {
 /// Publishes `bodies` to `hooks` and unpauses its channel, without waiting.
 fn deliver_without_waiting(http: SocketAddr, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
     let client = wasq_testkit::Http::new(http);
-    for chunk in bodies.chunks(1000) {
-        let mut mpub = (chunk.len() as u32).to_be_bytes().to_vec();
-        for body in chunk {
-            mpub.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            mpub.extend_from_slice(body);
-        }
-        let (status, body) = client.post("/mpub?topic=hooks&binary=true", &mpub);
-        anyhow::ensure!(status == 200, "/mpub: {status} {body}");
-    }
+    queue(&client, bodies)?;
     let (status, _) = client.post("/channel/unpause?topic=hooks&channel=hook", b"");
     anyhow::ensure!(status == 200);
+    Ok(())
+}
+
+/// Publishes `bodies` to `hooks`, a thousand per /mpub.
+fn queue(client: &wasq_testkit::Http, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+    for chunk in bodies.chunks(1000) {
+        let (status, body) = client.mpub_binary("hooks", chunk);
+        anyhow::ensure!(status == 200, "/mpub: {status} {body}");
+    }
     Ok(())
 }

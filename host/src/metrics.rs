@@ -395,23 +395,13 @@ impl Snapshot {
             "wasq_plugin_outbound_responses",
             "Responses to the plugin's outbound HTTP requests, by status class.",
             None,
-            plugins.iter().flat_map(|p| {
-                p.counters.outbound.responses.iter().map(move |(class, n)| {
-                    let labels = vec![("plugin", p.name.clone()), ("class", class.clone())];
-                    (labels, *n)
-                })
-            }),
+            by_key(plugins, "class", |p| &p.counters.outbound.responses),
         )?;
         w.counters(
             "wasq_plugin_outbound_errors",
             "Outbound HTTP requests of the plugin that got no response, by kind (refused by the allowlist, timeout, dns, connect, too_large, invalid_request, io).",
             None,
-            plugins.iter().flat_map(|p| {
-                p.counters.outbound.errors.iter().map(move |(kind, n)| {
-                    let labels = vec![("plugin", p.name.clone()), ("kind", kind.clone())];
-                    (labels, *n)
-                })
-            }),
+            by_key(plugins, "kind", |p| &p.counters.outbound.errors),
         )?;
         let mut family = w.family(
             "wasq_plugin_outbound_duration",
@@ -489,4 +479,16 @@ fn quantile_samples(labels: Labels, latency: &LatencyStats) -> Vec<(Labels, f64)
             (labels, p.value as f64 / 1e9)
         })
         .collect()
+}
+/// One series per plugin and key of a counter map (`class="2xx"`, …).
+fn by_key<'a>(
+    plugins: &'a [PluginStatus],
+    label: &'static str,
+    counts: impl Fn(&'a PluginStatus) -> &'a std::collections::BTreeMap<String, u64> + Copy + 'a,
+) -> impl Iterator<Item = (Labels, u64)> + 'a {
+    plugins.iter().flat_map(move |p| {
+        counts(p)
+            .iter()
+            .map(move |(key, n)| (vec![("plugin", p.name.clone()), (label, key.clone())], *n))
+    })
 }

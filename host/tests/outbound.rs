@@ -383,13 +383,12 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
         let bodies: Vec<Vec<u8>> = (0..200)
             .map(|i| format!("{round}-{i}").into_bytes())
             .collect();
-        let mpub: Vec<u8> = mpub_body(&bodies);
-        assert_eq!(http.post("/mpub?topic=flowing&binary=true", &mpub).0, 200);
+        assert_eq!(http.mpub_binary("flowing", &bodies).0, 200);
         assert!(eventually(WAIT, || http.counter("flowing", "finished") == before + 200));
         let plugin_time = started.elapsed();
         let mut consumer = wasqd.consumer("external", "reader", 50);
         let started = Instant::now();
-        assert_eq!(http.post("/mpub?topic=external&binary=true", &mpub).0, 200);
+        assert_eq!(http.mpub_binary("external", &bodies).0, 200);
         for _ in 0..200 {
             let message = consumer.read_message();
             consumer.finish(&message);
@@ -400,11 +399,7 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
     let stuck_bodies: Vec<Vec<u8>> = (0..400)
         .map(|i| format!("stuck-{i}").into_bytes())
         .collect();
-    assert_eq!(
-        http.post("/mpub?topic=stuck&binary=true", &mpub_body(&stuck_bodies))
-            .0,
-        200
-    );
+    assert_eq!(http.mpub_binary("stuck", &stuck_bodies).0, 200);
     assert!(
         eventually(WAIT, || hanging.count() >= 200),
         "200 requests hang at once ({} seen)",
@@ -430,15 +425,6 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
     assert_eq!(http.counter("stuck", "finished"), 0, "still hanging");
 }
 
-fn mpub_body(bodies: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = (bodies.len() as u32).to_be_bytes().to_vec();
-    for body in bodies {
-        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        out.extend_from_slice(body);
-    }
-    out
-}
-
 /// A new version arrives while the old one waits on slow requests: those
 /// finish and settle their messages; every message is posted, none lost,
 /// none settled twice.
@@ -453,11 +439,7 @@ fn a_reload_with_requests_in_flight_loses_and_doubles_nothing() {
     let wasqd = plugins.start();
     let http = wasqd.http();
     let bodies: Vec<Vec<u8>> = (0..300).map(|i| format!("m-{i}").into_bytes()).collect();
-    assert_eq!(
-        http.post("/mpub?topic=slow&binary=true", &mpub_body(&bodies))
-            .0,
-        200
-    );
+    assert_eq!(http.mpub_binary("slow", &bodies).0, 200);
     assert!(
         eventually(WAIT, || sink.count() >= 50),
         "requests in flight"

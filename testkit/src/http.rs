@@ -46,6 +46,17 @@ impl Http {
         )
     }
 
+    /// POST /mpub?binary=true: `bodies` to `topic`, each with its length.
+    pub fn mpub_binary<B: AsRef<[u8]>>(&self, topic: &str, bodies: &[B]) -> (u16, String) {
+        let mut request = (bodies.len() as u32).to_be_bytes().to_vec();
+        for body in bodies {
+            let body = body.as_ref();
+            request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            request.extend_from_slice(body);
+        }
+        self.post(&format!("/mpub?topic={topic}&binary=true"), &request)
+    }
+
     pub fn put(&self, path: &str, body: &[u8]) -> (u16, String) {
         Http::read(
             Http::agent()
