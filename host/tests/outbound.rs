@@ -507,3 +507,51 @@ fn enrich_publishes_each_message_with_the_apis_answer() {
     assert!(eventually(WAIT, || http.counter("enrich", "dead_lettered") == 1));
     assert_eq!(http.counter("enrich", "finished"), 1);
 }
+
+/// A clean stop does not wait out a request that hangs: the call is cut
+/// short, and its message is kept for the next start, which delivers it.
+#[test]
+fn a_clean_stop_cuts_a_hanging_request_short_and_keeps_its_message() {
+    let sink = HttpSink::start();
+    sink.answer_with(|_| Answer::hang());
+    let plugins = PluginDir::default();
+    plugins.example(
+        "webhook",
+        "stuck",
+        &webhook_manifest(
+            "stuck",
+            &sink.url("/"),
+            &[sink.origin()],
+            "handler_deadline_ms = 120000\nhttp_timeout_ms = 120000",
+        ),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let args = [
+        "--plugins-dir",
+        plugins.dir.path().to_str().unwrap(),
+        "--data-path",
+        data.path().to_str().unwrap(),
+    ];
+    let wasqd = Wasqd::start_with(&args);
+    wasqd.http().wait_for_plugins_loaded(PLUGINS_LOADED_TIMEOUT);
+    assert_eq!(wasqd.http().post("/pub?topic=stuck", b"kept").0, 200);
+    assert!(eventually(WAIT, || sink.count() == 1), "the request hangs");
+    // Well within the request's two minutes.
+    let status = wasqd
+        .terminate_within(Duration::from_secs(60))
+        .expect("stopped while its request hangs");
+    assert!(status.success(), "{status}");
+
+    sink.answer_with(|_| Answer::ok());
+    let wasqd = Wasqd::start_with(&args);
+    let http = wasqd.http();
+    http.wait_for_plugins_loaded(PLUGINS_LOADED_TIMEOUT);
+    http.wait_restored();
+    assert!(
+        eventually(WAIT, || http.counter("stuck", "finished") == 1),
+        "{}",
+        http.plugin("stuck")["counters"]
+    );
+    let posted = sink.requests().iter().filter(|r| r.body == b"kept").count();
+    assert_eq!(posted, 2, "cut short, then delivered again");
+}

@@ -46,7 +46,10 @@ pub enum StopMode {
     Drain,
     /// Finish only the call under way (one message, or one batch to a
     /// module exporting `wasq_handle_batch`); the rest go back to the
-    /// channel (broker shutdown).
+    /// channel (broker shutdown). A call waiting (an HTTP response, an
+    /// fsync) is cut short instead: its instance is dropped and its
+    /// messages go back too, so a hanging endpoint cannot hold the
+    /// shutdown for its timeout.
     Requeue,
 }
 
@@ -64,6 +67,8 @@ pub struct PluginRun {
     /// The broker's runtime: idle workers wait on its notifications and timers.
     runtime: tokio::runtime::Handle,
     shutdown: CancellationToken,
+    /// Cancelled by a [`StopMode::Requeue`] stop: cuts waiting calls short.
+    cut_short: CancellationToken,
     /// Set with `shutdown`, for the per-message check: asking the token
     /// takes a lock that both workers would fight over for every message.
     stopping: AtomicBool,
@@ -113,6 +118,7 @@ impl PluginRun {
             resubscribing: tokio::sync::Mutex::new(()),
             runtime: tokio::runtime::Handle::current(),
             shutdown: CancellationToken::new(),
+            cut_short: CancellationToken::new(),
             stopping: AtomicBool::new(false),
             live_instances: AtomicUsize::new(0),
             last_error: Mutex::new(None),
@@ -140,6 +146,9 @@ impl PluginRun {
         let stopped = self.stopped.notified();
         self.drain.store(mode == StopMode::Drain, Ordering::Release);
         self.stopping.store(true, Ordering::Release);
+        if mode == StopMode::Requeue {
+            self.cut_short.cancel();
+        }
         self.shutdown.cancel();
         if !self.finished.load(Ordering::Acquire) {
             stopped.await;
@@ -286,9 +295,19 @@ impl PluginRun {
                 continue;
             };
             let started = Instant::now();
-            let intact = guest
-                .handle_many(rest, &manifest.topic, &manifest.channel, results)
-                .await;
+            let called = tokio::select! {
+                intact = guest.handle_many(rest, &manifest.topic, &manifest.channel, results) => Some(intact),
+                () = self.cut_short.cancelled() => None,
+            };
+            let Some(intact) = called else {
+                // Dropped while waiting: the instance is not to be trusted;
+                // the messages stay in flight and go back on unsubscribe.
+                results.clear();
+                *instance = None;
+                self.live_instances.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(plugin = %self.link.name, "PLUGIN: a waiting call cut short by the shutdown; its messages go back to the channel");
+                break;
+            };
             self.link
                 .stats
                 .record_handler_time(started.elapsed(), results.len());
