@@ -132,6 +132,17 @@ fn wasqd_pushes_nsqd_s_metrics_and_its_plugins_to_statsd() {
     assert_eq!(received.counts[&format!("{plugin}.handled")], 7);
     assert_eq!(received.counts[&format!("{plugin}.traps")], 0);
     assert_eq!(received.gauges[&format!("{plugin}.instances")], 1);
+    // Outbound HTTP, by status class and error kind (none made here).
+    assert_eq!(received.counts[&format!("{plugin}.outbound.2xx")], 0);
+    assert_eq!(
+        received.counts[&format!("{plugin}.outbound.error.refused")],
+        0
+    );
+    assert!(
+        received
+            .gauges
+            .contains_key(&format!("{plugin}.outbound.latency_us_99"))
+    );
     assert!(received.gauges[&format!("{prefix}mem.resident_bytes")] > 1 << 20);
 
     let all = received.datagrams.concat();
