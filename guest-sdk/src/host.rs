@@ -186,15 +186,11 @@ mod imports {
     }
 }
 
-/// Natively, what handlers published, and the configuration and HTTP
-/// endpoints they see (per thread, so tests stay apart).
+/// Natively, what handlers published and the configuration they see
+/// (per thread, so tests stay apart).
 pub mod testing {
     use std::cell::RefCell;
     use std::collections::HashMap;
-
-    use crate::http::{HttpError, Request, Response};
-
-    type HttpHandler = Box<dyn Fn(&Request) -> Result<Response, HttpError>>;
 
     /// One simulated publish.
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +203,6 @@ pub mod testing {
     thread_local! {
         pub(crate) static PUBLISHED: RefCell<Vec<Published>> = const { RefCell::new(Vec::new()) };
         pub(crate) static CONFIG: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
-        pub(crate) static HTTP: RefCell<Option<HttpHandler>> = const { RefCell::new(None) };
     }
 
     /// Sets a `[config]` value [`crate::config`] returns on this thread.
@@ -217,12 +212,6 @@ pub mod testing {
                 .borrow_mut()
                 .insert(key.to_string(), value.to_string())
         });
-    }
-
-    /// Answers this thread's requests (without one, every request is
-    /// `NotAllowed`, as with an empty allowlist).
-    pub fn set_http_handler(handler: impl Fn(&Request) -> Result<Response, HttpError> + 'static) {
-        HTTP.with(|http| *http.borrow_mut() = Some(Box::new(handler)));
     }
 
     /// Everything published on this thread so far.

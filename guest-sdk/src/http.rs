@@ -18,7 +18,7 @@
 //! `allowed_outbound_hosts` allows, waits for the whole response without
 //! holding a thread (the instance is suspended meanwhile), and ends it by
 //! `http_timeout_ms` or the handler deadline. Off WebAssembly, requests go
-//! to the handler set with [`crate::testing::set_http_handler`].
+//! to the handler set with `wasq_guest::testing::set_http_handler`.
 
 use std::fmt;
 use std::time::Duration;
@@ -275,15 +275,35 @@ mod imports {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imports {
-    use super::{HttpError, Request, Response};
+    use super::{HttpError, Request, Response, simulated::HTTP};
 
     pub fn send(request: &Request, headers: &str) -> Result<Response, HttpError> {
         // What the broker would see, so simulated handlers test the lines.
         let mut seen = request.clone();
         seen.headers = Response::parse_headers(headers.as_bytes());
-        crate::host::testing::HTTP.with(|handler| match &*handler.borrow() {
+        HTTP.with(|handler| match &*handler.borrow() {
             Some(handler) => handler(&seen),
             None => Err(HttpError::NotAllowed),
         })
+    }
+}
+
+/// Natively, the endpoint requests go to (per thread, so tests stay apart).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) mod simulated {
+    use std::cell::RefCell;
+
+    use super::{HttpError, Request, Response};
+
+    type Handler = Box<dyn Fn(&Request) -> Result<Response, HttpError>>;
+
+    thread_local! {
+        pub(crate) static HTTP: RefCell<Option<Handler>> = const { RefCell::new(None) };
+    }
+
+    /// Answers this thread's requests (without one, every request is
+    /// `NotAllowed`, as with an empty allowlist).
+    pub fn set_http_handler(handler: impl Fn(&Request) -> Result<Response, HttpError> + 'static) {
+        HTTP.with(|http| *http.borrow_mut() = Some(Box::new(handler)));
     }
 }

@@ -291,7 +291,7 @@ mod tests {
 /// Natively (unit tests): inspect what a handler published, and set the
 /// configuration and HTTP answers it sees.
 pub mod testing {
-    pub use crate::host::testing::{
-        Published, published, set_config, set_http_handler, take_published,
-    };
+    pub use crate::host::testing::{Published, published, set_config, take_published};
+    #[cfg(not(target_arch = "wasm32"))]
+    pub use crate::http::simulated::set_http_handler;
 }
