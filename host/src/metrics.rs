@@ -16,6 +16,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::broker::Stats;
 use crate::broker::channel::ChannelStats;
 use crate::broker::latency::LatencyStats;
+use crate::plugins::stats::HandlerTimes;
 use crate::plugins::{PluginState, PluginStatus};
 
 /// The media type of [`render`]'s text.
@@ -97,6 +98,27 @@ impl Writer<'_> {
             family
                 .encode_family(&labels)?
                 .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        Ok(())
+    }
+
+    /// A histogram family in seconds with one sample per `(labels, times)`.
+    fn histograms<'t>(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, &'t HandlerTimes)>,
+    ) -> std::fmt::Result {
+        let mut family = self.family(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+        for (labels, times) in samples {
+            family
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    times.sum_seconds,
+                    times.count,
+                    &times.buckets,
+                    None,
+                )?;
         }
         Ok(())
     }
@@ -403,40 +425,20 @@ impl Snapshot {
             None,
             by_key(plugins, "kind", |p| &p.counters.outbound.errors),
         )?;
-        let mut family = w.family(
+        w.histograms(
             "wasq_plugin_outbound_duration",
             "Time the plugin's outbound HTTP requests took, answered or failed.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
+            plugins
+                .iter()
+                .map(|p| (by_name(p), &p.counters.outbound.latency)),
         )?;
-        for p in plugins {
-            let times = &p.counters.outbound.latency;
-            family
-                .encode_family(&by_name(p))?
-                .encode_histogram::<NoLabelSet>(
-                    times.sum_seconds,
-                    times.count,
-                    &times.buckets,
-                    None,
-                )?;
-        }
-        let mut family = w.family(
+        w.histograms(
             "wasq_plugin_handler_duration",
             "Time the plugin's handler took per message.",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
+            plugins
+                .iter()
+                .map(|p| (by_name(p), &p.counters.handler_time)),
         )?;
-        for p in plugins {
-            let times = &p.counters.handler_time;
-            family
-                .encode_family(&by_name(p))?
-                .encode_histogram::<NoLabelSet>(
-                    times.sum_seconds,
-                    times.count,
-                    &times.buckets,
-                    None,
-                )?;
-        }
         Ok(())
     }
 
@@ -480,6 +482,7 @@ fn quantile_samples(labels: Labels, latency: &LatencyStats) -> Vec<(Labels, f64)
         })
         .collect()
 }
+
 /// One series per plugin and key of a counter map (`class="2xx"`, …).
 fn by_key<'a>(
     plugins: &'a [PluginStatus],
