@@ -271,12 +271,3 @@ fn tls_acceptor(certificates: &Certificates) -> tokio_rustls::TlsAcceptor {
     .expect("the sink's certificate");
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
-
-/// Waits until `check` holds on the sink's requests, or `timeout` passes.
-pub fn wait_for_requests(
-    sink: &HttpSink,
-    timeout: Duration,
-    mut check: impl FnMut(&[Recorded]) -> bool,
-) -> bool {
-    crate::eventually(timeout, || check(&sink.requests()))
-}

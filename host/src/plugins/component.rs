@@ -216,7 +216,7 @@ impl ComponentInstance {
         let limits = GuestLimits::for_component(&link);
         let egress = GuestEgress {
             outbound: link.outbound.clone(),
-            call_deadline: std::time::Instant::now() + link.manifest.handler_deadline,
+            call_deadline: link.call_deadline_from_now(),
         };
         let state = ComponentState {
             wasi,
@@ -273,7 +273,7 @@ impl ComponentInstance {
         };
         self.deadline.arm(&mut self.store);
         let data = self.store.data_mut();
-        data.egress.call_deadline = std::time::Instant::now() + data.link.manifest.handler_deadline;
+        data.egress.call_deadline = data.link.call_deadline_from_now();
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)

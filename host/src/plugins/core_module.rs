@@ -88,7 +88,7 @@ fn on_epoch_deadline(
     let within = watch.within_deadline(watch.memory.data(&store));
     if std::mem::take(&mut watch.moved) {
         let data = store.data_mut();
-        data.call_deadline = Instant::now() + data.link.manifest.handler_deadline;
+        data.call_deadline = data.link.call_deadline_from_now();
     }
     // The clock was armed for the first message only: keep it ticking for
     // as long as the message under way may still run.
@@ -431,7 +431,7 @@ impl CoreInstance {
         let deadline = Deadline::for_plugin(&link);
         let limits = GuestLimits::for_core_module(&link);
         let state = CoreState {
-            call_deadline: Instant::now() + link.manifest.handler_deadline,
+            call_deadline: link.call_deadline_from_now(),
             wasi,
             limits,
             link,
@@ -503,7 +503,7 @@ impl CoreInstance {
     /// The handler deadline starts now, for the outbound requests of the call.
     fn start_call_deadline(&mut self) {
         let data = self.store.data_mut();
-        data.call_deadline = Instant::now() + data.link.manifest.handler_deadline;
+        data.call_deadline = data.link.call_deadline_from_now();
     }
 
     /// Handles the first of `messages`, or as many as one batch holds

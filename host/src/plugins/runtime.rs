@@ -65,6 +65,14 @@ pub struct PluginLink {
     pub recorded: Option<parking_lot::Mutex<Vec<super::imports::Published>>>,
 }
 
+impl PluginLink {
+    /// When a handler call starting now must end (`handler_deadline_ms`):
+    /// its outbound requests end by then too.
+    pub fn call_deadline_from_now(&self) -> std::time::Instant {
+        std::time::Instant::now() + self.manifest.handler_deadline
+    }
+}
+
 pub struct WasmRuntime {
     pub engine: Engine,
     pub clock: EpochClock,

@@ -195,10 +195,6 @@ impl Outbound {
         })
     }
 
-    pub fn limits(&self) -> HttpLimits {
-        self.limits
-    }
-
     /// Keeps every exchange from now on, for [`Outbound::take_exchanges`].
     pub fn record_exchanges(&self) {
         *self.exchanges.lock() = Some(Vec::new());
