@@ -32,11 +32,12 @@ fn add_webhook(plugins: &PluginDir, language: &str, name: &str, manifest: &str) 
     }
 }
 
-/// A webhook manifest: `topic`, POSTing to `url`, allowed `allow`.
+/// A webhook manifest: `topic`, POSTing to `url`, allowed `allow`, with
+/// `extra` keys (concurrency: the default, 1, unless `extra` sets it).
 fn webhook_manifest(topic: &str, url: &str, allow: &[String], extra: &str) -> String {
     let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
     format!(
-        "topic = {topic:?}\nconcurrency = 4\nmax_attempts = 10\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n\
+        "topic = {topic:?}\nmax_attempts = 10\nbackoff_min_ms = 50\nbackoff_max_ms = 200\n\
          allowed_outbound_hosts = [{}]\n{extra}\nrequired_config = [\"url\"]\n[config]\nurl = {url:?}\n",
         allow.join(", ")
     )
@@ -77,7 +78,7 @@ fn webhooks_in_every_language_deliver_retry_and_dead_letter() {
             "hooks",
             &sink.url(&format!("/in/{language}")),
             &[sink.origin()],
-            "",
+            "concurrency = 4",
         );
         let manifest = format!("{manifest}authorization = \"Bearer ${{WEBHOOK_TOKEN}}\"\n");
         add_webhook(&plugins, language, &format!("hook-{language}"), &manifest);
@@ -364,13 +365,17 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
             &hanging.url("/"),
             &[hanging.origin()],
             "concurrency = 200\nmax_in_flight = 200\nhttp_max_concurrent = 200\nhandler_deadline_ms = 30000\nhttp_timeout_ms = 30000",
-        )
-        .replace("concurrency = 4\n", ""),
+        ),
     );
     plugins.example(
         "webhook",
         "flowing",
-        &webhook_manifest("flowing", &quick.url("/"), &[quick.origin()], ""),
+        &webhook_manifest(
+            "flowing",
+            &quick.url("/"),
+            &[quick.origin()],
+            "concurrency = 4",
+        ),
     );
     let wasqd = plugins.start();
     let http = wasqd.http();
@@ -452,8 +457,12 @@ fn a_reload_with_requests_in_flight_loses_and_doubles_nothing() {
     let sink = HttpSink::start();
     sink.answer_with(|_| Answer::ok().after(Duration::from_millis(300)));
     let plugins = PluginDir::default();
-    let manifest = webhook_manifest("slow", &sink.url("/v1"), &[sink.origin()], "")
-        .replace("concurrency = 4", "concurrency = 50");
+    let manifest = webhook_manifest(
+        "slow",
+        &sink.url("/v1"),
+        &[sink.origin()],
+        "concurrency = 50",
+    );
     plugins.example("webhook", "slow", &manifest);
     let wasqd = plugins.start();
     let http = wasqd.http();
