@@ -76,7 +76,7 @@ enum Mode {
         /// RDY of both the plugin (max_in_flight) and the consumer
         #[arg(long, default_value_t = 2500)]
         rdy: u32,
-        /// plugin instances (worker threads)
+        /// plugin instances (concurrency)
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
     },

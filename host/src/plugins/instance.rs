@@ -2,7 +2,7 @@
 //! ([`super::core_module`]) or a component of the `wasq:plugin` WIT world
 //! ([`super::component`]). Both are adapted here to the one handler the
 //! workers use, so outcomes, limits, deadlines and stats cannot differ by
-//! kind. An instance is owned by one worker thread and reused for message
+//! kind. An instance is owned by one worker (a task) and reused for message
 //! after message; a trap, a deadline overrun or an exhausted memory/stack
 //! poisons nothing else: the worker drops the instance and makes a new one.
 

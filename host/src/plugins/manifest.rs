@@ -47,7 +47,7 @@ struct RawManifest {
 pub struct Manifest {
     pub topic: String,
     pub channel: String,
-    /// Instances (worker threads) of the module.
+    /// Instances of the module (worker tasks; at most one call each at a time).
     pub concurrency: usize,
     /// The plugin's RDY: messages it may hold at once (default: concurrency).
     pub max_in_flight: i64,
