@@ -253,6 +253,47 @@ fn fault_manifest(topic: &str) -> String {
     )
 }
 
+/// Guests that compute for long share their threads: a plugin whose
+/// every instance loops (more of them than wasqd has threads for guests,
+/// each with 30 s to go) does not hold up another plugin, which keeps
+/// handling message after message while the loops run.
+#[test]
+fn a_computing_guest_does_not_hold_up_other_plugins() {
+    let plugins = PluginDir::default();
+    plugins.wat(
+        "looper",
+        &wat_plugin("", "(loop $forever (br $forever)) (i64.const 0)"),
+        "topic = \"spin\"\nchannel = \"c\"\nconcurrency = 8\nmax_in_flight = 8\nhandler_deadline_ms = 30000\n",
+    );
+    plugins.example(
+        "uppercase",
+        "uppercase",
+        "topic = \"words\"\nchannel = \"upper\"\npublish = [\"words.upper\"]\n",
+    );
+    let wasqd = plugins.start();
+    let http = wasqd.http();
+    for i in 0..8 {
+        http.post("/pub?topic=spin", format!("spin {i}").as_bytes());
+    }
+    // Every looper instance is computing.
+    assert!(eventually(WAIT, || http
+        .channel_stats("spin", "c")
+        .is_some_and(|c| c["in_flight_count"] == 8)));
+    let mut upper = wasqd.consumer("words.upper", "check", 100);
+    for i in 0..20 {
+        http.post("/pub?topic=words", format!("meanwhile {i}").as_bytes());
+        assert_eq!(
+            upper.read_message().body,
+            format!("MEANWHILE {i}").into_bytes()
+        );
+    }
+    let looper = http.plugin("looper");
+    assert_eq!(
+        looper["counters"]["timeouts"], 0,
+        "the loops were still running: {looper}"
+    );
+}
+
 #[test]
 fn faulty_plugins_never_hurt_the_broker_or_lose_messages() {
     let plugins = PluginDir::default();

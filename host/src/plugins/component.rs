@@ -21,7 +21,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::abi::Outcome;
 use super::imports::{self, Refusal};
-use super::instance::{Deadline, GuestError, GuestLimits, classify, sandboxed_wasi};
+use super::instance::{Deadline, GuestError, GuestLimits, classify, end_of_slice, sandboxed_wasi};
 use super::outbound::wasi_http::GuestEgress;
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
@@ -228,6 +228,10 @@ impl ComponentInstance {
         };
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|store| {
+            let data = store.data();
+            Ok(end_of_slice(data.egress.call_deadline, &data.link.clock))
+        });
         deadline.arm(&mut store);
         let instance = pre
             .pre

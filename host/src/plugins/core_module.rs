@@ -9,15 +9,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::{
-    Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc, UpdateDeadline,
-    ValType,
+    AsContextMut, Caller, ExternType, InstancePre, Linker, Memory, Module, Store, TypedFunc,
+    UpdateDeadline, ValType,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
 use super::epoch::EPOCH_TICK;
 use super::imports::{self, Level, Refusal};
-use super::instance::{Deadline, GuestError, GuestLimits, classify, push_single, sandboxed_wasi};
+use super::instance::{
+    Deadline, GuestError, GuestLimits, SLICE_TICKS, classify, end_of_slice, end_of_ticks,
+    push_single, sandboxed_wasi,
+};
 use super::outbound::{OutboundError, OutboundRequest, OutboundResponse};
 use super::runtime::PluginLink;
 use crate::broker::message::Message;
@@ -34,6 +37,9 @@ pub struct CoreState {
     /// When the handler call under way must end: outbound requests end
     /// by then too.
     call_deadline: Instant,
+    /// The instance's exported memory, once instantiated: imports find it
+    /// here instead of looking the export up by name on every call.
+    memory: Option<Memory>,
 }
 
 /// What the epoch callback needs to give each message of a batch call its
@@ -83,7 +89,8 @@ fn on_epoch_deadline(
     mut store: wasmtime::StoreContextMut<'_, CoreState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let Some(mut watch) = store.data_mut().batch.take() else {
-        return Ok(UpdateDeadline::Interrupt);
+        let data = store.data();
+        return Ok(end_of_slice(data.call_deadline, &data.link.clock));
     };
     let within = watch.within_deadline(watch.memory.data(&store));
     if std::mem::take(&mut watch.moved) {
@@ -95,7 +102,9 @@ fn on_epoch_deadline(
     store.data().link.clock.tick_for(watch.ticks_left);
     store.data_mut().batch = Some(watch);
     Ok(if within {
-        UpdateDeadline::Continue(1)
+        // Yields too: each tick is a slice's end for a batch.
+        let data = store.data();
+        end_of_ticks(data.call_deadline, &data.link.clock, 1)
     } else {
         UpdateDeadline::Interrupt
     })
@@ -188,7 +197,11 @@ fn guest_range(
     ptr: i32,
     len: i32,
 ) -> Option<(Memory, std::ops::Range<usize>)> {
-    let memory = caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?;
+    let memory = match caller.data().memory {
+        Some(memory) => memory,
+        // A start function calling an import, before `new` saw the export.
+        None => caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?,
+    };
     let start = usize::try_from(ptr).ok()?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
     (end <= memory.data_size(&*caller)).then_some((memory, start..end))
@@ -301,6 +314,22 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Called when an import's wait (a response, an fsync) is over, before
+/// the guest runs on. The clock may have parked meanwhile: it ticks again
+/// for the rest of the call's deadline. And the wait used up the guest's
+/// slice without computing: a fresh one, or the guest would yield its lane
+/// at once for nothing (an extra trip through the scheduler per message).
+fn resume_after_wait(caller: &mut Caller<'_, CoreState>) {
+    let data = caller.data();
+    let left = data.call_deadline.saturating_duration_since(Instant::now());
+    data.link
+        .clock
+        .tick_for(left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+    // A batch call's callback looks every tick (`BatchWatch`).
+    let slice = if data.batch.is_some() { 1 } else { SLICE_TICKS };
+    caller.as_context_mut().set_epoch_deadline(slice);
+}
+
 /// `publish` / `publish_deferred`: [`imports::publish`] with its refusal
 /// as ABI v1's status; never traps.
 async fn publish_from_guest(
@@ -316,7 +345,10 @@ async fn publish_from_guest(
         return status::BAD_POINTER;
     };
     let link = caller.data().link.clone();
-    match imports::publish(&link, &topic, body, delay_ms).await {
+    let published = imports::publish(&link, &topic, body, delay_ms).await;
+    // In durable mode the fiber waited for the fsync.
+    resume_after_wait(caller);
+    match published {
         Ok(()) => status::OK,
         Err(Refusal::Forbidden) => status::FORBIDDEN,
         Err(Refusal::InvalidTopic) => status::INVALID_TOPIC,
@@ -357,11 +389,7 @@ async fn http_request_from_guest(
         body: body.into(),
     };
     let response = link.outbound.send(request, deadline).await;
-    // The clock may have parked while the fiber waited: the rest of the
-    // call still runs under its deadline.
-    let left = deadline.saturating_duration_since(Instant::now());
-    link.clock
-        .tick_for(left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+    resume_after_wait(caller);
     match response {
         Ok(response) => {
             let (handle, kept) = caller.data_mut().responses.keep(response);
@@ -437,6 +465,7 @@ impl CoreInstance {
             link,
             batch: None,
             responses: Responses::default(),
+            memory: None,
         };
         let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -448,6 +477,7 @@ impl CoreInstance {
         let memory = instance
             .get_memory(&mut store, abi::EXPORT_MEMORY)
             .ok_or_else(|| GuestError::Abi("no exported memory".into()))?;
+        store.data_mut().memory = Some(memory);
         let version: TypedFunc<(), i32> = instance
             .get_typed_func(&mut store, abi::EXPORT_VERSION)
             .map_err(abi_error)?;

@@ -7,8 +7,9 @@
 //! poisons nothing else: the worker drops the instance and makes a new one.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::abi::Outcome;
@@ -229,8 +230,14 @@ impl Deadline {
     /// starts at most `calls - 1` deadlines later. One look at the shared
     /// clock per message instead of one per call.
     pub fn arm_for_calls<T>(&self, store: &mut wasmtime::Store<T>, calls: u64) {
-        store.set_epoch_deadline(self.ticks);
+        store.set_epoch_deadline(self.first_slice());
         self.clock.tick_for(self.ticks * calls);
+    }
+
+    /// The ticks until the store's epoch callback first looks at the call
+    /// ([`end_of_slice`]): a slice, or the whole deadline if shorter.
+    fn first_slice(&self) -> u64 {
+        self.ticks.min(SLICE_TICKS)
     }
 
     /// A call's deadline in ticks.
@@ -240,8 +247,36 @@ impl Deadline {
 
     /// Starts the deadline for a call after the one [`Deadline::arm_for_calls`] armed.
     pub fn restart<T>(&self, store: &mut wasmtime::Store<T>) {
-        store.set_epoch_deadline(self.ticks);
+        store.set_epoch_deadline(self.first_slice());
     }
+}
+
+/// How long a guest computes before it lets the other tasks of its
+/// executor lane run (executor.rs), in epoch ticks: 10 ms.
+pub const SLICE_TICKS: u64 = 2;
+
+/// What a store's epoch callback answers when a call's slice is over: run
+/// on for another slice after the lane's other tasks had their turn, or,
+/// once `call_deadline` has passed, interrupt (a [`GuestError::Timeout`]).
+/// A yield that lasts while the clock would park is covered: the clock is
+/// asked for ticks again when the call resumes.
+pub fn end_of_slice(call_deadline: Instant, clock: &EpochClock) -> UpdateDeadline {
+    end_of_ticks(call_deadline, clock, SLICE_TICKS)
+}
+
+/// [`end_of_slice`] for a callback called every `ticks` ticks.
+pub fn end_of_ticks(call_deadline: Instant, clock: &EpochClock, ticks: u64) -> UpdateDeadline {
+    if Instant::now() >= call_deadline {
+        return UpdateDeadline::Interrupt;
+    }
+    let clock = clock.clone();
+    UpdateDeadline::YieldCustom(
+        ticks,
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            clock.tick_for(ticks);
+        }),
+    )
 }
 
 /// A guest's resource limits (the manifest's memory limit, and how many
