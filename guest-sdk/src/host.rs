@@ -121,7 +121,24 @@ mod imports {
         fn wasq_config_get(key_ptr: i32, key_len: i32, buf_ptr: i32, buf_cap: i32) -> i32;
     }
 
+    std::thread_local! {
+        /// Values asked for so far: an instance's configuration never
+        /// changes (a new `[config]` is a reload, with new instances), so
+        /// a handler reading its URL for every message asks the host once.
+        static CONFIG: std::cell::RefCell<std::collections::BTreeMap<String, Option<String>>> =
+            const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+    }
+
     pub fn config(key: &str) -> Option<String> {
+        if let Some(known) = CONFIG.with(|config| config.borrow().get(key).cloned()) {
+            return known;
+        }
+        let value = config_from_host(key);
+        CONFIG.with(|config| config.borrow_mut().insert(key.to_string(), value.clone()));
+        value
+    }
+
+    fn config_from_host(key: &str) -> Option<String> {
         let mut buf = vec![0u8; 256];
         loop {
             // SAFETY: the host reads the key and writes at most `buf.len()` bytes into `buf`.

@@ -4,8 +4,11 @@
 //! a 429 and `Retry-After`, slowly, or never. Plain HTTP, or HTTPS with a
 //! certificate from a CA made for the test ([`crate::certs`]).
 //!
-//! hyper serves it on a runtime of its own (keep-alive, pipelining, many
-//! connections), so it keeps up with a broker's pooled client.
+//! hyper serves it on a thread and runtime of its own (keep-alive,
+//! pipelining, many connections), so it keeps up with a broker's pooled
+//! client. One thread: a sink whose two threads woke each other for every
+//! request took a third more CPU, which on two cores the broker under
+//! test lacks (bench/README.md, "Outbound HTTP").
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -100,8 +103,8 @@ pub struct HttpSink {
     pub address: SocketAddr,
     scheme: &'static str,
     state: Arc<State>,
-    /// Serves until the sink is dropped.
-    _runtime: tokio::runtime::Runtime,
+    /// The sink's thread serves until this is dropped.
+    _serving: tokio::sync::oneshot::Sender<()>,
 }
 
 impl HttpSink {
@@ -117,9 +120,7 @@ impl HttpSink {
     }
 
     fn serve(certificates: Option<&Certificates>) -> HttpSink {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("http-sink")
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("the sink's runtime");
@@ -153,6 +154,13 @@ impl HttpSink {
                 });
             }
         });
+        let (serving, dropped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("http-sink".into())
+            .spawn(move || {
+                let _ = runtime.block_on(dropped);
+            })
+            .expect("the sink's thread");
         HttpSink {
             address,
             scheme: if certificates.is_some() {
@@ -161,7 +169,7 @@ impl HttpSink {
                 "http"
             },
             state,
-            _runtime: runtime,
+            _serving: serving,
         }
     }
 

@@ -32,6 +32,8 @@ use rustls::pki_types::CertificateDer;
 
 use allowlist::{AllowList, Host, Scheme};
 use connector::{CheckedConnector, ConnectError};
+
+use super::executor::{current_lane, lane_count};
 pub use stats::{OutboundSnapshot, OutboundStats};
 
 /// Redirects followed for one request before its 3xx is the answer.
@@ -114,8 +116,11 @@ pub struct Outbound {
     plugin: Arc<str>,
     allow: Arc<AllowList>,
     limits: HttpLimits,
-    /// `None` with an empty allowlist: nothing to connect to.
-    client: Option<HttpClient>,
+    /// One pooled client per executor lane (executor.rs), so a request
+    /// and its connection's task run on one thread: a connection shared
+    /// across lanes woke the other thread twice per request. Empty with
+    /// an empty allowlist: nothing to connect to.
+    clients: Vec<HttpClient>,
     permits: tokio::sync::Semaphore,
     pub stats: Arc<OutboundStats>,
     /// `Some` when each exchange is kept for a report (`wasq plugin test`).
@@ -152,8 +157,8 @@ impl Outbound {
         stats: Arc<OutboundStats>,
     ) -> anyhow::Result<Outbound> {
         let allow = Arc::new(allow);
-        let client = if allow.is_empty() {
-            None
+        let clients = if allow.is_empty() {
+            Vec::new()
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.add_parsable_certificates(system_roots().iter().cloned());
@@ -177,18 +182,19 @@ impl Outbound {
                 .wrap_connector(CheckedConnector {
                     allow: allow.clone(),
                 });
-            Some(
-                Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(POOL_IDLE)
-                    .pool_timer(TokioTimer::new())
-                    .build(connector),
-            )
+            let mut builder = Client::builder(TokioExecutor::new());
+            builder
+                .pool_idle_timeout(POOL_IDLE)
+                .pool_timer(TokioTimer::new());
+            (0..lane_count())
+                .map(|_| builder.build(connector.clone()))
+                .collect()
         };
         Ok(Outbound {
             plugin: plugin.into(),
             allow,
             limits,
-            client,
+            clients,
             permits: tokio::sync::Semaphore::new(limits.max_concurrent),
             stats,
             exchanges: parking_lot::Mutex::new(None),
@@ -212,7 +218,7 @@ impl Outbound {
     fn keep_exchange(
         &self,
         method: &Method,
-        url: &str,
+        url: &Uri,
         result: Result<(u16, Bytes), OutboundError>,
         took: Duration,
     ) {
@@ -258,7 +264,9 @@ impl Outbound {
         redirects: Redirects,
     ) -> Result<http::Response<Bytes>, OutboundError> {
         let started = Instant::now();
-        let url = request.uri().to_string();
+        // Kept for the log and the exchanges: a request that succeeds
+        // needs its URL as text only when exchanges are kept.
+        let uri = request.uri().clone();
         let method = request.method().clone();
         let deadline = deadline.min(started + self.limits.timeout);
         let sent = self.send_within(request, redirects);
@@ -271,12 +279,12 @@ impl Outbound {
             Ok(response) => {
                 let status = response.status().as_u16();
                 self.stats.record(Ok(status), took);
-                self.keep_exchange(&method, &url, Ok((status, response.body().clone())), took);
+                self.keep_exchange(&method, &uri, Ok((status, response.body().clone())), took);
                 Ok(response)
             }
             Err((error, why)) => {
-                self.keep_exchange(&method, &url, Err(error), took);
-                Err(self.failed(&url, error, &why, took))
+                self.keep_exchange(&method, &uri, Err(error), took);
+                Err(self.failed(&uri.to_string(), error, &why, took))
             }
         }
     }
@@ -293,7 +301,7 @@ impl Outbound {
         request: http::Request<Bytes>,
         redirects: Redirects,
     ) -> Result<http::Response<Bytes>, (OutboundError, String)> {
-        let Some(client) = &self.client else {
+        let Some(client) = self.clients.get(current_lane() % self.clients.len().max(1)) else {
             return Err((
                 OutboundError::NotAllowed,
                 "allowed_outbound_hosts is empty: no network".into(),
