@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 
+include!(concat!(env!("OUT_DIR"), "/wasi_http_wit.rs"));
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Language {
     Rust,
@@ -42,13 +44,41 @@ impl Language {
             Language::AssemblyScript => include_str!("../../examples/assemblyscript/webhook.ts"),
             Language::Go => include_str!("../../examples/go/webhook/main.go"),
             Language::Js => include_str!("../../examples/js/webhook.js"),
-            Language::Wat | Language::Python => {
+            Language::Python => include_str!("../../examples/python/webhook.py"),
+            Language::Wat => {
                 return Err(format!(
-                    "no webhook template in {} yet (see examples/python/webhook.py for Python)",
+                    "no webhook template in {}: one of rust, c, zig, assemblyscript, go, js, python",
                     self.title()
                 ));
             }
         })
+    }
+
+    /// What the webhook template needs beside the files of
+    /// [`Language::files`]: Python's wasi:http client and the world that
+    /// imports wasi:http, with wasi:http's WIT (bundled by build.rs).
+    fn webhook_files(self) -> Vec<(String, &'static str)> {
+        match self {
+            Language::Python => {
+                let mut files = vec![
+                    (
+                        "wasi_http_client.py".to_string(),
+                        include_str!("../../examples/python/wasi_http_client.py"),
+                    ),
+                    (
+                        "wit/consumer-http.wit".to_string(),
+                        include_str!("../../examples/python/wit/consumer-http.wit"),
+                    ),
+                ];
+                files.extend(
+                    WASI_HTTP_WIT
+                        .iter()
+                        .map(|(name, text)| (format!("wit/deps/{name}"), *text)),
+                );
+                files
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The handler's file among [`Language::files`].
@@ -248,17 +278,28 @@ pub fn scaffold(
             .replace("{{output_len}}", &output.len().to_string())
             .replace("{{warning_len}}", &warning.len().to_string())
     };
-    let mut files = language.files();
+    let mut files: Vec<(String, &str)> = language
+        .files()
+        .into_iter()
+        .map(|(path, template)| (path.to_string(), template))
+        .collect();
     let manifest = match template {
         Template::Uppercase => include_str!("../templates/common/manifest.toml"),
-        Template::Webhook => include_str!("../templates/common/webhook.toml"),
+        Template::Webhook => {
+            files.extend(language.webhook_files());
+            include_str!("../templates/common/webhook.toml")
+        }
     };
-    files.push(("{{name}}.toml", manifest));
-    files.push(("README.md", include_str!("../templates/common/README.md")));
+    files.push(("{{name}}.toml".to_string(), manifest));
+    files.push((
+        "README.md".to_string(),
+        include_str!("../templates/common/README.md"),
+    ));
     let mut written = Vec::new();
     for (path, template) in files {
         // The webhook template: the example in place of the uppercasing
-        // handler, reading the SDK copied beside it; JavaScript keeps fetch.
+        // handler, reading the SDK copied beside it; JavaScript keeps fetch,
+        // Python gets wasi:http.
         let template = match webhook {
             Some(handler) if path == language.handler() => {
                 handler.replace("../../guest-sdk/assemblyscript/wasq", "./wasq")
@@ -267,10 +308,14 @@ pub fn scaffold(
                 "--disable stdio random clocks http fetch-event",
                 "--disable stdio random fetch-event",
             ),
+            // Python calls out through the world that imports wasi:http.
+            Some(_) if path == "build.sh" && language == Language::Python => {
+                template.replace("--world consumer ", "--world consumer-http ")
+            }
             _ => template.to_string(),
         };
         let template = template.as_str();
-        let path = dir.join(fill(path));
+        let path = dir.join(fill(&path));
         let write = || -> std::io::Result<()> {
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
@@ -326,6 +371,34 @@ mod tests {
                 scaffold("demo-plugin", *language, Template::Uppercase, &target).is_err(),
                 "not over a scaffold"
             );
+        }
+    }
+
+    #[test]
+    fn every_webhook_template_is_filled_and_complete() {
+        for language in Language::value_variants() {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("hook");
+            let Ok(files) = scaffold("hook", *language, Template::Webhook, &target) else {
+                assert_eq!(*language, Language::Wat, "only WAT has no webhook");
+                continue;
+            };
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                assert!(!text.contains("{{"), "{}: {text}", file.display());
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("hook");
+        scaffold("hook", Language::Python, Template::Webhook, &target).unwrap();
+        let build = std::fs::read_to_string(target.join("build.sh")).unwrap();
+        assert!(build.contains("--world consumer-http "), "{build}");
+        for needed in [
+            "wasi_http_client.py",
+            "wit/consumer-http.wit",
+            "wit/deps/http.wit",
+        ] {
+            assert!(target.join(needed).exists(), "{needed}");
         }
     }
 }

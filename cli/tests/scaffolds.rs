@@ -185,3 +185,8 @@ fn js_webhook() {
 fn c_webhook() {
     webhook_scaffold_posts("c");
 }
+
+#[test]
+fn python_webhook() {
+    webhook_scaffold_posts("python");
+}
