@@ -372,7 +372,14 @@ static uint32_t wasq_read_u32(const uint8_t *p) {
 
 __attribute__((export_name("wasq_abi_version"))) int32_t wasq_abi_version(void) { return 1; }
 
+/* The last batch's region, freed by the next wasq_alloc: the host reads
+ * the batch's outcomes after wasq_handle_batch returns, and a free before
+ * then lets malloc write its bookkeeping over them (ABI.md, "Batches"). */
+static void *wasq_handed_batch;
+
 __attribute__((export_name("wasq_alloc"))) void *wasq_alloc(int32_t size) {
+    free(wasq_handed_batch);
+    wasq_handed_batch = NULL;
     /* NULL (0) tells the host to retry the message later. */
     return size > 0 ? malloc((size_t)size) : NULL;
 }
@@ -439,7 +446,7 @@ __attribute__((export_name("wasq_handle_batch"))) void wasq_handle_batch(uint8_t
                                    : WASQ_RETRY;
         memcpy(entry, &outcome, sizeof outcome);
     }
-    free(ptr);
+    wasq_handed_batch = ptr;
 }
 
 #endif /* WASQ_NO_EXPORTS */

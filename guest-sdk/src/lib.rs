@@ -96,8 +96,23 @@ pub mod __private {
         Layout::from_size_align(size, 8).ok()
     }
 
-    /// `wasq_alloc`: memory for one message, freed when `handle` returns.
+    std::thread_local! {
+        /// The last batch's region, freed by the next `alloc`: the host
+        /// reads the batch's outcomes after `handle_batch` returns, and a
+        /// free before then lets the allocator write its bookkeeping over
+        /// them (ABI.md, "Batches").
+        static HANDED_BATCH: std::cell::Cell<Option<(usize, Layout)>> =
+            const { std::cell::Cell::new(None) };
+    }
+
+    /// `wasq_alloc`: memory for one message, freed when `handle` returns
+    /// (a batch's: at the next `alloc`).
     pub fn alloc(size: i32) -> i32 {
+        if let Some((ptr, layout)) = HANDED_BATCH.take() {
+            // SAFETY: allocated by `alloc` with this layout; the host is
+            // done with it (it asks for a new region only after reading).
+            unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
+        }
         let Some(layout) = layout(size) else { return 0 };
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { std::alloc::alloc(layout) };
@@ -127,7 +142,7 @@ pub mod __private {
 
     /// `wasq_handle_batch`: the handler for each message of the batch, in
     /// order, each outcome written to its entry as soon as it is known;
-    /// then the batch is freed.
+    /// the batch is freed by the next `alloc`, once the host has read it.
     pub fn handle_batch(ptr: i32, len: i32, count: i32, handler: fn(&Message) -> Outcome) {
         let (Some(layout), Ok(count)) = (layout(len), usize::try_from(count)) else {
             return;
@@ -137,8 +152,7 @@ pub mod __private {
         // `ptr`, which `alloc(len)` returned.
         let batch = unsafe { std::slice::from_raw_parts_mut(raw, len as usize) };
         handle_entries(batch, count, handler);
-        // SAFETY: allocated by `alloc` with this same layout.
-        unsafe { std::alloc::dealloc(raw, layout) };
+        HANDED_BATCH.set(Some((raw as usize, layout)));
     }
 
     /// Size of one entry of a batch's table (ABI.md, "Batches").

@@ -302,7 +302,15 @@ pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
             return 1;
         }
 
+        /// The last batch's region, freed by the next alloc: the host
+        /// reads the batch's outcomes after handleBatch returns, and a
+        /// free before then lets the allocator write over them (ABI.md,
+        /// "Batches").
+        var handed_batch: ?[]u8 = null;
+
         fn alloc(size: i32) callconv(.c) ?[*]u8 {
+            if (handed_batch) |batch| allocator.free(batch);
+            handed_batch = null;
             if (size <= 0) return null;
             const buffer = allocator.alloc(u8, @intCast(size)) catch return null;
             return buffer.ptr;
@@ -318,7 +326,7 @@ pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
 
         fn handle(ptr: [*]u8, len: i32) callconv(.c) i64 {
             const bytes = ptr[0..@intCast(len)];
-            defer allocator.free(bytes);
+            defer handed_batch = bytes;
             return run(bytes);
         }
 
@@ -327,7 +335,7 @@ pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
         /// known) then the message's offset and length.
         fn handleBatch(ptr: [*]u8, len: i32, count: i32) callconv(.c) void {
             const bytes = ptr[0..@intCast(len)];
-            defer allocator.free(bytes);
+            defer handed_batch = bytes;
             if (count < 0 or @as(usize, @intCast(count)) > bytes.len / 16) {
                 log(.err, "wasq.zig: malformed batch");
                 return;

@@ -78,7 +78,10 @@ fn webhooks_in_every_language_deliver_retry_and_dead_letter() {
             "hooks",
             &sink.url(&format!("/in/{language}")),
             &[sink.origin()],
-            "concurrency = 4",
+            // Four messages per worker at once: batches for the core
+            // modules that take them, each message waiting on the network
+            // within its batch.
+            "concurrency = 4\nmax_in_flight = 16",
         );
         let manifest = format!("{manifest}authorization = \"Bearer ${{WEBHOOK_TOKEN}}\"\n");
         add_webhook(&plugins, language, &format!("hook-{language}"), &manifest);
