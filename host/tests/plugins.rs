@@ -38,14 +38,20 @@ async fn read_bodies(consumer: &mut NSQConsumer, n: usize) -> Vec<Vec<u8>> {
     bodies
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn uppercase_publishes_to_its_output_topic() {
-    let plugins = PluginDir::default();
+/// The `uppercase` example on channel `upper` of topic `words`,
+/// publishing to `words.upper`.
+fn add_uppercase(plugins: &PluginDir) {
     plugins.example(
         "uppercase",
         "uppercase",
         "topic = \"words\"\nchannel = \"upper\"\npublish = [\"words.upper\"]\n",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uppercase_publishes_to_its_output_topic() {
+    let plugins = PluginDir::default();
+    add_uppercase(&plugins);
     let wasqd = plugins.start();
     let http = wasqd.http();
     let mut output = tokio_consumer(&wasqd, "words.upper", "check");
@@ -265,11 +271,7 @@ fn a_computing_guest_does_not_hold_up_other_plugins() {
         &wat_plugin("", "(loop $forever (br $forever)) (i64.const 0)"),
         "topic = \"spin\"\nchannel = \"c\"\nconcurrency = 8\nmax_in_flight = 8\nhandler_deadline_ms = 30000\n",
     );
-    plugins.example(
-        "uppercase",
-        "uppercase",
-        "topic = \"words\"\nchannel = \"upper\"\npublish = [\"words.upper\"]\n",
-    );
+    add_uppercase(&plugins);
     let wasqd = plugins.start();
     let http = wasqd.http();
     for i in 0..8 {
@@ -297,11 +299,7 @@ fn a_computing_guest_does_not_hold_up_other_plugins() {
 #[test]
 fn faulty_plugins_never_hurt_the_broker_or_lose_messages() {
     let plugins = PluginDir::default();
-    plugins.example(
-        "uppercase",
-        "uppercase",
-        "topic = \"words\"\nchannel = \"upper\"\npublish = [\"words.upper\"]\n",
-    );
+    add_uppercase(&plugins);
     plugins.wat(
         "trapper",
         &wat_plugin("", "unreachable"),
