@@ -41,6 +41,7 @@ mod reload;
 mod scale;
 mod soak;
 mod spinning_client;
+mod state_store;
 mod steal;
 mod versus;
 mod webhook;
@@ -111,6 +112,8 @@ enum Mode {
     Scale(scale::ScaleArgs),
     /// a topic delivered to a local HTTP sink by the webhook plugin and by NSQ's nsq_to_http (with --nsqd and --nsq-to-http): messages/s, CPU and memory, the sink answering at once and after 20 ms
     Webhook(webhook::WebhookArgs),
+    /// embedded stores for plugin state (redb, fjall): increments group-committed per FIN, open after kill -9, size on disk
+    StateStore(state_store::StateStoreArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -133,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Mode::Webhook(webhook)) = args.command.clone() {
         return webhook::run(webhook).await;
+    }
+    if let Some(Mode::StateStore(state)) = args.command.clone() {
+        return tokio::task::spawn_blocking(move || state_store::run(state)).await?;
     }
     if let Some(Mode::Soak(soak)) = args.command {
         return soak::run(soak).await;
