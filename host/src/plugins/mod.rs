@@ -8,6 +8,7 @@
 //! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
 //! - [`imports`]: what `log`, `publish` and `config_get` mean, for both kinds
 //! - [`outbound`]: outbound HTTP behind the manifest's allowlist
+//! - [`state`]: per-plugin key-value state committed with the FIN (in progress)
 //! - [`instance`]: one guest instance of either kind, reused per worker
 //! - [`offline`]: one plugin run without a broker (`wasq plugin test`)
 //! - [`consumer`]: the dispatcher and workers of a running plugin
@@ -43,6 +44,7 @@ pub mod outbound;
 mod prepare;
 pub mod reload;
 pub mod runtime;
+pub mod state;
 pub mod stats;
 pub mod status;
 pub mod watcher;
