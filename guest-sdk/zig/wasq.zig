@@ -326,7 +326,7 @@ pub fn exportPlugin(comptime handler: fn (*const Message) Outcome) void {
 
         fn handle(ptr: [*]u8, len: i32) callconv(.c) i64 {
             const bytes = ptr[0..@intCast(len)];
-            defer handed_batch = bytes;
+            defer allocator.free(bytes);
             return run(bytes);
         }
 
