@@ -15,7 +15,7 @@ use wasmtime::{
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::abi::{self, Outcome, status};
-use super::epoch::EPOCH_TICK;
+use super::epoch::ticks_covering;
 use super::imports::{self, Level, Refusal};
 use super::instance::{
     Deadline, GuestError, GuestLimits, SLICE_TICKS, classify, end_of_slice, end_of_ticks,
@@ -322,9 +322,7 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
 fn resume_after_wait(caller: &mut Caller<'_, CoreState>) {
     let data = caller.data();
     let left = data.call_deadline.saturating_duration_since(Instant::now());
-    data.link
-        .clock
-        .tick_for(left.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1);
+    data.link.clock.tick_for(ticks_covering(left));
     // A batch call's callback looks every tick (`BatchWatch`).
     let slice = if data.batch.is_some() { 1 } else { SLICE_TICKS };
     caller.as_context_mut().set_epoch_deadline(slice);

@@ -18,6 +18,12 @@ use wasmtime::Engine;
 /// How often the epoch advances; deadlines are rounded up to it.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// The ticks that cover `duration` from now: rounded up, plus the tick
+/// already under way.
+pub fn ticks_covering(duration: Duration) -> u64 {
+    duration.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1
+}
+
 /// A handle on the ticker of one engine; the ticker ends with the last
 /// handle or with the engine, whichever goes first.
 #[derive(Clone)]

@@ -15,7 +15,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use super::abi::Outcome;
 use super::component::{ComponentInstance, ComponentPre};
 use super::core_module::{CoreInstance, CorePre};
-use super::epoch::{EPOCH_TICK, EpochClock};
+use super::epoch::{EpochClock, ticks_covering};
 use super::log_stream::GuestOutput;
 use super::runtime::PluginLink;
 use super::stats::PluginStats;
@@ -210,12 +210,7 @@ impl Deadline {
     pub fn for_plugin(link: &PluginLink) -> Deadline {
         Deadline {
             clock: link.clock.clone(),
-            ticks: link
-                .manifest
-                .handler_deadline
-                .as_nanos()
-                .div_ceil(EPOCH_TICK.as_nanos()) as u64
-                + 1,
+            ticks: ticks_covering(link.manifest.handler_deadline),
         }
     }
 
