@@ -43,6 +43,16 @@ fn webhook_manifest(topic: &str, url: &str, allow: &[String], extra: &str) -> St
     )
 }
 
+/// The Rust webhook as plugin `name` on topic `name`, posting to `sink`
+/// (allowed), with `extra` manifest keys.
+fn add_webhook_posting_to(plugins: &PluginDir, name: &str, sink: &HttpSink, extra: &str) {
+    plugins.example(
+        "webhook",
+        name,
+        &webhook_manifest(name, &sink.url("/"), &[sink.origin()], extra),
+    );
+}
+
 /// Bodies each webhook gets, and what the sink answers to each on its
 /// first try (later tries: 200).
 fn scripted_answer(body: &[u8], tries: usize) -> Answer {
@@ -360,26 +370,13 @@ fn a_hanging_endpoint_slows_no_other_plugin_or_consumer() {
     hanging.answer_with(|_| Answer::hang());
     let quick = HttpSink::start();
     let plugins = PluginDir::default();
-    plugins.example(
-        "webhook",
+    add_webhook_posting_to(
+        &plugins,
         "stuck",
-        &webhook_manifest(
-            "stuck",
-            &hanging.url("/"),
-            &[hanging.origin()],
-            "concurrency = 200\nmax_in_flight = 200\nhttp_max_concurrent = 200\nhandler_deadline_ms = 30000\nhttp_timeout_ms = 30000",
-        ),
+        &hanging,
+        "concurrency = 200\nmax_in_flight = 200\nhttp_max_concurrent = 200\nhandler_deadline_ms = 30000\nhttp_timeout_ms = 30000",
     );
-    plugins.example(
-        "webhook",
-        "flowing",
-        &webhook_manifest(
-            "flowing",
-            &quick.url("/"),
-            &[quick.origin()],
-            "concurrency = 4",
-        ),
-    );
+    add_webhook_posting_to(&plugins, "flowing", &quick, "concurrency = 4");
     let wasqd = plugins.start();
     let http = wasqd.http();
 
@@ -546,15 +543,11 @@ fn a_clean_stop_cuts_a_hanging_request_short_and_keeps_its_message() {
     let sink = HttpSink::start();
     sink.answer_with(|_| Answer::hang());
     let plugins = PluginDir::default();
-    plugins.example(
-        "webhook",
+    add_webhook_posting_to(
+        &plugins,
         "stuck",
-        &webhook_manifest(
-            "stuck",
-            &sink.url("/"),
-            &[sink.origin()],
-            "handler_deadline_ms = 120000\nhttp_timeout_ms = 120000",
-        ),
+        &sink,
+        "handler_deadline_ms = 120000\nhttp_timeout_ms = 120000",
     );
     let data = tempfile::tempdir().unwrap();
     let args = [
