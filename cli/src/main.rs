@@ -154,6 +154,10 @@ enum PluginCommand {
         /// are really sent, and shown with their answers.
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
+        /// Keep a plugin's state (`state = true`) in this directory, so
+        /// later runs see it; by default each run starts empty.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
     },
 }
 
@@ -215,6 +219,7 @@ fn main() -> ExitCode {
             expect,
             attempt,
             allow_hosts,
+            state,
         }) => {
             let mut bodies: Vec<Vec<u8>> = messages.into_iter().map(String::into_bytes).collect();
             if let Some(file) = messages_file {
@@ -248,6 +253,7 @@ fn main() -> ExitCode {
                 expect,
                 attempt,
                 allow_hosts,
+                state,
             };
             match plugin_test::run(test, logs) {
                 Ok(true) => ExitCode::SUCCESS,

@@ -30,6 +30,9 @@ pub struct TestRun {
     pub attempt: u16,
     /// Added to the manifest's `allowed_outbound_hosts` for this run.
     pub allow_hosts: Vec<String>,
+    /// Where a plugin granted state keeps it (kept between runs); by
+    /// default a temporary directory.
+    pub state: Option<PathBuf>,
 }
 
 /// The manifest beside a module: `NAME.toml` for `NAME.wasm` / `NAME.wat`.
@@ -56,7 +59,12 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
                 .unwrap_or_default()
         ));
     }
-    let mut plugin = OfflinePlugin::load(&test.module, &manifest, &test.allow_hosts)?;
+    let mut plugin = OfflinePlugin::load(
+        &test.module,
+        &manifest,
+        &test.allow_hosts,
+        test.state.as_deref(),
+    )?;
     // What loading logged (the compile) is not a message's.
     logs.take();
     let mut all_as_expected = true;

@@ -36,7 +36,7 @@ fn harness() -> &'static Harness {
         let (broker, plugins) = runtime.block_on(async {
             let options = Options::parse_from(["wasqd", "--max-msg-size", "4096"]);
             let broker = Broker::new(options);
-            let plugins = PluginHost::new(broker.clone(), dir.clone(), None).unwrap();
+            let plugins = PluginHost::new(broker.clone(), dir.clone(), None, None).unwrap();
             plugins.load_all().await;
             (broker, plugins)
         });

@@ -220,6 +220,23 @@ pub mod testing {
     thread_local! {
         pub(crate) static PUBLISHED: RefCell<Vec<Published>> = const { RefCell::new(Vec::new()) };
         pub(crate) static CONFIG: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+        pub(crate) static STATE: RefCell<std::collections::BTreeMap<Vec<u8>, Vec<u8>>> =
+            const { RefCell::new(std::collections::BTreeMap::new()) };
+    }
+
+    /// The simulated state on this thread, in key order.
+    pub fn state_entries() -> Vec<(Vec<u8>, Vec<u8>)> {
+        STATE.with(|s| {
+            s.borrow()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    /// Empties the simulated state on this thread.
+    pub fn clear_state() {
+        STATE.with(|s| s.borrow_mut().clear());
     }
 
     /// Sets a `[config]` value [`crate::config`] returns on this thread.

@@ -32,6 +32,7 @@ mod host;
 pub mod http;
 mod message;
 mod outcome;
+pub mod state;
 
 pub use host::{
     LogLevel, PublishError, config, log, log_debug, log_error, log_info, log_warn, publish,
@@ -305,7 +306,9 @@ mod tests {
 /// Natively (unit tests): inspect what a handler published, and set the
 /// configuration and HTTP answers it sees.
 pub mod testing {
-    pub use crate::host::testing::{Published, published, set_config, take_published};
+    pub use crate::host::testing::{
+        Published, clear_state, published, set_config, state_entries, take_published,
+    };
     #[cfg(not(target_arch = "wasm32"))]
     pub use crate::http::simulated::set_http_handler;
 }

@@ -174,7 +174,8 @@ fn plugin_call(c: &mut Criterion) {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _entered = runtime.enter();
-    let wasm = WasmRuntime::new(None).unwrap();
+    let state = wasq_host::plugins::state::SharedStore::new(None, false, Default::default());
+    let wasm = WasmRuntime::new(None, state).unwrap();
     let manifest = Manifest::parse(
         "trivial",
         std::path::Path::new("trivial.toml"),
@@ -199,6 +200,7 @@ fn plugin_call(c: &mut Criterion) {
         outbound,
         clock: wasm.clock.clone(),
         recorded: None,
+        state: None,
     });
     let executor = &wasm.executor;
     let m = message(1);

@@ -100,8 +100,14 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
     let shutdown = CancellationToken::new();
     let storage_stop = CancellationToken::new();
     let storage_task = crate::broker::storage_task::spawn(broker.clone(), storage_stop.clone());
-    let plugins = PluginHost::new(broker.clone(), plugins_dir.clone(), Some(cache_dir))
-        .context("cannot start the Wasm runtime")?;
+    let state_dir = data_dir.join("plugin-state");
+    let plugins = PluginHost::new(
+        broker.clone(),
+        plugins_dir.clone(),
+        Some(cache_dir),
+        Some(state_dir),
+    )
+    .context("cannot start the Wasm runtime")?;
     plugins.start_loading().await;
     if plugins_watch
         && plugins_dir.is_dir()

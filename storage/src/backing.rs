@@ -49,6 +49,10 @@ pub trait BackingQueue: fmt::Debug + Send {
     /// checkpoint (every `--sync-timeout`).
     fn sync(&mut self) -> PendingWork<()>;
 
+    /// The read checkpoint last saved durably: a crash never redelivers a
+    /// message read before it. `None` when nothing is kept on disk.
+    fn saved_checkpoint(&self) -> Option<Location>;
+
     /// Clean shutdown: keeps every message the owner still holds in memory
     /// (each with its due time, if deferred), forgets `forget` (the
     /// locations of those it had read from here), and makes it all
@@ -93,6 +97,10 @@ impl BackingQueue for DiscardQueue {
     }
 
     fn finish(&mut self, _: &Location) {}
+
+    fn saved_checkpoint(&self) -> Option<Location> {
+        None
+    }
 
     fn depth(&self) -> u64 {
         0

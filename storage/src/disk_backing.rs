@@ -317,6 +317,10 @@ impl BackingQueue for DiskBacking {
         self.counts.lock().total()
     }
 
+    fn saved_checkpoint(&self) -> Option<Location> {
+        self.outstanding.durable_checkpoint()
+    }
+
     fn is_empty(&self) -> bool {
         let counts = self.counts.lock();
         !counts.opening && counts.total() == 0

@@ -45,27 +45,41 @@ pub struct DiskSettings {
     pub max_payload: u64,
 }
 
-/// Locations read but not yet finished. Shared (a leaf lock, held for set
-/// operations only) so the queue's owner can finish a message without
-/// waiting for whatever file I/O the queue itself is doing.
+/// Locations read but not yet finished, and the checkpoint last saved
+/// durably. Shared (leaf locks, held for set operations only) so the
+/// queue's owner can finish a message, or learn what a crash would
+/// redeliver, without waiting for whatever file I/O the queue is doing.
 #[derive(Debug, Clone, Default)]
-pub struct Outstanding(Arc<Mutex<BTreeSet<Location>>>);
+pub struct Outstanding {
+    locations: Arc<Mutex<BTreeSet<Location>>>,
+    durable_checkpoint: Arc<Mutex<Option<Location>>>,
+}
 
 impl Outstanding {
     pub fn insert(&self, location: Location) {
-        self.0.lock().insert(location);
+        self.locations.lock().insert(location);
     }
 
     pub fn remove(&self, location: &Location) {
-        self.0.lock().remove(location);
+        self.locations.lock().remove(location);
     }
 
     fn first(&self) -> Option<Location> {
-        self.0.lock().first().copied()
+        self.locations.lock().first().copied()
     }
 
     fn clear(&self) {
-        self.0.lock().clear();
+        self.locations.lock().clear();
+    }
+
+    /// The checkpoint last saved and fsynced: a crash never redelivers a
+    /// message before it.
+    pub fn durable_checkpoint(&self) -> Option<Location> {
+        *self.durable_checkpoint.lock()
+    }
+
+    fn set_durable_checkpoint(&self, at: Option<Location>) {
+        *self.durable_checkpoint.lock() = at;
     }
 }
 
@@ -175,6 +189,7 @@ impl DiskQueue {
         segments: BTreeMap<u64, u64>,
         next_segment: u64,
     ) -> DiskQueue {
+        outstanding.set_durable_checkpoint(Some(start));
         DiskQueue {
             writer: SegmentWriter::new(next_segment, settings.max_bytes_per_file),
             files,
@@ -386,6 +401,9 @@ impl DiskQueue {
         }
         checkpoint::write(&self.files.checkpoint(), checkpoint, durable)?;
         self.saved_checkpoint = Some(checkpoint);
+        if durable {
+            self.outstanding.set_durable_checkpoint(Some(checkpoint));
+        }
         let writing = self.writer.current_segment();
         let (delete, keep): (Vec<u64>, Vec<u64>) = self
             .consumed
@@ -452,6 +470,7 @@ impl DiskQueue {
         self.outstanding.clear();
         self.depth = 0;
         self.saved_checkpoint = None;
+        self.outstanding.set_durable_checkpoint(None);
         self.sync = Arc::new(SyncState::default());
         self.may_have_files = false;
     }

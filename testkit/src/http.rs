@@ -65,6 +65,14 @@ impl Http {
         )
     }
 
+    pub fn delete(&self, path: &str) -> (u16, String) {
+        Http::read(
+            Http::agent()
+                .delete(&format!("{}{}", self.base, path))
+                .call(),
+        )
+    }
+
     /// GET, with the body parsed as JSON (a string if it is not JSON).
     pub fn get_json(&self, path: &str) -> (u16, Value) {
         let (status, body) = self.get(path);

@@ -170,6 +170,14 @@ impl InFlightQueue {
         Ok(stored.entry)
     }
 
+    /// The message `owner_id` holds as `id`, if it does.
+    pub fn get(&self, owner_id: u64, id: &MessageId) -> Option<&InFlight> {
+        self.by_id
+            .get(id)
+            .map(|stored| &stored.entry)
+            .filter(|entry| entry.owner_id == owner_id)
+    }
+
     /// Adds `id` to the group of `deadline` ([`join_group_of`]).
     fn join_group(&mut self, id: MessageId, deadline: Instant) -> u64 {
         join_group_of(

@@ -10,6 +10,7 @@ mod dashboard;
 pub mod https;
 mod info;
 mod metrics;
+mod plugin_state;
 mod plugins;
 mod publish;
 mod quick;
@@ -70,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/plugins", get(plugins::list))
         .route("/plugins/{name}/reload", post(plugins::reload))
+        .route(
+            "/plugins/{name}/state",
+            get(plugin_state::list).delete(plugin_state::delete),
+        )
+        .route("/plugins/{name}/state/{*key}", get(plugin_state::get_one))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED")

@@ -21,13 +21,18 @@ pub const EXPORT_COMMAND_START: &str = "_start";
 pub const IMPORT_MODULE: &str = "wasq";
 
 /// Every import of module `wasq`, in the order ABI.md lists them.
-pub const IMPORTS: [&str; 6] = [
+pub const IMPORTS: [&str; 11] = [
     "log",
     "publish",
     "publish_deferred",
     "config_get",
     "http_request",
     "http_response_read",
+    "state_get",
+    "state_set",
+    "state_delete",
+    "state_increment",
+    "state_scan",
 ];
 
 /// The record `http_request` writes: handle, status, headers_len, body_len (u32 each).
@@ -69,6 +74,11 @@ pub mod status {
     pub const INVALID_REQUEST: i32 = 13;
     pub const IO: i32 = 14;
     pub const BUSY: i32 = 15;
+    pub const NO_STATE: i32 = 16;
+    pub const INVALID_KEY: i32 = 17;
+    pub const VALUE_TOO_LARGE: i32 = 18;
+    pub const STATE_FULL: i32 = 19;
+    pub const NOT_A_NUMBER: i32 = 20;
 }
 
 /// What a handler decided.

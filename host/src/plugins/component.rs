@@ -1,4 +1,4 @@
-//! Components: the WIT world `wasq:plugin/consumer@1.0.0`
+//! Components: the WIT world `wasq:plugin/consumer@1.2.0`
 //! (guest-sdk/wit/plugin.wit), the same contract as ABI v1 in the component
 //! model's types. The checks a component must pass before it links, the
 //! `host` interface (over [`super::imports`], as ABI v1's imports are), WASI
@@ -24,6 +24,9 @@ use super::imports::{self, Refusal};
 use super::instance::{Deadline, GuestError, GuestLimits, classify, end_of_slice, sandboxed_wasi};
 use super::outbound::wasi_http::GuestEgress;
 use super::runtime::PluginLink;
+use super::state::PluginState;
+use super::state::call::{CallState, CallWrites};
+use super::state::limits::{self, Entries};
 use crate::broker::message::Message;
 
 mod bindings {
@@ -36,15 +39,17 @@ mod bindings {
     });
 }
 
+use bindings::wasq::plugin::state::StateError;
 use bindings::wasq::plugin::types::{self as wit, Failure, Level, PublishError};
 use bindings::{Consumer, ConsumerIndices};
 
 /// The WIT package this host implements, as components import it.
 pub const PACKAGE: &str = "wasq:plugin";
-pub const PACKAGE_VERSION: &str = "1.1.0";
+pub const PACKAGE_VERSION: &str = "1.2.0";
 /// Versions of the package a component may import: 1.1.0 added
-/// `host.get-config`; a component built against 1.0.0 links unchanged.
-const ACCEPTED_VERSIONS: [&str; 2] = ["1.0.0", "1.1.0"];
+/// `host.get-config`, 1.2.0 the `state` interface; a component built
+/// against an earlier one links unchanged.
+const ACCEPTED_VERSIONS: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];
 /// The optional start-up export (world `consumer-with-init`).
 const EXPORT_INIT: &str = "init";
 
@@ -57,6 +62,8 @@ pub struct ComponentState {
     http: WasiHttpCtx,
     /// Where `wasi:http` requests go: the plugin's outbound HTTP.
     egress: GuestEgress,
+    /// The state the call under way read and wrote.
+    state: CallState,
 }
 
 impl WasiHttpView for ComponentState {
@@ -110,6 +117,56 @@ impl bindings::wasq::plugin::host::Host for ComponentState {
         imports::publish(&self.link, topic.as_bytes(), body, i64::from(delay_ms))
             .await
             .map_err(publish_error)
+    }
+}
+
+impl bindings::wasq::plugin::state::Host for ComponentState {
+    async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StateError> {
+        self.with_state(|call, state| call.get(state, 0, &key))
+    }
+
+    async fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateError> {
+        self.with_state(|call, state| call.set(state, 0, &key, &value))
+    }
+
+    async fn delete(&mut self, key: Vec<u8>) -> Result<bool, StateError> {
+        self.with_state(|call, state| call.delete(state, 0, &key))
+    }
+
+    async fn increment(&mut self, key: Vec<u8>, by: i64) -> Result<i64, StateError> {
+        self.with_state(|call, state| call.increment(state, 0, &key, by))
+    }
+
+    async fn scan(&mut self, prefix: Vec<u8>, limit: u32) -> Result<Entries, StateError> {
+        self.with_state(|call, state| call.scan(state, 0, &prefix, limit as usize))
+    }
+}
+
+impl ComponentState {
+    /// Runs `operation` on the call's state (a component's call is one
+    /// message); a refusal is counted and becomes the WIT error.
+    fn with_state<T>(
+        &mut self,
+        operation: impl FnOnce(&mut CallState, &PluginState) -> Result<T, limits::StateError>,
+    ) -> Result<T, StateError> {
+        let Some(state) = self.link.state.clone() else {
+            return Err(StateError::NoState);
+        };
+        operation(&mut self.state, &state).map_err(|error| {
+            self.link.stats.state.refused(&error);
+            match error {
+                limits::StateError::EmptyKey | limits::StateError::KeyTooLarge => {
+                    StateError::InvalidKey
+                }
+                limits::StateError::ValueTooLarge => StateError::ValueTooLarge,
+                limits::StateError::OverLimit => StateError::Full,
+                limits::StateError::NotANumber => StateError::NotANumber,
+                limits::StateError::Io(why) => {
+                    tracing::error!(plugin = %self.link.name, error = %why, "STATE: the store failed");
+                    StateError::Io(why)
+                }
+            }
+        })
     }
 }
 
@@ -182,7 +239,7 @@ fn check_import(name: &str) -> anyhow::Result<()> {
                 "the component imports `{name}`; this host implements {PACKAGE}@{PACKAGE_VERSION} (and the versions before it: {ACCEPTED_VERSIONS:?})"
             );
         }
-        if ["types", "host"].contains(&ours) {
+        if ["types", "host", "state"].contains(&ours) {
             return Ok(());
         }
     } else if interface.starts_with("wasi:")
@@ -225,6 +282,7 @@ impl ComponentInstance {
             link,
             http: WasiHttpCtx::new(),
             egress,
+            state: CallState::default(),
         };
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -256,6 +314,11 @@ impl ComponentInstance {
         &self.store.data().limits
     }
 
+    /// What the last call wrote to its plugin's state.
+    pub fn take_state_writes(&mut self) -> CallWrites {
+        self.store.data_mut().state.finish()
+    }
+
     /// Calls `handle` with the message and maps its result to an outcome.
     pub async fn handle(
         &mut self,
@@ -278,6 +341,7 @@ impl ComponentInstance {
         self.deadline.arm(&mut self.store);
         let data = self.store.data_mut();
         data.egress.call_deadline = data.link.call_deadline_from_now();
+        data.state = CallState::default();
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)
@@ -326,6 +390,7 @@ mod tests {
             "wasq:plugin/host@1.0.0",
             "wasq:plugin/types@1.0.0",
             "wasq:plugin/host@1.1.0",
+            "wasq:plugin/state@1.2.0",
             "wasi:http/outgoing-handler@0.2.10",
             "wasi:http/types@0.2.12",
             "wasi:cli/stdout@0.2.9",
@@ -335,8 +400,8 @@ mod tests {
             assert!(check_import(ok).is_ok(), "{ok}");
         }
         for (bad, says) in [
-            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.1.0"),
-            ("wasq:plugin/host@1.2.0", "implements wasq:plugin@1.1.0"),
+            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.2.0"),
+            ("wasq:plugin/host@1.3.0", "implements wasq:plugin@1.2.0"),
             ("wasi:http/incoming-handler@0.2.0", "unknown import"),
             ("wasq:plugin/other@1.0.0", "unknown import"),
             ("wasi:cli/stdout@0.3.0", "unknown import"),

@@ -13,6 +13,7 @@
 //! waiting on the executor's few threads. Wasm never runs on the broker's
 //! async threads, so a slow guest cannot stall connections.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -25,11 +26,32 @@ use super::backoff::Backoff;
 use super::executor::WasmExecutor;
 use super::instance::{CompiledGuest, GuestError, GuestInstance};
 use super::runtime::PluginLink;
+use super::state::PluginState;
+use super::state::call::CallWrites;
+use super::state::store::{Committed, Marker};
 use super::stats::PluginStats;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
 use crate::broker::message::{Message, MessageId};
 use crate::broker::topic::Topic;
+use wasq_storage::Location;
+
+/// How many times a message whose state commit conflicted is handled
+/// again at once before it goes back to the channel as a retry.
+const MAX_RERUNS: u32 = 16;
+
+/// How often a plugin with state forgets the markers of messages that
+/// can no longer be delivered again.
+const MARKER_UPKEEP: Duration = Duration::from_secs(5);
+
+/// What a plugin with state needs while it handles a round of messages.
+struct Committing<'a> {
+    state: &'a PluginState,
+    /// Where each message sits in the channel's disk queue (its marker).
+    locations: &'a HashMap<MessageId, Location>,
+    /// Messages whose commit conflicted: handled again next round.
+    conflicted: &'a mut Vec<Message>,
+}
 
 /// How long a worker waits before trying again to create an instance.
 const INSTANCE_RETRY: Duration = Duration::from_millis(500);
@@ -130,6 +152,9 @@ impl PluginRun {
             .map(|_| executor.spawn(run.clone().work()))
             .collect();
         tokio::spawn(run.clone().supervise(workers));
+        if run.link.state.is_some() {
+            tokio::spawn(run.clone().forget_old_markers());
+        }
         tracing::info!(
             plugin = %run.link.name,
             topic = %run.link.manifest.topic,
@@ -165,6 +190,41 @@ impl PluginRun {
 
     pub fn backoff_level(&self) -> u32 {
         self.backoff.lock().level()
+    }
+
+    /// Every [`MARKER_UPKEEP`], forgets the markers of messages the
+    /// channel can no longer deliver again (before its durably saved read
+    /// checkpoint), so they do not pile up.
+    async fn forget_old_markers(self: Arc<Self>) {
+        let Some(state) = self.link.state.clone() else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(MARKER_UPKEEP) => {}
+            }
+            let channel = self.subscription.lock().1.clone();
+            let Some(checkpoint) = channel.saved_checkpoint() else {
+                continue;
+            };
+            let (state, channel_name) = (state.clone(), self.link.manifest.channel.clone());
+            let forgotten = tokio::task::spawn_blocking(move || {
+                state
+                    .store
+                    .forget_applied_before(&state.name, &channel_name, checkpoint)
+            })
+            .await;
+            match forgotten {
+                Ok(Ok(count)) if count > 0 => {
+                    tracing::debug!(plugin = %self.link.name, count, "STATE: forgot the markers of messages that cannot come back")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(plugin = %self.link.name, error = %e, "STATE: cannot forget old markers")
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Waits for the stop, then for the workers, and leaves the channel.
@@ -269,6 +329,159 @@ impl PluginRun {
         successes: &mut Vec<MessageId>,
         results: &mut Vec<Result<Outcome, GuestError>>,
     ) {
+        let Some(state) = self.link.state.clone() else {
+            self.handle_round(channel, &messages, instance, successes, results, None)
+                .await;
+            self.finish_successes(channel, successes);
+            // Capacity came back: a worker that found none may take now.
+            self.client.wake.notify_waiters();
+            return;
+        };
+        let (mut round, locations) = self.skip_applied(channel, &state, messages, successes);
+        let mut reruns = 0;
+        while !round.is_empty() {
+            let mut conflicted = Vec::new();
+            let committing = Committing {
+                state: &state,
+                locations: &locations,
+                conflicted: &mut conflicted,
+            };
+            self.handle_round(
+                channel,
+                &round,
+                instance,
+                successes,
+                results,
+                Some(committing),
+            )
+            .await;
+            if conflicted.is_empty() {
+                break;
+            }
+            reruns += 1;
+            if reruns > MAX_RERUNS {
+                // Handled again and again while other instances change the
+                // same keys: back to the channel, with the usual delay.
+                for message in &conflicted {
+                    self.settle(channel, message, Ok(Outcome::Retry), successes)
+                        .await;
+                }
+                break;
+            }
+            round = conflicted;
+        }
+        self.finish_successes(channel, successes);
+        self.client.wake.notify_waiters();
+    }
+
+    /// A plugin with state: the messages whose writes already committed
+    /// (delivered again after a crash, or after their FIN was refused) are
+    /// finished without calling the handler; the rest are returned, with
+    /// where each sits in the channel's disk queue.
+    fn skip_applied(
+        &self,
+        channel: &Channel,
+        state: &PluginState,
+        messages: Vec<Message>,
+        successes: &mut Vec<MessageId>,
+    ) -> (Vec<Message>, HashMap<MessageId, Location>) {
+        let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+        let places = channel.disk_locations(&self.client, &ids);
+        let mut locations = HashMap::new();
+        let mut rest = Vec::with_capacity(messages.len());
+        for (message, place) in messages.into_iter().zip(places) {
+            if let Some(location) = place {
+                let marker = self.marker(message.id, location);
+                match state.store.was_applied(&state.name, &marker) {
+                    Ok(true) => {
+                        PluginStats::bump(&self.link.stats.state.replayed);
+                        tracing::info!(plugin = %self.link.name, id = %message.id, "STATE: delivered again after its writes committed; finished without calling the handler");
+                        successes.push(message.id);
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(plugin = %self.link.name, error = %e, "STATE: cannot look up whether a message was applied");
+                    }
+                }
+                locations.insert(message.id, location);
+            }
+            rest.push(message);
+        }
+        (rest, locations)
+    }
+
+    fn marker(&self, id: MessageId, location: Location) -> Marker {
+        Marker {
+            channel: self.link.manifest.channel.clone(),
+            location,
+            id,
+        }
+    }
+
+    /// Commits the writes of a call's successful messages (before their
+    /// FINs) and turns the results: a conflict takes the message out (to
+    /// be handled again), a failed commit makes it a retry.
+    async fn commit_state(
+        &self,
+        committing: &mut Committing<'_>,
+        done: &[Message],
+        results: &mut [Result<Outcome, GuestError>],
+        writes: CallWrites,
+    ) -> Vec<bool> {
+        let mut keep = vec![true; done.len()];
+        let successes = results
+            .iter()
+            .enumerate()
+            .filter(|(_, result)| matches!(result, Ok(Outcome::Success)))
+            .map(|(index, _)| {
+                let marker = committing
+                    .locations
+                    .get(&done[index].id)
+                    .map(|location| self.marker(done[index].id, *location));
+                (index, marker)
+            });
+        let commits = writes.commits(&committing.state.name, successes);
+        if commits.is_empty() {
+            return keep;
+        }
+        let (indices, commits): (Vec<usize>, Vec<_>) = commits.into_iter().unzip();
+        let stats = &self.link.stats.state;
+        match committing.state.committer.commit(commits).await {
+            Ok(outcomes) => {
+                for (index, committed) in indices.into_iter().zip(outcomes) {
+                    if committed == Committed::Conflict {
+                        PluginStats::bump(&stats.conflicts);
+                        committing.conflicted.push(done[index].clone());
+                        keep[index] = false;
+                    } else {
+                        PluginStats::bump(&stats.committed);
+                    }
+                }
+            }
+            Err(error) => {
+                *self.last_error.lock() = Some(format!("state commit failed: {error}"));
+                for index in indices {
+                    results[index] = Ok(Outcome::Retry);
+                }
+            }
+        }
+        keep
+    }
+
+    /// Handles `messages` (in calls of one message, or of many to a
+    /// module exporting `wasq_handle_batch`) and settles them, but for the
+    /// successes, whose FINs go out together afterwards; a plugin with
+    /// state commits each call's writes first (`committing`).
+    async fn handle_round(
+        &self,
+        channel: &Arc<Channel>,
+        messages: &[Message],
+        instance: &mut Option<GuestInstance>,
+        successes: &mut Vec<MessageId>,
+        results: &mut Vec<Result<Outcome, GuestError>>,
+        mut committing: Option<Committing<'_>>,
+    ) {
         let manifest = &self.link.manifest;
         let mut handled = 0;
         let count_handled = |handled: &mut u64| {
@@ -277,7 +490,7 @@ impl PluginRun {
                 .handled
                 .fetch_add(std::mem::take(handled), Ordering::Relaxed);
         };
-        let mut rest = &messages[..];
+        let mut rest = messages;
         while let Some(first) = rest.first() {
             if self.stopping.load(Ordering::Acquire) && !self.drain.load(Ordering::Acquire) {
                 // Left in flight: unsubscribing returns them to the channel.
@@ -308,6 +521,9 @@ impl PluginRun {
                 tracing::info!(plugin = %self.link.name, "PLUGIN: a waiting call cut short by the shutdown; its messages go back to the channel");
                 break;
             };
+            // Taken before a failed instance is dropped: the messages of a
+            // batch that succeeded before the failure still commit theirs.
+            let writes = committing.is_some().then(|| guest.take_state_writes());
             self.link
                 .stats
                 .record_handler_time(started.elapsed(), results.len());
@@ -328,8 +544,18 @@ impl PluginRun {
             // Those after the outcomes were not handled (the instance
             // failed first): the next instance gets them.
             let (done, later) = rest.split_at(results.len());
-            for (message, result) in done.iter().zip(results.drain(..)) {
+            let keep = match (&mut committing, writes) {
+                (Some(committing), Some(writes)) => {
+                    self.commit_state(committing, done, results, writes).await
+                }
+                _ => vec![true; done.len()],
+            };
+            for ((message, result), keep) in done.iter().zip(results.drain(..)).zip(keep) {
                 handled += 1;
+                if !keep {
+                    // Handled again in the next round.
+                    continue;
+                }
                 if !matches!(result, Ok(Outcome::Success)) {
                     // Settled at once (REQ or dead letter), not with the batch.
                     count_handled(&mut handled);
@@ -339,9 +565,6 @@ impl PluginRun {
             rest = later;
         }
         count_handled(&mut handled);
-        self.finish_successes(channel, successes);
-        // Capacity came back: a worker that found none may take now.
-        self.client.wake.notify_waiters();
     }
 
     /// The channel was deleted under the plugin: subscribe again (creating

@@ -23,13 +23,14 @@ use super::instance::{
 };
 use super::outbound::{OutboundError, OutboundRequest, OutboundResponse};
 use super::runtime::PluginLink;
+use super::state::call::{CallState, CallWrites};
 use crate::broker::message::Message;
 
 /// The data of one core instance's `Store`.
 pub struct CoreState {
     wasi: WasiP1Ctx,
     limits: GuestLimits,
-    link: Arc<PluginLink>,
+    pub(super) link: Arc<PluginLink>,
     /// The batch call under way, if any, for the epoch callback.
     batch: Option<BatchWatch>,
     /// Responses `http_request` returned and `http_response_read` has not.
@@ -40,6 +41,11 @@ pub struct CoreState {
     /// The instance's exported memory, once instantiated: imports find it
     /// here instead of looking the export up by name on every call.
     memory: Option<Memory>,
+    /// The state the call under way read and wrote (state imports).
+    pub(super) state: CallState,
+    /// Messages of the batch call under way whose outcome the state
+    /// imports have seen (a failed one's writes are dropped at once).
+    state_seen: usize,
 }
 
 /// What the epoch callback needs to give each message of a batch call its
@@ -186,13 +192,52 @@ fn check_imports(module: &Module) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The index in the call under way of the message the guest is handling
+/// now: 0 outside a batch call; in one, the first without an outcome.
+/// The writes of the messages found finished since the last look, with a
+/// failure as their outcome, are dropped here, before the next message
+/// can read them.
+pub(super) fn message_under_way(caller: &mut Caller<'_, CoreState>) -> usize {
+    let Some((memory, start, count)) = caller
+        .data()
+        .batch
+        .as_ref()
+        .map(|watch| (watch.memory, watch.start, watch.count))
+    else {
+        return 0;
+    };
+    let seen = caller.data().state_seen;
+    let Some(table) = memory
+        .data(&*caller)
+        .get(start..start + count * abi::BATCH_ENTRY_SIZE)
+    else {
+        return 0;
+    };
+    let outcomes: Vec<i64> = (seen..count)
+        .map(|index| abi::batch_outcome(table, index))
+        .take_while(|&value| value != abi::NOT_HANDLED)
+        .collect();
+    let data = caller.data_mut();
+    for (offset, value) in outcomes.iter().enumerate() {
+        if Outcome::decode(*value) != Ok(Outcome::Success) {
+            data.state.discard(seen + offset);
+        }
+    }
+    data.state_seen = seen + outcomes.len();
+    data.state_seen.min(count - 1)
+}
+
 /// A copy of `len` bytes at `ptr` in the caller's memory, if in bounds.
-fn read_guest(caller: &mut Caller<'_, CoreState>, ptr: i32, len: i32) -> Option<Vec<u8>> {
+pub(super) fn read_guest(
+    caller: &mut Caller<'_, CoreState>,
+    ptr: i32,
+    len: i32,
+) -> Option<Vec<u8>> {
     guest_range(caller, ptr, len).map(|(memory, range)| memory.data(&*caller)[range].to_vec())
 }
 
 /// The caller's memory and `ptr..ptr + len` in it, if in bounds.
-fn guest_range(
+pub(super) fn guest_range(
     caller: &mut Caller<'_, CoreState>,
     ptr: i32,
     len: i32,
@@ -208,7 +253,12 @@ fn guest_range(
 }
 
 /// Copies `bytes` to `ptr..ptr + len` in the caller's memory; false if out of bounds.
-fn write_guest(caller: &mut Caller<'_, CoreState>, ptr: i32, len: i32, bytes: &[u8]) -> bool {
+pub(super) fn write_guest(
+    caller: &mut Caller<'_, CoreState>,
+    ptr: i32,
+    len: i32,
+    bytes: &[u8],
+) -> bool {
     match guest_range(caller, ptr, len) {
         Some((memory, range)) if range.len() >= bytes.len() => {
             memory.data_mut(&mut *caller)[range.start..range.start + bytes.len()]
@@ -311,7 +361,7 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
             status::OK
         },
     )?;
-    Ok(())
+    super::core_state::add_state_imports(linker)
 }
 
 /// Called when an import's wait (a response, an fsync) is over, before
@@ -464,6 +514,8 @@ impl CoreInstance {
             batch: None,
             responses: Responses::default(),
             memory: None,
+            state: CallState::default(),
+            state_seen: 0,
         };
         let mut store = Store::new(pre.module().engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -529,9 +581,18 @@ impl CoreInstance {
     }
 
     /// The handler deadline starts now, for the outbound requests of the call.
+    /// A handler call starts: its deadline, and no state read or written
+    /// yet (what `wasq_init` wrote is not any message's).
     fn start_call_deadline(&mut self) {
         let data = self.store.data_mut();
         data.call_deadline = data.link.call_deadline_from_now();
+        data.state = CallState::default();
+        data.state_seen = 0;
+    }
+
+    /// What the last call wrote to its plugin's state, message by message.
+    pub fn take_state_writes(&mut self) -> CallWrites {
+        self.store.data_mut().state.finish()
     }
 
     /// Handles the first of `messages`, or as many as one batch holds

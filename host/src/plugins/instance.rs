@@ -134,6 +134,15 @@ impl GuestInstance {
         self.memory_bytes() > self.recycle_at
     }
 
+    /// What the last call wrote to its plugin's state, message by message
+    /// (to commit with the successes' FINs).
+    pub fn take_state_writes(&mut self) -> super::state::call::CallWrites {
+        match &mut self.live {
+            LiveGuest::Core(core) => core.take_state_writes(),
+            LiveGuest::Component(component) => component.take_state_writes(),
+        }
+    }
+
     /// Hands one message to the guest and returns its outcome.
     pub async fn handle(
         &mut self,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::outbound::HttpLimits;
 use super::outbound::allowlist::AllowList;
+use super::state::limits::StateLimits;
 use crate::broker::names::is_valid_name;
 
 /// What the operator wrote, before defaults and checks.
@@ -40,6 +41,11 @@ struct RawManifest {
     required_config: Vec<String>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    #[serde(default)]
+    state: bool,
+    state_limit_mib: Option<i64>,
+    state_max_key_bytes: Option<i64>,
+    state_max_value_kib: Option<i64>,
 }
 
 /// A checked manifest with its defaults applied.
@@ -67,6 +73,9 @@ pub struct Manifest {
     pub tls_root_ca_file: Option<String>,
     /// `[config]`, with `${NAME}` replaced by wasqd's environment.
     pub config: BTreeMap<String, String>,
+    /// The plugin's key-value store, if granted (`state = true`), with
+    /// its limits.
+    pub state: Option<StateLimits>,
 }
 
 pub const MAX_CONCURRENCY: i64 = 2500;
@@ -210,6 +219,20 @@ impl Manifest {
                 ));
             }
         }
+        let state_limit_mib = in_range("state_limit_mib", raw.state_limit_mib, 64, 1, 65_536)?;
+        let max_key_bytes = in_range(
+            "state_max_key_bytes",
+            raw.state_max_key_bytes,
+            512,
+            1,
+            16_384,
+        )?;
+        let max_value_kib = in_range("state_max_value_kib", raw.state_max_value_kib, 64, 1, 1024)?;
+        let state = raw.state.then_some(StateLimits {
+            max_key_bytes: max_key_bytes as usize,
+            max_value_bytes: (max_value_kib as usize) << 10,
+            max_total_bytes: (state_limit_mib as u64) << 20,
+        });
         Ok(Manifest {
             topic: raw.topic,
             channel,
@@ -230,6 +253,7 @@ impl Manifest {
             },
             tls_root_ca_file: raw.tls_root_ca_file,
             config,
+            state,
         })
     }
 
@@ -300,6 +324,31 @@ mod tests {
         assert_eq!(m.handler_deadline, Duration::from_secs(5));
         assert_eq!(m.memory_limit_bytes, 64 << 20);
         assert!(!m.may_publish("anything"));
+    }
+
+    #[test]
+    fn state_is_granted_only_when_asked_for() {
+        assert_eq!(parse("topic = \"t\"").unwrap().state, None);
+        let m = parse("topic = \"t\"\nstate = true").unwrap();
+        assert_eq!(
+            m.state,
+            Some(StateLimits {
+                max_key_bytes: 512,
+                max_value_bytes: 64 << 10,
+                max_total_bytes: 64 << 20,
+            })
+        );
+        let m = parse("topic = \"t\"\nstate = true\nstate_limit_mib = 1\nstate_max_key_bytes = 16\nstate_max_value_kib = 2").unwrap();
+        assert_eq!(
+            m.state,
+            Some(StateLimits {
+                max_key_bytes: 16,
+                max_value_bytes: 2 << 10,
+                max_total_bytes: 1 << 20,
+            })
+        );
+        let err = parse("topic = \"t\"\nstate = true\nstate_max_value_kib = 0").unwrap_err();
+        assert!(err.contains("state_max_value_kib"), "{err}");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod backoff;
 pub mod component;
 pub mod consumer;
 pub mod core_module;
+mod core_state;
 pub mod epoch;
 pub mod executor;
 pub mod files;
@@ -107,10 +108,16 @@ impl PluginHost {
         broker: Arc<Broker>,
         dir: PathBuf,
         cache_dir: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
     ) -> anyhow::Result<Arc<PluginHost>> {
+        // State commits are as durable as publishes: fsynced each time in
+        // durable mode (--sync-every=1), else every --sync-timeout.
+        let options = &broker.options;
+        let state =
+            state::SharedStore::new(state_dir, options.sync_every == 1, options.sync_timeout);
         Ok(Arc::new(PluginHost {
+            runtime: Arc::new(WasmRuntime::new(cache_dir, state)?),
             broker,
-            runtime: Arc::new(WasmRuntime::new(cache_dir)?),
             dir,
             plugins: Mutex::new(BTreeMap::new()),
             sync_lock: tokio::sync::Mutex::new(()),
@@ -210,6 +217,20 @@ impl PluginHost {
         }
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
+    }
+
+    /// The plugin state store, shared by every plugin granted state.
+    pub fn state_store(&self) -> &state::SharedStore {
+        &self.runtime.state
+    }
+
+    /// Whether a live version of plugin `name` uses its state.
+    pub fn uses_state(&self, name: &str) -> bool {
+        self.plugins
+            .lock()
+            .get(name)
+            .and_then(|p| p.live.as_ref())
+            .is_some_and(|live| live.run.link.state.is_some())
     }
 
     pub fn status_of(&self, name: &str) -> Option<PluginStatus> {

@@ -4,7 +4,9 @@
 //! message to message (a new one after a trap, as a worker does). What the
 //! plugin publishes is checked as wasqd checks it and then recorded, not
 //! sent; its outbound HTTP requests are really sent, under the manifest's
-//! allowlist, and recorded with their answers.
+//! allowlist, and recorded with their answers. A plugin granted state
+//! keeps it in a directory of the caller's (kept between runs) or in a
+//! temporary one; a success commits the message's writes as in wasqd.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use super::outbound::Exchange;
 use super::outbound::allowlist::AllowList;
 use super::prepare::outbound_for;
 use super::runtime::{PluginLink, WasmRuntime};
+use super::state::SharedStore;
 use super::stats::PluginStats;
 use crate::broker::Broker;
 use crate::broker::message::{IdGenerator, Message};
@@ -34,6 +37,8 @@ pub struct OfflinePlugin {
     ids: IdGenerator,
     /// The engine, its epoch clock and the executor calls run on.
     runtime: WasmRuntime,
+    /// The state's directory when none was given, removed at the end.
+    _temporary_state: Option<tempfile::TempDir>,
 }
 
 /// What one message did.
@@ -45,17 +50,21 @@ pub struct Delivery {
     /// Outbound HTTP requests made during the call, really sent.
     pub exchanges: Vec<Exchange>,
     pub handler_time: Duration,
+    /// Keys the message's success wrote to the plugin's state (committed).
+    pub state_writes: usize,
 }
 
 impl OfflinePlugin {
     /// Reads, compiles, links and starts the plugin `module` (binary or
     /// text) with `manifest`, under the name of the module's file, its
-    /// `allowed_outbound_hosts` extended by `allow_hosts` (for this run).
+    /// `allowed_outbound_hosts` extended by `allow_hosts` (for this run),
+    /// its state (if granted) in `state_dir` or a temporary directory.
     /// `Err` is one line naming the file at fault.
     pub fn load(
         module: &Path,
         manifest: &Path,
         allow_hosts: &[String],
+        state_dir: Option<&Path>,
     ) -> Result<OfflinePlugin, String> {
         let name = module
             .file_stem()
@@ -72,7 +81,22 @@ impl OfflinePlugin {
             manifest.allowed_outbound_hosts =
                 AllowList::parse(&hosts).map_err(|e| format!("--allow-host {e}"))?;
         }
-        let runtime = WasmRuntime::new(None).map_err(|e| format!("Wasm runtime: {e:#}"))?;
+        let temporary_state = match (&manifest.state, state_dir) {
+            (Some(_), None) => {
+                Some(tempfile::tempdir().map_err(|e| format!("a directory for the state: {e}"))?)
+            }
+            _ => None,
+        };
+        let state_dir = state_dir
+            .map(Path::to_path_buf)
+            .or_else(|| temporary_state.as_ref().map(|t| t.path().to_path_buf()));
+        let shared = SharedStore::new(state_dir, true, Duration::from_secs(1));
+        let state = manifest
+            .state
+            .map(|limits| shared.for_plugin(&name, limits))
+            .transpose()
+            .map_err(|e| format!("{}: state = true: {e:#}", manifest_file.display()))?;
+        let runtime = WasmRuntime::new(None, shared).map_err(|e| format!("Wasm runtime: {e:#}"))?;
         let guest = runtime
             .compile(&bytes, "offline")
             .map_err(|e| format!("{}: {e:#}", module.display()))?
@@ -92,6 +116,7 @@ impl OfflinePlugin {
             outbound,
             clock: runtime.clock.clone(),
             recorded: Some(Default::default()),
+            state,
         });
         let instance = runtime
             .executor
@@ -103,6 +128,7 @@ impl OfflinePlugin {
             instance: Some(instance),
             ids: IdGenerator::new(0),
             runtime,
+            _temporary_state: temporary_state,
         })
     }
 
@@ -112,6 +138,7 @@ impl OfflinePlugin {
         let mut message = Message::new(self.ids.next_id(), Bytes::copy_from_slice(body));
         message.attempts = attempt;
         let mut handler_time = Duration::ZERO;
+        let mut state_writes = 0;
         let executor = &self.runtime.executor;
         let outcome = match self.instance.take() {
             Some(instance) => Ok(instance),
@@ -123,6 +150,18 @@ impl OfflinePlugin {
             let outcome =
                 executor.block_on(instance.handle(&message, &manifest.topic, &manifest.channel));
             handler_time = started.elapsed();
+            let writes = instance.take_state_writes();
+            if let (Ok(Outcome::Success), Some(state)) = (&outcome, &self.link.state) {
+                let commits = writes.commits(&state.name, [(0, None)]);
+                state_writes = commits
+                    .first()
+                    .map_or(0, |(_, c)| c.writes.writes().count());
+                let commits = commits.into_iter().map(|(_, commit)| commit).collect();
+                if let Err(e) = executor.block_on(state.committer.commit(commits)) {
+                    tracing::error!(plugin = %self.link.name, error = %e, "STATE: commit failed");
+                    state_writes = 0;
+                }
+            }
             // As a worker: a failed instance is dropped, a good one kept
             // unless its memory has grown past its share.
             if outcome.is_ok() && !instance.needs_recycling() {
@@ -141,6 +180,7 @@ impl OfflinePlugin {
             published,
             exchanges: self.link.outbound.take_exchanges(),
             handler_time,
+            state_writes,
         }
     }
 }

@@ -81,6 +81,16 @@ pub(super) fn prepare(
             format!("{}: {e:#}", manifest_file.display()),
         )
     })?;
+    let state = manifest
+        .state
+        .map(|limits| runtime.state.for_plugin(name, limits))
+        .transpose()
+        .map_err(|e| {
+            fail(
+                Some(&module_hash),
+                format!("{}: state = true: {e:#}", manifest_file.display()),
+            )
+        })?;
     let link = Arc::new(PluginLink {
         name: name.into(),
         manifest,
@@ -89,6 +99,7 @@ pub(super) fn prepare(
         outbound,
         clock: runtime.clock.clone(),
         recorded: None,
+        state,
     });
     // One trial instance proves the ABI version and init before going live.
     runtime

@@ -63,6 +63,8 @@ pub struct PluginLink {
     /// `Some` when the plugin runs offline (`wasq plugin test`): accepted
     /// publishes are kept here instead of reaching the broker.
     pub recorded: Option<parking_lot::Mutex<Vec<super::imports::Published>>>,
+    /// The plugin's key-value store, if its manifest grants one.
+    pub state: Option<Arc<super::state::PluginState>>,
 }
 
 impl PluginLink {
@@ -82,6 +84,8 @@ pub struct WasmRuntime {
     component_linker: wasmtime::component::Linker<ComponentState>,
     /// Where compiled modules are kept, keyed by the module's hash.
     cache_dir: Option<PathBuf>,
+    /// Plugin state, for the plugins granted it.
+    pub state: super::state::SharedStore,
 }
 
 /// A compiled guest and whether it came from the cache.
@@ -91,7 +95,10 @@ pub struct Compiled {
 }
 
 impl WasmRuntime {
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<WasmRuntime> {
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        state: super::state::SharedStore,
+    ) -> anyhow::Result<WasmRuntime> {
         let engine = pooled_engine().or_else(|e| {
             tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
             Ok::<_, anyhow::Error>(Engine::new(&base_config())?)
@@ -106,6 +113,7 @@ impl WasmRuntime {
             core_linker,
             component_linker,
             cache_dir,
+            state,
         })
     }
 

@@ -27,6 +27,8 @@ pub struct PluginStats {
     guest_memory_peak: AtomicU64,
     /// Outbound HTTP requests, kept across versions as the counters are.
     pub outbound: std::sync::Arc<super::outbound::OutboundStats>,
+    /// Plugin state, kept across versions too.
+    pub state: std::sync::Arc<super::state::stats::StateStats>,
     /// Handler time in microseconds.
     handler_time: Mutex<Histogram<u64>>,
 }
@@ -46,6 +48,7 @@ impl Default for PluginStats {
             recycled: AtomicU64::new(0),
             guest_memory_peak: AtomicU64::new(0),
             outbound: Default::default(),
+            state: Default::default(),
             handler_time: Mutex::new(new_histogram()),
         }
     }

@@ -6,6 +6,7 @@ use super::Plugin;
 use super::instance::GuestKind;
 use super::prepare::LoadReport;
 use super::reload::{ReloadCounts, ReloadRecord};
+use super::state::stats::StateCountersView;
 use super::stats::CountersView;
 
 impl PluginState {
@@ -71,6 +72,35 @@ pub struct PluginStatus {
     pub history: Vec<ReloadRecord>,
     /// Every load and reload since start-up, by outcome.
     pub reloads: ReloadCounts,
+    /// The plugin's key-value store, when the live version has one.
+    pub state_store: Option<StateStoreStatus>,
+}
+
+/// A plugin's key-value store in GET /plugins.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateStoreStatus {
+    /// Committed keys, and their keys' and values' bytes.
+    pub keys: u64,
+    pub bytes: u64,
+    /// `state_limit_mib`, in bytes.
+    pub limit_bytes: u64,
+    #[serde(flatten)]
+    pub counters: StateCountersView,
+}
+
+impl StateStoreStatus {
+    fn of(
+        state: &super::state::PluginState,
+        stats: &super::stats::PluginStats,
+    ) -> StateStoreStatus {
+        let totals = state.store.totals(&state.name).unwrap_or_default();
+        StateStoreStatus {
+            keys: totals.keys,
+            bytes: totals.bytes,
+            limit_bytes: state.limits.max_total_bytes,
+            counters: stats.state.view(),
+        }
+    }
 }
 
 /// The capabilities a manifest grants, as GET /plugins shows them:
@@ -84,6 +114,8 @@ pub struct Grants {
     pub http_max_concurrent: usize,
     pub tls_root_ca_file: Option<String>,
     pub config_keys: Vec<String>,
+    /// `state = true`: the plugin has a key-value store.
+    pub state: bool,
 }
 
 impl Grants {
@@ -96,6 +128,7 @@ impl Grants {
             http_max_concurrent: manifest.http.max_concurrent,
             tls_root_ca_file: manifest.tls_root_ca_file.clone(),
             config_keys: manifest.config.keys().cloned().collect(),
+            state: manifest.state.is_some(),
         }
     }
 }
@@ -122,6 +155,7 @@ impl PluginStatus {
             grants: None,
             history: Vec::new(),
             reloads: ReloadCounts::default(),
+            state_store: None,
         }
     }
 }
@@ -156,6 +190,9 @@ impl Plugin {
             grants: manifest.map(Grants::of),
             history: self.history.iter().cloned().collect(),
             reloads: self.reloads,
+            state_store: live
+                .and_then(|l| l.run.link.state.as_ref())
+                .map(|state| StateStoreStatus::of(state, &self.stats)),
         }
     }
 }

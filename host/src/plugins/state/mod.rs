@@ -1,16 +1,110 @@
 //! Plugins that remember: a key-value store per plugin whose writes
-//! commit with the message's FIN (issue 32; being built).
+//! commit with the message's FIN (guest-sdk/ABI.md, "State").
 //!
 //! - [`limits`]: how much a plugin may keep, and the errors a guest sees
-//! - [`pending`]: one handler call's writes, read back by the call, kept
-//!   until its message is finished
-//! - [`store`]: the fjall store the writes commit to, a group of messages
-//!   per batch, with a marker per message so that one delivered again
-//!   after a crash is not counted twice
-//!
-//! Still to come: the imports (ABI v1, WIT), the group commit beside the
-//! FINs, the manifest keys, the HTTP endpoints and the metrics.
+//! - [`pending`]: one message's writes, read back by its handler, kept
+//!   until the message is finished
+//! - [`call`]: a handler call's view: the store under its messages' writes
+//! - [`versions`]: the conflict check between a plugin's instances
+//! - [`store`]: the fjall store the writes commit to, with a marker per
+//!   message so that one delivered again is not counted twice
+//! - [`committer`]: group commit, one batch and one fsync for many workers
+//! - [`stats`]: its counters
 
+pub mod call;
+pub mod committer;
 pub mod limits;
 pub mod pending;
+pub mod stats;
 pub mod store;
+pub mod versions;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use committer::StateCommitter;
+use limits::StateLimits;
+use store::StateStore;
+
+/// A plugin's door to the store: its name (state is kept by name), its
+/// limits, and where its commits go.
+#[derive(Debug)]
+pub struct PluginState {
+    pub name: Arc<str>,
+    pub limits: StateLimits,
+    pub store: Arc<StateStore>,
+    pub committer: StateCommitter,
+}
+
+/// The broker's one store, opened when the first plugin granted state
+/// loads (a broker without such plugins keeps no state files).
+#[derive(Debug)]
+pub struct SharedStore {
+    dir: Option<PathBuf>,
+    durable: bool,
+    fsync_every: Duration,
+    opened: Mutex<Option<(Arc<StateStore>, StateCommitter)>>,
+}
+
+impl SharedStore {
+    /// The store in `dir` (`None`: none can be opened, and a plugin asking
+    /// for state does not load). `durable`: fsync every commit.
+    pub fn new(dir: Option<PathBuf>, durable: bool, fsync_every: Duration) -> SharedStore {
+        SharedStore {
+            dir,
+            durable,
+            fsync_every,
+            opened: Mutex::new(None),
+        }
+    }
+
+    /// The store, opened on first use (blocking: recovery reads its
+    /// journal).
+    pub fn get(&self) -> anyhow::Result<(Arc<StateStore>, StateCommitter)> {
+        let mut opened = self.opened.lock();
+        if let Some((store, committer)) = &*opened {
+            return Ok((store.clone(), committer.clone()));
+        }
+        let Some(dir) = &self.dir else {
+            anyhow::bail!("this host keeps no plugin state (no data path)");
+        };
+        let store = Arc::new(
+            StateStore::open(dir, self.durable, self.fsync_every).map_err(|e| {
+                anyhow::anyhow!("cannot open the plugin state in {}: {e}", dir.display())
+            })?,
+        );
+        let committer = StateCommitter::start(store.clone())?;
+        tracing::info!(dir = %dir.display(), durable = self.durable, "STATE: plugin state opened");
+        *opened = Some((store.clone(), committer.clone()));
+        Ok((store, committer))
+    }
+
+    /// The store if it is open.
+    pub fn if_open(&self) -> Option<Arc<StateStore>> {
+        self.opened.lock().as_ref().map(|(store, _)| store.clone())
+    }
+
+    /// The store if it is open or on disk (state of plugins since
+    /// removed), for the operator's endpoints; `None` if there is none.
+    pub fn existing(&self) -> Option<anyhow::Result<Arc<StateStore>>> {
+        if let Some(store) = self.if_open() {
+            return Some(Ok(store));
+        }
+        self.dir.as_ref().filter(|dir| dir.is_dir())?;
+        Some(self.get().map(|(store, _)| store))
+    }
+
+    /// The door for plugin `name` with `limits`.
+    pub fn for_plugin(&self, name: &str, limits: StateLimits) -> anyhow::Result<Arc<PluginState>> {
+        let (store, committer) = self.get()?;
+        Ok(Arc::new(PluginState {
+            name: name.into(),
+            limits,
+            store,
+            committer,
+        }))
+    }
+}

@@ -12,13 +12,16 @@
 use std::collections::BTreeMap;
 
 use super::limits::{Entries, StateError, StateLimits, Totals};
+use super::versions::Touched;
 
-/// One call's writes: each key's new value, `None` for a deletion.
+/// One call's writes: each key's new value, `None` for a deletion; and
+/// what the call read, for the commit's conflict check.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PendingWrites {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// What the writes change in the plugin's totals once committed.
     delta: TotalsDelta,
+    touched: Touched,
 }
 
 /// A change of [`Totals`]: bytes and keys added (negative: removed).
@@ -59,13 +62,27 @@ impl PendingWrites {
         self.delta
     }
 
+    /// The keys and prefixes the call read or wrote.
+    pub fn touched(&self) -> &Touched {
+        &self.touched
+    }
+
+    /// This call's own write of `key`, if it made one (`Some(None)`: it
+    /// deleted it). Looking does not count as touching.
+    pub fn written(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.writes.get(key).map(|value| value.as_deref())
+    }
+
     /// The value of `key` as this call sees it: its own write if it made
     /// one, else what `committed` (the store) holds.
     pub fn get(
-        &self,
+        &mut self,
         key: &[u8],
         committed: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, StateError>,
     ) -> Result<Option<Vec<u8>>, StateError> {
+        if !self.touched.keys.contains(key) {
+            self.touched.keys.insert(key.to_vec());
+        }
         match self.writes.get(key) {
             Some(written) => Ok(written.clone()),
             None => committed(key),
@@ -143,6 +160,18 @@ impl PendingWrites {
     /// as this call sees them: `committed` lists the store's (in key
     /// order, at most `limit` beyond any key this call deleted).
     pub fn scan(
+        &mut self,
+        prefix: &[u8],
+        limit: usize,
+        committed: impl FnOnce(&[u8], usize) -> Result<Entries, StateError>,
+    ) -> Result<Entries, StateError> {
+        self.touched.prefixes.insert(prefix.to_vec());
+        self.view(prefix, limit, committed)
+    }
+
+    /// [`PendingWrites::scan`] without counting as touching: how a later
+    /// message of a batch sees this one's writes.
+    pub fn view(
         &self,
         prefix: &[u8],
         limit: usize,

@@ -6,36 +6,66 @@
 //! - partition `meta`: per plugin, its [`Totals`] (bytes, keys), written in
 //!   the same batch as the writes they count, so they are exact after a
 //!   crash without a scan;
-//! - partition `applied`: a marker per message whose writes committed
-//!   (plugin NAME, NUL, the message's marker), in the same batch: a message
-//!   delivered again after a crash is recognised and finished without its
-//!   handler counting it twice.
+//! - partition `applied`: a marker per message whose writes committed, in
+//!   the same batch: key plugin NAME, NUL, channel, NUL, the message's
+//!   location in the channel's disk queue (segment, offset: big-endian, so
+//!   markers sort as the queue does); value the message id. A message
+//!   delivered again from that location after a crash (or after its FIN
+//!   was refused) is recognised and finished without its handler counting
+//!   it twice. Markers before the channel's durably saved read checkpoint
+//!   can never match again and are forgotten.
 //!
 //! One commit applies a group of messages' writes as one batch (atomic in
-//! fjall's journal) and, for durable mode, one fsync. State is kept by
-//! plugin name: it outlives reloads and the plugin's removal, until
+//! fjall's journal): an fsync in durable mode, else a write to the OS.
+//! Before it, each message's commit is checked against what other calls
+//! committed since it first looked (versions.rs). State is kept by plugin
+//! name: it outlives reloads and the plugin's removal, until
 //! [`StateStore::clear`].
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use parking_lot::Mutex;
+use wasq_storage::Location;
 
 use super::limits::{Entries, StateError, Totals};
 use super::pending::PendingWrites;
+use super::versions::Versions;
+use crate::broker::message::MessageId;
 
 /// Deletions per batch when a plugin's state is cleared.
 const CLEAR_BATCH: usize = 10_000;
 
+/// Where a message sits in its channel: what a crash redelivers it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub channel: String,
+    pub location: Location,
+    pub id: MessageId,
+}
+
 /// One message's part of a commit.
 #[derive(Debug)]
 pub struct Commit {
-    pub plugin: String,
+    pub plugin: std::sync::Arc<str>,
     pub writes: PendingWrites,
-    /// The message's marker (channel and id), if it is to be recognised
-    /// when delivered again.
-    pub applied: Option<Vec<u8>>,
+    /// Recorded with the writes, to recognise the message if it comes back.
+    pub marker: Option<Marker>,
+    /// The commit sequence number when the call first touched the state.
+    pub snapshot: u64,
+    /// The handler call the writes were made in.
+    pub call: u64,
+}
+
+/// What became of one message's commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Applied,
+    /// Another call changed what this one read: handle the message again.
+    Conflict,
 }
 
 pub struct StateStore {
@@ -46,6 +76,14 @@ pub struct StateStore {
     partitions: Mutex<HashMap<String, PartitionHandle>>,
     /// Committed totals by plugin name, as `meta` holds them.
     totals: Mutex<HashMap<String, Totals>>,
+    /// Recent changes per plugin, for the conflict check.
+    versions: Mutex<HashMap<String, Versions>>,
+    /// The last commit sequence number whose writes are visible.
+    visible: AtomicU64,
+    /// Numbers handler calls (see [`Commit::call`]).
+    calls: AtomicU64,
+    /// fsync each group (durable mode) rather than write it to the OS.
+    durable: bool,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -78,19 +116,43 @@ fn decode_totals(bytes: &[u8]) -> Totals {
     }
 }
 
-fn applied_key(plugin: &str, marker: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(plugin.len() + 1 + marker.len());
+/// The start of every marker key of `plugin` on `channel` (`None`: of
+/// every channel).
+fn markers_of(plugin: &str, channel: Option<&str>) -> Vec<u8> {
+    let mut key = Vec::with_capacity(plugin.len() + 2 + 64 + 16);
     key.extend_from_slice(plugin.as_bytes());
     key.push(0);
-    key.extend_from_slice(marker);
+    if let Some(channel) = channel {
+        key.extend_from_slice(channel.as_bytes());
+        key.push(0);
+    }
+    key
+}
+
+fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
+    let mut key = markers_of(plugin, Some(channel));
+    key.extend_from_slice(&at.segment.to_be_bytes());
+    key.extend_from_slice(&at.offset.to_be_bytes());
     key
 }
 
 impl StateStore {
     /// Opens (or creates) the store in `dir`, recovering from its journal
-    /// after a crash.
-    pub fn open(dir: &Path) -> Result<StateStore, StateError> {
-        let keyspace = Config::new(dir).open().map_err(io)?;
+    /// after a crash. `durable`: each commit is fsynced before it counts;
+    /// else it is written to the OS (a crash of wasqd loses nothing; a
+    /// power loss what the last `fsync_every` did not cover).
+    pub fn open(
+        dir: &Path,
+        durable: bool,
+        fsync_every: Duration,
+    ) -> Result<StateStore, StateError> {
+        let fsync_ms = u16::try_from(fsync_every.as_millis())
+            .unwrap_or(u16::MAX)
+            .max(1);
+        let keyspace = Config::new(dir)
+            .fsync_ms((!durable).then_some(fsync_ms))
+            .open()
+            .map_err(io)?;
         let meta = keyspace
             .open_partition("meta", PartitionCreateOptions::default())
             .map_err(io)?;
@@ -103,7 +165,21 @@ impl StateStore {
             applied,
             partitions: Mutex::new(HashMap::new()),
             totals: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
+            visible: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+            durable,
         })
+    }
+
+    /// The sequence number a call starting to read now sees through.
+    pub fn snapshot(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    /// A number for a new handler call.
+    pub fn new_call(&self) -> u64 {
+        self.calls.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Plugin `plugin`'s partition, opened on first use.
@@ -158,67 +234,112 @@ impl StateStore {
         Ok(totals)
     }
 
-    /// Whether a message with `marker` already committed its writes.
-    pub fn was_applied(&self, plugin: &str, marker: &[u8]) -> Result<bool, StateError> {
-        self.applied
-            .contains_key(applied_key(plugin, marker))
-            .map_err(io)
+    /// Whether the message at `marker`'s location committed its writes.
+    pub fn was_applied(&self, plugin: &str, marker: &Marker) -> Result<bool, StateError> {
+        let key = marker_key(plugin, &marker.channel, marker.location);
+        Ok(self
+            .applied
+            .get(key)
+            .map_err(io)?
+            .is_some_and(|id| *id == marker.id.0[..]))
     }
 
-    /// Forgets the markers of messages that can no longer come back.
-    pub fn forget_applied(&self, plugin: &str, markers: &[Vec<u8>]) -> Result<(), StateError> {
+    /// Forgets `plugin`'s markers on `channel` before `checkpoint` (the
+    /// channel's durably saved read checkpoint: nothing before it is ever
+    /// delivered again). Returns how many.
+    pub fn forget_applied_before(
+        &self,
+        plugin: &str,
+        channel: &str,
+        checkpoint: Location,
+    ) -> Result<usize, StateError> {
+        let start = markers_of(plugin, Some(channel));
+        let end = marker_key(plugin, channel, checkpoint);
         let mut batch = self.keyspace.batch();
-        for marker in markers {
-            batch.remove(&self.applied, applied_key(plugin, marker));
+        for entry in self.applied.range(start..end) {
+            let (key, _) = entry.map_err(io)?;
+            batch.remove(&self.applied, key);
         }
-        batch.commit().map_err(io)
+        let forgotten = batch.len();
+        if forgotten > 0 {
+            batch.commit().map_err(io)?;
+        }
+        Ok(forgotten)
     }
 
-    /// Applies `group` as one atomic batch, with an fsync if `durable`:
-    /// every message's writes, its marker and its plugin's new totals.
-    pub fn commit(&self, group: &[Commit], durable: bool) -> Result<(), StateError> {
+    /// Checks and applies `group` as one atomic batch (fsynced in durable
+    /// mode): every message's writes, its marker and its plugin's new
+    /// totals. A commit that conflicts (versions.rs) is left out, and so
+    /// are the later ones of the same call (they may have read it).
+    pub fn commit(&self, group: &[Commit]) -> Result<Vec<Committed>, StateError> {
         let mut batch = self.keyspace.batch();
         let mut totals: HashMap<&str, Totals> = HashMap::new();
-        for commit in group {
-            let partition = self.partition(&commit.plugin)?;
-            for (key, value) in commit.writes.writes() {
-                match value {
-                    Some(value) => batch.insert(&partition, key, value),
-                    None => batch.remove(&partition, key),
+        let mut outcomes = Vec::with_capacity(group.len());
+        let mut conflicted_calls = Vec::new();
+        let mut seq = self.visible.load(Ordering::Acquire);
+        {
+            let mut versions = self.versions.lock();
+            for commit in group {
+                let plugin = &*commit.plugin;
+                let versions = versions.entry(plugin.to_string()).or_default();
+                if conflicted_calls.contains(&commit.call)
+                    || versions.conflicts(commit.writes.touched(), commit.snapshot, commit.call)
+                {
+                    conflicted_calls.push(commit.call);
+                    outcomes.push(Committed::Conflict);
+                    continue;
                 }
+                outcomes.push(Committed::Applied);
+                seq += 1;
+                let partition = self.partition(plugin)?;
+                for (key, value) in commit.writes.writes() {
+                    match value {
+                        Some(value) => batch.insert(&partition, key, value),
+                        None => batch.remove(&partition, key),
+                    }
+                }
+                versions.record(commit.writes.writes().map(|(key, _)| key), seq, commit.call);
+                if let Some(marker) = &commit.marker {
+                    let key = marker_key(plugin, &marker.channel, marker.location);
+                    batch.insert(&self.applied, key, marker.id.0);
+                }
+                let before = match totals.get(plugin) {
+                    Some(totals) => *totals,
+                    None => self.totals(plugin)?,
+                };
+                totals.insert(plugin, commit.writes.delta().applied_to(before));
             }
-            if let Some(marker) = &commit.applied {
-                batch.insert(&self.applied, applied_key(&commit.plugin, marker), []);
-            }
-            let before = match totals.get(commit.plugin.as_str()) {
-                Some(totals) => *totals,
-                None => self.totals(&commit.plugin)?,
-            };
-            totals.insert(&commit.plugin, commit.writes.delta().applied_to(before));
         }
         for (plugin, totals) in &totals {
             batch.insert(&self.meta, *plugin, encode_totals(*totals));
         }
-        batch.commit().map_err(io)?;
-        if durable {
-            self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
+        if !batch.is_empty() {
+            batch.commit().map_err(io)?;
+            let mode = if self.durable {
+                PersistMode::SyncAll
+            } else {
+                PersistMode::Buffer
+            };
+            self.keyspace.persist(mode).map_err(io)?;
         }
+        self.visible.store(seq, Ordering::Release);
         let mut known = self.totals.lock();
         for (plugin, totals) in totals {
             known.insert(plugin.to_string(), totals);
         }
-        Ok(())
+        Ok(outcomes)
     }
 
     /// Deletes every key, marker and total of `plugin` (the operator's
-    /// `DELETE /plugins/NAME/state`), durably.
-    pub fn clear(&self, plugin: &str) -> Result<(), StateError> {
+    /// `DELETE /plugins/NAME/state`), durably. Returns how many keys went.
+    pub fn clear(&self, plugin: &str) -> Result<u64, StateError> {
+        let keys = self.totals(plugin)?.keys;
         // Key by key (a partition dropped and made again under the same
         // name is not something fjall promises), in batches of bounded
         // size; the totals go last, so a crash in between leaves totals
         // that only overstate what is left.
         let partition = self.partition(plugin)?;
-        let prefix = applied_key(plugin, b"");
+        let prefix = markers_of(plugin, None);
         let doomed = partition
             .iter()
             .map(|entry| entry.map(|(key, _)| (partition.clone(), key)))
@@ -241,7 +362,8 @@ impl StateStore {
         batch.commit().map_err(io)?;
         self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
         self.totals.lock().remove(plugin);
-        Ok(())
+        self.versions.lock().remove(plugin);
+        Ok(keys)
     }
 }
 
@@ -256,16 +378,32 @@ mod tests {
         max_total_bytes: 1 << 20,
     };
 
-    fn increments(store: &StateStore, plugin: &str, key: &[u8], marker: &[u8]) -> Commit {
+    fn open(dir: &Path) -> StateStore {
+        StateStore::open(dir, true, Duration::from_secs(1)).unwrap()
+    }
+
+    fn marker(segment: u64, id: u8) -> Marker {
+        Marker {
+            channel: "ch".into(),
+            location: Location { segment, offset: 0 },
+            id: MessageId([id; 16]),
+        }
+    }
+
+    /// One call incrementing `key`, with the marker of message `id`.
+    fn increments(store: &StateStore, plugin: &str, key: &[u8], id: u8) -> Commit {
         let mut writes = PendingWrites::default();
         let totals = store.totals(plugin).unwrap();
+        let snapshot = store.snapshot();
         writes
             .increment(key, 1, &LIMITS, totals, |k| store.get(plugin, k))
             .unwrap();
         Commit {
             plugin: plugin.into(),
             writes,
-            applied: Some(marker.to_vec()),
+            marker: Some(marker(u64::from(id), id)),
+            snapshot,
+            call: store.new_call(),
         }
     }
 
@@ -273,17 +411,17 @@ mod tests {
     fn a_group_commits_writes_markers_and_totals_that_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = StateStore::open(dir.path()).unwrap();
+            let store = open(dir.path());
             let group = [
-                increments(&store, "counter", b"k/a", b"m1"),
-                increments(&store, "counter", b"k/b", b"m2"),
-                increments(&store, "other", b"k/a", b"m1"),
+                increments(&store, "counter", b"k/a", 1),
+                increments(&store, "counter", b"k/b", 2),
+                increments(&store, "other", b"k/a", 1),
             ];
-            store.commit(&group, true).unwrap();
-            let again = [increments(&store, "counter", b"k/a", b"m3")];
-            store.commit(&again, true).unwrap();
+            assert_eq!(store.commit(&group).unwrap(), [Committed::Applied; 3]);
+            let again = [increments(&store, "counter", b"k/a", 3)];
+            store.commit(&again).unwrap();
         }
-        let store = StateStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         assert_eq!(store.get("counter", b"k/a").unwrap(), Some(b"2".to_vec()));
         assert_eq!(
             store.scan("counter", b"k/", 10).unwrap(),
@@ -296,32 +434,68 @@ mod tests {
             store.totals("counter").unwrap(),
             Totals { bytes: 8, keys: 2 }
         );
-        assert!(store.was_applied("counter", b"m3").unwrap());
-        assert!(!store.was_applied("counter", b"m4").unwrap());
+        assert!(store.was_applied("counter", &marker(3, 3)).unwrap());
+        assert!(!store.was_applied("counter", &marker(4, 4)).unwrap());
         assert!(
-            !store.was_applied("other", b"m2").unwrap(),
+            !store.was_applied("counter", &marker(3, 9)).unwrap(),
+            "another message at the same place (a queue made anew)"
+        );
+        assert!(
+            !store.was_applied("other", &marker(2, 2)).unwrap(),
             "markers are per plugin"
         );
-        store.forget_applied("counter", &[b"m3".to_vec()]).unwrap();
-        assert!(!store.was_applied("counter", b"m3").unwrap());
+        let before = Location {
+            segment: 3,
+            offset: 0,
+        };
+        assert_eq!(
+            store
+                .forget_applied_before("counter", "ch", before)
+                .unwrap(),
+            2
+        );
+        assert!(!store.was_applied("counter", &marker(2, 2)).unwrap());
+        assert!(store.was_applied("counter", &marker(3, 3)).unwrap());
+    }
+
+    #[test]
+    fn concurrent_increments_of_one_key_conflict_and_none_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Two calls read the counter at 0 before either commits.
+        let first = increments(&store, "c", b"n", 1);
+        let second = increments(&store, "c", b"n", 2);
+        assert_eq!(
+            store.commit(&[first, second]).unwrap(),
+            [Committed::Applied, Committed::Conflict]
+        );
+        assert_eq!(store.get("c", b"n").unwrap(), Some(b"1".to_vec()));
+        assert!(
+            !store.was_applied("c", &marker(2, 2)).unwrap(),
+            "the conflicting message is not marked"
+        );
+        // Handled again, it sees the first one's write.
+        let retried = increments(&store, "c", b"n", 2);
+        assert_eq!(store.commit(&[retried]).unwrap(), [Committed::Applied]);
+        assert_eq!(store.get("c", b"n").unwrap(), Some(b"2".to_vec()));
     }
 
     #[test]
     fn clearing_a_plugin_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         let group = [
-            increments(&store, "gone", b"k", b"m1"),
-            increments(&store, "kept", b"k", b"m1"),
+            increments(&store, "gone", b"k", 1),
+            increments(&store, "kept", b"k", 1),
         ];
-        store.commit(&group, false).unwrap();
+        store.commit(&group).unwrap();
         store.clear("gone").unwrap();
         assert_eq!(store.get("gone", b"k").unwrap(), None);
         assert_eq!(store.totals("gone").unwrap(), Totals::default());
-        assert!(!store.was_applied("gone", b"m1").unwrap());
+        assert!(!store.was_applied("gone", &marker(1, 1)).unwrap());
         assert_eq!(store.get("kept", b"k").unwrap(), Some(b"1".to_vec()));
         drop(store);
-        let store = StateStore::open(dir.path()).unwrap();
+        let store = open(dir.path());
         assert_eq!(store.get("gone", b"k").unwrap(), None);
         assert_eq!(store.totals("kept").unwrap(), Totals { bytes: 2, keys: 1 });
     }
