@@ -20,6 +20,11 @@
 // configGet reads the manifest's [config] table and httpRequest sends an
 // outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
 // HTTP and configuration"); see examples/assemblyscript/webhook.ts.
+//
+// stateGet, stateSet, stateDelete, stateIncrement and stateScan use the
+// plugin's key-value store, granted by `state = true` in the manifest
+// (ABI.md, "State"); a key or value is a string (its UTF-8) or a
+// Uint8Array (bytes as they are). See examples/assemblyscript/counter.ts.
 
 @external("wasq", "log")
 declare function hostLog(level: i32, ptr: usize, len: i32): i32;
@@ -41,6 +46,21 @@ declare function hostHttpRequest(
 
 @external("wasq", "http_response_read")
 declare function hostHttpResponseRead(handle: u32, headersPtr: usize, headersCap: i32, bodyPtr: usize, bodyCap: i32): i32;
+
+@external("wasq", "state_get")
+declare function hostStateGet(keyPtr: usize, keyLen: i32, bufPtr: usize, bufCap: i32): i32;
+
+@external("wasq", "state_set")
+declare function hostStateSet(keyPtr: usize, keyLen: i32, valuePtr: usize, valueLen: i32): i32;
+
+@external("wasq", "state_delete")
+declare function hostStateDelete(keyPtr: usize, keyLen: i32): i32;
+
+@external("wasq", "state_increment")
+declare function hostStateIncrement(keyPtr: usize, keyLen: i32, by: i64, resultPtr: usize): i32;
+
+@external("wasq", "state_scan")
+declare function hostStateScan(prefixPtr: usize, prefixLen: i32, limit: i32, bufPtr: usize, bufCap: i32): i32;
 
 /** One message as the broker delivered it. The bindings fill the same
  * Message for each message (valid while the handler runs); `body` is a
@@ -94,7 +114,8 @@ export namespace Outcome {
   }
 }
 
-/** Statuses of publish, publishDeferred and log (0-6), and of httpRequest (7-15). */
+/** Statuses of publish, publishDeferred and log (0-6), of httpRequest (7-15),
+ * and of the state functions (7, 14, 16-20). */
 export namespace Status {
   export const OK: i32 = 0;
   export const FORBIDDEN: i32 = 1;
@@ -103,7 +124,7 @@ export namespace Status {
   export const INVALID_DELAY: i32 = 4;
   export const BAD_POINTER: i32 = 5;
   export const UNAVAILABLE: i32 = 6;
-  /** No such [config] key, or no such response handle. */
+  /** No such [config] key, no such response handle, or a state key with no value. */
   export const NOT_FOUND: i32 = 7;
   /** The URL (or a redirect) is not in allowed_outbound_hosts; nothing was sent. */
   export const NOT_ALLOWED: i32 = 8;
@@ -117,10 +138,21 @@ export namespace Status {
   export const TOO_LARGE: i32 = 12;
   /** A method, URL or header line the host cannot send. */
   export const INVALID_REQUEST: i32 = 13;
-  /** The connection broke, or the answer was not HTTP/1.x. */
+  /** The connection broke, or the answer was not HTTP/1.x; or the state
+   * store failed (disk full, damaged). */
   export const IO: i32 = 14;
   /** 16 responses not read yet. */
   export const BUSY: i32 = 15;
+  /** The manifest does not set `state = true`. */
+  export const NO_STATE: i32 = 16;
+  /** An empty state key, or one longer than state_max_key_bytes. */
+  export const INVALID_KEY: i32 = 17;
+  /** A state value longer than state_max_value_kib. */
+  export const VALUE_TOO_LARGE: i32 = 18;
+  /** The plugin's state would exceed state_limit_mib. */
+  export const STATE_FULL: i32 = 19;
+  /** stateIncrement of a value that is not a decimal i64, or a sum that overflows. */
+  export const NOT_A_NUMBER: i32 = 20;
 }
 
 /** A Status's name ("TIMEOUT", ...), for logs. */
@@ -128,6 +160,7 @@ export function statusName(status: i32): string {
   const names: string[] = [
     "OK", "FORBIDDEN", "INVALID_TOPIC", "INVALID_BODY", "INVALID_DELAY", "BAD_POINTER", "UNAVAILABLE",
     "NOT_FOUND", "NOT_ALLOWED", "TIMEOUT", "DNS", "CONNECT", "TOO_LARGE", "INVALID_REQUEST", "IO", "BUSY",
+    "NO_STATE", "INVALID_KEY", "VALUE_TOO_LARGE", "STATE_FULL", "NOT_A_NUMBER",
   ];
   return status >= 0 && status < names.length ? names[status] : "UNKNOWN";
 }
@@ -258,6 +291,146 @@ export function httpRequest(method: string, url: string, headers: string = "", b
   response.headers = String.UTF8.decode(head);
   response.body = data;
   return response;
+}
+
+/** A state key or value as bytes: a string's UTF-8, or a Uint8Array as it is. */
+function stateBytes<T>(data: T): Uint8Array {
+  if (isString<T>()) {
+    return Uint8Array.wrap(String.UTF8.encode(changetype<string>(data)));
+  } else if (data instanceof Uint8Array) {
+    return changetype<Uint8Array>(data);
+  } else {
+    ERROR("a state key or value is a string or a Uint8Array");
+    return unreachable();
+  }
+}
+
+/** `len` bytes of `buffer` in a Uint8Array of their own (so its `.buffer`
+ * holds just them). */
+function ownBytes(buffer: ArrayBuffer, offset: i32, len: i32): Uint8Array {
+  return Uint8Array.wrap(offset == 0 && len == buffer.byteLength ? buffer : buffer.slice(offset, offset + len));
+}
+
+/** What stateGet returns: the value when `status` is Status.OK;
+ * Status.NOT_FOUND when the key has none, or why it could not be read. */
+export class StateValue {
+  status: i32 = Status.OK;
+  /** The value's bytes, yours to keep; empty unless `status` is OK. */
+  value: Uint8Array = new Uint8Array(0);
+  /** The value as UTF-8 text (a counter reads as its decimal text, "42"). */
+  get text(): string {
+    return String.UTF8.decodeUnsafe(this.value.dataStart, <usize>this.value.byteLength);
+  }
+}
+
+/** What stateIncrement returns: the counter's new value when `status` is Status.OK. */
+export class StateCount {
+  status: i32 = Status.OK;
+  value: i64 = 0;
+}
+
+/** One entry of a StateScan: a key and its value, each a copy of its own. */
+export class StateEntry {
+  key: Uint8Array = new Uint8Array(0);
+  value: Uint8Array = new Uint8Array(0);
+}
+
+/** What stateScan returns: the entries in key order (bytewise) when
+ * `status` is Status.OK, else why there are none. */
+export class StateScan {
+  status: i32 = Status.OK;
+  entries: StateEntry[] = [];
+}
+
+// The state functions: a key is 1 to state_max_key_bytes bytes. A
+// handler's writes are its own until it returns: they commit with
+// Outcome.SUCCESS and are discarded with any other outcome, so on a failed
+// write return Outcome.RETRY rather than go on.
+
+/** The value of `key` (a string or a Uint8Array); check `status` first:
+ * Status.NOT_FOUND when the key has no value. */
+export function stateGet<K>(key: K): StateValue {
+  const k = stateBytes(key);
+  const result = new StateValue();
+  let buffer = new ArrayBuffer(256); // most values fit: one call
+  let len = hostStateGet(at(k.dataStart, k.byteLength), k.byteLength, changetype<usize>(buffer), buffer.byteLength);
+  // Another instance may change the value between two calls: grow until it fits.
+  while (len > buffer.byteLength) {
+    buffer = new ArrayBuffer(len);
+    len = hostStateGet(at(k.dataStart, k.byteLength), k.byteLength, changetype<usize>(buffer), len);
+  }
+  if (len < 0) {
+    result.status = -len;
+  } else {
+    result.value = ownBytes(buffer, 0, len);
+  }
+  return result;
+}
+
+/** Sets `key` to `value` (each a string or a Uint8Array; an empty value
+ * is a value, not a deletion); returns a Status. */
+export function stateSet<K, V>(key: K, value: V): i32 {
+  const k = stateBytes(key);
+  const v = stateBytes(value);
+  return hostStateSet(at(k.dataStart, k.byteLength), k.byteLength, at(v.dataStart, v.byteLength), v.byteLength);
+}
+
+/** Removes `key`: returns Status.OK if it had a value, Status.NOT_FOUND if
+ * it had none (neither is a failure), or why it could not. */
+export function stateDelete<K>(key: K): i32 {
+  const k = stateBytes(key);
+  return hostStateDelete(at(k.dataStart, k.byteLength), k.byteLength);
+}
+
+/** Adds `by` (negative to subtract) to the counter at `key`, a key with no
+ * value counting as 0; check `status` first (Status.NOT_A_NUMBER if the
+ * value is not a decimal i64 or the sum overflows), then `value` is the
+ * new value. */
+export function stateIncrement<K>(key: K, by: i64): StateCount {
+  // The 8 bytes state_increment writes (static: one call at a time).
+  const slot = memory.data(8, 8);
+  const k = stateBytes(key);
+  const result = new StateCount();
+  result.status = hostStateIncrement(at(k.dataStart, k.byteLength), k.byteLength, by, slot);
+  if (result.status == Status.OK) result.value = load<i64>(slot);
+  return result;
+}
+
+/** Up to `limit` entries (the host gives at most 10 000) whose keys start
+ * with `prefix` (a string or a Uint8Array; "" for every key); check
+ * `status` first. To page through many keys, scan again with a longer
+ * prefix. */
+export function stateScan<P>(prefix: P, limit: i32): StateScan {
+  const p = stateBytes(prefix);
+  const result = new StateScan();
+  let buffer = new ArrayBuffer(1024);
+  let len = hostStateScan(at(p.dataStart, p.byteLength), p.byteLength, limit, changetype<usize>(buffer), buffer.byteLength);
+  // Nothing was written when it did not fit; with a buffer that large the
+  // next call fits, unless the state grew meanwhile (then this loops again).
+  while (len > buffer.byteLength) {
+    buffer = new ArrayBuffer(len);
+    len = hostStateScan(at(p.dataStart, p.byteLength), p.byteLength, limit, changetype<usize>(buffer), len);
+  }
+  if (len < 0) {
+    result.status = -len;
+    return result;
+  }
+  // Records of u32 key_len, u32 value_len, key, value; each length is
+  // checked against the end (the host's encoding never fails it).
+  const base = changetype<usize>(buffer);
+  let offset: u32 = 0;
+  while (<u32>len - offset >= 8) {
+    const keyLen = load<u32>(base + offset);
+    const valueLen = load<u32>(base + offset, 4);
+    const rest = <u32>len - offset - 8;
+    if (keyLen > rest || valueLen > rest - keyLen) break;
+    const entry = new StateEntry();
+    entry.key = ownBytes(buffer, <i32>(offset + 8), <i32>keyLen);
+    entry.value = ownBytes(buffer, <i32>(offset + 8 + keyLen), <i32>valueLen);
+    result.entries.push(entry);
+    offset += 8 + keyLen + valueLen;
+  }
+  return result;
 }
 
 let handler: ((message: Message) => i64) | null = null;

@@ -23,6 +23,15 @@
  * response into a wasq_http_response (free it with
  * wasq_http_response_free); wasq_http_header and wasq_http_retry_after
  * read its headers. See examples/c/webhook.c.
+ *
+ * State (granted by the manifest's state = true): a key-value store of the
+ * plugin's own, whose writes commit with the message's WASQ_SUCCESS and are
+ * discarded with any other outcome. wasq_state_dup / wasq_state_get read a
+ * value, wasq_state_set and wasq_state_delete write, wasq_state_increment
+ * adds to a counter, and wasq_state_scan lists the entries under a prefix
+ * into a wasq_state_entries (free it with wasq_state_entries_free). Keys
+ * and values are bytes with a length, not strings. See examples/c/counter.c,
+ * dedup.c and window.c.
  */
 #ifndef WASQ_H
 #define WASQ_H
@@ -69,9 +78,10 @@ static inline wasq_outcome wasq_retry_after(uint32_t delay_ms) {
     return (wasq_outcome)(((uint64_t)delay_ms << 32) | 2u);
 }
 
-/* Statuses of wasq_publish, wasq_publish_deferred and wasq_log (0-6), and
- * of the configuration and HTTP helpers (7-15; ABI.md, "Outbound HTTP and
- * configuration"). */
+/* Statuses of wasq_publish, wasq_publish_deferred and wasq_log (0-6), of
+ * the configuration and HTTP helpers (7-15; ABI.md, "Outbound HTTP and
+ * configuration"), and of the state helpers (7, 14, 16-20; ABI.md,
+ * "State"). */
 enum wasq_status {
     WASQ_OK = 0,
     WASQ_FORBIDDEN = 1,        /* topic not in the manifest's publish list */
@@ -80,15 +90,22 @@ enum wasq_status {
     WASQ_INVALID_DELAY = 4,    /* negative, or over --max-req-timeout */
     WASQ_BAD_POINTER = 5,      /* a pointer/length outside memory */
     WASQ_UNAVAILABLE = 6,      /* shutting down, topic deleted, or not stored */
-    WASQ_NOT_FOUND = 7,        /* no such [config] key; no such response handle */
+    WASQ_NOT_FOUND = 7,        /* no such [config] key; no such response handle; a state key
+                                  with no value */
     WASQ_NOT_ALLOWED = 8,      /* URL (or a redirect) not in allowed_outbound_hosts */
     WASQ_TIMEOUT = 9,          /* no whole response within http_timeout_ms */
     WASQ_DNS = 10,             /* the host name does not resolve */
     WASQ_CONNECT = 11,         /* connection refused or failed, or TLS handshake failed */
     WASQ_TOO_LARGE = 12,       /* response body over http_max_response_kib */
     WASQ_INVALID_REQUEST = 13, /* a method, URL or header line the host cannot send */
-    WASQ_IO = 14,              /* the connection broke, or the answer was not HTTP/1.x */
+    WASQ_IO = 14,              /* the connection broke, or the answer was not HTTP/1.x; the
+                                  state store failed (disk full, damaged) */
     WASQ_BUSY = 15,            /* 16 responses not read yet */
+    WASQ_NO_STATE = 16,        /* the manifest does not set state = true */
+    WASQ_INVALID_KEY = 17,     /* an empty state key, or one over state_max_key_bytes */
+    WASQ_VALUE_TOO_LARGE = 18, /* a state value over state_max_value_kib */
+    WASQ_STATE_FULL = 19,      /* the plugin's state would exceed state_limit_mib */
+    WASQ_NOT_A_NUMBER = 20,    /* increment of a value not a decimal int64_t, or an overflow */
     /* Not the host's: these bindings' own, when malloc fails. */
     WASQ_NO_MEMORY = -1,
 };
@@ -121,6 +138,27 @@ __attribute__((import_module("wasq"), import_name("http_response_read")))
 int32_t wasq_import_http_response_read(int32_t handle, void *headers, int32_t headers_cap,
                                        void *body, int32_t body_cap);
 
+__attribute__((import_module("wasq"), import_name("state_get")))
+int32_t wasq_import_state_get(const void *key, int32_t key_len, void *buf, int32_t buf_cap);
+
+__attribute__((import_module("wasq"), import_name("state_set")))
+int32_t wasq_import_state_set(const void *key, int32_t key_len, const void *value,
+                              int32_t value_len);
+
+__attribute__((import_module("wasq"), import_name("state_delete")))
+int32_t wasq_import_state_delete(const void *key, int32_t key_len);
+
+/* On WASQ_OK, writes the counter's new value at `result`. */
+__attribute__((import_module("wasq"), import_name("state_increment")))
+int32_t wasq_import_state_increment(const void *key, int32_t key_len, int64_t by,
+                                    int64_t *result);
+
+/* Returns the length of the entries' encoding (u32 key_len, u32 value_len,
+ * key, value; one after another), written at buf only if it fits. */
+__attribute__((import_module("wasq"), import_name("state_scan")))
+int32_t wasq_import_state_scan(const void *prefix, int32_t prefix_len, int32_t limit, void *buf,
+                               int32_t buf_cap);
+
 /* Logs a NUL-terminated line under the plugin's name. */
 static inline int wasq_log(enum wasq_level level, const char *text) {
     return wasq_import_log((int32_t)level, text, (int32_t)strlen(text));
@@ -143,11 +181,13 @@ static inline const char *wasq_status_name(int status) {
     static const char *const names[] = {
         "OK",          "FORBIDDEN", "INVALID_TOPIC", "INVALID_BODY", "INVALID_DELAY", "BAD_POINTER",
         "UNAVAILABLE", "NOT_FOUND", "NOT_ALLOWED",   "TIMEOUT",      "DNS",           "CONNECT",
-        "TOO_LARGE",   "INVALID_REQUEST", "IO",      "BUSY"};
+        "TOO_LARGE",   "INVALID_REQUEST", "IO",      "BUSY",         "NO_STATE",      "INVALID_KEY",
+        "VALUE_TOO_LARGE", "STATE_FULL", "NOT_A_NUMBER"};
     if (status == WASQ_NO_MEMORY) {
         return "NO_MEMORY";
     }
-    return status >= 0 && status <= 15 ? names[status] : "UNKNOWN";
+    return status >= 0 && status < (int)(sizeof names / sizeof names[0]) ? names[status]
+                                                                         : "UNKNOWN";
 }
 
 /* What a wasq_status means, in a few words, for logs. */
@@ -167,13 +207,19 @@ static inline const char *wasq_status_text(int status) {
         "connection failed",
         "response too large",
         "invalid request",
-        "connection broken or not HTTP/1.x",
+        "connection broken or not HTTP/1.x, or state store failed",
         "too many unread responses",
+        "no state (the manifest lacks state = true)",
+        "empty or too long state key",
+        "state value too large",
+        "state_limit_mib reached",
+        "not a decimal int64, or overflow",
     };
     if (status == WASQ_NO_MEMORY) {
         return "out of memory";
     }
-    return status >= 0 && status <= 15 ? texts[status] : "unknown status";
+    return status >= 0 && status < (int)(sizeof texts / sizeof texts[0]) ? texts[status]
+                                                                         : "unknown status";
 }
 
 /* 1 if a failed HTTP request may succeed when tried again (TIMEOUT, DNS,
@@ -353,6 +399,189 @@ static inline int wasq_http_retry_after(const wasq_http_response *response, uint
     ms *= 1000;
     *delay_ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
     return 1;
+}
+
+/* ---- State (a key-value store of the plugin's own; state = true) ---- */
+
+/* Keys and values are bytes: pass a pointer and a length (a key is 1 to
+ * state_max_key_bytes bytes). A handler's writes are its own until it
+ * returns: they commit with WASQ_SUCCESS and are discarded with any other
+ * outcome, so on a failed write return WASQ_RETRY rather than go on. */
+
+/* Reads `key`'s value: returns its length (>= 0), and has copied it to buf
+ * if that length is at most cap (if it is larger, nothing was copied: call
+ * again with a buffer that large); or a negated wasq_status,
+ * -WASQ_NOT_FOUND for a key with no value. */
+static inline int32_t wasq_state_get(const void *key, size_t key_len, void *buf, size_t cap) {
+    return wasq_import_state_get(key, (int32_t)key_len, buf,
+                                 cap > INT32_MAX ? INT32_MAX : (int32_t)cap);
+}
+
+/* Reads `key`'s value into *value, from malloc (free it), with a NUL after
+ * its last byte (not counted in *len) so a text value can be used as a
+ * string. Returns WASQ_OK; WASQ_NOT_FOUND if the key has no value; or the
+ * status that stopped it. *value is NULL unless WASQ_OK. */
+static inline int wasq_state_dup(const void *key, size_t key_len, uint8_t **value, size_t *len) {
+    *value = NULL;
+    *len = 0;
+    uint8_t small[256]; /* most values fit: one call */
+    int32_t got = wasq_state_get(key, key_len, small, sizeof small);
+    if (got < 0) {
+        return -got;
+    }
+    uint8_t *copy = (uint8_t *)malloc((size_t)got + 1);
+    if (copy == NULL) {
+        return WASQ_NO_MEMORY;
+    }
+    if ((size_t)got <= sizeof small) {
+        memcpy(copy, small, (size_t)got);
+    } else {
+        /* Another instance may change the value between two calls: grow
+         * until it fits. */
+        size_t cap = (size_t)got;
+        while ((got = wasq_state_get(key, key_len, copy, cap)) > 0 && (size_t)got > cap) {
+            uint8_t *grown = (uint8_t *)realloc(copy, (size_t)got + 1);
+            if (grown == NULL) {
+                free(copy);
+                return WASQ_NO_MEMORY;
+            }
+            copy = grown;
+            cap = (size_t)got;
+        }
+        if (got < 0) {
+            free(copy);
+            return -got;
+        }
+    }
+    copy[got] = '\0';
+    *value = copy;
+    *len = (size_t)got;
+    return WASQ_OK;
+}
+
+/* Sets `key` to `value` (value_len 0 is an empty value, not a deletion);
+ * returns a wasq_status. */
+static inline int wasq_state_set(const void *key, size_t key_len, const void *value,
+                                 size_t value_len) {
+    return wasq_import_state_set(key, (int32_t)key_len, value, (int32_t)value_len);
+}
+
+/* Removes `key`: returns WASQ_OK if it had a value, WASQ_NOT_FOUND if it
+ * had none (neither is a failure), or the status that stopped it. */
+static inline int wasq_state_delete(const void *key, size_t key_len) {
+    return wasq_import_state_delete(key, (int32_t)key_len);
+}
+
+/* Adds `by` (negative to subtract) to the counter at `key`, a key with no
+ * value counting as 0, and sets *value (unless NULL) to the new value.
+ * Returns a wasq_status: WASQ_NOT_A_NUMBER if the value is not a decimal
+ * int64_t or the sum overflows. A counter is stored as decimal text, so
+ * wasq_state_dup reads it as "42". */
+static inline int wasq_state_increment(const void *key, size_t key_len, int64_t by,
+                                       int64_t *value) {
+    int64_t result = 0;
+    int32_t status = wasq_import_state_increment(key, (int32_t)key_len, by, &result);
+    if (value != NULL) {
+        *value = status == WASQ_OK ? result : 0;
+    }
+    return status;
+}
+
+/* One entry of a scan: pointers into its wasq_state_entries' buffer, not
+ * NUL-terminated. */
+typedef struct wasq_state_entry {
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+} wasq_state_entry;
+
+/* What wasq_state_scan fills: `count` entries in key order (bytewise).
+ * wasq_state_entries_free releases them. */
+typedef struct wasq_state_entries {
+    wasq_state_entry *entries;
+    size_t count;
+    /* The host's encoding, which the entries point into. */
+    uint8_t *data;
+} wasq_state_entries;
+
+/* Frees what wasq_state_scan put in *entries (and zeroes it). */
+static inline void wasq_state_entries_free(wasq_state_entries *entries) {
+    free(entries->entries);
+    free(entries->data);
+    memset(entries, 0, sizeof *entries);
+}
+
+/* Lists up to `limit` entries (the host gives at most 10 000) whose keys
+ * start with `prefix` (prefix_len 0: every key) into *out. Returns WASQ_OK
+ * or the status that stopped it (then *out is zeroed). Free *out with
+ * wasq_state_entries_free either way. To page through many keys, scan
+ * again with a longer prefix. */
+static inline int wasq_state_scan(const void *prefix, size_t prefix_len, int32_t limit,
+                                  wasq_state_entries *out) {
+    memset(out, 0, sizeof *out);
+    uint8_t *data = NULL;
+    size_t cap = 1024, size;
+    for (;;) {
+        uint8_t *grown = (uint8_t *)realloc(data, cap);
+        if (grown == NULL) {
+            free(data);
+            return WASQ_NO_MEMORY;
+        }
+        data = grown;
+        int32_t got = wasq_import_state_scan(prefix, (int32_t)prefix_len, limit, data,
+                                             cap > INT32_MAX ? INT32_MAX : (int32_t)cap);
+        if (got < 0) {
+            free(data);
+            return -got;
+        }
+        if ((size_t)got <= cap) {
+            size = (size_t)got;
+            break;
+        }
+        /* Nothing was written; with a buffer that large, the next call fits
+         * unless the state grew meanwhile (then this loops again). */
+        cap = (size_t)got;
+    }
+    /* Two passes over the records: count them (checking every length
+     * against the end), then point the entries at them. */
+    size_t count = 0;
+    for (size_t at = 0; at < size; count++) {
+        uint32_t key_len, value_len;
+        if (size - at < 8) {
+            free(data);
+            return WASQ_IO; /* cannot happen: the host's own encoding */
+        }
+        memcpy(&key_len, data + at, sizeof key_len);
+        memcpy(&value_len, data + at + 4, sizeof value_len);
+        at += 8;
+        if (key_len > size - at || value_len > size - at - key_len) {
+            free(data);
+            return WASQ_IO;
+        }
+        at += (size_t)key_len + value_len;
+    }
+    wasq_state_entry *entries =
+        (wasq_state_entry *)malloc((count ? count : 1) * sizeof(wasq_state_entry));
+    if (entries == NULL) {
+        free(data);
+        return WASQ_NO_MEMORY;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t key_len, value_len;
+        memcpy(&key_len, data + at, sizeof key_len);
+        memcpy(&value_len, data + at + 4, sizeof value_len);
+        entries[i].key = data + at + 8;
+        entries[i].key_len = key_len;
+        entries[i].value = data + at + 8 + key_len;
+        entries[i].value_len = value_len;
+        at += 8 + (size_t)key_len + value_len;
+    }
+    out->entries = entries;
+    out->count = count;
+    out->data = data;
+    return WASQ_OK;
 }
 
 /* Defined by the plugin. */

@@ -16,7 +16,11 @@
 //
 // Config reads the manifest's [config] table and HTTPRequest sends an
 // outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
-// HTTP and configuration"); call them from the handler.
+// HTTP and configuration"). StateGet, StateSet, StateDelete,
+// StateIncrement and StateScan use the plugin's key-value store, granted
+// by `state = true` (ABI.md, "State"); its writes commit with the
+// message's Success and are discarded by any other outcome. Call them
+// from the handler.
 package wasq
 
 import (
@@ -283,12 +287,13 @@ func parseInto(m *Message, b []byte) bool {
 	return true
 }
 
-// StatusError is a status the configuration and HTTP imports returned
-// (the ABI's statuses 7-15, and 5). The Err values below are
+// StatusError is a status the configuration, HTTP and state imports
+// returned (the ABI's statuses 7-20, and 5). The Err values below are
 // *StatusErrors: test with errors.Is(err, wasq.ErrTimeout), or take the
 // status with errors.As.
 type StatusError struct {
-	// Status is the ABI's status: 7 NOT_FOUND ... 15 BUSY.
+	// Status is the ABI's status: 7 NOT_FOUND ... 15 BUSY, 16 NO_STATE ...
+	// 20 NOT_A_NUMBER.
 	Status int32
 }
 
@@ -301,8 +306,19 @@ var (
 	ErrConnect        = &StatusError{11} // connection refused or failed, or TLS handshake failed
 	ErrTooLarge       = &StatusError{12} // response body over http_max_response_kib
 	ErrInvalidRequest = &StatusError{13} // a method, URL or header line the host cannot send
-	ErrIO             = &StatusError{14} // the connection broke, or the answer was not HTTP/1.x
+	ErrIO             = &StatusError{14} // the connection broke, or the answer was not HTTP/1.x; or the state store failed
 	ErrBusy           = &StatusError{15} // 16 responses not read yet
+)
+
+// Errors of the state functions (the ABI's statuses 16-20; also ErrIO,
+// the store failed). A key with no value is not an error: StateGet
+// reports it with its bool, StateDelete with false.
+var (
+	ErrNoState       = &StatusError{16} // the manifest does not set `state = true`
+	ErrInvalidKey    = &StatusError{17} // an empty key, or one longer than state_max_key_bytes
+	ErrValueTooLarge = &StatusError{18} // a value longer than state_max_value_kib
+	ErrStateFull     = &StatusError{19} // the plugin's state would exceed state_limit_mib
+	ErrNotANumber    = &StatusError{20} // StateIncrement of a value not a decimal int64, or overflow
 )
 
 var statusTexts = [...]string{
@@ -314,8 +330,13 @@ var statusTexts = [...]string{
 	11: "connection failed",
 	12: "HTTP response too large",
 	13: "invalid HTTP request",
-	14: "connection broken or not HTTP/1.x",
+	14: "I/O error (a broken connection, an answer not HTTP/1.x, or the state store failed)",
 	15: "too many unread HTTP responses",
+	16: "no state (the manifest does not set state = true)",
+	17: "invalid state key (empty, or longer than state_max_key_bytes)",
+	18: "state value too large (over state_max_value_kib)",
+	19: "state full (over state_limit_mib)",
+	20: "state value not a decimal int64, or the sum overflows",
 }
 
 func (e *StatusError) Error() string {
@@ -327,7 +348,7 @@ func (e *StatusError) Error() string {
 
 // Temporary reports whether the request may succeed if tried again:
 // TIMEOUT, DNS, CONNECT, IO and BUSY are; NOT_ALLOWED, TOO_LARGE,
-// INVALID_REQUEST and the others are not.
+// INVALID_REQUEST, the state statuses but IO, and the others are not.
 func (e *StatusError) Temporary() bool {
 	switch e.Status {
 	case 9, 10, 11, 14, 15:
@@ -350,7 +371,8 @@ func (e *StatusError) Is(target error) bool {
 
 func statusError(status int32) error {
 	for _, err := range [...]*StatusError{ErrNotFound, ErrNotAllowed, ErrTimeout, ErrDNS, ErrConnect,
-		ErrTooLarge, ErrInvalidRequest, ErrIO, ErrBusy} {
+		ErrTooLarge, ErrInvalidRequest, ErrIO, ErrBusy, ErrNoState, ErrInvalidKey, ErrValueTooLarge,
+		ErrStateFull, ErrNotANumber} {
 		if err.Status == status {
 			return err
 		}
@@ -479,4 +501,140 @@ func HTTPRequest(method, url string, header Header, body []byte) (*Response, err
 		}
 	}
 	return response, nil
+}
+
+//go:wasmimport wasq state_get
+func hostStateGet(key unsafe.Pointer, keyLen int32, buf unsafe.Pointer, bufCap int32) int32
+
+//go:wasmimport wasq state_set
+func hostStateSet(key unsafe.Pointer, keyLen int32, value unsafe.Pointer, valueLen int32) int32
+
+//go:wasmimport wasq state_delete
+func hostStateDelete(key unsafe.Pointer, keyLen int32) int32
+
+//go:wasmimport wasq state_increment
+func hostStateIncrement(key unsafe.Pointer, keyLen int32, by int64, result unsafe.Pointer) int32
+
+//go:wasmimport wasq state_scan
+func hostStateScan(prefix unsafe.Pointer, prefixLen int32, limit int32, buf unsafe.Pointer, bufCap int32) int32
+
+// The state functions use the plugin's key-value store (ABI.md, "State";
+// the manifest grants it with `state = true`, else every call is
+// ErrNoState). Keys and values are bytes; a key is 1 to
+// state_max_key_bytes long. A handler call reads its own writes; nobody
+// else sees them until the handler returns Success, when they commit
+// together with the message's FIN. Retry, RetryAfter, Fatal, a trap or a
+// timeout discard them. Their errors are *StatusErrors: ErrNoState,
+// ErrInvalidKey, ErrValueTooLarge, ErrStateFull, ErrNotANumber, ErrIO.
+
+// StateGet returns the value of key as this handler call sees it, and
+// whether key has one (a value may be empty). The value is the caller's.
+func StateGet(key []byte) ([]byte, bool, error) {
+	var small [256]byte // most values fit: one call
+	buffer := small[:]
+	for {
+		n := hostStateGet(bytesPointer(key), int32(len(key)), unsafe.Pointer(&buffer[0]), int32(len(buffer)))
+		switch {
+		case n == -7: // NOT_FOUND: no value
+			return nil, false, nil
+		case n < 0:
+			return nil, false, statusError(-n)
+		case int(n) > len(buffer):
+			buffer = make([]byte, n) // nothing was written: again, with room (in a loop: it may grow meanwhile)
+		case &buffer[0] == &small[0]:
+			return append(make([]byte, 0, n), small[:n]...), true, nil // the caller's copy
+		default:
+			return buffer[:n:n], true, nil // made for it: the caller's already
+		}
+	}
+}
+
+// StateSet sets key to value (an empty value is a value, not a deletion).
+func StateSet(key, value []byte) error {
+	if status := hostStateSet(bytesPointer(key), int32(len(key)), bytesPointer(value), int32(len(value))); status != 0 {
+		return statusError(status)
+	}
+	return nil
+}
+
+// StateDelete removes key; true if it had a value.
+func StateDelete(key []byte) (bool, error) {
+	switch status := hostStateDelete(bytesPointer(key), int32(len(key))); status {
+	case 0:
+		return true, nil
+	case 7: // NOT_FOUND: it had none
+		return false, nil
+	default:
+		return false, statusError(status)
+	}
+}
+
+// StateIncrement adds by (which may be negative) to the counter at key (a
+// key with no value counts as 0) and returns the new value. A counter is
+// kept as decimal text ("42"): StateGet reads it as text, and StateSet of
+// "7" sets it. ErrNotANumber if the value is not a decimal int64, or the
+// sum overflows.
+func StateIncrement(key []byte, by int64) (int64, error) {
+	var result int64
+	if status := hostStateIncrement(bytesPointer(key), int32(len(key)), by, unsafe.Pointer(&result)); status != 0 {
+		return 0, statusError(status)
+	}
+	return result, nil
+}
+
+// StateEntry is a key and its value, as StateScan lists them.
+type StateEntry struct {
+	Key   []byte
+	Value []byte
+}
+
+// MaxStateScan is the most entries one StateScan lists.
+const MaxStateScan = 10000
+
+// StateScan lists up to limit entries (at most MaxStateScan: a larger
+// limit is taken as MaxStateScan; 0 or less lists none) whose keys start
+// with prefix (empty: every key), in bytewise key order, as this handler
+// call sees them. To go through more keys, scan again with a longer
+// prefix, or keep an index key. The entries are the caller's.
+func StateScan(prefix []byte, limit int) ([]StateEntry, error) {
+	limit = max(0, min(limit, MaxStateScan))
+	buffer := make([]byte, 1024)
+	for {
+		n := hostStateScan(bytesPointer(prefix), int32(len(prefix)), int32(limit),
+			unsafe.Pointer(&buffer[0]), int32(len(buffer)))
+		if n < 0 {
+			return nil, statusError(-n)
+		}
+		if int(n) <= len(buffer) {
+			return decodeEntries(buffer[:n])
+		}
+		// Nothing was written: again, with room. The state may change
+		// before the next call (another instance commits), so with some
+		// to spare, and in a loop.
+		buffer = make([]byte, int(n)+int(n)/4)
+	}
+}
+
+var errMalformedScan = errors.New("wasq: malformed state_scan result")
+
+// decodeEntries reads state_scan's records (u32 key_len, u32 value_len,
+// the key, the value; little-endian). The entries' slices share b, each
+// capped at its own end, so appending to one does not write over the next.
+func decodeEntries(b []byte) ([]StateEntry, error) {
+	var entries []StateEntry
+	le := binary.LittleEndian
+	for len(b) > 0 {
+		if len(b) < 8 {
+			return nil, errMalformedScan
+		}
+		keyLen, valueLen := uint64(le.Uint32(b)), uint64(le.Uint32(b[4:]))
+		b = b[8:]
+		if keyLen+valueLen > uint64(len(b)) {
+			return nil, errMalformedScan
+		}
+		end := keyLen + valueLen
+		entries = append(entries, StateEntry{Key: b[:keyLen:keyLen], Value: b[keyLen:end:end]})
+		b = b[end:]
+	}
+	return entries, nil
 }

@@ -16,6 +16,11 @@
 //! outbound request to a host in allowed_outbound_hosts (ABI.md, "Outbound
 //! HTTP and configuration"); see examples/zig/webhook.zig.
 //!
+//! `state` is the plugin's key-value store, granted by `state = true` in
+//! the manifest (ABI.md, "State"): `state.get`, `state.set`,
+//! `state.delete`, `state.increment` and `state.scan`; see
+//! examples/zig/counter.zig.
+//!
 //! ReleaseFast, not ReleaseSmall: the size-optimised code made a trivial
 //! handler cost 98 ns a message in a batch instead of 21 (and 128 ns a
 //! call instead of 84), for 350 bytes less (bench/README.md).
@@ -78,6 +83,11 @@ const host = struct {
     extern "wasq" fn config_get(key: usize, key_len: i32, buf: usize, buf_cap: i32) i32;
     extern "wasq" fn http_request(method: usize, method_len: i32, url: usize, url_len: i32, headers: usize, headers_len: i32, body: usize, body_len: i32, response: *[4]u32) i32;
     extern "wasq" fn http_response_read(handle: u32, headers: usize, headers_cap: i32, body: usize, body_cap: i32) i32;
+    extern "wasq" fn state_get(key: usize, key_len: i32, buf: usize, buf_cap: i32) i32;
+    extern "wasq" fn state_set(key: usize, key_len: i32, value: usize, value_len: i32) i32;
+    extern "wasq" fn state_delete(key: usize, key_len: i32) i32;
+    extern "wasq" fn state_increment(key: usize, key_len: i32, by: i64, result: *i64) i32;
+    extern "wasq" fn state_scan(prefix: usize, prefix_len: i32, limit: i32, buf: usize, buf_cap: i32) i32;
 };
 
 /// Where `bytes` are, for the host: 0 when there are none.
@@ -266,6 +276,150 @@ pub fn httpRequest(gpa: std.mem.Allocator, request: Request) HttpError!Response 
     try httpStatus(host.http_response_read(record[0], address(headers), lengthOf(headers), address(body), lengthOf(body)));
     return .{ .status = record[1], .headers = headers, .body = body, .gpa = gpa };
 }
+
+/// Why a state operation failed (the ABI's statuses 16-20, 14 and 5), or
+/// OutOfMemory when a value could not be stored. A key with no value is
+/// not an error: `state.get` returns null, `state.delete` false.
+pub const StateError = error{
+    /// The manifest does not set `state = true`.
+    NoState,
+    /// An empty key, or one longer than state_max_key_bytes.
+    InvalidKey,
+    /// A value longer than state_max_value_kib.
+    ValueTooLarge,
+    /// The plugin's keys and values would exceed state_limit_mib.
+    StateFull,
+    /// `state.increment` of a value that is not a decimal i64, or a sum that overflows.
+    NotANumber,
+    /// The store failed (disk full, damaged); the broker logs it.
+    Io,
+    BadPointer,
+    OutOfMemory,
+};
+
+/// The error for a status other than OK (and NOT_FOUND, which callers
+/// handle first).
+fn stateError(status: i32) StateError {
+    return switch (status) {
+        5 => error.BadPointer,
+        16 => error.NoState,
+        17 => error.InvalidKey,
+        18 => error.ValueTooLarge,
+        19 => error.StateFull,
+        20 => error.NotANumber,
+        else => error.Io, // 14, or a status this version does not know
+    };
+}
+
+fn stateStatus(status: i32) StateError!void {
+    if (status != 0) return stateError(status);
+}
+
+/// The plugin's key-value store (ABI.md, "State"). Keys and values are
+/// bytes; a key is 1 to state_max_key_bytes long. A handler's writes are
+/// its own until it returns: they commit with `.success` and are
+/// discarded with any other outcome, so on a failed write return `.retry`
+/// rather than go on.
+pub const state = struct {
+    /// The value of `key`, allocated with `gpa` (free it), or null if the
+    /// key has no value. A counter reads as its decimal text ("42").
+    pub fn get(gpa: std.mem.Allocator, key: []const u8) StateError!?[]u8 {
+        var small: [256]u8 = undefined; // most values fit: one call
+        var len = host.state_get(address(key), lengthOf(key), address(&small), small.len);
+        if (len == -7) return null;
+        if (len < 0) return stateError(-len);
+        if (len <= small.len) return try gpa.dupe(u8, small[0..@intCast(len)]);
+        var value = try gpa.alloc(u8, @intCast(len));
+        errdefer gpa.free(value);
+        // Another instance may change the value between two calls: grow
+        // until it fits.
+        while (true) {
+            len = host.state_get(address(key), lengthOf(key), address(value), lengthOf(value));
+            if (len == -7) {
+                gpa.free(value);
+                return null;
+            }
+            if (len < 0) return stateError(-len);
+            if (len <= value.len) return try gpa.realloc(value, @intCast(len));
+            value = try gpa.realloc(value, @intCast(len));
+        }
+    }
+
+    /// Sets `key` to `value` (an empty value is a value, not a deletion).
+    pub fn set(key: []const u8, value: []const u8) StateError!void {
+        return stateStatus(host.state_set(address(key), lengthOf(key), address(value), lengthOf(value)));
+    }
+
+    /// Removes `key`: true if it had a value, false if it had none.
+    pub fn delete(key: []const u8) StateError!bool {
+        const status = host.state_delete(address(key), lengthOf(key));
+        if (status == 7) return false;
+        try stateStatus(status);
+        return true;
+    }
+
+    /// Adds `by` (negative to subtract) to the counter at `key`, a key
+    /// with no value counting as 0, and returns the new value.
+    /// error.NotANumber if the value is not a decimal i64 or the sum
+    /// overflows.
+    pub fn increment(key: []const u8, by: i64) StateError!i64 {
+        var result: i64 = undefined;
+        try stateStatus(host.state_increment(address(key), lengthOf(key), by, &result));
+        return result;
+    }
+
+    /// One entry of a `Scan`: slices of its buffer.
+    pub const Entry = struct {
+        key: []const u8,
+        value: []const u8,
+    };
+
+    /// The entries `scan` found, in key order (bytewise): `next` yields
+    /// them, `deinit` frees them.
+    pub const Scan = struct {
+        /// The host's encoding: u32 key_len, u32 value_len, key, value; one
+        /// entry after another.
+        bytes: []u8,
+        at: usize = 0,
+        gpa: std.mem.Allocator,
+
+        /// The next entry, or null after the last.
+        pub fn next(self: *Scan) ?Entry {
+            const rest = self.bytes[self.at..];
+            if (rest.len < 8) return null;
+            const key_len: usize = readU32(rest, 0);
+            const value_len: usize = readU32(rest, 4);
+            // Checked against the end: a malformed encoding (which the host
+            // never writes) ends the scan rather than trap.
+            if (key_len > rest.len - 8 or value_len > rest.len - 8 - key_len) return null;
+            self.at += 8 + key_len + value_len;
+            return .{ .key = rest[8..][0..key_len], .value = rest[8 + key_len ..][0..value_len] };
+        }
+
+        pub fn deinit(self: *Scan) void {
+            self.gpa.free(self.bytes);
+            self.* = undefined;
+        }
+    };
+
+    /// Up to `limit` entries (the host gives at most 10 000) whose keys
+    /// start with `prefix` ("": every key), read into a buffer from `gpa`:
+    /// call `deinit`. To page through many keys, scan again with a longer
+    /// prefix.
+    pub fn scan(gpa: std.mem.Allocator, prefix: []const u8, limit: u32) StateError!Scan {
+        const max: i32 = @intCast(@min(limit, std.math.maxInt(i32)));
+        var bytes = try gpa.alloc(u8, 1024);
+        errdefer gpa.free(bytes);
+        while (true) {
+            const len = host.state_scan(address(prefix), lengthOf(prefix), max, address(bytes), lengthOf(bytes));
+            if (len < 0) return stateError(-len);
+            if (len <= bytes.len) return .{ .bytes = try gpa.realloc(bytes, @intCast(len)), .gpa = gpa };
+            // Nothing was written; with a buffer that large the next call
+            // fits, unless the state grew meanwhile (then this loops again).
+            bytes = try gpa.realloc(bytes, @intCast(len));
+        }
+    }
+};
 
 /// The allocator message buffers come from; plugins may use it too.
 pub const allocator = std.heap.wasm_allocator;
