@@ -17,6 +17,7 @@ use crate::broker::Stats;
 use crate::broker::channel::ChannelStats;
 use crate::broker::latency::LatencyStats;
 use crate::plugins::stats::HandlerTimes;
+use crate::plugins::status::StateStoreStatus;
 use crate::plugins::{PluginState, PluginStatus};
 
 /// The media type of [`render`]'s text.
@@ -425,6 +426,7 @@ impl Snapshot {
             None,
             by_key(plugins, "kind", |p| &p.counters.outbound.errors),
         )?;
+        self.plugin_state(w, plugins)?;
         w.histograms(
             "wasq_plugin_outbound_duration",
             "Time the plugin's outbound HTTP requests took, answered or failed.",
@@ -440,6 +442,66 @@ impl Snapshot {
                 .map(|p| (by_name(p), &p.counters.handler_time)),
         )?;
         Ok(())
+    }
+
+    /// The key-value stores of the plugins that have one.
+    fn plugin_state(&self, w: &mut Writer, plugins: &[PluginStatus]) -> std::fmt::Result {
+        let by_name = |p: &PluginStatus| -> Labels { vec![("plugin", p.name.clone())] };
+        let stateful = || {
+            plugins
+                .iter()
+                .filter_map(|p| p.state_store.as_ref().map(|s| (p, s)))
+        };
+        w.gauges(
+            "wasq_plugin_state_keys",
+            "Keys in the plugin's state.",
+            None,
+            stateful().map(|(p, s)| (by_name(p), s.keys as f64)),
+        )?;
+        w.gauges(
+            "wasq_plugin_state_size",
+            "Bytes of the keys and values in the plugin's state.",
+            Some(&Unit::Bytes),
+            stateful().map(|(p, s)| (by_name(p), s.bytes as f64)),
+        )?;
+        let counters: [StateCounter; 3] = [
+            (
+                "wasq_plugin_state_commits",
+                "Messages whose state writes committed with their FIN.",
+                |s| s.counters.committed,
+            ),
+            (
+                "wasq_plugin_state_conflicts",
+                "Commits refused because another instance changed what the call read; the message was handled again.",
+                |s| s.counters.conflicts,
+            ),
+            (
+                "wasq_plugin_state_replayed",
+                "Messages delivered again after their writes committed, finished without calling the handler.",
+                |s| s.counters.replayed,
+            ),
+        ];
+        for (name, help, value) in counters {
+            w.counters(
+                name,
+                help,
+                None,
+                stateful().map(|(p, s)| (by_name(p), value(s))),
+            )?;
+        }
+        w.counters(
+            "wasq_plugin_state_refusals",
+            "State operations refused to the plugin, by kind (empty_key, key_too_large, value_too_large, over_limit, not_a_number, io).",
+            None,
+            stateful().flat_map(|(p, s)| {
+                s.counters.refused.iter().map(move |(kind, n)| {
+                    (
+                        vec![("plugin", p.name.clone()), ("kind", kind.clone())],
+                        *n,
+                    )
+                })
+            }),
+        )
     }
 
     fn process(&self, w: &mut Writer) -> std::fmt::Result {
@@ -484,6 +546,9 @@ fn quantile_samples(labels: Labels, latency: &LatencyStats) -> Vec<(Labels, f64)
 }
 
 /// One series per plugin and key of a counter map (`class="2xx"`, …).
+/// A plugin state counter's name, help and value.
+type StateCounter = (&'static str, &'static str, fn(&StateStoreStatus) -> u64);
+
 fn by_key<'a>(
     plugins: &'a [PluginStatus],
     label: &'static str,

@@ -331,6 +331,21 @@ impl<'p> Lines<'p> {
                 &format!("{base}.outbound.latency_us_99"),
                 outbound.latency_us_p99 as i64,
             );
+            if let Some(state) = &plugin.state_store {
+                self.gauge(&format!("{base}.state.keys"), state.keys as i64);
+                self.gauge(&format!("{base}.state.bytes"), state.bytes as i64);
+                let counters = &state.counters;
+                for (name, value) in [
+                    ("commits", counters.committed),
+                    ("conflicts", counters.conflicts),
+                    ("replayed", counters.replayed),
+                ] {
+                    self.counter(previous, &format!("{base}.state.{name}"), value);
+                }
+                for (kind, n) in &counters.refused {
+                    self.counter(previous, &format!("{base}.state.refused.{kind}"), *n);
+                }
+            }
             self.gauge(&format!("{base}.instances"), plugin.instances as i64);
             self.gauge(
                 &format!("{base}.backoff_level"),

@@ -96,6 +96,14 @@ fn counts_commit_with_the_fin_and_outlive_reloads_restarts_and_removal() {
     assert_eq!(store["keys"], 3, "{store}");
     assert_eq!(store["bytes"], (7 + 2) + (7 + 1) + (7 + 1), "{store}");
     assert!(store["committed"].as_u64().unwrap() >= 20, "{store}");
+    let (_, metrics) = http.get("/metrics");
+    for line in [
+        "wasq_plugin_state_keys{plugin=\"counter\"} 3.0",
+        "wasq_plugin_state_size_bytes{plugin=\"counter\"} 25.0",
+        "wasq_plugin_state_refusals_total{plugin=\"counter\",kind=\"over_limit\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // A new version (its manifest changed) counts on from the same state.
     plugins.manifest("counter", &format!("{COUNTER}[config]\nevery = \"4\"\n"));

@@ -187,7 +187,11 @@ fn the_state_examples_behave_alike_in_every_language() {
                     && c["message_count"].as_u64() >= Some(6)
             })
         });
-        assert!(closed, "{language}: {:?}", http.channel_stats(&topic, &window));
+        assert!(
+            closed,
+            "{language}: {:?}",
+            http.channel_stats(&topic, &window)
+        );
         let sums = bodies_on(&wasqd, &format!("sums.{t}"));
         let total: i64 = sums
             .iter()

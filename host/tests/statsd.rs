@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use wasq_testkit::{PluginDir, wat_plugin};
+use wasq_testkit::PluginDir;
 
 /// What the fake statsd daemon has received so far.
 #[derive(Default)]
@@ -67,10 +67,20 @@ fn wasqd_pushes_nsqd_s_metrics_and_its_plugins_to_statsd() {
     let address = statsd.local_addr().unwrap().to_string();
 
     let plugins = PluginDir::default();
+    // Counts its messages in its state, under the key "hits".
+    let tally = r#"(module
+  (import "wasq" "state_increment" (func $increment (param i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hits")
+  (func (export "wasq_abi_version") (result i32) (i32.const 1))
+  (func (export "wasq_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasq_handle") (param i32 i32) (result i64)
+    (drop (call $increment (i32.const 16) (i32.const 4) (i64.const 1) (i32.const 32)))
+    (i64.const 0)))"#;
     plugins.wat(
         "counter",
-        &wat_plugin("", "(i64.const 0)"),
-        "topic = \"metered\"\nchannel = \"plugin\"\n",
+        tally,
+        "topic = \"metered\"\nchannel = \"plugin\"\nstate = true\n",
     );
     let wasqd = plugins.start_with(&[
         "--statsd-address",
@@ -97,6 +107,9 @@ fn wasqd_pushes_nsqd_s_metrics_and_its_plugins_to_statsd() {
     received.until(&statsd, Duration::from_secs(60), |r| {
         r.counts.get(&format!("{topic}.message_count")) == Some(&7)
             && r.counts.get(&format!("{prefix}plugin.counter.finished")) == Some(&7)
+            && r.counts
+                .get(&format!("{prefix}plugin.counter.state.commits"))
+                == Some(&7)
             && r.gauges.get(&format!("{topic}.channel.held.depth")) == Some(&7)
     });
 
@@ -142,6 +155,13 @@ fn wasqd_pushes_nsqd_s_metrics_and_its_plugins_to_statsd() {
         received
             .gauges
             .contains_key(&format!("{plugin}.outbound.latency_us_99"))
+    );
+    // Its state: one key ("hits" = "7": 5 bytes), nothing refused.
+    assert_eq!(received.gauges[&format!("{plugin}.state.keys")], 1);
+    assert_eq!(received.gauges[&format!("{plugin}.state.bytes")], 5);
+    assert_eq!(
+        received.counts[&format!("{plugin}.state.refused.over_limit")],
+        0
     );
     assert!(received.gauges[&format!("{prefix}mem.resident_bytes")] > 1 << 20);
 

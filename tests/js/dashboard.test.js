@@ -21,6 +21,18 @@ const FIN_PLUGIN = `(module
   (func (export "wasq_handle") (param i32 i32) (result i64) (i64.const 0)))
 `
 
+// A plugin that counts its messages in its state under the key "hits".
+const TALLY_PLUGIN = `(module
+  (import "wasq" "state_increment" (func $increment (param i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hits")
+  (func (export "wasq_abi_version") (result i32) (i32.const 1))
+  (func (export "wasq_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasq_handle") (param i32 i32) (result i64)
+    (drop (call $increment (i32.const 16) (i32.const 4) (i64.const 1) (i32.const 32)))
+    (i64.const 0)))
+`
+
 async function publish (http, topic, body) {
   const response = await fetch(`http://${http}/pub?topic=${topic}`, { method: 'POST', body })
   assert.strictEqual(response.status, 200, await response.text())
@@ -41,6 +53,8 @@ test('the dashboard shows a new topic and a plugin\'s counters live', { timeout:
   const plugins = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-dashboard-'))
   fs.writeFileSync(path.join(plugins, 'fin.wat'), FIN_PLUGIN)
   fs.writeFileSync(path.join(plugins, 'fin.toml'), 'topic = "dash_work"\nchannel = "plugin"\n')
+  fs.writeFileSync(path.join(plugins, 'tally.wat'), TALLY_PLUGIN)
+  fs.writeFileSync(path.join(plugins, 'tally.toml'), 'topic = "dash_tally"\nstate = true\n')
   const wasqd = await startWasqd(['--plugins-dir', plugins])
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -79,6 +93,18 @@ test('the dashboard shows a new topic and a plugin\'s counters live', { timeout:
     // The plugin is listed among the clients, subscribed to its channel.
     const client = page.locator('#clients td[data-field="user_agent"]', { hasText: 'wasq-plugin/fin' })
     assert.strictEqual(await client.count(), 1)
+
+    // A plugin's state: its keys, size and commits.
+    await pluginRunning(wasqd.http, 'tally')
+    for (const body of ['x', 'y']) await publish(wasqd.http, 'dash_tally', body)
+    await page.waitForFunction(
+      () => {
+        const line = document.querySelector('tr[data-plugin-detail="tally"] [data-field="state_store"]')
+        return line !== null && line.textContent.includes('2 commits')
+      },
+      null, { timeout: 30000 })
+    const stateLine = await page.locator('tr[data-plugin-detail="tally"] [data-field="state_store"]').textContent()
+    assert.ok(stateLine.startsWith('State: 1 keys · 5 B of 64.0 MiB'), stateLine)
 
     assert.deepStrictEqual(errors, [], 'the page ran without script errors')
 

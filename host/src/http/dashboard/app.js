@@ -36,6 +36,14 @@ function duration (nanos) {
   return (nanos / 1e3).toFixed(1) + ' µs'
 }
 
+// Bytes as B, KiB, MiB or GiB.
+function size (n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB']
+  let unit = 0
+  while (n >= 1024 && unit < units.length - 1) { n /= 1024; unit++ }
+  return `${unit ? n.toFixed(1) : n} ${units[unit]}`
+}
+
 function micros (us) {
   return us >= 1000 ? (us / 1000).toFixed(2) + ' ms' : us + ' µs'
 }
@@ -144,6 +152,14 @@ function drawPlugins (plugins, now, seen) {
         `Outbound HTTP: ${number(out.requests)} requests · ${classes.join(' · ') || 'no responses'}` +
         `${errors.length ? ' · errors: ' + errors.join(' · ') : ''}` +
         ` · ${micros(out.latency_us_p50)} / ${micros(out.latency_us_p99)}`))
+    }
+    const state = plugin.state_store
+    if (state) {
+      const refused = Object.entries(state.refused).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${number(n)}`)
+      details.push(el('div', { 'data-field': 'state_store' },
+        `State: ${number(state.keys)} keys · ${size(state.bytes)} of ${size(state.limit_bytes)}` +
+        ` · ${number(state.committed)} commits · ${number(state.conflicts)} conflicts · ${number(state.replayed)} replayed` +
+        `${refused.length ? ' · refused: ' + refused.join(' · ') : ''}`))
     }
     if (plugin.last_error) {
       details.push(el('div', { class: 'error', 'data-field': 'last_error' }, 'Last error: ', plugin.last_error))

@@ -38,7 +38,7 @@ pub struct StateCountersView {
     pub committed: u64,
     pub conflicts: u64,
     pub replayed: u64,
-    pub refused: BTreeMap<&'static str, u64>,
+    pub refused: BTreeMap<String, u64>,
 }
 
 impl StateStats {
@@ -58,7 +58,7 @@ impl StateStats {
             refused: REFUSALS
                 .iter()
                 .zip(&self.refused)
-                .map(|(kind, count)| (*kind, load(count)))
+                .map(|(kind, count)| (kind.to_string(), load(count)))
                 .collect(),
         }
     }
