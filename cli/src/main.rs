@@ -154,9 +154,10 @@ enum PluginCommand {
         /// are really sent, and shown with their answers.
         #[arg(long = "allow-host")]
         allow_hosts: Vec<String>,
-        /// Keep a plugin's state (`state = true`) in this directory, so
-        /// later runs see it; by default each run starts empty.
-        #[arg(long, value_name = "DIR")]
+        /// Start the plugin's state (`state = true`) from the keys in this
+        /// JSON object of strings (`{"count/a": "41"}`); by default it
+        /// starts empty. Each message's committed writes are printed.
+        #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
 }

@@ -12,6 +12,7 @@ use clap::ValueEnum;
 use serde_json::json;
 use wasq_host::plugins::abi::Outcome;
 use wasq_host::plugins::offline::{Delivery, OfflinePlugin};
+use wasq_host::plugins::state::limits::Entries;
 
 /// The outcome a test may insist on (`--expect`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -30,8 +31,8 @@ pub struct TestRun {
     pub attempt: u16,
     /// Added to the manifest's `allowed_outbound_hosts` for this run.
     pub allow_hosts: Vec<String>,
-    /// Where a plugin granted state keeps it (kept between runs); by
-    /// default a temporary directory.
+    /// A JSON object of keys and values (text) the plugin's state starts
+    /// with; by default it starts empty.
     pub state: Option<PathBuf>,
 }
 
@@ -59,12 +60,12 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
                 .unwrap_or_default()
         ));
     }
-    let mut plugin = OfflinePlugin::load(
-        &test.module,
-        &manifest,
-        &test.allow_hosts,
-        test.state.as_deref(),
-    )?;
+    let initial_state = match &test.state {
+        Some(file) => read_state_file(file)?,
+        None => Vec::new(),
+    };
+    let mut plugin =
+        OfflinePlugin::load(&test.module, &manifest, &test.allow_hosts, &initial_state)?;
     // What loading logged (the compile) is not a message's.
     logs.take();
     let mut all_as_expected = true;
@@ -98,6 +99,10 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
                     "error": x.result.as_ref().err().map(|e| e.kind()),
                     "ms": x.took.as_secs_f64() * 1000.0,
                 })).collect::<Vec<_>>(),
+                "state_writes": delivery.state_writes.iter().map(|(key, value)| json!({
+                    "key": String::from_utf8_lossy(key),
+                    "value": value.as_ref().map(|v| String::from_utf8_lossy(v)),
+                })).collect::<Vec<_>>(),
                 "handler_time_us": delivery.handler_time.as_nanos() as f64 / 1000.0,
             });
             println!("{line}");
@@ -114,6 +119,25 @@ pub fn run(test: TestRun, logs: Arc<LogBuffer>) -> Result<bool, String> {
         }
     }
     Ok(all_as_expected)
+}
+
+/// `--state FILE`: a JSON object whose members are keys and their values,
+/// as text (`{"count/a": "41"}`).
+fn read_state_file(file: &Path) -> Result<Entries, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a JSON object: {e}", file.display()))?;
+    object
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::String(value) => Ok((key.into_bytes(), value.into_bytes())),
+            other => Err(format!(
+                "{}: the value of {key:?} is {other}, not a string",
+                file.display()
+            )),
+        })
+        .collect()
 }
 
 fn kind(outcome: &Outcome) -> Expected {
@@ -177,6 +201,13 @@ fn print_human(
             p.topic,
             String::from_utf8_lossy(&p.body)
         );
+    }
+    for (key, value) in &delivery.state_writes {
+        let key = String::from_utf8_lossy(key);
+        match value {
+            Some(value) => println!("    state: {key:?} = {:?}", String::from_utf8_lossy(value)),
+            None => println!("    state: {key:?} deleted"),
+        }
     }
     for exchange in &delivery.exchanges {
         let answer = match &exchange.result {

@@ -303,3 +303,62 @@ fn outbound_requests_are_sent_and_shown() {
     );
     assert_eq!(sink.requests()[0].body, b"hello");
 }
+
+#[test]
+fn a_plugin_with_state_starts_from_given_keys_and_shows_what_each_message_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = wasq_testkit::PluginDir::example_module("counter");
+    std::fs::write(
+        dir.path().join("counter.toml"),
+        "topic = \"clicks\"\nstate = true\npublish = [\"counts\"]\n[config]\nevery = \"10\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("seed.json"), r#"{"count/a": "8"}"#).unwrap();
+    let (code, stdout, stderr) = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            module.to_str().unwrap(),
+            "--manifest",
+            "counter.toml",
+            "--state",
+            "seed.json",
+            "--message",
+            "a",
+            "--message",
+            "a",
+            "--message",
+            "b",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let expected = [
+        r#"state: "count/a" = "9""#,
+        r#"state: "count/a" = "10""#,
+        r#"published to counts: "a 10""#,
+        r#"state: "count/b" = "1""#,
+    ];
+    for line in expected {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+
+    // Without the grant, keys given for the state are an error.
+    std::fs::write(dir.path().join("counter.toml"), "topic = \"clicks\"\n").unwrap();
+    let (code, _, stderr) = run_in(
+        dir.path(),
+        &[
+            "plugin",
+            "test",
+            module.to_str().unwrap(),
+            "--manifest",
+            "counter.toml",
+            "--state",
+            "seed.json",
+            "--message",
+            "a",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("does not set state = true"), "{stderr}");
+}

@@ -4,9 +4,9 @@
 //! message to message (a new one after a trap, as a worker does). What the
 //! plugin publishes is checked as wasqd checks it and then recorded, not
 //! sent; its outbound HTTP requests are really sent, under the manifest's
-//! allowlist, and recorded with their answers. A plugin granted state
-//! keeps it in a directory of the caller's (kept between runs) or in a
-//! temporary one; a success commits the message's writes as in wasqd.
+//! allowlist, and recorded with their answers. A plugin granted state gets
+//! a temporary store (seeded with keys the caller gives); a success
+//! commits the message's writes as in wasqd, and they are reported.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct OfflinePlugin {
     ids: IdGenerator,
     /// The engine, its epoch clock and the executor calls run on.
     runtime: WasmRuntime,
-    /// The state's directory when none was given, removed at the end.
+    /// The state's directory, removed at the end.
     _temporary_state: Option<tempfile::TempDir>,
 }
 
@@ -50,21 +50,22 @@ pub struct Delivery {
     /// Outbound HTTP requests made during the call, really sent.
     pub exchanges: Vec<Exchange>,
     pub handler_time: Duration,
-    /// Keys the message's success wrote to the plugin's state (committed).
-    pub state_writes: usize,
+    /// What the message's success wrote to the plugin's state (committed):
+    /// each key with its new value, `None` for a deletion.
+    pub state_writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl OfflinePlugin {
     /// Reads, compiles, links and starts the plugin `module` (binary or
     /// text) with `manifest`, under the name of the module's file, its
     /// `allowed_outbound_hosts` extended by `allow_hosts` (for this run),
-    /// its state (if granted) in `state_dir` or a temporary directory.
+    /// its state (if granted) a temporary store holding `initial_state`.
     /// `Err` is one line naming the file at fault.
     pub fn load(
         module: &Path,
         manifest: &Path,
         allow_hosts: &[String],
-        state_dir: Option<&Path>,
+        initial_state: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<OfflinePlugin, String> {
         let name = module
             .file_stem()
@@ -81,22 +82,32 @@ impl OfflinePlugin {
             manifest.allowed_outbound_hosts =
                 AllowList::parse(&hosts).map_err(|e| format!("--allow-host {e}"))?;
         }
-        let temporary_state = match (&manifest.state, state_dir) {
-            (Some(_), None) => {
+        if manifest.state.is_none() && !initial_state.is_empty() {
+            return Err(format!(
+                "{}: keys given for the plugin's state, but its manifest does not set state = true",
+                manifest_file.display()
+            ));
+        }
+        let temporary_state = match manifest.state {
+            Some(_) => {
                 Some(tempfile::tempdir().map_err(|e| format!("a directory for the state: {e}"))?)
             }
-            _ => None,
+            None => None,
         };
-        let state_dir = state_dir
-            .map(Path::to_path_buf)
-            .or_else(|| temporary_state.as_ref().map(|t| t.path().to_path_buf()));
-        let shared = SharedStore::new(state_dir, true, Duration::from_secs(1));
+        let state_dir = temporary_state.as_ref().map(|t| t.path().to_path_buf());
+        let shared = SharedStore::new(state_dir, false, Duration::from_secs(1));
         let state = manifest
             .state
             .map(|limits| shared.for_plugin(&name, limits))
             .transpose()
             .map_err(|e| format!("{}: state = true: {e:#}", manifest_file.display()))?;
         let runtime = WasmRuntime::new(None, shared).map_err(|e| format!("Wasm runtime: {e:#}"))?;
+        if let Some(state) = &state {
+            runtime
+                .executor
+                .block_on(seed(state, initial_state))
+                .map_err(|e| format!("the initial state: {e}"))?;
+        }
         let guest = runtime
             .compile(&bytes, "offline")
             .map_err(|e| format!("{}: {e:#}", module.display()))?
@@ -138,7 +149,7 @@ impl OfflinePlugin {
         let mut message = Message::new(self.ids.next_id(), Bytes::copy_from_slice(body));
         message.attempts = attempt;
         let mut handler_time = Duration::ZERO;
-        let mut state_writes = 0;
+        let mut state_writes = Vec::new();
         let executor = &self.runtime.executor;
         let outcome = match self.instance.take() {
             Some(instance) => Ok(instance),
@@ -152,14 +163,21 @@ impl OfflinePlugin {
             handler_time = started.elapsed();
             let writes = instance.take_state_writes();
             if let (Ok(Outcome::Success), Some(state)) = (&outcome, &self.link.state) {
-                let commits = writes.commits(&state.name, [(0, None)]);
-                state_writes = commits
-                    .first()
-                    .map_or(0, |(_, c)| c.writes.writes().count());
-                let commits = commits.into_iter().map(|(_, commit)| commit).collect();
-                if let Err(e) = executor.block_on(state.committer.commit(commits)) {
-                    tracing::error!(plugin = %self.link.name, error = %e, "STATE: commit failed");
-                    state_writes = 0;
+                let commits: Vec<_> = writes
+                    .commits(&state.name, [(0, None)])
+                    .into_iter()
+                    .map(|(_, commit)| commit)
+                    .collect();
+                let written = commits
+                    .iter()
+                    .flat_map(|c| c.writes.writes())
+                    .map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec)))
+                    .collect();
+                match executor.block_on(state.committer.commit(commits)) {
+                    Ok(_) => state_writes = written,
+                    Err(e) => {
+                        tracing::error!(plugin = %self.link.name, error = %e, "STATE: commit failed")
+                    }
                 }
             }
             // As a worker: a failed instance is dropped, a good one kept
@@ -183,4 +201,22 @@ impl OfflinePlugin {
             state_writes,
         }
     }
+}
+
+/// Commits `entries` to the plugin's store, as one call's writes.
+async fn seed(
+    state: &super::state::PluginState,
+    entries: &[(Vec<u8>, Vec<u8>)],
+) -> Result<(), super::state::limits::StateError> {
+    let mut call = super::state::call::CallState::default();
+    for (key, value) in entries {
+        call.set(state, 0, key, value)?;
+    }
+    let commits = call
+        .finish()
+        .commits(&state.name, [(0, None)])
+        .into_iter()
+        .map(|(_, commit)| commit)
+        .collect();
+    state.committer.commit(commits).await.map(|_| ())
 }
