@@ -105,13 +105,36 @@ fn counts_commit_with_the_fin_and_outlive_reloads_restarts_and_removal() {
         assert!(metrics.contains(line), "{line} in {metrics}");
     }
 
-    // A new version (its manifest changed) counts on from the same state.
+    // A new version (its manifest changed), loaded while clicks keep
+    // coming, counts on from the same state: none lost or counted twice
+    // across the swap.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let publisher = {
+        let (stop, sent, http) = (stop.clone(), sent.clone(), wasqd.http());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                publish_all(&http, "clicks", &["r"; 10]);
+                sent.fetch_add(10, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    assert!(eventually(WAIT, || sent.load(Ordering::Relaxed) >= 100));
     plugins.manifest("counter", &format!("{COUNTER}[config]\nevery = \"4\"\n"));
     assert!(
         eventually(WAIT, || http.plugin("counter")["reloads"]["reloaded"] == 1),
         "{}",
         http.plugin("counter")
     );
+    let at_reload = sent.load(Ordering::Relaxed);
+    assert!(eventually(WAIT, || sent.load(Ordering::Relaxed) >= at_reload + 100));
+    stop.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    http.wait_settled("clicks", "counter");
+    let after_reload = counts(&http, "counter");
+    assert_eq!(after_reload["r"], sent.load(Ordering::Relaxed) as i64);
+    assert_eq!(after_reload["a"], 10, "the old version's keys are read on");
     publish_all(&http, "clicks", &["a", "a"]);
     http.wait_settled("clicks", "counter");
     assert_eq!(counts(&http, "counter")["a"], 12);
@@ -132,14 +155,28 @@ fn counts_commit_with_the_fin_and_outlive_reloads_restarts_and_removal() {
     assert!(eventually(WAIT, || http.plugin("counter")["state"] == "removed"));
     assert_eq!(counts(&http, "counter")["b"], 7, "kept after removal");
     let (status, deleted) = http.delete("/plugins/counter/state");
-    assert_eq!((status, deleted.as_str()), (200, "{\"deleted_keys\":3}"));
+    assert_eq!((status, deleted.as_str()), (200, "{\"deleted_keys\":4}"));
     assert!(counts(&http, "counter").is_empty());
+    wasqd.terminate();
+    let wasqd = plugins.start_with(&["--data-path", data_path]);
+    let (status, page) = wasqd.http().get_json("/plugins/counter/state");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (&page["keys"], &page["entries"]),
+        (&Value::from(0), &Value::Array(vec![]))
+    );
 }
 
 #[test]
 fn state_is_granted_by_the_manifest_and_its_limits_are_errors_the_guest_sees() {
     let plugins = PluginDir::default();
     let dead_letter = "max_attempts = 2\nbackoff_min_ms = 10\nbackoff_max_ms = 20\n";
+    // Beside them, a plugin whose state stays within its limits.
+    plugins.example(
+        "counter",
+        "healthy",
+        "topic = \"h\"\nstate = true\npublish = [\"counts\"]\n",
+    );
     plugins.example(
         "counter",
         "ungranted",
@@ -165,7 +202,13 @@ fn state_is_granted_by_the_manifest_and_its_limits_are_errors_the_guest_sees() {
     for chunk in big.chunks(200) {
         publish_all(&http, "f", chunk);
     }
-    for (topic, plugin) in [("u", "ungranted"), ("s", "short"), ("f", "small")] {
+    publish_all(&http, "h", &["x"; 25]);
+    for (topic, plugin) in [
+        ("u", "ungranted"),
+        ("s", "short"),
+        ("f", "small"),
+        ("h", "healthy"),
+    ] {
         http.wait_settled(topic, plugin);
     }
     assert_eq!(http.plugin("ungranted")["state_store"], Value::Null);
@@ -190,6 +233,8 @@ fn state_is_granted_by_the_manifest_and_its_limits_are_errors_the_guest_sees() {
         "{small}"
     );
     assert!(small["bytes"].as_u64().unwrap() <= 1 << 20, "{small}");
+    let (_, healthy) = http.get_json("/plugins/healthy/state/count/x");
+    assert_eq!(healthy["value"], "25", "other plugins are unaffected");
     let kept = small["keys"].as_u64().unwrap();
     assert_eq!(
         kept + http.topic_count("f.small.dead"),
