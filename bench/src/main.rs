@@ -41,6 +41,7 @@ mod reload;
 mod scale;
 mod soak;
 mod spinning_client;
+mod state_counter;
 mod state_store;
 mod steal;
 mod versus;
@@ -114,6 +115,8 @@ enum Mode {
     Webhook(webhook::WebhookArgs),
     /// embedded stores for plugin state (redb, fjall): increments group-committed per FIN, open after kill -9, size on disk
     StateStore(state_store::StateStoreArgs),
+    /// what plugin state costs: a counter plugin over 10 000 keys with state (default and durable mode) against the same plugin without state
+    StateCounter(state_counter::StateCounterArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -136,6 +139,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Mode::Webhook(webhook)) = args.command.clone() {
         return webhook::run(webhook).await;
+    }
+    if let Some(Mode::StateCounter(counter)) = args.command.clone() {
+        return state_counter::run(counter).await;
     }
     if let Some(Mode::StateStore(state)) = args.command.clone() {
         return tokio::task::spawn_blocking(move || state_store::run(state)).await?;

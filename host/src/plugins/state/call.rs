@@ -4,8 +4,11 @@
 //! A single call has one message; a batch call (`wasq_handle_batch`) has
 //! many, and each message's writes are kept apart (a layer per message),
 //! so each commits or is discarded with its own outcome. A message reads
-//! the store under the layers of the batch's earlier messages (those that
+//! the store under the writes of the batch's earlier messages (those that
 //! failed were discarded as soon as their outcome was seen) and its own.
+//! The earlier layers are merged into one view as the call moves on, so a
+//! read costs the same at the thousandth message of a batch as at the
+//! first.
 
 use super::PluginState;
 use super::limits::{Entries, StateError, Totals};
@@ -22,6 +25,9 @@ pub struct CallState {
     /// The store's commit sequence number when the call first looked,
     /// and the call's number (see [`super::store::Commit::call`]).
     started: Option<(u64, u64)>,
+    /// The writes of layers `..merged`, the later over the earlier.
+    below: PendingWrites,
+    merged: usize,
 }
 
 /// What a finished call leaves to commit: its snapshot and number, and
@@ -70,6 +76,12 @@ impl CallState {
     pub fn discard(&mut self, index: usize) {
         if let Some(layer) = self.layers.get_mut(index) {
             *layer = PendingWrites::default();
+            if index < self.merged {
+                // Already in the merged view (not the way calls go): merge
+                // again from the start.
+                self.below = PendingWrites::default();
+                self.merged = 0;
+            }
         }
     }
 
@@ -77,6 +89,8 @@ impl CallState {
     /// again for the next call.
     pub fn finish(&mut self) -> CallWrites {
         let (snapshot, call) = self.started.take().unwrap_or_default();
+        self.below = PendingWrites::default();
+        self.merged = 0;
         CallWrites {
             snapshot,
             call,
@@ -84,20 +98,20 @@ impl CallState {
         }
     }
 
-    /// The layers below message `index` and its own, starting the call's
-    /// snapshot at its first use.
-    fn split(
-        &mut self,
-        state: &PluginState,
-        index: usize,
-    ) -> (&[PendingWrites], &mut PendingWrites) {
+    /// Message `index`'s own writes, with the layers below it merged
+    /// into [`CallState::below`]; starts the call's snapshot at its first
+    /// use.
+    fn own(&mut self, state: &PluginState, index: usize) -> &mut PendingWrites {
         self.started
             .get_or_insert_with(|| (state.store.snapshot(), state.store.new_call()));
         if self.layers.len() <= index {
             self.layers.resize_with(index + 1, PendingWrites::default);
         }
-        let (below, rest) = self.layers.split_at_mut(index);
-        (below, &mut rest[0])
+        while self.merged < index {
+            self.below.absorb(&self.layers[self.merged]);
+            self.merged += 1;
+        }
+        &mut self.layers[index]
     }
 
     pub fn get(
@@ -107,7 +121,8 @@ impl CallState {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateError> {
         state.limits.check_key(key)?;
-        let (below, own) = self.split(state, index);
+        self.own(state, index);
+        let (own, below) = (&mut self.layers[index], &self.below);
         own.get(key, |key| read_below(state, below, key))
     }
 
@@ -118,8 +133,9 @@ impl CallState {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        let totals = totals_below(state, &self.layers[..index.min(self.layers.len())])?;
-        let (below, own) = self.split(state, index);
+        self.own(state, index);
+        let totals = self.totals_below(state)?;
+        let (own, below) = (&mut self.layers[index], &self.below);
         own.set(key, value.to_vec(), &state.limits, totals, |key| {
             read_below(state, below, key)
         })
@@ -131,7 +147,8 @@ impl CallState {
         index: usize,
         key: &[u8],
     ) -> Result<bool, StateError> {
-        let (below, own) = self.split(state, index);
+        self.own(state, index);
+        let (own, below) = (&mut self.layers[index], &self.below);
         own.delete(key, &state.limits, |key| read_below(state, below, key))
     }
 
@@ -142,8 +159,9 @@ impl CallState {
         key: &[u8],
         by: i64,
     ) -> Result<i64, StateError> {
-        let totals = totals_below(state, &self.layers[..index.min(self.layers.len())])?;
-        let (below, own) = self.split(state, index);
+        self.own(state, index);
+        let totals = self.totals_below(state)?;
+        let (own, below) = (&mut self.layers[index], &self.below);
         own.increment(key, by, &state.limits, totals, |key| {
             read_below(state, below, key)
         })
@@ -158,45 +176,43 @@ impl CallState {
         limit: usize,
     ) -> Result<Entries, StateError> {
         let limit = limit.min(MAX_SCAN);
-        let (below, own) = self.split(state, index);
+        self.own(state, index);
+        let (own, below) = (&mut self.layers[index], &self.below);
         own.scan(prefix, limit, |prefix, limit| {
             scan_below(state, below, prefix, limit)
         })
     }
+
+    /// The plugin's committed totals with the earlier messages' writes.
+    fn totals_below(&self, state: &PluginState) -> Result<Totals, StateError> {
+        Ok(self
+            .below
+            .delta()
+            .applied_to(state.store.totals(&state.name)?))
+    }
 }
 
-/// `key` as the store holds it under `layers` (the newest layer last).
+/// `key` as the store holds it under the merged earlier writes.
 fn read_below(
     state: &PluginState,
-    layers: &[PendingWrites],
+    below: &PendingWrites,
     key: &[u8],
 ) -> Result<Option<Vec<u8>>, StateError> {
-    for layer in layers.iter().rev() {
-        if let Some(written) = layer.written(key) {
-            return Ok(written.map(<[u8]>::to_vec));
-        }
+    match below.written(key) {
+        Some(written) => Ok(written.map(<[u8]>::to_vec)),
+        None => state.store.get(&state.name, key),
     }
-    state.store.get(&state.name, key)
 }
 
+/// Up to `limit` entries under `prefix` as the store holds them under the
+/// merged earlier writes.
 fn scan_below(
     state: &PluginState,
-    layers: &[PendingWrites],
+    below: &PendingWrites,
     prefix: &[u8],
     limit: usize,
 ) -> Result<Entries, StateError> {
-    match layers.split_last() {
-        None => state.store.scan(&state.name, prefix, limit),
-        Some((top, rest)) => top.view(prefix, limit, |prefix, limit| {
-            scan_below(state, rest, prefix, limit)
-        }),
-    }
-}
-
-/// The plugin's committed totals with `layers`' writes added.
-fn totals_below(state: &PluginState, layers: &[PendingWrites]) -> Result<Totals, StateError> {
-    let committed = state.store.totals(&state.name)?;
-    Ok(layers
-        .iter()
-        .fold(committed, |totals, layer| layer.delta().applied_to(totals)))
+    below.view(prefix, limit, |prefix, limit| {
+        state.store.scan(&state.name, prefix, limit)
+    })
 }

@@ -6,11 +6,13 @@
 //!   until the message is finished
 //! - [`call`]: a handler call's view: the store under its messages' writes
 //! - [`versions`]: the conflict check between a plugin's instances
+//! - [`cache`]: committed values of hot keys, in memory
 //! - [`store`]: the fjall store the writes commit to, with a marker per
 //!   message so that one delivered again is not counted twice
 //! - [`committer`]: group commit, one batch and one fsync for many workers
 //! - [`stats`]: its counters
 
+pub mod cache;
 pub mod call;
 pub mod committer;
 pub mod limits;

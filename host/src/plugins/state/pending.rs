@@ -32,6 +32,14 @@ pub struct TotalsDelta {
 }
 
 impl TotalsDelta {
+    /// This change and `other` together.
+    pub fn plus(self, other: TotalsDelta) -> TotalsDelta {
+        TotalsDelta {
+            bytes: self.bytes + other.bytes,
+            keys: self.keys + other.keys,
+        }
+    }
+
     /// `totals` with this change applied.
     pub fn applied_to(self, totals: Totals) -> Totals {
         Totals {
@@ -60,6 +68,15 @@ impl PendingWrites {
 
     pub fn delta(&self) -> TotalsDelta {
         self.delta
+    }
+
+    /// Takes `later`'s writes over these (what a later message of a batch
+    /// wrote): the merged view of a batch's earlier messages.
+    pub fn absorb(&mut self, later: &PendingWrites) {
+        for (key, value) in &later.writes {
+            self.writes.insert(key.clone(), value.clone());
+        }
+        self.delta = self.delta.plus(later.delta);
     }
 
     /// The keys and prefixes the call read or wrote.

@@ -31,10 +31,17 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 use parking_lot::Mutex;
 use wasq_storage::Location;
 
+use super::cache::ReadCache;
 use super::limits::{Entries, StateError, Totals};
 use super::pending::PendingWrites;
 use super::versions::Versions;
 use crate::broker::message::MessageId;
+
+/// A plugin partition's memtable before it is flushed: a counter's every
+/// increment is an entry there, and inserting into fjall's default 16 MiB
+/// skiplist (hundreds of thousands of entries deep) was the commit
+/// thread's main cost.
+const MEMTABLE_BYTES: u32 = 4 << 20;
 
 /// Deletions per batch when a plugin's state is cleared.
 const CLEAR_BATCH: usize = 10_000;
@@ -78,6 +85,8 @@ pub struct StateStore {
     totals: Mutex<HashMap<String, Totals>>,
     /// Recent changes per plugin, for the conflict check.
     versions: Mutex<HashMap<String, Versions>>,
+    /// Committed values of recently used keys.
+    cache: Mutex<ReadCache>,
     /// The last commit sequence number whose writes are visible.
     visible: AtomicU64,
     /// Numbers handler calls (see [`Commit::call`]).
@@ -166,6 +175,7 @@ impl StateStore {
             partitions: Mutex::new(HashMap::new()),
             totals: Mutex::new(HashMap::new()),
             versions: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ReadCache::default()),
             visible: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             durable,
@@ -195,7 +205,10 @@ impl StateStore {
         }
         let partition = self
             .keyspace
-            .open_partition(&name, PartitionCreateOptions::default())
+            .open_partition(
+                &name,
+                PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
+            )
             .map_err(io)?;
         self.partitions
             .lock()
@@ -204,11 +217,22 @@ impl StateStore {
     }
 
     pub fn get(&self, plugin: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(self
+        let generation = {
+            let cache = self.cache.lock();
+            if let Some(value) = cache.get(plugin, key) {
+                return Ok(value);
+            }
+            cache.generation()
+        };
+        let value = self
             .partition(plugin)?
             .get(key)
             .map_err(io)?
-            .map(|v| v.to_vec()))
+            .map(|v| v.to_vec());
+        self.cache
+            .lock()
+            .fill(plugin, key, value.clone(), generation);
+        Ok(value)
     }
 
     /// Up to `limit` entries whose keys start with `prefix`, in key order.
@@ -279,9 +303,15 @@ impl StateStore {
         let mut seq = self.visible.load(Ordering::Acquire);
         {
             let mut versions = self.versions.lock();
+            // Consecutive commits are mostly one plugin's: its partition
+            // is looked up once for them.
+            let mut partition: Option<(&str, PartitionHandle)> = None;
             for commit in group {
                 let plugin = &*commit.plugin;
-                let versions = versions.entry(plugin.to_string()).or_default();
+                if !versions.contains_key(plugin) {
+                    versions.insert(plugin.to_string(), Versions::default());
+                }
+                let versions = versions.get_mut(plugin).expect("inserted above");
                 if conflicted_calls.contains(&commit.call)
                     || versions.conflicts(commit.writes.touched(), commit.snapshot, commit.call)
                 {
@@ -291,11 +321,14 @@ impl StateStore {
                 }
                 outcomes.push(Committed::Applied);
                 seq += 1;
-                let partition = self.partition(plugin)?;
+                let partition = match &partition {
+                    Some((name, handle)) if *name == plugin => handle,
+                    _ => &partition.insert((plugin, self.partition(plugin)?)).1,
+                };
                 for (key, value) in commit.writes.writes() {
                     match value {
-                        Some(value) => batch.insert(&partition, key, value),
-                        None => batch.remove(&partition, key),
+                        Some(value) => batch.insert(partition, key, value),
+                        None => batch.remove(partition, key),
                     }
                 }
                 versions.record(commit.writes.writes().map(|(key, _)| key), seq, commit.call);
@@ -315,6 +348,14 @@ impl StateStore {
         }
         if !batch.is_empty() {
             batch.commit().map_err(io)?;
+            let mut cache = self.cache.lock();
+            let applied = group.iter().zip(&outcomes);
+            for (commit, _) in applied.filter(|(_, o)| **o == Committed::Applied) {
+                for (key, value) in commit.writes.writes() {
+                    cache.put(&commit.plugin, key, value);
+                }
+            }
+            drop(cache);
             let mode = if self.durable {
                 PersistMode::SyncAll
             } else {
@@ -363,6 +404,7 @@ impl StateStore {
         self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
         self.totals.lock().remove(plugin);
         self.versions.lock().remove(plugin);
+        self.cache.lock().forget(plugin);
         Ok(keys)
     }
 }
