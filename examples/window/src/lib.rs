@@ -3,7 +3,9 @@
 //! `output` once per window. The sums live in the plugin's state
 //! (`sum/<start>`); the timer is a deferred message to the plugin's own
 //! topic (`tick <start>`), sent by the window's first reading and handled
-//! like any other message, so a restart loses neither sums nor timers.
+//! like any other message, so a restart loses neither sums nor timers (in
+//! durable mode; in the default mode a crash loses deferred messages held
+//! in memory, a pending timer among them, and its window is not emitted).
 //! A reading that arrives after its window was emitted starts a late
 //! emission for that window.
 //!
