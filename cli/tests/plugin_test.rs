@@ -308,30 +308,24 @@ fn outbound_requests_are_sent_and_shown() {
 fn a_plugin_with_state_starts_from_given_keys_and_shows_what_each_message_commits() {
     let dir = tempfile::tempdir().unwrap();
     let module = wasq_testkit::PluginDir::example_module("counter");
+    let module = module.to_str().unwrap();
     std::fs::write(
         dir.path().join("counter.toml"),
         "topic = \"clicks\"\nstate = true\npublish = [\"counts\"]\n[config]\nevery = \"10\"\n",
     )
     .unwrap();
     std::fs::write(dir.path().join("seed.json"), r#"{"count/a": "8"}"#).unwrap();
-    let (code, stdout, stderr) = run_in(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            module.to_str().unwrap(),
-            "--manifest",
-            "counter.toml",
-            "--state",
-            "seed.json",
-            "--message",
-            "a",
-            "--message",
-            "a",
-            "--message",
-            "b",
-        ],
-    );
+    let with_seed = [
+        "plugin",
+        "test",
+        module,
+        "--manifest",
+        "counter.toml",
+        "--state",
+        "seed.json",
+    ];
+    let messages = ["--message", "a", "--message", "a", "--message", "b"];
+    let (code, stdout, stderr) = run_in(dir.path(), &[&with_seed[..], &messages].concat());
     assert_eq!(code, 0, "{stdout}{stderr}");
     let expected = [
         r#"state: "count/a" = "9""#,
@@ -345,20 +339,7 @@ fn a_plugin_with_state_starts_from_given_keys_and_shows_what_each_message_commit
 
     // Without the grant, keys given for the state are an error.
     std::fs::write(dir.path().join("counter.toml"), "topic = \"clicks\"\n").unwrap();
-    let (code, _, stderr) = run_in(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            module.to_str().unwrap(),
-            "--manifest",
-            "counter.toml",
-            "--state",
-            "seed.json",
-            "--message",
-            "a",
-        ],
-    );
+    let (code, _, stderr) = run_in(dir.path(), &[&with_seed[..], &messages[..2]].concat());
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("does not set state = true"), "{stderr}");
 }

@@ -19,26 +19,13 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Every entry under `prefix`, as text, listed in pages by the one-digit
 /// prefixes below it when there are more than one page holds.
 fn entries(http: &Http, plugin: &str, prefix: &str) -> BTreeMap<String, String> {
-    let (status, page) = http.get_json(&format!(
-        "/plugins/{plugin}/state?prefix={prefix}&limit=10000"
-    ));
-    assert_eq!(status, 200, "{page}");
-    if page["more"] == true {
+    let (page, more) = http.state_entries(plugin, prefix, 10_000);
+    if more {
         return ('0'..='9')
             .flat_map(|digit| entries(http, plugin, &format!("{prefix}{digit}")))
             .collect();
     }
-    page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["key"].as_str().unwrap().to_string(),
-                e["value"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
+    page
 }
 
 fn counts(http: &Http, plugin: &str) -> BTreeMap<String, i64> {

@@ -37,16 +37,7 @@ fn add(dir: &PluginDir, language: &str, example: &str, manifest: &str) {
 }
 
 fn plugins() -> PluginDir {
-    let problems: Vec<String> = COUNTERS
-        .iter()
-        .filter(|language| **language != "rust")
-        .filter_map(|language| guest_build_problem(language))
-        .collect();
-    assert!(
-        problems.is_empty(),
-        "guest languages not built:\n{}",
-        problems.join("\n")
-    );
+    assert_guests_built(COUNTERS);
     let dir = PluginDir::default();
     for language in COUNTERS {
         let t = tag(language);
@@ -96,19 +87,7 @@ fn bodies_on(wasqd: &Wasqd, topic: &str) -> Vec<String> {
 }
 
 fn state_of(http: &Http, plugin: &str) -> BTreeMap<String, String> {
-    let (status, page) = http.get_json(&format!("/plugins/{plugin}/state?limit=1000"));
-    assert_eq!(status, 200, "{plugin}: {page}");
-    page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["key"].as_str().unwrap().to_string(),
-                e["value"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
+    http.state_entries(plugin, "", 1000).0
 }
 
 #[test]

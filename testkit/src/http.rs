@@ -65,6 +65,30 @@ impl Http {
         )
     }
 
+    /// `GET /plugins/NAME/state?prefix=&limit=`: the entries listed, as
+    /// text, and whether there are more.
+    pub fn state_entries(
+        &self,
+        plugin: &str,
+        prefix: &str,
+        limit: usize,
+    ) -> (std::collections::BTreeMap<String, String>, bool) {
+        let (status, page) = self.get_json(&format!(
+            "/plugins/{plugin}/state?prefix={prefix}&limit={limit}"
+        ));
+        assert_eq!(status, 200, "{plugin}: {page}");
+        let entries = page["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| {
+                let text = |field: &str| e[field].as_str().unwrap_or_default().to_string();
+                (text("key"), text("value"))
+            })
+            .collect();
+        (entries, page["more"] == true)
+    }
+
     pub fn delete(&self, path: &str) -> (u16, String) {
         Http::read(
             Http::agent()

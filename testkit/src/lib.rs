@@ -40,7 +40,10 @@ pub use client::RawClient;
 pub use http::Http;
 pub use http_sink::{Answer, HttpSink, Recorded};
 pub use lookupd::Lookupd;
-pub use plugins::{PLUGINS_LOADED_TIMEOUT, PluginDir, guest_build_problem, guest_dir, wat_plugin};
+pub use plugins::{
+    PLUGINS_LOADED_TIMEOUT, PluginDir, assert_guests_built, guest_build_problem, guest_dir,
+    wat_plugin,
+};
 pub use wasq_wire::{FrameType, Message, MessageId};
 pub use wasqd::Wasqd;
 

@@ -31,6 +31,22 @@ pub fn guest_build_problem(language: &str) -> Option<String> {
     })
 }
 
+/// Fails the test, naming each language of `languages` (but Rust, which
+/// `scripts/build-plugins` builds) whose examples did not build, with the
+/// step that failed.
+pub fn assert_guests_built<'a>(languages: impl IntoIterator<Item = &'a str>) {
+    let problems: Vec<String> = languages
+        .into_iter()
+        .filter(|language| *language != "rust")
+        .filter_map(guest_build_problem)
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "guest languages not built:\n{}",
+        problems.join("\n")
+    );
+}
+
 /// A plugins directory for one test.
 pub struct PluginDir {
     pub dir: tempfile::TempDir,
