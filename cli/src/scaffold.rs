@@ -141,6 +141,10 @@ impl Language {
                     "wasq-guest/src/http.rs",
                     include_str!("../../guest-sdk/src/http.rs"),
                 ),
+                (
+                    "wasq-guest/src/state.rs",
+                    include_str!("../../guest-sdk/src/state.rs"),
+                ),
                 (".gitignore", "target/\n*.wasm\n"),
             ],
             Language::C => vec![

@@ -119,7 +119,9 @@ fn on_epoch_deadline(
 /// A module linked against the `wasq` imports and WASI preview 1.
 pub type CorePre = InstancePre<CoreState>;
 
-/// The linker every core module is linked with: WASI preview 1 and `wasq`.
+/// The linker core modules are linked with: WASI preview 1 and `wasq`
+/// but its state imports, which `core_state` adds (the runtime puts the
+/// two together).
 pub fn linker(engine: &wasmtime::Engine) -> anyhow::Result<Linker<CoreState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CoreState| &mut state.wasi)?;
@@ -361,7 +363,7 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
             status::OK
         },
     )?;
-    super::core_state::add_state_imports(linker)
+    Ok(())
 }
 
 /// Called when an import's wait (a response, an fsync) is over, before

@@ -103,7 +103,8 @@ impl WasmRuntime {
             tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
             Ok::<_, anyhow::Error>(Engine::new(&base_config())?)
         })?;
-        let core_linker = core_module::linker(&engine)?;
+        let mut core_linker = core_module::linker(&engine)?;
+        super::core_state::add_state_imports(&mut core_linker)?;
         let component_linker = component::linker(&engine)?;
         let clock = EpochClock::start(&engine);
         Ok(WasmRuntime {
