@@ -380,3 +380,45 @@ fn no_message_is_counted_twice_or_lost_across_three_kill_9s() {
         unsure.len()
     );
 }
+
+/// Counts its messages under "hits", and on a first delivery then spins
+/// for about a second: longer than the broker's --msg-timeout below.
+const SLOW_FIRST_ATTEMPT: &str = r#"(module
+  (import "wasq" "state_increment" (func $increment (param i32 i32 i64 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hits")
+  (func (export "wasq_abi_version") (result i32) (i32.const 1))
+  (func (export "wasq_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "wasq_handle") (param $ptr i32) (param $len i32) (result i64)
+    (local $spun i64)
+    (drop (call $increment (i32.const 16) (i32.const 4) (i64.const 1) (i32.const 32)))
+    (if (i32.eq (i32.load16_u offset=4 (local.get $ptr)) (i32.const 1))
+      (then
+        (loop $spin
+          (local.set $spun (i64.add (local.get $spun) (i64.const 1)))
+          (br_if $spin (i64.lt_u (local.get $spun) (i64.const 1000000000))))))
+    (i64.const 0)))"#;
+
+#[test]
+fn a_message_from_memory_whose_fin_comes_too_late_is_not_counted_again() {
+    let plugins = PluginDir::default();
+    plugins.wat(
+        "slow",
+        SLOW_FIRST_ATTEMPT,
+        "topic = \"slow\"\nstate = true\nhandler_deadline_ms = 60000\n",
+    );
+    // The default mode: the message stays in memory, so it has no place
+    // on disk to be marked at.
+    let wasqd = plugins.start_with(&["--msg-timeout", "100ms"]);
+    let http = wasqd.http();
+    publish_all(&http, "slow", &["once"]);
+    assert!(
+        eventually(WAIT, || http.plugin("slow")["state_store"]["replayed"] == 1),
+        "timed out during its handler, committed, delivered again: {}",
+        http.plugin("slow")
+    );
+    http.wait_settled("slow", "slow");
+    let (_, hits) = http.get_json("/plugins/slow/state/hits");
+    assert_eq!(hits["value"], "1", "counted once");
+    assert_eq!(http.plugin("slow")["counters"]["handled"], 1);
+}

@@ -13,7 +13,7 @@
 //! waiting on the executor's few threads. Wasm never runs on the broker's
 //! async threads, so a slow guest cannot stall connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -51,6 +51,8 @@ struct Committing<'a> {
     locations: &'a HashMap<MessageId, Location>,
     /// Messages whose commit conflicted: handled again next round.
     conflicted: &'a mut Vec<Message>,
+    /// Messages whose writes committed without a marker (not from disk).
+    unmarked: &'a mut Vec<MessageId>,
 }
 
 /// How long a worker waits before trying again to create an instance.
@@ -99,6 +101,10 @@ pub struct PluginRun {
     stopped: tokio::sync::Notify,
     finished: AtomicBool,
     drain: AtomicBool,
+    /// Messages never on disk (so without a marker) whose state writes
+    /// committed but whose FIN was refused (they timed out meanwhile):
+    /// finished without their handler when delivered again.
+    applied_from_memory: Mutex<HashSet<MessageId>>,
 }
 
 impl PluginRun {
@@ -147,6 +153,7 @@ impl PluginRun {
             stopped: tokio::sync::Notify::new(),
             finished: AtomicBool::new(false),
             drain: AtomicBool::new(false),
+            applied_from_memory: Mutex::new(HashSet::new()),
         });
         let workers = (0..run.link.manifest.concurrency)
             .map(|_| executor.spawn(run.clone().work()))
@@ -332,12 +339,13 @@ impl PluginRun {
         let Some(state) = self.link.state.clone() else {
             self.handle_round(channel, &messages, instance, successes, results, None)
                 .await;
-            self.finish_successes(channel, successes);
+            self.finish_successes(channel, successes, &[]);
             // Capacity came back: a worker that found none may take now.
             self.client.wake.notify_waiters();
             return;
         };
-        let (mut round, locations) = self.skip_applied(channel, &state, messages, successes);
+        let (mut round, mut locations) = self.skip_applied(channel, &state, messages, successes);
+        let mut unmarked = Vec::new();
         let mut reruns = 0;
         while !round.is_empty() {
             let mut conflicted = Vec::new();
@@ -345,6 +353,7 @@ impl PluginRun {
                 state: &state,
                 locations: &locations,
                 conflicted: &mut conflicted,
+                unmarked: &mut unmarked,
             };
             self.handle_round(
                 channel,
@@ -368,9 +377,11 @@ impl PluginRun {
                 }
                 break;
             }
-            round = conflicted;
+            // One of them may have been committed meanwhile by the worker
+            // it timed out from: not again.
+            (round, locations) = self.skip_applied(channel, &state, conflicted, successes);
         }
-        self.finish_successes(channel, successes);
+        self.finish_successes(channel, successes, &unmarked);
         self.client.wake.notify_waiters();
     }
 
@@ -390,6 +401,11 @@ impl PluginRun {
         let mut locations = HashMap::new();
         let mut rest = Vec::with_capacity(messages.len());
         for (message, place) in messages.into_iter().zip(places) {
+            if place.is_none() && self.applied_from_memory.lock().remove(&message.id) {
+                PluginStats::bump(&self.link.stats.state.replayed);
+                successes.push(message.id);
+                continue;
+            }
             if let Some(location) = place {
                 let marker = self.marker(message.id, location);
                 match state.store.was_applied(&state.name, &marker) {
@@ -456,6 +472,9 @@ impl PluginRun {
                         keep[index] = false;
                     } else {
                         PluginStats::bump(&stats.committed);
+                        if !committing.locations.contains_key(&done[index].id) {
+                            committing.unmarked.push(done[index].id);
+                        }
                     }
                 }
             }
@@ -605,7 +624,16 @@ impl PluginRun {
         }
     }
 
-    fn finish_successes(&self, channel: &Channel, successes: &mut Vec<MessageId>) {
+    /// FINs `successes`. Those of `unmarked` (their state writes committed,
+    /// and they carry no marker: they were never on disk) whose FIN is
+    /// refused are remembered, to be finished without their handler when
+    /// they come back.
+    fn finish_successes(
+        &self,
+        channel: &Channel,
+        successes: &mut Vec<MessageId>,
+        unmarked: &[MessageId],
+    ) {
         if successes.is_empty() {
             return;
         }
@@ -614,7 +642,11 @@ impl PluginRun {
         // out meanwhile, so delivered again) are taken back.
         let expected = successes.len();
         stats.finished.fetch_add(expected as u64, Ordering::Relaxed);
-        let finished = channel.finish_many(&self.client, successes, |_, _| {});
+        let finished = channel.finish_many(&self.client, successes, |id, _| {
+            if unmarked.contains(id) {
+                self.applied_from_memory.lock().insert(*id);
+            }
+        });
         stats
             .finished
             .fetch_sub(expected.saturating_sub(finished) as u64, Ordering::Relaxed);
