@@ -153,7 +153,7 @@ impl ComponentState {
             return Err(StateError::NoState);
         };
         operation(&mut self.state, &state).map_err(|error| {
-            self.link.stats.state.refused(&error);
+            imports::state_refused(&self.link, &error);
             match error {
                 limits::StateError::EmptyKey | limits::StateError::KeyTooLarge => {
                     StateError::InvalidKey
@@ -161,10 +161,7 @@ impl ComponentState {
                 limits::StateError::ValueTooLarge => StateError::ValueTooLarge,
                 limits::StateError::OverLimit => StateError::Full,
                 limits::StateError::NotANumber => StateError::NotANumber,
-                limits::StateError::Io(why) => {
-                    tracing::error!(plugin = %self.link.name, error = %why, "STATE: the store failed");
-                    StateError::Io(why)
-                }
+                limits::StateError::Io(why) => StateError::Io(why),
             }
         })
     }

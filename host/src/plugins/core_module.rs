@@ -254,6 +254,24 @@ pub(super) fn guest_range(
     (end <= memory.data_size(&*caller)).then_some((memory, start..end))
 }
 
+/// The answer of an import that returns bytes into a buffer of the
+/// guest's (`config_get`, `state_get`, `state_scan`): writes `bytes` at
+/// `buf` if they fit in `cap` and returns their length (the guest calls
+/// again with a larger buffer if they did not), or `-BAD_POINTER`; `None`
+/// when the length is not an `i32`.
+pub(super) fn answer_with_bytes(
+    caller: &mut Caller<'_, CoreState>,
+    bytes: &[u8],
+    buf: i32,
+    cap: i32,
+) -> Option<i32> {
+    let len = i32::try_from(bytes.len()).ok()?;
+    if len <= cap && !write_guest(caller, buf, len, bytes) {
+        return Some(-status::BAD_POINTER);
+    }
+    Some(len)
+}
+
 /// Copies `bytes` to `ptr..ptr + len` in the caller's memory; false if out of bounds.
 pub(super) fn write_guest(
     caller: &mut Caller<'_, CoreState>,
@@ -320,13 +338,7 @@ fn add_wasq_imports(linker: &mut Linker<CoreState>) -> anyhow::Result<()> {
             let Some(value) = imports::config(&link, &key) else {
                 return -status::NOT_FOUND;
             };
-            let Ok(len) = i32::try_from(value.len()) else {
-                return -status::NOT_FOUND;
-            };
-            if len <= bc && !write_guest(&mut caller, bp, len, value.as_bytes()) {
-                return -status::BAD_POINTER;
-            }
-            len
+            answer_with_bytes(&mut caller, value.as_bytes(), bp, bc).unwrap_or(-status::NOT_FOUND)
         },
     )?;
     linker.func_wrap_async(
@@ -582,10 +594,10 @@ impl CoreInstance {
         &self.store.data().limits
     }
 
-    /// The handler deadline starts now, for the outbound requests of the call.
-    /// A handler call starts: its deadline, and no state read or written
-    /// yet (what `wasq_init` wrote is not any message's).
-    fn start_call_deadline(&mut self) {
+    /// A handler call starts: its deadline (for the outbound requests of
+    /// the call too), and no state read or written yet (what `wasq_init`
+    /// wrote is not any message's).
+    fn start_call(&mut self) {
         let data = self.store.data_mut();
         data.call_deadline = data.link.call_deadline_from_now();
         data.state = CallState::default();
@@ -635,7 +647,7 @@ impl CoreInstance {
         let len = abi::encoded_len(message, topic, channel);
         // Two calls: wasq_alloc, then wasq_handle.
         self.deadline.arm_for_calls(&mut self.store, 2);
-        self.start_call_deadline();
+        self.start_call();
         let (ptr, region) = self
             .alloc_region(len)
             .await?
@@ -693,7 +705,7 @@ impl CoreInstance {
         // going for the later ones (arming it for the whole batch's worst
         // case would keep it ticking long after the batch).
         self.deadline.arm_for_calls(&mut self.store, 2);
-        self.start_call_deadline();
+        self.start_call();
         let ptr = match self.alloc_region(len).await {
             Ok(Some((ptr, region))) => {
                 abi::encode_batch_into(region, messages, topic, channel);

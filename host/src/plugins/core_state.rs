@@ -5,18 +5,17 @@
 use wasmtime::{Caller, Linker};
 
 use super::abi::{self, status};
-use super::core_module::{CoreState, guest_range, message_under_way, read_guest, write_guest};
+use super::core_module::{
+    CoreState, answer_with_bytes, guest_range, message_under_way, read_guest, write_guest,
+};
+use super::imports;
 use super::state::PluginState;
 use super::state::call::CallState;
 use super::state::limits::{Entries, StateError};
 
 /// A state operation's result as ABI v1 reports it: a status.
 fn refusal(caller: &Caller<'_, CoreState>, error: &StateError) -> i32 {
-    let link = &caller.data().link;
-    link.stats.state.refused(error);
-    if let StateError::Io(why) = error {
-        tracing::error!(plugin = %link.name, error = %why, "STATE: the store failed");
-    }
+    imports::state_refused(&caller.data().link, error);
     match error {
         StateError::EmptyKey | StateError::KeyTooLarge => status::INVALID_KEY,
         StateError::ValueTooLarge => status::VALUE_TOO_LARGE,
@@ -37,18 +36,6 @@ fn with_state<T>(
     };
     let index = message_under_way(caller);
     operation(&mut caller.data_mut().state, &state, index).map_err(|e| refusal(caller, &e))
-}
-
-/// Writes `bytes` at `buf` if they fit in `cap`: returns their length (or
-/// a negated status), as `config_get` does.
-fn answer_with_bytes(caller: &mut Caller<'_, CoreState>, bytes: &[u8], buf: i32, cap: i32) -> i32 {
-    let Ok(len) = i32::try_from(bytes.len()) else {
-        return -status::VALUE_TOO_LARGE;
-    };
-    if len <= cap && !write_guest(caller, buf, len, bytes) {
-        return -status::BAD_POINTER;
-    }
-    len
 }
 
 /// Scan results as ABI v1 lays them out: `u32 key_len, u32 value_len,
@@ -76,7 +63,8 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
             match with_state(&mut caller, |call, state, index| {
                 call.get(state, index, &key)
             }) {
-                Ok(Some(value)) => answer_with_bytes(&mut caller, &value, bp, bc),
+                Ok(Some(value)) => answer_with_bytes(&mut caller, &value, bp, bc)
+                    .unwrap_or(-status::VALUE_TOO_LARGE),
                 Ok(None) => -status::NOT_FOUND,
                 Err(status) => -status,
             }
@@ -154,7 +142,8 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
             match with_state(&mut caller, |call, state, index| {
                 call.scan(state, index, &prefix, limit)
             }) {
-                Ok(entries) => answer_with_bytes(&mut caller, &encode_entries(&entries), bp, bc),
+                Ok(entries) => answer_with_bytes(&mut caller, &encode_entries(&entries), bp, bc)
+                    .unwrap_or(-status::VALUE_TOO_LARGE),
                 Err(status) => -status,
             }
         },

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use super::runtime::PluginLink;
+use super::state::limits::StateError;
 use super::stats::PluginStats;
 use crate::broker::names::is_valid_name;
 
@@ -45,6 +46,15 @@ pub fn log(link: &PluginLink, level: Level, text: &str) {
         Level::Info => tracing::info!(plugin = %plugin, "{text}"),
         Level::Warn => tracing::warn!(plugin = %plugin, "{text}"),
         Level::Error => tracing::error!(plugin = %plugin, "{text}"),
+    }
+}
+
+/// A state operation refused to the plugin: counted by kind, and a store
+/// failure logged (the guest gets only its kind).
+pub fn state_refused(link: &PluginLink, error: &StateError) {
+    link.stats.state.refused(error);
+    if let StateError::Io(why) = error {
+        tracing::error!(plugin = %link.name, error = %why, "STATE: the store failed");
     }
 }
 

@@ -163,11 +163,7 @@ impl OfflinePlugin {
             handler_time = started.elapsed();
             let writes = instance.take_state_writes();
             if let (Ok(Outcome::Success), Some(state)) = (&outcome, &self.link.state) {
-                let commits: Vec<_> = writes
-                    .commits(&state.name, [(0, None)])
-                    .into_iter()
-                    .map(|(_, commit)| commit)
-                    .collect();
+                let commits = commits_of_one_message(state, writes);
                 let written = commits
                     .iter()
                     .flat_map(|c| c.writes.writes())
@@ -212,11 +208,19 @@ async fn seed(
     for (key, value) in entries {
         call.set(state, 0, key, value)?;
     }
-    let commits = call
-        .finish()
+    let commits = commits_of_one_message(state, call.finish());
+    state.committer.commit(commits).await.map(|_| ())
+}
+
+/// The commit of a call of one message (it succeeded), without a marker:
+/// offline, no message comes back.
+fn commits_of_one_message(
+    state: &super::state::PluginState,
+    writes: super::state::call::CallWrites,
+) -> Vec<super::state::store::Commit> {
+    writes
         .commits(&state.name, [(0, None)])
         .into_iter()
         .map(|(_, commit)| commit)
-        .collect();
-    state.committer.commit(commits).await.map(|_| ())
+        .collect()
 }
