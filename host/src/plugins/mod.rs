@@ -6,9 +6,11 @@
 //! - [`executor`]: the threads every guest call runs on, apart from the broker's
 //! - [`core_module`]: core modules speaking ABI v1
 //! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
-//! - [`imports`]: what `log`, `publish` and `config_get` mean, for both kinds
+//! - [`imports`]: what `log`, `publish` and `config_get` mean, and how a
+//!   refused state operation is counted, for both kinds
+//! - [`core_state`]: ABI v1's state imports
 //! - [`outbound`]: outbound HTTP behind the manifest's allowlist
-//! - [`state`]: per-plugin key-value state committed with the FIN (in progress)
+//! - [`state`]: per-plugin key-value state committed with the FIN
 //! - [`instance`]: one guest instance of either kind, reused per worker
 //! - [`offline`]: one plugin run without a broker (`wasq plugin test`)
 //! - [`consumer`]: the dispatcher and workers of a running plugin
