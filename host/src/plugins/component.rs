@@ -123,6 +123,7 @@ impl bindings::wasq::plugin::host::Host for ComponentState {
 impl bindings::wasq::plugin::state::Host for ComponentState {
     async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StateError> {
         self.with_state(|call, state| call.get(state, 0, &key))
+            .map(|value| value.map(smallvec::SmallVec::into_vec))
     }
 
     async fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateError> {

@@ -28,7 +28,7 @@ use super::instance::{CompiledGuest, GuestError, GuestInstance};
 use super::runtime::PluginLink;
 use super::state::PluginState;
 use super::state::call::CallWrites;
-use super::state::store::{Committed, Marker};
+use super::state::commit::{Committed, Marker};
 use super::stats::PluginStats;
 use crate::broker::channel::Channel;
 use crate::broker::client::{Client, ClientState};
@@ -436,8 +436,9 @@ impl PluginRun {
     }
 
     /// Commits the writes of a call's successful messages (before their
-    /// FINs) and turns the results: a conflict takes the message out (to
-    /// be handled again), a failed commit makes it a retry.
+    /// FINs) and turns the results: a conflict takes them all out (to be
+    /// handled again: each saw the call's view), a failed commit makes
+    /// them retries.
     async fn commit_state(
         &self,
         committing: &mut Committing<'_>,
@@ -446,41 +447,42 @@ impl PluginRun {
         writes: CallWrites,
     ) -> Vec<bool> {
         let mut keep = vec![true; done.len()];
-        let successes = results
+        let successes: Vec<usize> = results
             .iter()
             .enumerate()
             .filter(|(_, result)| matches!(result, Ok(Outcome::Success)))
-            .map(|(index, _)| {
-                let marker = committing
-                    .locations
-                    .get(&done[index].id)
-                    .map(|location| self.marker(done[index].id, *location));
-                (index, marker)
-            });
-        let commits = writes.commits(&committing.state.name, successes);
-        if commits.is_empty() {
+            .map(|(index, _)| index)
+            .collect();
+        let marker_of = |index: usize| {
+            let id = done[index].id;
+            let location = committing.locations.get(&id)?;
+            Some(self.marker(id, *location))
+        };
+        let Some((commit, writers)) = writes.commit(committing.state, &successes, marker_of) else {
             return keep;
-        }
-        let (indices, commits): (Vec<usize>, Vec<_>) = commits.into_iter().unzip();
+        };
         let stats = &self.link.stats.state;
-        match committing.state.committer.commit(commits).await {
-            Ok(outcomes) => {
-                for (index, committed) in indices.into_iter().zip(outcomes) {
-                    if committed == Committed::Conflict {
-                        PluginStats::bump(&stats.conflicts);
-                        committing.conflicted.push(done[index].clone());
-                        keep[index] = false;
-                    } else {
-                        PluginStats::bump(&stats.committed);
-                        if !committing.locations.contains_key(&done[index].id) {
-                            committing.unmarked.push(done[index].id);
-                        }
-                    }
+        match committing.state.committer.commit(vec![commit]).await {
+            Ok(outcomes) if outcomes.first() == Some(&Committed::Conflict) => {
+                let rerun = successes.len() as u64;
+                stats.conflicts.fetch_add(rerun, Ordering::Relaxed);
+                for &index in &successes {
+                    committing.conflicted.push(done[index].clone());
+                    keep[index] = false;
                 }
+            }
+            Ok(_) => {
+                stats
+                    .committed
+                    .fetch_add(writers.len() as u64, Ordering::Relaxed);
+                let unmarked = writers.into_iter().map(|index| done[index].id);
+                committing
+                    .unmarked
+                    .extend(unmarked.filter(|id| !committing.locations.contains_key(id)));
             }
             Err(error) => {
                 *self.last_error.lock() = Some(format!("state commit failed: {error}"));
-                for index in indices {
+                for &index in &successes {
                     results[index] = Ok(Outcome::Retry);
                 }
             }

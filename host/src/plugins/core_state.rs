@@ -2,11 +2,11 @@
 //! from pointers and statuses to the call's [`CallState`], for the message
 //! the guest is handling ([`message_under_way`]).
 
-use wasmtime::{Caller, Linker};
+use wasmtime::{Caller, Linker, Memory};
 
 use super::abi::{self, status};
 use super::core_module::{
-    CoreState, answer_with_bytes, guest_range, message_under_way, read_guest, write_guest,
+    CoreState, answer_with_bytes, guest_range, message_under_way, write_guest,
 };
 use super::imports;
 use super::state::PluginState;
@@ -25,17 +25,23 @@ fn refusal(caller: &Caller<'_, CoreState>, error: &StateError) -> i32 {
     }
 }
 
-/// Runs `operation` on the call's state for the message under way; `Err`
-/// is the status to return (`NO_STATE` without the grant).
+/// Runs `operation` on the call's state for the message under way, with
+/// the guest's `memory` (keys and values are read where they are, not
+/// copied); `Err` is the status to return (`NO_STATE` without the grant).
 fn with_state<T>(
     caller: &mut Caller<'_, CoreState>,
-    operation: impl FnOnce(&mut CallState, &PluginState, usize) -> Result<T, StateError>,
+    memory: Memory,
+    operation: impl FnOnce(&mut CallState, &PluginState, usize, &[u8]) -> Result<T, StateError>,
 ) -> Result<T, i32> {
     let Some(state) = caller.data().link.state.clone() else {
         return Err(status::NO_STATE);
     };
     let index = message_under_way(caller);
-    operation(&mut caller.data_mut().state, &state, index).map_err(|e| refusal(caller, &e))
+    let done = {
+        let (guest, data) = memory.data_and_store_mut(&mut *caller);
+        operation(&mut data.state, &state, index, guest)
+    };
+    done.map_err(|e| refusal(caller, &e))
 }
 
 /// Scan results as ABI v1 lays them out: `u32 key_len, u32 value_len,
@@ -57,11 +63,11 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_get",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, bp: i32, bc: i32| -> i32 {
-            let Some(key) = read_guest(&mut caller, kp, kl) else {
+            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
                 return -status::BAD_POINTER;
             };
-            match with_state(&mut caller, |call, state, index| {
-                call.get(state, index, &key)
+            match with_state(&mut caller, memory, |call, state, index, guest| {
+                call.get(state, index, &guest[key])
             }) {
                 Ok(Some(value)) => answer_with_bytes(&mut caller, &value, bp, bc)
                     .unwrap_or(-status::VALUE_TOO_LARGE),
@@ -74,14 +80,14 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_set",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, vp: i32, vl: i32| -> i32 {
-            let (Some(key), Some(value)) = (
-                read_guest(&mut caller, kp, kl),
-                read_guest(&mut caller, vp, vl),
+            let (Some((memory, key)), Some((_, value))) = (
+                guest_range(&mut caller, kp, kl),
+                guest_range(&mut caller, vp, vl),
             ) else {
                 return status::BAD_POINTER;
             };
-            match with_state(&mut caller, |call, state, index| {
-                call.set(state, index, &key, &value)
+            match with_state(&mut caller, memory, |call, state, index, guest| {
+                call.set(state, index, &guest[key], &guest[value])
             }) {
                 Ok(()) => status::OK,
                 Err(status) => status,
@@ -92,11 +98,11 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_delete",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32| -> i32 {
-            let Some(key) = read_guest(&mut caller, kp, kl) else {
+            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
                 return status::BAD_POINTER;
             };
-            match with_state(&mut caller, |call, state, index| {
-                call.delete(state, index, &key)
+            match with_state(&mut caller, memory, |call, state, index, guest| {
+                call.delete(state, index, &guest[key])
             }) {
                 Ok(true) => status::OK,
                 Ok(false) => status::NOT_FOUND,
@@ -108,14 +114,14 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_increment",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, by: i64, out: i32| -> i32 {
-            let Some(key) = read_guest(&mut caller, kp, kl) else {
+            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
                 return status::BAD_POINTER;
             };
             if guest_range(&mut caller, out, 8).is_none() {
                 return status::BAD_POINTER;
             }
-            match with_state(&mut caller, |call, state, index| {
-                call.increment(state, index, &key, by)
+            match with_state(&mut caller, memory, |call, state, index, guest| {
+                call.increment(state, index, &guest[key], by)
             }) {
                 Ok(value) => {
                     write_guest(&mut caller, out, 8, &value.to_le_bytes());
@@ -135,12 +141,12 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
          bp: i32,
          bc: i32|
          -> i32 {
-            let Some(prefix) = read_guest(&mut caller, pp, pl) else {
+            let Some((memory, prefix)) = guest_range(&mut caller, pp, pl) else {
                 return -status::BAD_POINTER;
             };
             let limit = usize::try_from(limit).unwrap_or(0);
-            match with_state(&mut caller, |call, state, index| {
-                call.scan(state, index, &prefix, limit)
+            match with_state(&mut caller, memory, |call, state, index, guest| {
+                call.scan(state, index, &guest[prefix], limit)
             }) {
                 Ok(entries) => answer_with_bytes(&mut caller, &encode_entries(&entries), bp, bc)
                     .unwrap_or(-status::VALUE_TOO_LARGE),

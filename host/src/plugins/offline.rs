@@ -164,11 +164,12 @@ impl OfflinePlugin {
             let writes = instance.take_state_writes();
             if let (Ok(Outcome::Success), Some(state)) = (&outcome, &self.link.state) {
                 let commits = commits_of_one_message(state, writes);
-                let written = commits
+                let mut written: Vec<_> = commits
                     .iter()
-                    .flat_map(|c| c.writes.writes())
-                    .map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec)))
+                    .flat_map(|c| c.changes())
+                    .map(|(key, change)| (key.to_vec(), change.value().map(<[u8]>::to_vec)))
                     .collect();
+                written.sort();
                 match executor.block_on(state.committer.commit(commits)) {
                     Ok(_) => state_writes = written,
                     Err(e) => {
@@ -219,8 +220,8 @@ fn commits_of_one_message(
     writes: super::state::call::CallWrites,
 ) -> Vec<super::state::store::Commit> {
     writes
-        .commits(&state.name, [(0, None)])
+        .commit(state, &[0], |_| None)
+        .map(|(commit, _)| commit)
         .into_iter()
-        .map(|(_, commit)| commit)
         .collect()
 }

@@ -93,7 +93,7 @@ impl StateStoreStatus {
         state: &super::state::PluginState,
         stats: &super::stats::PluginStats,
     ) -> StateStoreStatus {
-        let totals = state.store.totals(&state.name).unwrap_or_default();
+        let totals = state.plugin.totals();
         StateStoreStatus {
             keys: totals.keys,
             bytes: totals.bytes,

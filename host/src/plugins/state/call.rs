@@ -1,87 +1,171 @@
 //! One handler call's view of its plugin's state: the store, under the
-//! writes of the call's messages.
+//! writes the call's messages made, before they commit with the
+//! messages' FINs (or are dropped with a retry, a dead-letter or a trap).
 //!
 //! A single call has one message; a batch call (`wasq_handle_batch`) has
-//! many, and each message's writes are kept apart (a layer per message),
-//! so each commits or is discarded with its own outcome. A message reads
-//! the store under the writes of the batch's earlier messages (those that
-//! failed were discarded as soon as their outcome was seen) and its own.
-//! The earlier layers are merged into one view as the call moves on, so a
-//! read costs the same at the thousandth message of a batch as at the
-//! first.
+//! many. Every write is kept in order with the message that made it, and
+//! each key the call touches has one slot: the value committed when the
+//! call first looked, and its latest write. So a read costs one hash
+//! lookup at any message of a batch; a message that fails has its writes
+//! undone as soon as its outcome is seen (before the next message reads
+//! them); and the commit carries, per key, the last write of a message
+//! that succeeded.
+//!
+//! Every write is checked against the plugin's limits as it is made, with
+//! the plugin's committed totals plus what this call adds, so a guest
+//! learns at the write that went over, not at the commit. A counter is
+//! kept as decimal text ("42").
+
+use std::hash::BuildHasher;
+use std::io::Write as _;
 
 use super::PluginState;
-use super::limits::{Entries, StateError, Totals};
-use super::pending::PendingWrites;
-use super::store::{Commit, Marker};
+use super::commit::{Change, Commit, Marker, Touched};
+use super::limits::{Entries, StateBytes, StateError, TotalsDelta, parse_counter};
+use super::overlay::overlay;
 
 /// The most entries one scan returns.
 pub const MAX_SCAN: usize = 10_000;
 
-#[derive(Debug, Default)]
-pub struct CallState {
-    /// The writes of each message of the call, by its index in the call.
-    layers: Vec<PendingWrites>,
-    /// The store's commit sequence number when the call first looked,
-    /// and the call's number (see [`super::store::Commit::call`]).
-    started: Option<(u64, u64)>,
-    /// The writes of layers `..merged`, the later over the earlier.
-    below: PendingWrites,
-    merged: usize,
+/// A key the call touched.
+#[derive(Debug)]
+struct Slot {
+    key: StateBytes,
+    /// Its committed value when the call first looked.
+    base: Option<StateBytes>,
+    /// Its latest write not undone (an index into `writes`).
+    latest: Option<usize>,
 }
 
-/// What a finished call leaves to commit: its snapshot and number, and
-/// each message's writes, by index.
+#[derive(Debug)]
+struct Write {
+    /// The message's index in the call.
+    message: usize,
+    slot: usize,
+    change: Change,
+    /// The slot's latest write before this one.
+    previous: Option<usize>,
+    /// False once its message failed.
+    live: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct CallState {
+    /// The store's commit sequence number when the call first looked,
+    /// and the call's number (see [`Commit::call`]).
+    started: Option<(u64, u64)>,
+    /// The slots by key (indices into `slots`, hashed by their key).
+    keys: hashbrown::HashTable<usize>,
+    hasher: foldhash::fast::FixedState,
+    /// Every key touched, in the order first touched.
+    slots: Vec<Slot>,
+    writes: Vec<Write>,
+    prefixes: Vec<Vec<u8>>,
+    /// What the live writes change in the plugin's totals.
+    delta: TotalsDelta,
+}
+
+/// What a finished call leaves to commit.
 #[derive(Debug, Default)]
 pub struct CallWrites {
-    pub snapshot: u64,
-    pub call: u64,
-    pub layers: Vec<PendingWrites>,
+    snapshot: u64,
+    call: u64,
+    slots: Vec<Slot>,
+    writes: Vec<Write>,
+    prefixes: Vec<Vec<u8>>,
 }
 
 impl CallWrites {
-    /// The commits of the messages that succeeded, each with its marker:
-    /// `(index, marker)` in order. Messages that wrote nothing commit
-    /// nothing (and need no marker: handling one again changes nothing
-    /// that was committed).
-    pub fn commits(
-        self,
-        plugin: &std::sync::Arc<str>,
-        successes: impl IntoIterator<Item = (usize, Option<Marker>)>,
-    ) -> Vec<(usize, Commit)> {
-        let mut layers: Vec<Option<PendingWrites>> = self.layers.into_iter().map(Some).collect();
-        successes
+    /// The commit of the writes of the messages at `successes` (indices,
+    /// ascending), with a marker (`marker_of`) for each that wrote, and
+    /// those messages; `None` if they wrote nothing (a message that only
+    /// read needs no commit: handling it again changes nothing committed).
+    pub fn commit(
+        mut self,
+        state: &PluginState,
+        successes: &[usize],
+        marker_of: impl Fn(usize) -> Option<Marker>,
+    ) -> Option<(Commit, Vec<usize>)> {
+        let mut last = vec![None; self.slots.len()];
+        let mut writers: Vec<usize> = Vec::new();
+        for (index, write) in self.writes.iter().enumerate() {
+            if write.live && successes.binary_search(&write.message).is_ok() {
+                last[write.slot] = Some(index);
+                if writers.last() != Some(&write.message) {
+                    writers.push(write.message);
+                }
+            }
+        }
+        if writers.is_empty() {
+            return None;
+        }
+        writers.sort_unstable();
+        writers.dedup();
+        let markers = writers
+            .iter()
+            .filter_map(|&index| marker_of(index))
+            .collect();
+        let mut delta = TotalsDelta::default();
+        let keys = self
+            .slots
             .into_iter()
-            .filter_map(|(index, marker)| {
-                let writes = layers.get_mut(index)?.take()?;
-                (!writes.is_empty()).then(|| {
-                    (
-                        index,
-                        Commit {
-                            plugin: plugin.clone(),
-                            writes,
-                            marker,
-                            snapshot: self.snapshot,
-                            call: self.call,
-                        },
-                    )
-                })
+            .zip(last)
+            .map(|(slot, last)| {
+                let change = last
+                    .map(|index| std::mem::replace(&mut self.writes[index].change, Change::Delete));
+                if let Some(change) = &change {
+                    delta = delta.plus(TotalsDelta::replacing(
+                        slot.key.len(),
+                        slot.base.as_deref(),
+                        change.value(),
+                    ));
+                }
+                Touched {
+                    key: slot.key,
+                    change,
+                }
             })
-            .collect()
+            .collect();
+        let commit = Commit {
+            plugin: state.plugin.clone(),
+            keys,
+            prefixes: self.prefixes,
+            markers,
+            delta,
+            snapshot: self.snapshot,
+            call: self.call,
+        };
+        Some((commit, writers))
     }
 }
 
 impl CallState {
-    /// Drops message `index`'s writes (its outcome was a failure).
+    /// Undoes message `index`'s writes (its outcome was a failure).
     pub fn discard(&mut self, index: usize) {
-        if let Some(layer) = self.layers.get_mut(index) {
-            *layer = PendingWrites::default();
-            if index < self.merged {
-                // Already in the merged view (not the way calls go): merge
-                // again from the start.
-                self.below = PendingWrites::default();
-                self.merged = 0;
+        // Messages write in order: its writes are at the end, unless a
+        // later message's outcome came first.
+        let mut undone = Vec::new();
+        for write in self.writes.iter_mut().rev() {
+            if write.message < index {
+                break;
             }
+            if write.message == index && write.live {
+                write.live = false;
+                undone.push(write.slot);
+            }
+        }
+        undone.sort_unstable();
+        undone.dedup();
+        for slot in undone {
+            let before = self.value_of(slot).map(<[u8]>::to_vec);
+            let mut latest = self.slots[slot].latest;
+            while let Some(at) = latest.filter(|&at| !self.writes[at].live) {
+                latest = self.writes[at].previous;
+            }
+            self.slots[slot].latest = latest;
+            let key_len = self.slots[slot].key.len();
+            let change = TotalsDelta::replacing(key_len, before.as_deref(), self.value_of(slot));
+            self.delta = self.delta.plus(change);
         }
     }
 
@@ -89,41 +173,25 @@ impl CallState {
     /// again for the next call.
     pub fn finish(&mut self) -> CallWrites {
         let (snapshot, call) = self.started.take().unwrap_or_default();
-        self.below = PendingWrites::default();
-        self.merged = 0;
+        let taken = std::mem::take(self);
         CallWrites {
             snapshot,
             call,
-            layers: std::mem::take(&mut self.layers),
+            slots: taken.slots,
+            writes: taken.writes,
+            prefixes: taken.prefixes,
         }
-    }
-
-    /// Message `index`'s own writes, with the layers below it merged
-    /// into [`CallState::below`]; starts the call's snapshot at its first
-    /// use.
-    fn own(&mut self, state: &PluginState, index: usize) -> &mut PendingWrites {
-        self.started
-            .get_or_insert_with(|| (state.store.snapshot(), state.store.new_call()));
-        if self.layers.len() <= index {
-            self.layers.resize_with(index + 1, PendingWrites::default);
-        }
-        while self.merged < index {
-            self.below.absorb(&self.layers[self.merged]);
-            self.merged += 1;
-        }
-        &mut self.layers[index]
     }
 
     pub fn get(
         &mut self,
         state: &PluginState,
-        index: usize,
+        _index: usize,
         key: &[u8],
-    ) -> Result<Option<Vec<u8>>, StateError> {
+    ) -> Result<Option<StateBytes>, StateError> {
         state.limits.check_key(key)?;
-        self.own(state, index);
-        let (own, below) = (&mut self.layers[index], &self.below);
-        own.get(key, |key| read_below(state, below, key))
+        let slot = self.slot(state, key)?;
+        Ok(self.value_of(slot).map(StateBytes::from_slice))
     }
 
     pub fn set(
@@ -133,25 +201,29 @@ impl CallState {
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateError> {
-        self.own(state, index);
-        let totals = self.totals_below(state)?;
-        let (own, below) = (&mut self.layers[index], &self.below);
-        own.set(key, value.to_vec(), &state.limits, totals, |key| {
-            read_below(state, below, key)
-        })
+        state.limits.check_key(key)?;
+        state.limits.check_value(value)?;
+        let slot = self.slot(state, key)?;
+        self.write(state, index, slot, key, Change::Set(value.into()))
     }
 
+    /// Deletes `key`; true if it had a value. Never over a limit.
     pub fn delete(
         &mut self,
         state: &PluginState,
         index: usize,
         key: &[u8],
     ) -> Result<bool, StateError> {
-        self.own(state, index);
-        let (own, below) = (&mut self.layers[index], &self.below);
-        own.delete(key, &state.limits, |key| read_below(state, below, key))
+        state.limits.check_key(key)?;
+        let slot = self.slot(state, key)?;
+        let had = self.value_of(slot).is_some();
+        self.write(state, index, slot, key, Change::Delete)?;
+        Ok(had)
     }
 
+    /// Adds `by` to the counter at `key` (absent: 0) and returns the new
+    /// value; the value must be a decimal i64 ([`StateError::NotANumber`]
+    /// otherwise) and the sum must not overflow.
     pub fn increment(
         &mut self,
         state: &PluginState,
@@ -159,60 +231,283 @@ impl CallState {
         key: &[u8],
         by: i64,
     ) -> Result<i64, StateError> {
-        self.own(state, index);
-        let totals = self.totals_below(state)?;
-        let (own, below) = (&mut self.layers[index], &self.below);
-        own.increment(key, by, &state.limits, totals, |key| {
-            read_below(state, below, key)
-        })
+        state.limits.check_key(key)?;
+        let slot = self.slot(state, key)?;
+        let current = self.value_of(slot).map_or(Ok(0), parse_counter)?;
+        let new = current.checked_add(by).ok_or(StateError::NotANumber)?;
+        let mut text = StateBytes::new();
+        write!(text, "{new}").expect("writing to memory");
+        self.write(state, index, slot, key, Change::Set(text))?;
+        Ok(new)
     }
 
-    /// Up to `limit` (at most [`MAX_SCAN`]) entries under `prefix`.
+    /// Up to `limit` (at most [`MAX_SCAN`]) entries under `prefix`, in
+    /// key order, as this call sees them.
     pub fn scan(
         &mut self,
         state: &PluginState,
-        index: usize,
+        _index: usize,
         prefix: &[u8],
         limit: usize,
     ) -> Result<Entries, StateError> {
         let limit = limit.min(MAX_SCAN);
-        self.own(state, index);
-        let (own, below) = (&mut self.layers[index], &self.below);
-        own.scan(prefix, limit, |prefix, limit| {
-            scan_below(state, below, prefix, limit)
-        })
+        self.begin(state);
+        if !self.prefixes.iter().any(|p| p == prefix) {
+            self.prefixes.push(prefix.to_vec());
+        }
+        let mut written: Vec<(&[u8], Option<&[u8]>)> = (0..self.slots.len())
+            .filter(|&slot| self.slots[slot].key.starts_with(prefix))
+            .filter(|&slot| self.slots[slot].latest.is_some())
+            .map(|slot| (&*self.slots[slot].key, self.value_of(slot)))
+            .collect();
+        written.sort_unstable_by_key(|&(key, _)| key);
+        overlay(&written, limit, |asked| state.plugin.scan(prefix, asked))
     }
 
-    /// The plugin's committed totals with the earlier messages' writes.
-    fn totals_below(&self, state: &PluginState) -> Result<Totals, StateError> {
-        Ok(self
-            .below
-            .delta()
-            .applied_to(state.store.totals(&state.name)?))
+    /// Starts the call's snapshot at its first use of the state.
+    fn begin(&mut self, state: &PluginState) {
+        self.started
+            .get_or_insert_with(|| (state.store.snapshot(), state.store.new_call()));
+    }
+
+    /// `key`'s slot, made (with the committed value) at the first look.
+    fn slot(&mut self, state: &PluginState, key: &[u8]) -> Result<usize, StateError> {
+        let hash = self.hasher.hash_one(key);
+        let slots = &self.slots;
+        if let Some(&slot) = self.keys.find(hash, |&slot| *slots[slot].key == *key) {
+            return Ok(slot);
+        }
+        self.begin(state);
+        let base = state.plugin.get(key)?;
+        let slot = self.slots.len();
+        self.slots.push(Slot {
+            key: key.into(),
+            base,
+            latest: None,
+        });
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.keys
+            .insert_unique(hash, slot, |&slot| hasher.hash_one(&*slots[slot].key));
+        Ok(slot)
+    }
+
+    /// The value of `slot` as the call sees it now.
+    fn value_of(&self, slot: usize) -> Option<&[u8]> {
+        let slot = &self.slots[slot];
+        match slot.latest {
+            Some(write) => self.writes[write].change.value(),
+            None => slot.base.as_deref(),
+        }
+    }
+
+    /// Records message `index`'s `change` of `slot` (`key`) if the
+    /// plugin's total stays within its limit.
+    fn write(
+        &mut self,
+        state: &PluginState,
+        index: usize,
+        slot: usize,
+        key: &[u8],
+        change: Change,
+    ) -> Result<(), StateError> {
+        let added = TotalsDelta::replacing(key.len(), self.value_of(slot), change.value());
+        let delta = self.delta.plus(added);
+        if added.bytes > 0 {
+            state
+                .limits
+                .check_total(delta.applied_to(state.plugin.totals()))?;
+        }
+        self.delta = delta;
+        let previous = self.slots[slot].latest.replace(self.writes.len());
+        self.writes.push(Write {
+            message: index,
+            slot,
+            change,
+            previous,
+            live: true,
+        });
+        Ok(())
     }
 }
 
-/// `key` as the store holds it under the merged earlier writes.
-fn read_below(
-    state: &PluginState,
-    below: &PendingWrites,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, StateError> {
-    match below.written(key) {
-        Some(written) => Ok(written.map(<[u8]>::to_vec)),
-        None => state.store.get(&state.name, key),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
 
-/// Up to `limit` entries under `prefix` as the store holds them under the
-/// merged earlier writes.
-fn scan_below(
-    state: &PluginState,
-    below: &PendingWrites,
-    prefix: &[u8],
-    limit: usize,
-) -> Result<Entries, StateError> {
-    below.view(prefix, limit, |prefix, limit| {
-        state.store.scan(&state.name, prefix, limit)
-    })
+    use super::*;
+    use crate::plugins::state::commit::Touched;
+    use crate::plugins::state::committer::StateCommitter;
+    use crate::plugins::state::limits::{StateLimits, Totals};
+    use crate::plugins::state::store::StateStore;
+
+    fn state(dir: &std::path::Path, max_total_bytes: u64) -> PluginState {
+        let store = Arc::new(StateStore::open(dir, false, Duration::from_secs(1)).unwrap());
+        let plugin = store.plugin("p").unwrap();
+        PluginState {
+            name: plugin.name.clone(),
+            limits: StateLimits {
+                max_key_bytes: 8,
+                max_value_bytes: 32,
+                max_total_bytes,
+            },
+            store,
+            plugin,
+            committer: StateCommitter::detached(),
+        }
+    }
+
+    fn changes(commit: &Commit) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut changes: Vec<_> = commit
+            .changes()
+            .map(|(key, change)| (key.to_vec(), change.value().map(<[u8]>::to_vec)))
+            .collect();
+        changes.sort();
+        changes
+    }
+
+    #[test]
+    fn a_batch_reads_earlier_writes_and_commits_only_its_successes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), 1 << 20);
+        let mut call = CallState::default();
+        assert_eq!(call.increment(&state, 0, b"n", 1), Ok(1));
+        call.set(&state, 0, b"a", b"zero").unwrap();
+        assert_eq!(call.increment(&state, 1, b"n", 1), Ok(2), "sees message 0");
+        call.set(&state, 1, b"b", b"one").unwrap();
+        // Message 1 failed: undone before message 2 reads.
+        call.discard(1);
+        assert_eq!(call.get(&state, 2, b"b").unwrap(), None);
+        assert_eq!(call.increment(&state, 2, b"n", 10), Ok(11));
+        assert!(call.delete(&state, 2, b"a").unwrap());
+        // Message 3 wrote and read; its outcome (a failure) came late.
+        call.set(&state, 3, b"c", b"three").unwrap();
+        let writes = call.finish();
+        let (commit, writers) = writes.commit(&state, &[0, 2], |_| None).unwrap();
+        assert_eq!(writers, [0, 2]);
+        assert_eq!(
+            changes(&commit),
+            [(b"a".to_vec(), None), (b"n".to_vec(), Some(b"11".to_vec()))]
+        );
+        assert_eq!(
+            commit.delta,
+            TotalsDelta { bytes: 3, keys: 1 },
+            "n=11 added; a added and deleted"
+        );
+        let looked: Vec<&[u8]> = commit.keys.iter().map(|t: &Touched| &*t.key).collect();
+        assert_eq!(
+            looked.len(),
+            4,
+            "every key looked at is checked: {looked:?}"
+        );
+    }
+
+    #[test]
+    fn only_messages_that_wrote_commit_and_a_call_of_readers_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), 1 << 20);
+        let mut call = CallState::default();
+        call.get(&state, 0, b"k").unwrap();
+        call.set(&state, 1, b"k", b"v").unwrap();
+        let (commit, writers) = call
+            .finish()
+            .commit(&state, &[0, 1], |index| {
+                Some(Marker {
+                    channel: "c".into(),
+                    location: wasq_storage::Location {
+                        segment: index as u64,
+                        offset: 0,
+                    },
+                    id: crate::broker::message::MessageId([index as u8; 16]),
+                })
+            })
+            .unwrap();
+        assert_eq!(writers, [1]);
+        assert_eq!(commit.markers.len(), 1, "a marker for the writer only");
+        let mut readers = CallState::default();
+        readers.get(&state, 0, b"k").unwrap();
+        assert!(readers.finish().commit(&state, &[0], |_| None).is_none());
+        let mut failed = CallState::default();
+        failed.set(&state, 0, b"k", b"v").unwrap();
+        assert!(failed.finish().commit(&state, &[], |_| None).is_none());
+    }
+
+    #[test]
+    fn limits_refuse_the_write_that_goes_over_and_keep_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), 12);
+        let mut call = CallState::default();
+        assert_eq!(
+            call.set(&state, 0, b"toolongkey", b""),
+            Err(StateError::KeyTooLarge)
+        );
+        assert_eq!(call.set(&state, 0, b"", b"v"), Err(StateError::EmptyKey));
+        assert_eq!(
+            call.set(&state, 0, b"k", &[0; 33]),
+            Err(StateError::ValueTooLarge)
+        );
+        call.set(&state, 0, b"k", &[0; 9]).unwrap();
+        assert_eq!(
+            call.set(&state, 0, b"j", &[0; 2]),
+            Err(StateError::OverLimit),
+            "10 + 3 over the limit of 12"
+        );
+        call.set(&state, 0, b"k", &[0; 1]).unwrap();
+        call.set(&state, 0, b"j", &[0; 2]).unwrap();
+        let (commit, _) = call.finish().commit(&state, &[0], |_| None).unwrap();
+        assert_eq!(changes(&commit).len(), 2, "the refused writes left nothing");
+        assert_eq!(
+            commit.delta.applied_to(Totals::default()),
+            Totals { bytes: 5, keys: 2 }
+        );
+    }
+
+    #[test]
+    fn increments_count_in_decimal_text_and_refuse_other_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), 1 << 20);
+        let mut call = CallState::default();
+        assert_eq!(call.increment(&state, 0, b"n", 5), Ok(5));
+        assert_eq!(call.increment(&state, 0, b"n", -7), Ok(-2));
+        assert_eq!(
+            call.get(&state, 0, b"n").unwrap().as_deref(),
+            Some(&b"-2"[..])
+        );
+        call.set(&state, 0, b"t", b"forty").unwrap();
+        assert_eq!(
+            call.increment(&state, 0, b"t", 1),
+            Err(StateError::NotANumber)
+        );
+        call.set(&state, 0, b"x", i64::MAX.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(
+            call.increment(&state, 0, b"x", 1),
+            Err(StateError::NotANumber),
+            "overflow"
+        );
+    }
+
+    #[test]
+    fn a_scan_merges_the_calls_writes_with_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), 1 << 20);
+        let mut seed = CallState::default();
+        for (key, value) in [(b"p/a", b"1"), (b"p/b", b"2"), (b"p/c", b"3")] {
+            seed.set(&state, 0, key, value).unwrap();
+        }
+        let (commit, _) = seed.finish().commit(&state, &[0], |_| None).unwrap();
+        state.store.commit(vec![commit]).unwrap();
+        let mut call = CallState::default();
+        call.set(&state, 0, b"p/b", b"new").unwrap();
+        call.set(&state, 0, b"q/x", b"other").unwrap();
+        call.delete(&state, 0, b"p/c").unwrap();
+        assert_eq!(
+            call.scan(&state, 0, b"p/", 2).unwrap(),
+            vec![
+                (b"p/a".to_vec(), b"1".to_vec()),
+                (b"p/b".to_vec(), b"new".to_vec())
+            ]
+        );
+        assert_eq!(call.scan(&state, 0, b"p/", 10).unwrap().len(), 2);
+    }
 }

@@ -2,18 +2,20 @@
 //! which takes whatever has queued up while its last commit (and fsync)
 //! ran and applies it all as one batch with one fsync. A worker waits for
 //! its commit without holding a thread (the reply is a oneshot), so a
-//! thousand workers waiting for one fsync cost one fsync.
+//! thousand workers waiting for one fsync cost one fsync. Idle, it applies
+//! the store's log when it is due (store.rs).
 
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
+use super::commit::{Commit, Committed};
 use super::limits::StateError;
-use super::store::{Commit, Committed, StateStore};
+use super::store::{APPLY_EVERY, StateStore};
 
-/// Commits taken into one group at most (each a message's writes).
-const MAX_GROUP: usize = 20_000;
+/// Commits taken into one group at most (each a handler call's writes).
+const MAX_GROUP: usize = 1_000;
 
 type Reply = oneshot::Sender<Result<Vec<Committed>, StateError>>;
 
@@ -21,6 +23,9 @@ type Reply = oneshot::Sender<Result<Vec<Committed>, StateError>>;
 #[derive(Debug, Clone)]
 pub struct StateCommitter {
     requests: mpsc::Sender<(Vec<Commit>, Reply)>,
+    /// The store, where commits are made on the worker's own thread: in
+    /// the default mode, where there is no fsync for a group to share.
+    inline: Option<Arc<StateStore>>,
 }
 
 impl StateCommitter {
@@ -28,17 +33,30 @@ impl StateCommitter {
     /// dropped.
     pub fn start(store: Arc<StateStore>) -> std::io::Result<StateCommitter> {
         let (requests, queue) = mpsc::channel();
+        let inline = (!store.durable()).then(|| store.clone());
         std::thread::Builder::new()
             .name("state-commit".into())
             .spawn(move || commit_loop(&store, &queue))?;
-        Ok(StateCommitter { requests })
+        Ok(StateCommitter { requests, inline })
     }
 
-    /// Commits one worker's messages (in order) and says what became of
+    /// A handle with no thread behind it (unit tests commit directly).
+    #[cfg(test)]
+    pub fn detached() -> StateCommitter {
+        StateCommitter {
+            requests: mpsc::channel().0,
+            inline: None,
+        }
+    }
+
+    /// Commits one worker's calls (in order) and says what became of
     /// each, once it is as durable as the store promises.
     pub async fn commit(&self, commits: Vec<Commit>) -> Result<Vec<Committed>, StateError> {
         if commits.is_empty() {
             return Ok(Vec::new());
+        }
+        if let Some(store) = &self.inline {
+            return store.commit(commits);
         }
         let (reply, answer) = oneshot::channel();
         self.requests
@@ -51,7 +69,15 @@ impl StateCommitter {
 }
 
 fn commit_loop(store: &StateStore, queue: &mpsc::Receiver<(Vec<Commit>, Reply)>) {
-    while let Ok(first) = queue.recv() {
+    loop {
+        let first = match queue.recv_timeout(APPLY_EVERY) {
+            Ok(first) => first,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                store.apply_if_due();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut requests = vec![first];
         let mut queued = requests[0].0.len();
         while queued < MAX_GROUP {
@@ -71,7 +97,8 @@ fn commit_loop(store: &StateStore, queue: &mpsc::Receiver<(Vec<Commit>, Reply)>)
             group.extend(commits);
             replies.push(reply);
         }
-        match store.commit(&group) {
+        let commits = group.len();
+        match store.commit(group) {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
                 for (size, reply) in sizes.into_iter().zip(replies) {
@@ -79,7 +106,7 @@ fn commit_loop(store: &StateStore, queue: &mpsc::Receiver<(Vec<Commit>, Reply)>)
                 }
             }
             Err(error) => {
-                tracing::error!(error = %error, commits = group.len(), "STATE: commit failed; the messages are retried");
+                tracing::error!(error = %error, commits, "STATE: commit failed; the messages are retried");
                 for reply in replies {
                     let _ = reply.send(Err(error.clone()));
                 }

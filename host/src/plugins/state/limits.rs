@@ -10,6 +10,10 @@ pub struct StateLimits {
     pub max_total_bytes: u64,
 }
 
+/// A key or value: short ones (a counter, most keys) kept inline, without
+/// an allocation of their own.
+pub type StateBytes = smallvec::SmallVec<[u8; 24]>;
+
 /// Keys and values in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -18,6 +22,60 @@ pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 pub struct Totals {
     pub bytes: u64,
     pub keys: u64,
+}
+
+/// A change of [`Totals`]: bytes and keys added (negative: removed).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TotalsDelta {
+    pub bytes: i64,
+    pub keys: i64,
+}
+
+impl TotalsDelta {
+    /// What replacing `before` by `after` (`None`: no value) at a key of
+    /// `key_len` bytes changes.
+    pub fn replacing(key_len: usize, before: Option<&[u8]>, after: Option<&[u8]>) -> TotalsDelta {
+        let size = |value: Option<&[u8]>| {
+            value.map_or(TotalsDelta::default(), |value| TotalsDelta {
+                bytes: (key_len + value.len()) as i64,
+                keys: 1,
+            })
+        };
+        size(after).minus(size(before))
+    }
+
+    /// This change and `other` together.
+    pub fn plus(self, other: TotalsDelta) -> TotalsDelta {
+        TotalsDelta {
+            bytes: self.bytes + other.bytes,
+            keys: self.keys + other.keys,
+        }
+    }
+
+    /// This change without `other`.
+    pub fn minus(self, other: TotalsDelta) -> TotalsDelta {
+        TotalsDelta {
+            bytes: self.bytes - other.bytes,
+            keys: self.keys - other.keys,
+        }
+    }
+
+    /// `totals` with this change applied.
+    pub fn applied_to(self, totals: Totals) -> Totals {
+        Totals {
+            bytes: totals.bytes.saturating_add_signed(self.bytes),
+            keys: totals.keys.saturating_add_signed(self.keys),
+        }
+    }
+}
+
+/// A counter's value: decimal text of an i64 (readable as it is in
+/// `GET /plugins/NAME/state`, and the same bytes in every language).
+pub fn parse_counter(text: &[u8]) -> Result<i64, StateError> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or(StateError::NotANumber)
 }
 
 /// Why a state operation failed, as the guest sees it.

@@ -2,24 +2,29 @@
 //! commit with the message's FIN (guest-sdk/ABI.md, "State").
 //!
 //! - [`limits`]: how much a plugin may keep, and the errors a guest sees
-//! - [`pending`]: one message's writes, read back by its handler, kept
-//!   until the message is finished
-//! - [`call`]: a handler call's view: the store under its messages' writes
-//! - [`versions`]: the conflict check between a plugin's instances
-//! - [`cache`]: committed values of hot keys, in memory
+//! - [`call`]: a handler call's view: the store under its messages'
+//!   writes, kept until their outcomes are known
+//! - [`commit`]: what a call hands to the store
 //! - [`store`]: the fjall store the writes commit to, with a marker per
 //!   message so that one delivered again is not counted twice
+//! - [`log`]: the store's records of a group of commits
+//! - [`plugin_store`]: one plugin's part of the store
+//! - [`hot`]: its keys in memory, and the conflict check between its
+//!   instances
+//! - [`overlay`]: a listing seen through newer writes
 //! - [`committer`]: group commit, one batch and one fsync for many workers
 //! - [`stats`]: its counters
 
-pub mod cache;
 pub mod call;
+pub mod commit;
 pub mod committer;
+pub mod hot;
 pub mod limits;
-pub mod pending;
+pub mod log;
+pub mod overlay;
+pub mod plugin_store;
 pub mod stats;
 pub mod store;
-pub mod versions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,15 +34,17 @@ use parking_lot::Mutex;
 
 use committer::StateCommitter;
 use limits::StateLimits;
+use plugin_store::PluginStore;
 use store::StateStore;
 
 /// A plugin's door to the store: its name (state is kept by name), its
-/// limits, and where its commits go.
+/// limits, its part of the store and where its commits go.
 #[derive(Debug)]
 pub struct PluginState {
     pub name: Arc<str>,
     pub limits: StateLimits,
     pub store: Arc<StateStore>,
+    pub plugin: Arc<PluginStore>,
     pub committer: StateCommitter,
 }
 
@@ -102,10 +109,12 @@ impl SharedStore {
     /// The door for plugin `name` with `limits`.
     pub fn for_plugin(&self, name: &str, limits: StateLimits) -> anyhow::Result<Arc<PluginState>> {
         let (store, committer) = self.get()?;
+        let plugin = store.plugin(name)?;
         Ok(Arc::new(PluginState {
-            name: name.into(),
+            name: plugin.name.clone(),
             limits,
             store,
+            plugin,
             committer,
         }))
     }

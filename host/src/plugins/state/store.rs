@@ -3,8 +3,10 @@
 //! "Plugin state: which embedded store").
 //!
 //! - partition `state.NAME`: plugin NAME's keys and values;
+//! - partition `log`: records of commits not yet applied to those
+//!   partitions (log.rs), numbered in commit order;
 //! - partition `meta`: per plugin, its [`Totals`] (bytes, keys), written in
-//!   the same batch as the writes they count, so they are exact after a
+//!   the same batch as the commits they count, so they are exact after a
 //!   crash without a scan;
 //! - partition `applied`: a marker per message whose writes committed, in
 //!   the same batch: key plugin NAME, NUL, channel, NUL, the message's
@@ -15,78 +17,58 @@
 //!   it twice. Markers before the channel's durably saved read checkpoint
 //!   can never match again and are forgotten.
 //!
-//! One commit applies a group of messages' writes as one batch (atomic in
-//! fjall's journal): an fsync in durable mode, else a write to the OS.
-//! Before it, each message's commit is checked against what other calls
-//! committed since it first looked (versions.rs). State is kept by plugin
-//! name: it outlives reloads and the plugin's removal, until
-//! [`StateStore::clear`].
+//! A group of commits (committer.rs) is checked for conflicts (hot.rs),
+//! then written as one atomic batch: its log record(s), markers and
+//! totals, fsynced in durable mode, else written to the OS. Only then do
+//! its values land in the plugins' keys in memory, where reads find them.
+//! Every [`APPLY_EVERY`] (or sooner, past [`APPLY_LOG_BYTES`]) the values
+//! written since are applied to the partitions, each key once however
+//! often it changed, in one batch that also drops the log records they
+//! came from. Opening the store replays what a crash left in the log.
+//! State is kept by plugin name: it outlives reloads and the plugin's
+//! removal, until [`StateStore::clear`].
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use parking_lot::Mutex;
 use wasq_storage::Location;
 
-use super::cache::ReadCache;
-use super::limits::{Entries, StateError, Totals};
-use super::pending::PendingWrites;
-use super::versions::Versions;
-use crate::broker::message::MessageId;
+use super::commit::Change;
+pub use super::commit::{Commit, Committed, Marker};
+use super::limits::{Entries, StateBytes, StateError, Totals};
+use super::log::{RecordWriter, read_record};
+use super::plugin_store::{PluginStore, io};
 
-/// A plugin partition's memtable before it is flushed: a counter's every
-/// increment is an entry there, and inserting into fjall's default 16 MiB
-/// skiplist (hundreds of thousands of entries deep) was the commit
-/// thread's main cost.
+/// A plugin partition's memtable before it is flushed. Applies write each
+/// changed key once per [`APPLY_EVERY`], so a smaller table than fjall's
+/// default keeps flushes short.
 const MEMTABLE_BYTES: u32 = 4 << 20;
+
+/// How often the log is applied to the partitions at least.
+pub const APPLY_EVERY: Duration = Duration::from_secs(1);
+
+/// Log bytes (or one plugin's values in memory not yet applied) past
+/// which an apply does not wait for [`APPLY_EVERY`]: what a crash makes
+/// the next start replay, and what memory holds twice, stays small.
+const APPLY_LOG_BYTES: usize = 16 << 20;
 
 /// Deletions per batch when a plugin's state is cleared.
 const CLEAR_BATCH: usize = 10_000;
-
-/// Where a message sits in its channel: what a crash redelivers it from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
-    pub channel: String,
-    pub location: Location,
-    pub id: MessageId,
-}
-
-/// One message's part of a commit.
-#[derive(Debug)]
-pub struct Commit {
-    pub plugin: std::sync::Arc<str>,
-    pub writes: PendingWrites,
-    /// Recorded with the writes, to recognise the message if it comes back.
-    pub marker: Option<Marker>,
-    /// The commit sequence number when the call first touched the state.
-    pub snapshot: u64,
-    /// The handler call the writes were made in.
-    pub call: u64,
-}
-
-/// What became of one message's commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Committed {
-    Applied,
-    /// Another call changed what this one read: handle the message again.
-    Conflict,
-}
 
 pub struct StateStore {
     keyspace: Keyspace,
     meta: PartitionHandle,
     applied: PartitionHandle,
-    /// Open partitions by plugin name.
-    partitions: Mutex<HashMap<String, PartitionHandle>>,
-    /// Committed totals by plugin name, as `meta` holds them.
-    totals: Mutex<HashMap<String, Totals>>,
-    /// Recent changes per plugin, for the conflict check.
-    versions: Mutex<HashMap<String, Versions>>,
-    /// Committed values of recently used keys.
-    cache: Mutex<ReadCache>,
+    log: PartitionHandle,
+    /// Open plugins by name.
+    plugins: Mutex<HashMap<String, Arc<PluginStore>>>,
+    /// The commit side: one group at a time.
+    writer: Mutex<LogPosition>,
     /// The last commit sequence number whose writes are visible.
     visible: AtomicU64,
     /// Numbers handler calls (see [`Commit::call`]).
@@ -95,14 +77,20 @@ pub struct StateStore {
     durable: bool,
 }
 
+/// The log records not yet applied.
+#[derive(Debug)]
+struct LogPosition {
+    /// Records `first..next` are in the log.
+    first: u64,
+    next: u64,
+    bytes: usize,
+    last_apply: Instant,
+}
+
 impl std::fmt::Debug for StateStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateStore").finish_non_exhaustive()
     }
-}
-
-fn io(error: impl std::fmt::Display) -> StateError {
-    StateError::Io(error.to_string())
 }
 
 fn encode_totals(totals: Totals) -> [u8; 16] {
@@ -145,9 +133,29 @@ fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
     key
 }
 
+/// The keys a group's commits wrote so far, by plugin (its address) and
+/// key, with the call that wrote them.
+type GroupWrites<'a> = HashMap<(usize, &'a [u8]), u64, foldhash::fast::RandomState>;
+
+/// Whether `commit` touched what an earlier commit of its group (of
+/// another call) wrote: that one is newer than its snapshot.
+fn conflicts_in_group(written: &GroupWrites<'_>, commit: &Commit) -> bool {
+    let plugin = Arc::as_ptr(&commit.plugin) as usize;
+    let other = |call: &u64| *call != commit.call;
+    commit
+        .keys
+        .iter()
+        .any(|touched| written.get(&(plugin, &*touched.key)).is_some_and(other))
+        || commit.prefixes.iter().any(|prefix| {
+            written
+                .iter()
+                .any(|(&(p, key), call)| p == plugin && key.starts_with(prefix) && other(call))
+        })
+}
+
 impl StateStore {
-    /// Opens (or creates) the store in `dir`, recovering from its journal
-    /// after a crash. `durable`: each commit is fsynced before it counts;
+    /// Opens (or creates) the store in `dir`, replaying what a crash left
+    /// in its log. `durable`: each commit is fsynced before it counts;
     /// else it is written to the OS (a crash of wasqd loses nothing; a
     /// power loss what the last `fsync_every` did not cover).
     pub fn open(
@@ -162,24 +170,70 @@ impl StateStore {
             .fsync_ms((!durable).then_some(fsync_ms))
             .open()
             .map_err(io)?;
-        let meta = keyspace
-            .open_partition("meta", PartitionCreateOptions::default())
-            .map_err(io)?;
-        let applied = keyspace
-            .open_partition("applied", PartitionCreateOptions::default())
-            .map_err(io)?;
-        Ok(StateStore {
+        let open = |name: &str| {
+            keyspace
+                .open_partition(name, PartitionCreateOptions::default())
+                .map_err(io)
+        };
+        let store = StateStore {
+            meta: open("meta")?,
+            applied: open("applied")?,
+            log: open("log")?,
             keyspace,
-            meta,
-            applied,
-            partitions: Mutex::new(HashMap::new()),
-            totals: Mutex::new(HashMap::new()),
-            versions: Mutex::new(HashMap::new()),
-            cache: Mutex::new(ReadCache::default()),
+            plugins: Mutex::new(HashMap::new()),
+            writer: Mutex::new(LogPosition {
+                first: 0,
+                next: 0,
+                bytes: 0,
+                last_apply: Instant::now(),
+            }),
             visible: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             durable,
-        })
+        };
+        store.replay()?;
+        Ok(store)
+    }
+
+    /// Applies the log records a crash left, and empties the log.
+    fn replay(&self) -> Result<(), StateError> {
+        let mut batch = self.keyspace.batch();
+        let mut records = 0;
+        for entry in self.log.iter() {
+            let (number, record) = entry.map_err(io)?;
+            read_record(&record, |plugin, key, change| {
+                let plugin = self.plugin(plugin)?;
+                match change {
+                    Change::Set(value) => batch.insert(plugin.partition(), key, &*value),
+                    Change::Delete => batch.remove(plugin.partition(), key),
+                }
+                Ok(())
+            })?;
+            batch.remove(&self.log, number);
+            records += 1;
+        }
+        if records > 0 {
+            batch.commit().map_err(io)?;
+            self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
+            tracing::info!(
+                records,
+                "STATE: replayed the commits a crash left in the log"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether each commit is fsynced before it counts.
+    pub fn durable(&self) -> bool {
+        self.durable
+    }
+
+    fn persist_mode(&self) -> PersistMode {
+        if self.durable {
+            PersistMode::SyncAll
+        } else {
+            PersistMode::Buffer
+        }
     }
 
     /// The sequence number a call starting to read now sees through.
@@ -192,70 +246,45 @@ impl StateStore {
         self.calls.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Plugin `plugin`'s partition, opened on first use.
-    fn partition(&self, plugin: &str) -> Result<PartitionHandle, StateError> {
-        if let Some(partition) = self.partitions.lock().get(plugin) {
-            return Ok(partition.clone());
+    /// Plugin `name`'s part of the store, opened on first use.
+    pub fn plugin(&self, name: &str) -> Result<Arc<PluginStore>, StateError> {
+        let mut plugins = self.plugins.lock();
+        if let Some(plugin) = plugins.get(name) {
+            return Ok(plugin.clone());
         }
-        let name = format!("state.{plugin}");
-        if name.len() > 255 || !crate::plugins::files::is_plugin_name(plugin) {
-            return Err(StateError::Io(format!(
-                "{plugin:?}: no state for this name"
-            )));
+        let partition_name = format!("state.{name}");
+        if partition_name.len() > 255 || !crate::plugins::files::is_plugin_name(name) {
+            return Err(StateError::Io(format!("{name:?}: no state for this name")));
         }
         let partition = self
             .keyspace
             .open_partition(
-                &name,
+                &partition_name,
                 PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
             )
             .map_err(io)?;
-        self.partitions
-            .lock()
-            .insert(plugin.to_string(), partition.clone());
-        Ok(partition)
+        let totals = self
+            .meta
+            .get(name)
+            .map_err(io)?
+            .map_or_else(Totals::default, |v| decode_totals(&v));
+        let plugin = Arc::new(PluginStore::new(name, partition, totals));
+        plugins.insert(name.to_string(), plugin.clone());
+        Ok(plugin)
     }
 
     pub fn get(&self, plugin: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        let generation = {
-            let cache = self.cache.lock();
-            if let Some(value) = cache.get(plugin, key) {
-                return Ok(value);
-            }
-            cache.generation()
-        };
-        let value = self
-            .partition(plugin)?
-            .get(key)
-            .map_err(io)?
-            .map(|v| v.to_vec());
-        self.cache
-            .lock()
-            .fill(plugin, key, value.clone(), generation);
-        Ok(value)
+        Ok(self.plugin(plugin)?.get(key)?.map(StateBytes::into_vec))
     }
 
     /// Up to `limit` entries whose keys start with `prefix`, in key order.
     pub fn scan(&self, plugin: &str, prefix: &[u8], limit: usize) -> Result<Entries, StateError> {
-        self.partition(plugin)?
-            .prefix(prefix)
-            .take(limit)
-            .map(|entry| entry.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io))
-            .collect()
+        self.plugin(plugin)?.scan(prefix, limit)
     }
 
     /// Plugin `plugin`'s committed totals.
     pub fn totals(&self, plugin: &str) -> Result<Totals, StateError> {
-        if let Some(totals) = self.totals.lock().get(plugin) {
-            return Ok(*totals);
-        }
-        let totals = self
-            .meta
-            .get(plugin)
-            .map_err(io)?
-            .map_or_else(Totals::default, |v| decode_totals(&v));
-        self.totals.lock().insert(plugin.to_string(), totals);
-        Ok(totals)
+        Ok(self.plugin(plugin)?.totals())
     }
 
     /// Whether the message at `marker`'s location committed its writes.
@@ -291,96 +320,138 @@ impl StateStore {
         Ok(forgotten)
     }
 
-    /// Checks and applies `group` as one atomic batch (fsynced in durable
-    /// mode): every message's writes, its marker and its plugin's new
-    /// totals. A commit that conflicts (versions.rs) is left out, and so
-    /// are the later ones of the same call (they may have read it).
-    pub fn commit(&self, group: &[Commit]) -> Result<Vec<Committed>, StateError> {
-        let mut batch = self.keyspace.batch();
-        let mut totals: HashMap<&str, Totals> = HashMap::new();
+    /// Checks `group` and commits the commits that do not conflict as one
+    /// atomic batch (fsynced in durable mode): their log records, markers
+    /// and their plugins' new totals; then makes their values visible.
+    pub fn commit(&self, group: Vec<Commit>) -> Result<Vec<Committed>, StateError> {
+        let mut position = self.writer.lock();
         let mut outcomes = Vec::with_capacity(group.len());
-        let mut conflicted_calls = Vec::new();
+        let mut written = GroupWrites::default();
+        let mut records = RecordWriter::default();
+        let mut batch = self.keyspace.batch();
+        let mut totals: HashMap<usize, (&PluginStore, Totals)> = HashMap::new();
+        for commit in &group {
+            if commit.plugin.hot().conflicts(commit) || conflicts_in_group(&written, commit) {
+                outcomes.push(Committed::Conflict);
+                continue;
+            }
+            outcomes.push(Committed::Applied);
+            let plugin = &*commit.plugin;
+            let id = Arc::as_ptr(&commit.plugin) as usize;
+            let changes: Vec<(&[u8], &Change)> = commit.changes().collect();
+            for (key, _) in &changes {
+                written.insert((id, key), commit.call);
+            }
+            records.section(&plugin.name, changes.into_iter());
+            for marker in &commit.markers {
+                let key = marker_key(&plugin.name, &marker.channel, marker.location);
+                batch.insert(&self.applied, key, marker.id.0);
+            }
+            let (_, before) = totals.entry(id).or_insert((plugin, plugin.totals()));
+            *before = commit.delta.applied_to(*before);
+        }
+        for record in records.finish() {
+            position.bytes += record.len();
+            batch.insert(&self.log, position.next.to_be_bytes(), record);
+            position.next += 1;
+        }
+        for (plugin, totals) in totals.values() {
+            batch.insert(&self.meta, &*plugin.name, encode_totals(*totals));
+        }
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        batch.commit().map_err(io)?;
+        self.keyspace.persist(self.persist_mode()).map_err(io)?;
+        for (plugin, totals) in totals.into_values() {
+            plugin.set_totals(totals);
+        }
+        drop(written);
         let mut seq = self.visible.load(Ordering::Acquire);
-        {
-            let mut versions = self.versions.lock();
-            // Consecutive commits are mostly one plugin's: its partition
-            // is looked up once for them.
-            let mut partition: Option<(&str, PartitionHandle)> = None;
-            for commit in group {
-                let plugin = &*commit.plugin;
-                if !versions.contains_key(plugin) {
-                    versions.insert(plugin.to_string(), Versions::default());
-                }
-                let versions = versions.get_mut(plugin).expect("inserted above");
-                if conflicted_calls.contains(&commit.call)
-                    || versions.conflicts(commit.writes.touched(), commit.snapshot, commit.call)
-                {
-                    conflicted_calls.push(commit.call);
-                    outcomes.push(Committed::Conflict);
-                    continue;
-                }
-                outcomes.push(Committed::Applied);
-                seq += 1;
-                let partition = match &partition {
-                    Some((name, handle)) if *name == plugin => handle,
-                    _ => &partition.insert((plugin, self.partition(plugin)?)).1,
-                };
-                for (key, value) in commit.writes.writes() {
-                    match value {
-                        Some(value) => batch.insert(partition, key, value),
-                        None => batch.remove(partition, key),
-                    }
-                }
-                versions.record(commit.writes.writes().map(|(key, _)| key), seq, commit.call);
-                if let Some(marker) = &commit.marker {
-                    let key = marker_key(plugin, &marker.channel, marker.location);
-                    batch.insert(&self.applied, key, marker.id.0);
-                }
-                let before = match totals.get(plugin) {
-                    Some(totals) => *totals,
-                    None => self.totals(plugin)?,
-                };
-                totals.insert(plugin, commit.writes.delta().applied_to(before));
-            }
-        }
-        for (plugin, totals) in &totals {
-            batch.insert(&self.meta, *plugin, encode_totals(*totals));
-        }
-        if !batch.is_empty() {
-            batch.commit().map_err(io)?;
-            let mut cache = self.cache.lock();
-            let applied = group.iter().zip(&outcomes);
-            for (commit, _) in applied.filter(|(_, o)| **o == Committed::Applied) {
-                for (key, value) in commit.writes.writes() {
-                    cache.put(&commit.plugin, key, value);
+        let mut dirty_bytes = 0;
+        let applied = group.into_iter().zip(&outcomes);
+        for (commit, _) in applied.filter(|(_, o)| **o == Committed::Applied) {
+            seq += 1;
+            let mut hot = commit.plugin.hot();
+            for touched in commit.keys {
+                if let Some(change) = touched.change {
+                    hot.commit(touched.key, change, seq, commit.call);
                 }
             }
-            drop(cache);
-            let mode = if self.durable {
-                PersistMode::SyncAll
-            } else {
-                PersistMode::Buffer
-            };
-            self.keyspace.persist(mode).map_err(io)?;
+            dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
         }
         self.visible.store(seq, Ordering::Release);
-        let mut known = self.totals.lock();
-        for (plugin, totals) in totals {
-            known.insert(plugin.to_string(), totals);
+        if position.bytes.max(dirty_bytes) >= APPLY_LOG_BYTES
+            || position.last_apply.elapsed() >= APPLY_EVERY
+        {
+            self.apply_logged(&mut position);
         }
         Ok(outcomes)
     }
 
+    /// Applies the log if it was not applied for [`APPLY_EVERY`] (the
+    /// commit thread, idle).
+    pub fn apply_if_due(&self) {
+        let mut position = self.writer.lock();
+        if position.first < position.next && position.last_apply.elapsed() >= APPLY_EVERY {
+            self.apply_logged(&mut position);
+        }
+    }
+
+    /// [`StateStore::apply`], a failure logged (the records stay in the
+    /// log and are applied later, or replayed at the next start).
+    fn apply_logged(&self, position: &mut LogPosition) {
+        if let Err(error) = self.apply(position) {
+            tracing::error!(error = %error, "STATE: cannot apply the log to the plugins' partitions; retrying later");
+        }
+    }
+
+    /// Writes every plugin's values changed since the last apply to its
+    /// partition and drops the log records they came from, in one batch.
+    fn apply(&self, position: &mut LogPosition) -> Result<(), StateError> {
+        position.last_apply = Instant::now();
+        if position.first == position.next {
+            return Ok(());
+        }
+        let plugins: Vec<Arc<PluginStore>> = self.plugins.lock().values().cloned().collect();
+        let mut batch = self.keyspace.batch();
+        for plugin in &plugins {
+            let hot = plugin.hot();
+            for (key, value) in hot.dirty() {
+                match value {
+                    Some(value) => batch.insert(plugin.partition(), key, value),
+                    None => batch.remove(plugin.partition(), key),
+                }
+            }
+        }
+        for number in position.first..position.next {
+            batch.remove(&self.log, number.to_be_bytes());
+        }
+        batch.commit().map_err(io)?;
+        self.keyspace.persist(self.persist_mode()).map_err(io)?;
+        let seq = self.visible.load(Ordering::Acquire);
+        for plugin in &plugins {
+            plugin.hot().applied(seq);
+        }
+        position.first = position.next;
+        position.bytes = 0;
+        Ok(())
+    }
+
     /// Deletes every key, marker and total of `plugin` (the operator's
     /// `DELETE /plugins/NAME/state`), durably. Returns how many keys went.
-    pub fn clear(&self, plugin: &str) -> Result<u64, StateError> {
-        let keys = self.totals(plugin)?.keys;
+    pub fn clear(&self, name: &str) -> Result<u64, StateError> {
+        let mut position = self.writer.lock();
+        // Nothing of the plugin's may wait in the log to come back.
+        self.apply(&mut position)?;
+        let plugin = self.plugin(name)?;
+        let keys = plugin.totals().keys;
         // Key by key (a partition dropped and made again under the same
         // name is not something fjall promises), in batches of bounded
         // size; the totals go last, so a crash in between leaves totals
         // that only overstate what is left.
-        let partition = self.partition(plugin)?;
-        let prefix = markers_of(plugin, None);
+        let partition = plugin.partition();
+        let prefix = markers_of(name, None);
         let doomed = partition
             .iter()
             .map(|entry| entry.map(|(key, _)| (partition.clone(), key)))
@@ -399,12 +470,11 @@ impl StateStore {
                     .map_err(io)?;
             }
         }
-        batch.remove(&self.meta, plugin);
+        batch.remove(&self.meta, name);
         batch.commit().map_err(io)?;
         self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
-        self.totals.lock().remove(plugin);
-        self.versions.lock().remove(plugin);
-        self.cache.lock().forget(plugin);
+        plugin.set_totals(Totals::default());
+        plugin.hot().forget(self.visible.load(Ordering::Acquire));
         Ok(keys)
     }
 }
@@ -412,6 +482,10 @@ impl StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::broker::message::MessageId;
+    use crate::plugins::state::PluginState;
+    use crate::plugins::state::call::CallState;
+    use crate::plugins::state::committer::StateCommitter;
     use crate::plugins::state::limits::StateLimits;
 
     const LIMITS: StateLimits = StateLimits {
@@ -420,8 +494,19 @@ mod tests {
         max_total_bytes: 1 << 20,
     };
 
-    fn open(dir: &Path) -> StateStore {
-        StateStore::open(dir, true, Duration::from_secs(1)).unwrap()
+    fn open(dir: &Path) -> Arc<StateStore> {
+        Arc::new(StateStore::open(dir, true, Duration::from_secs(1)).unwrap())
+    }
+
+    fn state(store: &Arc<StateStore>, name: &str) -> PluginState {
+        let plugin = store.plugin(name).unwrap();
+        PluginState {
+            name: plugin.name.clone(),
+            limits: LIMITS,
+            store: store.clone(),
+            plugin,
+            committer: StateCommitter::detached(),
+        }
     }
 
     fn marker(segment: u64, id: u8) -> Marker {
@@ -432,39 +517,38 @@ mod tests {
         }
     }
 
-    /// One call incrementing `key`, with the marker of message `id`.
-    fn increments(store: &StateStore, plugin: &str, key: &[u8], id: u8) -> Commit {
-        let mut writes = PendingWrites::default();
-        let totals = store.totals(plugin).unwrap();
-        let snapshot = store.snapshot();
-        writes
-            .increment(key, 1, &LIMITS, totals, |k| store.get(plugin, k))
-            .unwrap();
-        Commit {
-            plugin: plugin.into(),
-            writes,
-            marker: Some(marker(u64::from(id), id)),
-            snapshot,
-            call: store.new_call(),
-        }
+    /// One call of one message incrementing `key`, marked as message `id`.
+    fn increments(state: &PluginState, key: &[u8], id: u8) -> Commit {
+        let mut call = CallState::default();
+        call.increment(state, 0, key, 1).unwrap();
+        let marked = Some(marker(u64::from(id), id));
+        call.finish()
+            .commit(state, &[0], |_| marked.clone())
+            .unwrap()
+            .0
     }
 
     #[test]
-    fn a_group_commits_writes_markers_and_totals_that_survive_a_reopen() {
+    fn commits_survive_a_reopen_applied_or_only_logged() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
-            let group = [
-                increments(&store, "counter", b"k/a", 1),
-                increments(&store, "counter", b"k/b", 2),
-                increments(&store, "other", b"k/a", 1),
+            let (counter, other) = (state(&store, "counter"), state(&store, "other"));
+            let group = vec![
+                increments(&counter, b"k/a", 1),
+                increments(&counter, b"k/b", 2),
+                increments(&other, b"k/a", 1),
             ];
-            assert_eq!(store.commit(&group).unwrap(), [Committed::Applied; 3]);
-            let again = [increments(&store, "counter", b"k/a", 3)];
-            store.commit(&again).unwrap();
+            assert_eq!(store.commit(group).unwrap(), [Committed::Applied; 3]);
+            store.apply(&mut store.writer.lock()).unwrap();
+            // Logged, not applied: a crash now leaves it to the replay.
+            let again = vec![increments(&counter, b"k/a", 3)];
+            store.commit(again).unwrap();
+            assert_eq!(store.get("counter", b"k/a").unwrap(), Some(b"2".to_vec()));
         }
         let store = open(dir.path());
         assert_eq!(store.get("counter", b"k/a").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.log.iter().count(), 0, "the replay emptied the log");
         assert_eq!(
             store.scan("counter", b"k/", 10).unwrap(),
             vec![
@@ -501,42 +585,97 @@ mod tests {
     }
 
     #[test]
+    fn a_scan_sees_values_not_yet_applied_over_the_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let plugin = state(&store, "p");
+        let mut call = CallState::default();
+        for key in [&b"s/a"[..], b"s/b", b"s/c", b"t/x"] {
+            call.set(&plugin, 0, key, b"old").unwrap();
+        }
+        let first = call.finish().commit(&plugin, &[0], |_| None).unwrap().0;
+        store.commit(vec![first]).unwrap();
+        store.apply(&mut store.writer.lock()).unwrap();
+        let mut call = CallState::default();
+        call.set(&plugin, 0, b"s/b", b"new").unwrap();
+        call.delete(&plugin, 0, b"s/a").unwrap();
+        call.set(&plugin, 0, b"s/d", b"added").unwrap();
+        let second = call.finish().commit(&plugin, &[0], |_| None).unwrap().0;
+        store.commit(vec![second]).unwrap();
+        let entries = |pairs: &[(&str, &str)]| -> Entries {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        assert_eq!(
+            store.scan("p", b"s/", 2).unwrap(),
+            entries(&[("s/b", "new"), ("s/c", "old")])
+        );
+        assert_eq!(
+            store.scan("p", b"s/", 10).unwrap(),
+            entries(&[("s/b", "new"), ("s/c", "old"), ("s/d", "added")])
+        );
+        assert_eq!(store.totals("p").unwrap(), Totals { bytes: 26, keys: 4 });
+    }
+
+    #[test]
     fn concurrent_increments_of_one_key_conflict_and_none_is_lost() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        // Two calls read the counter at 0 before either commits.
-        let first = increments(&store, "c", b"n", 1);
-        let second = increments(&store, "c", b"n", 2);
+        let plugin = state(&store, "c");
+        // Two calls read the counter at 0 before either commits: in one
+        // group, and in two.
+        let first = increments(&plugin, b"n", 1);
+        let second = increments(&plugin, b"n", 2);
         assert_eq!(
-            store.commit(&[first, second]).unwrap(),
+            store.commit(vec![first, second]).unwrap(),
             [Committed::Applied, Committed::Conflict]
         );
-        assert_eq!(store.get("c", b"n").unwrap(), Some(b"1".to_vec()));
+        let late = increments(&plugin, b"n", 3);
+        let later = increments(&plugin, b"n", 4);
+        store.commit(vec![late]).unwrap();
+        assert_eq!(store.commit(vec![later]).unwrap(), [Committed::Conflict]);
+        assert_eq!(store.get("c", b"n").unwrap(), Some(b"2".to_vec()));
         assert!(
             !store.was_applied("c", &marker(2, 2)).unwrap(),
             "the conflicting message is not marked"
         );
-        // Handled again, it sees the first one's write.
-        let retried = increments(&store, "c", b"n", 2);
-        assert_eq!(store.commit(&[retried]).unwrap(), [Committed::Applied]);
-        assert_eq!(store.get("c", b"n").unwrap(), Some(b"2".to_vec()));
+        // Handled again, it sees the others' writes.
+        let retried = increments(&plugin, b"n", 2);
+        assert_eq!(store.commit(vec![retried]).unwrap(), [Committed::Applied]);
+        assert_eq!(store.get("c", b"n").unwrap(), Some(b"3".to_vec()));
+    }
+
+    #[test]
+    fn a_scan_conflicts_with_a_change_under_its_prefix_even_once_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let plugin = state(&store, "w");
+        let mut scanner = CallState::default();
+        scanner.scan(&plugin, 0, b"sum/", 10).unwrap();
+        scanner.set(&plugin, 0, b"total", b"0").unwrap();
+        store
+            .commit(vec![increments(&plugin, b"sum/1", 1)])
+            .unwrap();
+        store.apply(&mut store.writer.lock()).unwrap();
+        let commit = scanner.finish().commit(&plugin, &[0], |_| None).unwrap().0;
+        assert_eq!(store.commit(vec![commit]).unwrap(), [Committed::Conflict]);
     }
 
     #[test]
     fn clearing_a_plugin_leaves_the_others() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let group = [
-            increments(&store, "gone", b"k", 1),
-            increments(&store, "kept", b"k", 1),
-        ];
-        store.commit(&group).unwrap();
+        let (gone, kept) = (state(&store, "gone"), state(&store, "kept"));
+        let group = vec![increments(&gone, b"k", 1), increments(&kept, b"k", 1)];
+        store.commit(group).unwrap();
         store.clear("gone").unwrap();
         assert_eq!(store.get("gone", b"k").unwrap(), None);
         assert_eq!(store.totals("gone").unwrap(), Totals::default());
         assert!(!store.was_applied("gone", &marker(1, 1)).unwrap());
         assert_eq!(store.get("kept", b"k").unwrap(), Some(b"1".to_vec()));
-        drop(store);
+        drop((gone, kept, store));
         let store = open(dir.path());
         assert_eq!(store.get("gone", b"k").unwrap(), None);
         assert_eq!(store.totals("kept").unwrap(), Totals { bytes: 2, keys: 1 });

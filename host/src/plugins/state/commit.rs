@@ -1,0 +1,81 @@
+//! What a handler call hands to the store once its messages' outcomes are
+//! known: the writes of the messages that succeeded, what the call looked
+//! at (for the conflict check), and a marker per message.
+
+use std::sync::Arc;
+
+use wasq_storage::Location;
+
+use super::limits::{StateBytes, TotalsDelta};
+use super::plugin_store::PluginStore;
+use crate::broker::message::MessageId;
+
+/// A key's new value, or its deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Set(StateBytes),
+    Delete,
+}
+
+impl Change {
+    /// The value after the change (`None`: no value).
+    pub fn value(&self) -> Option<&[u8]> {
+        match self {
+            Change::Set(value) => Some(value),
+            Change::Delete => None,
+        }
+    }
+}
+
+/// A key a call read or wrote, with what it commits there (`None`: it
+/// only read it).
+#[derive(Debug)]
+pub struct Touched {
+    pub key: StateBytes,
+    pub change: Option<Change>,
+}
+
+/// Where a message sits in its channel: what a crash redelivers it from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub channel: String,
+    pub location: Location,
+    pub id: MessageId,
+}
+
+/// One handler call's commit: the writes of its successful messages,
+/// atomic with their markers.
+#[derive(Debug)]
+pub struct Commit {
+    pub plugin: Arc<PluginStore>,
+    /// Every key the call looked at, each with its last write by a
+    /// successful message.
+    pub keys: Vec<Touched>,
+    /// Prefixes the call scanned.
+    pub prefixes: Vec<Vec<u8>>,
+    /// Recorded with the writes, to recognise a message if it comes back.
+    pub markers: Vec<Marker>,
+    /// What the writes change in the plugin's totals.
+    pub delta: TotalsDelta,
+    /// The commit sequence number when the call first touched the state.
+    pub snapshot: u64,
+    /// The handler call the writes were made in.
+    pub call: u64,
+}
+
+impl Commit {
+    /// The keys it writes, with their changes.
+    pub fn changes(&self) -> impl Iterator<Item = (&[u8], &Change)> {
+        self.keys
+            .iter()
+            .filter_map(|touched| Some((&*touched.key, touched.change.as_ref()?)))
+    }
+}
+
+/// What became of a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    Applied,
+    /// Another call changed what this one read: handle its messages again.
+    Conflict,
+}

@@ -1,0 +1,226 @@
+//! One plugin's keys in memory: the working set that commits go to.
+//!
+//! A commit is written to the store's log (one record per group of
+//! commits) and its values land here; they reach the plugin's partition
+//! later, many commits at once, when the store applies its log
+//! (store.rs). Until then a value is *dirty*: only here and in the log.
+//! Keys read from the partition are kept here too, *clean*, so a hot key
+//! costs a hash lookup; past [`MAX_CLEAN_BYTES`] the clean ones are
+//! dropped and fill again.
+//!
+//! Each entry remembers the commit that last changed it (sequence number
+//! and call), which is the conflict check between a plugin's instances: a
+//! call's commit is refused if another call changed what it read since it
+//! first looked. So every committed result is one a serial run could have
+//! produced: two counters incremented at once never lose an increment.
+//! Changes whose entries were dropped are no longer known: a call whose
+//! snapshot is older than the drop conflicts (it cannot be shown not to).
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
+
+use super::commit::{Change, Commit};
+use super::limits::StateBytes;
+
+/// Clean entries kept at most (keys, values and per-entry overhead).
+const MAX_CLEAN_BYTES: usize = 64 << 20;
+const ENTRY_OVERHEAD: usize = 64;
+
+#[derive(Debug)]
+struct Entry {
+    /// The value (`None`: no value).
+    value: Option<StateBytes>,
+    /// The commit that last changed it (0 for a value read from the
+    /// partition) and the call that made that commit.
+    seq: u64,
+    call: u64,
+    /// Not yet in the partition (its key is in `dirty`).
+    dirty: bool,
+}
+
+/// Keys from `prefix` on, for a range of the dirty set.
+fn from(prefix: &[u8]) -> (Bound<&[u8]>, Bound<&[u8]>) {
+    (Bound::Included(prefix), Bound::Unbounded)
+}
+
+fn size(key: &[u8], value: &Option<StateBytes>) -> usize {
+    key.len() + value.as_ref().map_or(0, |v| v.len()) + ENTRY_OVERHEAD
+}
+
+#[derive(Debug, Default)]
+pub struct HotKeys {
+    entries: HashMap<StateBytes, Entry, foldhash::fast::RandomState>,
+    /// Keys whose values are not yet in the partition, in key order (a
+    /// scan merges them over the partition's).
+    dirty: BTreeSet<StateBytes>,
+    dirty_bytes: usize,
+    clean_bytes: usize,
+    /// Bumped whenever clean entries are dropped: a fill read before is
+    /// not taken.
+    generation: u64,
+    /// Changes at or below this sequence number may have been dropped.
+    forgotten_through: u64,
+    /// The sequence number through which dirty values were applied: a
+    /// change up to it is no longer in `dirty`.
+    applied_through: u64,
+}
+
+impl HotKeys {
+    /// The value of `key` if known here (`Some(None)`: it has none).
+    pub fn get(&self, key: &[u8]) -> Option<Option<StateBytes>> {
+        self.entries.get(key).map(|entry| entry.value.clone())
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// A value read from the partition at `generation`: kept unless
+    /// entries were dropped since or a commit put a newer one first.
+    pub fn fill(&mut self, key: &[u8], value: Option<StateBytes>, generation: u64) {
+        if generation != self.generation || self.entries.contains_key(key) {
+            return;
+        }
+        self.clean_bytes += size(key, &value);
+        let entry = Entry {
+            value,
+            seq: 0,
+            call: 0,
+            dirty: false,
+        };
+        self.entries.insert(key.into(), entry);
+        self.bound();
+    }
+
+    /// Whether `commit` read or wrote something another call changed
+    /// since its snapshot.
+    pub fn conflicts(&self, commit: &Commit) -> bool {
+        let (snapshot, call) = (commit.snapshot, commit.call);
+        if snapshot < self.forgotten_through {
+            return true;
+        }
+        let newer = |entry: &Entry| entry.seq > snapshot && entry.call != call;
+        let keys = commit.keys.iter().map(|touched| &touched.key);
+        if keys
+            .into_iter()
+            .any(|key| self.entries.get(key).is_some_and(newer))
+        {
+            return true;
+        }
+        commit.prefixes.iter().any(|prefix| {
+            let dirty = self
+                .dirty
+                .range::<[u8], _>(from(prefix))
+                .take_while(|key| key.starts_with(prefix))
+                .any(|key| self.entries.get(key).is_some_and(newer));
+            // Changes applied since the snapshot left `dirty`: look at
+            // every entry (rare: only a scan spanning an apply).
+            dirty
+                || snapshot < self.applied_through
+                    && self
+                        .entries
+                        .iter()
+                        .any(|(key, entry)| key.starts_with(prefix) && newer(entry))
+        })
+    }
+
+    /// Takes commit `seq` of call `call` changing `key`: dirty until
+    /// applied.
+    pub fn commit(&mut self, key: StateBytes, change: Change, seq: u64, call: u64) {
+        let value = match change {
+            Change::Set(value) => Some(value),
+            Change::Delete => None,
+        };
+        let added = size(&key, &value);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            let removed = size(&key, &entry.value);
+            if entry.dirty {
+                self.dirty_bytes -= removed;
+            } else {
+                self.clean_bytes -= removed;
+                self.dirty.insert(key);
+            }
+            *entry = Entry {
+                value,
+                seq,
+                call,
+                dirty: true,
+            };
+        } else {
+            self.dirty.insert(key.clone());
+            let entry = Entry {
+                value,
+                seq,
+                call,
+                dirty: true,
+            };
+            self.entries.insert(key, entry);
+        }
+        self.dirty_bytes += added;
+    }
+
+    pub fn dirty_bytes(&self) -> usize {
+        self.dirty_bytes
+    }
+
+    /// The dirty keys and values, in key order: what an apply writes.
+    pub fn dirty(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.dirty.iter().map(|key| {
+            let value = self.entries.get(key).and_then(|e| e.value.as_deref());
+            (&**key, value)
+        })
+    }
+
+    /// The dirty entries under `prefix`, in key order (`None`: deleted).
+    pub fn dirty_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.dirty
+            .range::<[u8], _>(from(prefix))
+            .take_while(|key| key.starts_with(prefix))
+            .map(|key| {
+                let value = self.entries.get(key).and_then(|e| e.value.as_deref());
+                (key.to_vec(), value.map(<[u8]>::to_vec))
+            })
+            .collect()
+    }
+
+    /// The dirty values are in the partition now (commits through `seq`).
+    pub fn applied(&mut self, seq: u64) {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(entry) = self.entries.get_mut(&key) {
+                entry.dirty = false;
+            }
+        }
+        self.clean_bytes += std::mem::take(&mut self.dirty_bytes);
+        self.applied_through = seq;
+        self.bound();
+    }
+
+    /// Forgets everything (the plugin's state was deleted, or an apply
+    /// failed and the partition is read again).
+    pub fn forget(&mut self, seq: u64) {
+        *self = HotKeys {
+            generation: self.generation + 1,
+            forgotten_through: seq,
+            applied_through: seq,
+            ..HotKeys::default()
+        };
+    }
+
+    /// Drops the clean entries once they take more than their share.
+    fn bound(&mut self) {
+        if self.clean_bytes <= MAX_CLEAN_BYTES {
+            return;
+        }
+        let mut forgotten = self.forgotten_through;
+        self.entries.retain(|_, entry| {
+            let keep = entry.dirty;
+            if !keep {
+                forgotten = forgotten.max(entry.seq);
+            }
+            keep
+        });
+        self.forgotten_through = forgotten;
+        self.clean_bytes = 0;
+        self.generation += 1;
+    }
+}
