@@ -400,8 +400,9 @@ impl PluginRun {
         let places = channel.disk_locations(&self.client, &ids);
         let mut locations = HashMap::new();
         let mut rest = Vec::with_capacity(messages.len());
+        let mut from_memory = self.applied_from_memory.lock();
         for (message, place) in messages.into_iter().zip(places) {
-            if place.is_none() && self.applied_from_memory.lock().remove(&message.id) {
+            if place.is_none() && !from_memory.is_empty() && from_memory.remove(&message.id) {
                 PluginStats::bump(&self.link.stats.state.replayed);
                 successes.push(message.id);
                 continue;

@@ -208,24 +208,20 @@ pub(super) fn message_under_way(caller: &mut Caller<'_, CoreState>) -> usize {
     else {
         return 0;
     };
-    let seen = caller.data().state_seen;
-    let Some(table) = memory
-        .data(&*caller)
-        .get(start..start + count * abi::BATCH_ENTRY_SIZE)
-    else {
+    let (guest, data) = memory.data_and_store_mut(&mut *caller);
+    let Some(table) = guest.get(start..start + count * abi::BATCH_ENTRY_SIZE) else {
         return 0;
     };
-    let outcomes: Vec<i64> = (seen..count)
-        .map(|index| abi::batch_outcome(table, index))
-        .take_while(|&value| value != abi::NOT_HANDLED)
-        .collect();
-    let data = caller.data_mut();
-    for (offset, value) in outcomes.iter().enumerate() {
-        if Outcome::decode(*value) != Ok(Outcome::Success) {
-            data.state.discard(seen + offset);
+    while data.state_seen < count {
+        let value = abi::batch_outcome(table, data.state_seen);
+        if value == abi::NOT_HANDLED {
+            break;
         }
+        if Outcome::decode(value) != Ok(Outcome::Success) {
+            data.state.discard(data.state_seen);
+        }
+        data.state_seen += 1;
     }
-    data.state_seen = seen + outcomes.len();
     data.state_seen.min(count - 1)
 }
 

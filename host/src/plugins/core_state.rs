@@ -33,13 +33,14 @@ fn with_state<T>(
     memory: Memory,
     operation: impl FnOnce(&mut CallState, &PluginState, usize, &[u8]) -> Result<T, StateError>,
 ) -> Result<T, i32> {
-    let Some(state) = caller.data().link.state.clone() else {
+    if caller.data().link.state.is_none() {
         return Err(status::NO_STATE);
-    };
+    }
     let index = message_under_way(caller);
     let done = {
         let (guest, data) = memory.data_and_store_mut(&mut *caller);
-        operation(&mut data.state, &state, index, guest)
+        let state = data.link.state.as_deref().expect("looked at above");
+        operation(&mut data.state, state, index, guest)
     };
     done.map_err(|e| refusal(caller, &e))
 }

@@ -16,11 +16,11 @@
 //! learns at the write that went over, not at the commit. A counter is
 //! kept as decimal text ("42").
 
-use std::hash::BuildHasher;
 use std::io::Write as _;
 
 use super::PluginState;
 use super::commit::{Change, Commit, Marker, Touched};
+use super::hot::key_hash;
 use super::limits::{Entries, StateBytes, StateError, TotalsDelta, parse_counter};
 use super::overlay::overlay;
 
@@ -31,6 +31,8 @@ pub const MAX_SCAN: usize = 10_000;
 #[derive(Debug)]
 struct Slot {
     key: StateBytes,
+    /// Its [`key_hash`].
+    hash: u64,
     /// Its committed value when the call first looked.
     base: Option<StateBytes>,
     /// Its latest write not undone (an index into `writes`).
@@ -56,7 +58,6 @@ pub struct CallState {
     started: Option<(u64, u64)>,
     /// The slots by key (indices into `slots`, hashed by their key).
     keys: hashbrown::HashTable<usize>,
-    hasher: foldhash::fast::FixedState,
     /// Every key touched, in the order first touched.
     slots: Vec<Slot>,
     writes: Vec<Write>,
@@ -122,6 +123,7 @@ impl CallWrites {
                 }
                 Touched {
                     key: slot.key,
+                    hash: slot.hash,
                     change,
                 }
             })
@@ -173,13 +175,15 @@ impl CallState {
     /// again for the next call.
     pub fn finish(&mut self) -> CallWrites {
         let (snapshot, call) = self.started.take().unwrap_or_default();
-        let taken = std::mem::take(self);
+        // The table keeps its room for the next call.
+        self.keys.clear();
+        self.delta = TotalsDelta::default();
         CallWrites {
             snapshot,
             call,
-            slots: taken.slots,
-            writes: taken.writes,
-            prefixes: taken.prefixes,
+            slots: std::mem::take(&mut self.slots),
+            writes: std::mem::take(&mut self.writes),
+            prefixes: std::mem::take(&mut self.prefixes),
         }
     }
 
@@ -272,22 +276,23 @@ impl CallState {
 
     /// `key`'s slot, made (with the committed value) at the first look.
     fn slot(&mut self, state: &PluginState, key: &[u8]) -> Result<usize, StateError> {
-        let hash = self.hasher.hash_one(key);
+        let hash = key_hash(key);
         let slots = &self.slots;
         if let Some(&slot) = self.keys.find(hash, |&slot| *slots[slot].key == *key) {
             return Ok(slot);
         }
         self.begin(state);
-        let base = state.plugin.get(key)?;
+        let base = state.plugin.get_hashed(hash, key)?;
         let slot = self.slots.len();
         self.slots.push(Slot {
             key: key.into(),
+            hash,
             base,
             latest: None,
         });
-        let (slots, hasher) = (&self.slots, &self.hasher);
+        let slots = &self.slots;
         self.keys
-            .insert_unique(hash, slot, |&slot| hasher.hash_one(&*slots[slot].key));
+            .insert_unique(hash, slot, |&slot| slots[slot].hash);
         Ok(slot)
     }
 

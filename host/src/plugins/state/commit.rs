@@ -32,6 +32,8 @@ impl Change {
 #[derive(Debug)]
 pub struct Touched {
     pub key: StateBytes,
+    /// Its [`super::hot::key_hash`].
+    pub hash: u64,
     pub change: Option<Change>,
 }
 

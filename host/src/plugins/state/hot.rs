@@ -16,8 +16,12 @@
 //! Changes whose entries were dropped are no longer known: a call whose
 //! snapshot is older than the drop conflicts (it cannot be shown not to).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
 use std::ops::Bound;
+use std::sync::OnceLock;
+
+use hashbrown::HashTable;
 
 use super::commit::{Change, Commit};
 use super::limits::StateBytes;
@@ -26,8 +30,24 @@ use super::limits::StateBytes;
 const MAX_CLEAN_BYTES: usize = 64 << 20;
 const ENTRY_OVERHEAD: usize = 64;
 
+/// The hash of a key: one function for a call's keys and the plugin's
+/// keys in memory, so a key's hash is computed once per call that touches
+/// it. Seeded at random once per process (a guest cannot choose keys that
+/// collide).
+pub fn key_hash(key: &[u8]) -> u64 {
+    static HASHER: OnceLock<foldhash::fast::FixedState> = OnceLock::new();
+    HASHER
+        .get_or_init(|| {
+            let seed = std::collections::hash_map::RandomState::new().hash_one(0u8);
+            foldhash::fast::FixedState::with_seed(seed)
+        })
+        .hash_one(key)
+}
+
 #[derive(Debug)]
 struct Entry {
+    key: StateBytes,
+    hash: u64,
     /// The value (`None`: no value).
     value: Option<StateBytes>,
     /// The commit that last changed it (0 for a value read from the
@@ -36,6 +56,12 @@ struct Entry {
     call: u64,
     /// Not yet in the partition (its key is in `dirty`).
     dirty: bool,
+}
+
+impl Entry {
+    fn size(&self) -> usize {
+        size(&self.key, &self.value)
+    }
 }
 
 /// Keys from `prefix` on, for a range of the dirty set.
@@ -49,7 +75,7 @@ fn size(key: &[u8], value: &Option<StateBytes>) -> usize {
 
 #[derive(Debug, Default)]
 pub struct HotKeys {
-    entries: HashMap<StateBytes, Entry, foldhash::fast::RandomState>,
+    entries: HashTable<Entry>,
     /// Keys whose values are not yet in the partition, in key order (a
     /// scan merges them over the partition's).
     dirty: BTreeSet<StateBytes>,
@@ -66,9 +92,14 @@ pub struct HotKeys {
 }
 
 impl HotKeys {
-    /// The value of `key` if known here (`Some(None)`: it has none).
-    pub fn get(&self, key: &[u8]) -> Option<Option<StateBytes>> {
-        self.entries.get(key).map(|entry| entry.value.clone())
+    fn entry(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
+        self.entries.find(hash, |entry| *entry.key == *key)
+    }
+
+    /// The value of `key` (hashed: `hash`) if known here (`Some(None)`:
+    /// it has none).
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<Option<StateBytes>> {
+        self.entry(hash, key).map(|entry| entry.value.clone())
     }
 
     pub fn generation(&self) -> u64 {
@@ -77,18 +108,20 @@ impl HotKeys {
 
     /// A value read from the partition at `generation`: kept unless
     /// entries were dropped since or a commit put a newer one first.
-    pub fn fill(&mut self, key: &[u8], value: Option<StateBytes>, generation: u64) {
-        if generation != self.generation || self.entries.contains_key(key) {
+    pub fn fill(&mut self, hash: u64, key: &[u8], value: Option<StateBytes>, generation: u64) {
+        if generation != self.generation || self.entry(hash, key).is_some() {
             return;
         }
-        self.clean_bytes += size(key, &value);
         let entry = Entry {
+            key: key.into(),
+            hash,
             value,
             seq: 0,
             call: 0,
             dirty: false,
         };
-        self.entries.insert(key.into(), entry);
+        self.clean_bytes += entry.size();
+        self.entries.insert_unique(hash, entry, |entry| entry.hash);
         self.bound();
     }
 
@@ -100,11 +133,8 @@ impl HotKeys {
             return true;
         }
         let newer = |entry: &Entry| entry.seq > snapshot && entry.call != call;
-        let keys = commit.keys.iter().map(|touched| &touched.key);
-        if keys
-            .into_iter()
-            .any(|key| self.entries.get(key).is_some_and(newer))
-        {
+        let mut keys = commit.keys.iter();
+        if keys.any(|touched| self.entry(touched.hash, &touched.key).is_some_and(newer)) {
             return true;
         }
         commit.prefixes.iter().any(|prefix| {
@@ -112,7 +142,7 @@ impl HotKeys {
                 .dirty
                 .range::<[u8], _>(from(prefix))
                 .take_while(|key| key.starts_with(prefix))
-                .any(|key| self.entries.get(key).is_some_and(newer));
+                .any(|key| self.entry(key_hash(key), key).is_some_and(newer));
             // Changes applied since the snapshot left `dirty`: look at
             // every entry (rare: only a scan spanning an apply).
             dirty
@@ -120,41 +150,43 @@ impl HotKeys {
                     && self
                         .entries
                         .iter()
-                        .any(|(key, entry)| key.starts_with(prefix) && newer(entry))
+                        .any(|entry| entry.key.starts_with(prefix) && newer(entry))
         })
     }
 
-    /// Takes commit `seq` of call `call` changing `key`: dirty until
-    /// applied.
-    pub fn commit(&mut self, key: StateBytes, change: Change, seq: u64, call: u64) {
+    /// Takes commit `seq` of call `call` changing `key` (hashed: `hash`):
+    /// dirty until applied.
+    pub fn commit(&mut self, hash: u64, key: StateBytes, change: Change, seq: u64, call: u64) {
         let value = match change {
             Change::Set(value) => Some(value),
             Change::Delete => None,
         };
         let added = size(&key, &value);
-        if let Some(entry) = self.entries.get_mut(&key) {
-            let removed = size(&key, &entry.value);
-            if entry.dirty {
-                self.dirty_bytes -= removed;
-            } else {
-                self.clean_bytes -= removed;
-                self.dirty.insert(key);
+        match self.entries.find_mut(hash, |entry| entry.key == key) {
+            Some(entry) => {
+                if entry.dirty {
+                    self.dirty_bytes -= entry.size();
+                } else {
+                    self.clean_bytes -= entry.size();
+                    entry.dirty = true;
+                    self.dirty.insert(key);
+                }
+                entry.value = value;
+                entry.seq = seq;
+                entry.call = call;
             }
-            *entry = Entry {
-                value,
-                seq,
-                call,
-                dirty: true,
-            };
-        } else {
-            self.dirty.insert(key.clone());
-            let entry = Entry {
-                value,
-                seq,
-                call,
-                dirty: true,
-            };
-            self.entries.insert(key, entry);
+            None => {
+                self.dirty.insert(key.clone());
+                let entry = Entry {
+                    key,
+                    hash,
+                    value,
+                    seq,
+                    call,
+                    dirty: true,
+                };
+                self.entries.insert_unique(hash, entry, |entry| entry.hash);
+            }
         }
         self.dirty_bytes += added;
     }
@@ -166,8 +198,8 @@ impl HotKeys {
     /// The dirty keys and values, in key order: what an apply writes.
     pub fn dirty(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
         self.dirty.iter().map(|key| {
-            let value = self.entries.get(key).and_then(|e| e.value.as_deref());
-            (&**key, value)
+            let value = self.entry(key_hash(key), key);
+            (&**key, value.and_then(|e| e.value.as_deref()))
         })
     }
 
@@ -177,7 +209,8 @@ impl HotKeys {
             .range::<[u8], _>(from(prefix))
             .take_while(|key| key.starts_with(prefix))
             .map(|key| {
-                let value = self.entries.get(key).and_then(|e| e.value.as_deref());
+                let value = self.entry(key_hash(key), key);
+                let value = value.and_then(|e| e.value.as_deref());
                 (key.to_vec(), value.map(<[u8]>::to_vec))
             })
             .collect()
@@ -186,7 +219,8 @@ impl HotKeys {
     /// The dirty values are in the partition now (commits through `seq`).
     pub fn applied(&mut self, seq: u64) {
         for key in std::mem::take(&mut self.dirty) {
-            if let Some(entry) = self.entries.get_mut(&key) {
+            let entry = self.entries.find_mut(key_hash(&key), |e| e.key == key);
+            if let Some(entry) = entry {
                 entry.dirty = false;
             }
         }
@@ -212,7 +246,7 @@ impl HotKeys {
             return;
         }
         let mut forgotten = self.forgotten_through;
-        self.entries.retain(|_, entry| {
+        self.entries.retain(|entry| {
             let keep = entry.dirty;
             if !keep {
                 forgotten = forgotten.max(entry.seq);

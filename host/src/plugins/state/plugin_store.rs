@@ -8,7 +8,7 @@ use std::sync::Arc;
 use fjall::PartitionHandle;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::hot::HotKeys;
+use super::hot::{HotKeys, key_hash};
 use super::limits::{Entries, StateBytes, StateError, Totals};
 use super::overlay::overlay;
 
@@ -43,9 +43,14 @@ impl PluginStore {
 
     /// The committed value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<StateBytes>, StateError> {
+        self.get_hashed(key_hash(key), key)
+    }
+
+    /// [`PluginStore::get`] of a key whose [`key_hash`] is known.
+    pub fn get_hashed(&self, hash: u64, key: &[u8]) -> Result<Option<StateBytes>, StateError> {
         let generation = {
             let hot = self.hot.lock();
-            if let Some(value) = hot.get(key) {
+            if let Some(value) = hot.get(hash, key) {
                 return Ok(value);
             }
             hot.generation()
@@ -55,7 +60,7 @@ impl PluginStore {
             .get(key)
             .map_err(io)?
             .map(|v| StateBytes::from_slice(&v));
-        self.hot.lock().fill(key, value.clone(), generation);
+        self.hot.lock().fill(hash, key, value.clone(), generation);
         Ok(value)
     }
 

@@ -50,7 +50,10 @@ use super::plugin_store::{PluginStore, io};
 const MEMTABLE_BYTES: u32 = 4 << 20;
 
 /// How often the log is applied to the partitions at least.
-pub const APPLY_EVERY: Duration = Duration::from_secs(1);
+const APPLY_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the commit thread looks whether an apply is due.
+pub const APPLY_CHECK: Duration = Duration::from_millis(50);
 
 /// Log bytes (or one plugin's values in memory not yet applied) past
 /// which an apply does not wait for [`APPLY_EVERY`]: what a crash makes
@@ -84,6 +87,8 @@ struct LogPosition {
     first: u64,
     next: u64,
     bytes: usize,
+    /// The most bytes of values not yet applied that a plugin holds.
+    dirty_bytes: usize,
     last_apply: Instant,
 }
 
@@ -185,6 +190,7 @@ impl StateStore {
                 first: 0,
                 next: 0,
                 bytes: 0,
+                dirty_bytes: 0,
                 last_apply: Instant::now(),
             }),
             visible: AtomicU64::new(0),
@@ -330,8 +336,14 @@ impl StateStore {
         let mut records = RecordWriter::default();
         let mut batch = self.keyspace.batch();
         let mut totals: HashMap<usize, (&PluginStore, Totals)> = HashMap::new();
+        let visible = self.visible.load(Ordering::Acquire);
         for commit in &group {
-            if commit.plugin.hot().conflicts(commit) || conflicts_in_group(&written, commit) {
+            // Nothing committed since the call first looked (one worker
+            // alone, mostly): nothing to conflict with.
+            let checked = commit.snapshot < visible || !written.is_empty();
+            if checked
+                && (commit.plugin.hot().conflicts(commit) || conflicts_in_group(&written, commit))
+            {
                 outcomes.push(Committed::Conflict);
                 continue;
             }
@@ -339,8 +351,10 @@ impl StateStore {
             let plugin = &*commit.plugin;
             let id = Arc::as_ptr(&commit.plugin) as usize;
             let changes: Vec<(&[u8], &Change)> = commit.changes().collect();
-            for (key, _) in &changes {
-                written.insert((id, key), commit.call);
+            if group.len() > 1 {
+                for (key, _) in &changes {
+                    written.insert((id, key), commit.call);
+                }
             }
             records.section(&plugin.name, changes.into_iter());
             for marker in &commit.markers {
@@ -367,7 +381,7 @@ impl StateStore {
             plugin.set_totals(totals);
         }
         drop(written);
-        let mut seq = self.visible.load(Ordering::Acquire);
+        let mut seq = visible;
         let mut dirty_bytes = 0;
         let applied = group.into_iter().zip(&outcomes);
         for (commit, _) in applied.filter(|(_, o)| **o == Committed::Applied) {
@@ -375,25 +389,26 @@ impl StateStore {
             let mut hot = commit.plugin.hot();
             for touched in commit.keys {
                 if let Some(change) = touched.change {
-                    hot.commit(touched.key, change, seq, commit.call);
+                    hot.commit(touched.hash, touched.key, change, seq, commit.call);
                 }
             }
             dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
         }
         self.visible.store(seq, Ordering::Release);
-        if position.bytes.max(dirty_bytes) >= APPLY_LOG_BYTES
-            || position.last_apply.elapsed() >= APPLY_EVERY
-        {
-            self.apply_logged(&mut position);
-        }
+        position.dirty_bytes = position.dirty_bytes.max(dirty_bytes);
         Ok(outcomes)
     }
 
-    /// Applies the log if it was not applied for [`APPLY_EVERY`] (the
-    /// commit thread, idle).
+    /// Applies the log if it was not applied for [`APPLY_EVERY`], or if
+    /// it (or a plugin's values not yet applied) outgrew
+    /// [`APPLY_LOG_BYTES`]. The commit thread asks after every group and
+    /// every [`APPLY_CHECK`], so a worker never waits for an apply it did
+    /// not need.
     pub fn apply_if_due(&self) {
         let mut position = self.writer.lock();
-        if position.first < position.next && position.last_apply.elapsed() >= APPLY_EVERY {
+        let due = position.last_apply.elapsed() >= APPLY_EVERY
+            || position.bytes.max(position.dirty_bytes) >= APPLY_LOG_BYTES;
+        if position.first < position.next && due {
             self.apply_logged(&mut position);
         }
     }
@@ -435,6 +450,7 @@ impl StateStore {
         }
         position.first = position.next;
         position.bytes = 0;
+        position.dirty_bytes = 0;
         Ok(())
     }
 
