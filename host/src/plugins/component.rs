@@ -339,7 +339,7 @@ impl ComponentInstance {
         self.deadline.arm(&mut self.store);
         let data = self.store.data_mut();
         data.egress.call_deadline = data.link.call_deadline_from_now();
-        data.state = CallState::default();
+        data.state.clear();
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)

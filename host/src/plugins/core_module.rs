@@ -240,14 +240,25 @@ pub(super) fn guest_range(
     ptr: i32,
     len: i32,
 ) -> Option<(Memory, std::ops::Range<usize>)> {
-    let memory = match caller.data().memory {
-        Some(memory) => memory,
+    let memory = guest_memory(caller)?;
+    let range = in_bounds(memory.data_size(&*caller), ptr, len)?;
+    Some((memory, range))
+}
+
+/// The caller's memory.
+pub(super) fn guest_memory(caller: &mut Caller<'_, CoreState>) -> Option<Memory> {
+    match caller.data().memory {
+        Some(memory) => Some(memory),
         // A start function calling an import, before `new` saw the export.
-        None => caller.get_export(abi::EXPORT_MEMORY)?.into_memory()?,
-    };
+        None => caller.get_export(abi::EXPORT_MEMORY)?.into_memory(),
+    }
+}
+
+/// `ptr..ptr + len`, if within a memory of `size` bytes.
+pub(super) fn in_bounds(size: usize, ptr: i32, len: i32) -> Option<std::ops::Range<usize>> {
     let start = usize::try_from(ptr).ok()?;
     let end = start.checked_add(usize::try_from(len).ok()?)?;
-    (end <= memory.data_size(&*caller)).then_some((memory, start..end))
+    (end <= size).then_some(start..end)
 }
 
 /// The answer of an import that returns bytes into a buffer of the
@@ -596,7 +607,7 @@ impl CoreInstance {
     fn start_call(&mut self) {
         let data = self.store.data_mut();
         data.call_deadline = data.link.call_deadline_from_now();
-        data.state = CallState::default();
+        data.state.clear();
         data.state_seen = 0;
     }
 

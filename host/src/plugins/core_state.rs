@@ -2,11 +2,13 @@
 //! from pointers and statuses to the call's [`CallState`], for the message
 //! the guest is handling ([`message_under_way`]).
 
-use wasmtime::{Caller, Linker, Memory};
+use std::ops::Range;
+
+use wasmtime::{Caller, Linker};
 
 use super::abi::{self, status};
 use super::core_module::{
-    CoreState, answer_with_bytes, guest_range, message_under_way, write_guest,
+    CoreState, answer_with_bytes, guest_memory, in_bounds, message_under_way,
 };
 use super::imports;
 use super::state::PluginState;
@@ -26,21 +28,42 @@ fn refusal(caller: &Caller<'_, CoreState>, error: &StateError) -> i32 {
 }
 
 /// Runs `operation` on the call's state for the message under way, with
-/// the guest's `memory` (keys and values are read where they are, not
-/// copied); `Err` is the status to return (`NO_STATE` without the grant).
-fn with_state<T>(
+/// the guest's memory and the ranges of its `pointers` (pointer, length)
+/// in it: keys and values are read where they are, not copied. `Err` is
+/// the status to return (`NO_STATE` without the grant, `BAD_POINTER` for a
+/// range outside the memory).
+fn with_state<T, const N: usize>(
     caller: &mut Caller<'_, CoreState>,
-    memory: Memory,
-    operation: impl FnOnce(&mut CallState, &PluginState, usize, &[u8]) -> Result<T, StateError>,
+    pointers: [(i32, i32); N],
+    operation: impl FnOnce(
+        &mut CallState,
+        &PluginState,
+        usize,
+        &mut [u8],
+        [Range<usize>; N],
+    ) -> Result<T, StateError>,
 ) -> Result<T, i32> {
+    let Some(memory) = guest_memory(caller) else {
+        return Err(status::BAD_POINTER);
+    };
     if caller.data().link.state.is_none() {
         return Err(status::NO_STATE);
     }
     let index = message_under_way(caller);
     let done = {
         let (guest, data) = memory.data_and_store_mut(&mut *caller);
+        let ranges = pointers.map(|(ptr, len)| in_bounds(guest.len(), ptr, len));
+        if ranges.iter().any(Option::is_none) {
+            return Err(status::BAD_POINTER);
+        }
         let state = data.link.state.as_deref().expect("looked at above");
-        operation(&mut data.state, state, index, guest)
+        operation(
+            &mut data.state,
+            state,
+            index,
+            guest,
+            ranges.map(Option::unwrap_or_default),
+        )
     };
     done.map_err(|e| refusal(caller, &e))
 }
@@ -64,12 +87,12 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_get",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, bp: i32, bc: i32| -> i32 {
-            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
-                return -status::BAD_POINTER;
-            };
-            match with_state(&mut caller, memory, |call, state, index, guest| {
-                call.get(state, index, &guest[key])
-            }) {
+            let got = with_state(
+                &mut caller,
+                [(kp, kl)],
+                |call, state, index, guest, [key]| call.get(state, index, &guest[key]),
+            );
+            match got {
                 Ok(Some(value)) => answer_with_bytes(&mut caller, &value, bp, bc)
                     .unwrap_or(-status::VALUE_TOO_LARGE),
                 Ok(None) => -status::NOT_FOUND,
@@ -81,15 +104,15 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_set",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, vp: i32, vl: i32| -> i32 {
-            let (Some((memory, key)), Some((_, value))) = (
-                guest_range(&mut caller, kp, kl),
-                guest_range(&mut caller, vp, vl),
-            ) else {
-                return status::BAD_POINTER;
-            };
-            match with_state(&mut caller, memory, |call, state, index, guest| {
-                call.set(state, index, &guest[key], &guest[value])
-            }) {
+            let pointers = [(kp, kl), (vp, vl)];
+            let set = with_state(
+                &mut caller,
+                pointers,
+                |call, state, index, guest, [key, value]| {
+                    call.set(state, index, &guest[key], &guest[value])
+                },
+            );
+            match set {
                 Ok(()) => status::OK,
                 Err(status) => status,
             }
@@ -99,12 +122,12 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_delete",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32| -> i32 {
-            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
-                return status::BAD_POINTER;
-            };
-            match with_state(&mut caller, memory, |call, state, index, guest| {
-                call.delete(state, index, &guest[key])
-            }) {
+            let deleted = with_state(
+                &mut caller,
+                [(kp, kl)],
+                |call, state, index, guest, [key]| call.delete(state, index, &guest[key]),
+            );
+            match deleted {
                 Ok(true) => status::OK,
                 Ok(false) => status::NOT_FOUND,
                 Err(status) => status,
@@ -115,19 +138,18 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
         abi::IMPORT_MODULE,
         "state_increment",
         |mut caller: Caller<'_, CoreState>, kp: i32, kl: i32, by: i64, out: i32| -> i32 {
-            let Some((memory, key)) = guest_range(&mut caller, kp, kl) else {
-                return status::BAD_POINTER;
-            };
-            if guest_range(&mut caller, out, 8).is_none() {
-                return status::BAD_POINTER;
-            }
-            match with_state(&mut caller, memory, |call, state, index, guest| {
-                call.increment(state, index, &guest[key], by)
-            }) {
-                Ok(value) => {
-                    write_guest(&mut caller, out, 8, &value.to_le_bytes());
-                    status::OK
-                }
+            let pointers = [(kp, kl), (out, 8)];
+            let added = with_state(
+                &mut caller,
+                pointers,
+                |call, state, index, guest, [key, out]| {
+                    let value = call.increment(state, index, &guest[key], by)?;
+                    guest[out].copy_from_slice(&value.to_le_bytes());
+                    Ok(())
+                },
+            );
+            match added {
+                Ok(()) => status::OK,
                 Err(status) => status,
             }
         },
@@ -142,13 +164,15 @@ pub(super) fn add_state_imports(linker: &mut Linker<CoreState>) -> anyhow::Resul
          bp: i32,
          bc: i32|
          -> i32 {
-            let Some((memory, prefix)) = guest_range(&mut caller, pp, pl) else {
-                return -status::BAD_POINTER;
-            };
             let limit = usize::try_from(limit).unwrap_or(0);
-            match with_state(&mut caller, memory, |call, state, index, guest| {
-                call.scan(state, index, &guest[prefix], limit)
-            }) {
+            let scanned = with_state(
+                &mut caller,
+                [(pp, pl)],
+                |call, state, index, guest, [prefix]| {
+                    call.scan(state, index, &guest[prefix], limit)
+                },
+            );
+            match scanned {
                 Ok(entries) => answer_with_bytes(&mut caller, &encode_entries(&entries), bp, bc)
                     .unwrap_or(-status::VALUE_TOO_LARGE),
                 Err(status) => -status,

@@ -16,8 +16,6 @@
 //! learns at the write that went over, not at the commit. A counter is
 //! kept as decimal text ("42").
 
-use std::io::Write as _;
-
 use super::PluginState;
 use super::commit::{Change, Commit, Marker, Touched};
 use super::hot::key_hash;
@@ -64,6 +62,9 @@ pub struct CallState {
     prefixes: Vec<Vec<u8>>,
     /// What the live writes change in the plugin's totals.
     delta: TotalsDelta,
+    /// The last call's slots and writes: room made at once for the next
+    /// (a batch call's thousands, without growing step by step).
+    last_sizes: (usize, usize),
 }
 
 /// What a finished call leaves to commit.
@@ -171,9 +172,18 @@ impl CallState {
         }
     }
 
+    /// Drops whatever a call left (one that ended without a commit),
+    /// keeping the room made for it.
+    pub fn clear(&mut self) {
+        drop(self.finish());
+    }
+
     /// Ends the call: what it wrote, for the commit. The state is empty
     /// again for the next call.
     pub fn finish(&mut self) -> CallWrites {
+        if self.started.is_some() {
+            self.last_sizes = (self.slots.len(), self.writes.len());
+        }
         let (snapshot, call) = self.started.take().unwrap_or_default();
         // The table keeps its room for the next call.
         self.keys.clear();
@@ -239,8 +249,7 @@ impl CallState {
         let slot = self.slot(state, key)?;
         let current = self.value_of(slot).map_or(Ok(0), parse_counter)?;
         let new = current.checked_add(by).ok_or(StateError::NotANumber)?;
-        let mut text = StateBytes::new();
-        write!(text, "{new}").expect("writing to memory");
+        let text = StateBytes::from_slice(itoa::Buffer::new().format(new).as_bytes());
         self.write(state, index, slot, key, Change::Set(text))?;
         Ok(new)
     }
@@ -270,8 +279,11 @@ impl CallState {
 
     /// Starts the call's snapshot at its first use of the state.
     fn begin(&mut self, state: &PluginState) {
-        self.started
-            .get_or_insert_with(|| (state.store.snapshot(), state.store.new_call()));
+        if self.started.is_none() {
+            self.started = Some((state.store.snapshot(), state.store.new_call()));
+            self.slots.reserve(self.last_sizes.0);
+            self.writes.reserve(self.last_sizes.1);
+        }
     }
 
     /// `key`'s slot, made (with the committed value) at the first look.

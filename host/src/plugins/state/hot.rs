@@ -8,10 +8,10 @@
 //! costs a hash lookup; past [`MAX_CLEAN_BYTES`] the clean ones are
 //! dropped and fill again.
 //!
-//! Each entry remembers the commit that last changed it (sequence number
-//! and call), which is the conflict check between a plugin's instances: a
+//! Each entry remembers the commit that last changed it (its sequence
+//! number), which is the conflict check between a plugin's instances: a
 //! call's commit is refused if another call changed what it read since it
-//! first looked. So every committed result is one a serial run could have
+//! first looked (a call commits once, so a change since is another's). So every committed result is one a serial run could have
 //! produced: two counters incremented at once never lose an increment.
 //! Changes whose entries were dropped are no longer known: a call whose
 //! snapshot is older than the drop conflicts (it cannot be shown not to).
@@ -44,24 +44,40 @@ pub fn key_hash(key: &[u8]) -> u64 {
         .hash_one(key)
 }
 
+/// One key: a cache line (a read of a key the call has not seen is a
+/// random access into thousands of these: one line, one miss).
 #[derive(Debug)]
+#[repr(align(64))]
 struct Entry {
     key: StateBytes,
-    hash: u64,
     /// The value (`None`: no value).
     value: Option<StateBytes>,
     /// The commit that last changed it (0 for a value read from the
-    /// partition) and the call that made that commit.
-    seq: u64,
-    call: u64,
-    /// Not yet in the partition (its key is in `dirty`).
-    dirty: bool,
+    /// partition), and in its top bit whether it is dirty (not yet in the
+    /// partition; its key is in `dirty`).
+    seq_dirty: u64,
 }
+
+const _: () = assert!(std::mem::size_of::<Entry>() == 64);
+
+const DIRTY: u64 = 1 << 63;
 
 impl Entry {
     fn size(&self) -> usize {
         size(&self.key, &self.value)
     }
+
+    fn seq(&self) -> u64 {
+        self.seq_dirty & !DIRTY
+    }
+
+    fn dirty(&self) -> bool {
+        self.seq_dirty & DIRTY != 0
+    }
+}
+
+fn rehash(entry: &Entry) -> u64 {
+    key_hash(&entry.key)
 }
 
 /// Keys from `prefix` on, for a range of the dirty set.
@@ -114,25 +130,22 @@ impl HotKeys {
         }
         let entry = Entry {
             key: key.into(),
-            hash,
             value,
-            seq: 0,
-            call: 0,
-            dirty: false,
+            seq_dirty: 0,
         };
         self.clean_bytes += entry.size();
-        self.entries.insert_unique(hash, entry, |entry| entry.hash);
+        self.entries.insert_unique(hash, entry, rehash);
         self.bound();
     }
 
     /// Whether `commit` read or wrote something another call changed
     /// since its snapshot.
     pub fn conflicts(&self, commit: &Commit) -> bool {
-        let (snapshot, call) = (commit.snapshot, commit.call);
+        let snapshot = commit.snapshot;
         if snapshot < self.forgotten_through {
             return true;
         }
-        let newer = |entry: &Entry| entry.seq > snapshot && entry.call != call;
+        let newer = |entry: &Entry| entry.seq() > snapshot;
         let mut keys = commit.keys.iter();
         if keys.any(|touched| self.entry(touched.hash, &touched.key).is_some_and(newer)) {
             return true;
@@ -154,9 +167,9 @@ impl HotKeys {
         })
     }
 
-    /// Takes commit `seq` of call `call` changing `key` (hashed: `hash`):
-    /// dirty until applied.
-    pub fn commit(&mut self, hash: u64, key: StateBytes, change: Change, seq: u64, call: u64) {
+    /// Takes commit `seq` changing `key` (hashed: `hash`): dirty until
+    /// applied.
+    pub fn commit(&mut self, hash: u64, key: StateBytes, change: Change, seq: u64) {
         let value = match change {
             Change::Set(value) => Some(value),
             Change::Delete => None,
@@ -164,28 +177,23 @@ impl HotKeys {
         let added = size(&key, &value);
         match self.entries.find_mut(hash, |entry| entry.key == key) {
             Some(entry) => {
-                if entry.dirty {
+                if entry.dirty() {
                     self.dirty_bytes -= entry.size();
                 } else {
                     self.clean_bytes -= entry.size();
-                    entry.dirty = true;
                     self.dirty.insert(key);
                 }
                 entry.value = value;
-                entry.seq = seq;
-                entry.call = call;
+                entry.seq_dirty = seq | DIRTY;
             }
             None => {
                 self.dirty.insert(key.clone());
                 let entry = Entry {
                     key,
-                    hash,
                     value,
-                    seq,
-                    call,
-                    dirty: true,
+                    seq_dirty: seq | DIRTY,
                 };
-                self.entries.insert_unique(hash, entry, |entry| entry.hash);
+                self.entries.insert_unique(hash, entry, rehash);
             }
         }
         self.dirty_bytes += added;
@@ -221,7 +229,7 @@ impl HotKeys {
         for key in std::mem::take(&mut self.dirty) {
             let entry = self.entries.find_mut(key_hash(&key), |e| e.key == key);
             if let Some(entry) = entry {
-                entry.dirty = false;
+                entry.seq_dirty &= !DIRTY;
             }
         }
         self.clean_bytes += std::mem::take(&mut self.dirty_bytes);
@@ -247,9 +255,9 @@ impl HotKeys {
         }
         let mut forgotten = self.forgotten_through;
         self.entries.retain(|entry| {
-            let keep = entry.dirty;
+            let keep = entry.dirty();
             if !keep {
-                forgotten = forgotten.max(entry.seq);
+                forgotten = forgotten.max(entry.seq());
             }
             keep
         });

@@ -10,9 +10,9 @@ pub struct StateLimits {
     pub max_total_bytes: u64,
 }
 
-/// A key or value: short ones (a counter, most keys) kept inline, without
-/// an allocation of their own.
-pub type StateBytes = smallvec::SmallVec<[u8; 24]>;
+/// A key or value: short ones (a counter, a short key) kept inline,
+/// without an allocation of their own.
+pub type StateBytes = smallvec::SmallVec<[u8; 16]>;
 
 /// Keys and values in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;

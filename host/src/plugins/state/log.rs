@@ -25,16 +25,16 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     /// Adds one commit's `changes` of plugin `plugin`.
-    pub fn section<'a>(
-        &mut self,
-        plugin: &str,
-        changes: impl ExactSizeIterator<Item = (&'a [u8], &'a Change)>,
-    ) {
+    pub fn section(&mut self, plugin: &str, changes: &[(&[u8], &Change)]) {
         let out = &mut self.open;
+        let size = |(key, change): &(&[u8], &Change)| {
+            7 + key.len() + change.value().map_or(0, <[u8]>::len)
+        };
+        out.reserve(6 + plugin.len() + changes.iter().map(size).sum::<usize>());
         out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
         out.extend_from_slice(plugin.as_bytes());
         out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
-        for (key, change) in changes {
+        for &(key, change) in changes {
             out.extend_from_slice(&(key.len() as u16).to_le_bytes());
             out.extend_from_slice(key);
             match change {
@@ -122,10 +122,10 @@ mod tests {
         let mut writer = RecordWriter::default();
         writer.section(
             "counter",
-            [(&b"k/a"[..], &small), (b"k/b", &Change::Delete)].into_iter(),
+            &[(&b"k/a"[..], &small), (b"k/b", &Change::Delete)],
         );
-        writer.section("other", [(&b"big"[..], &big)].into_iter());
-        writer.section("counter", std::iter::empty());
+        writer.section("other", &[(&b"big"[..], &big)]);
+        writer.section("counter", &[]);
         let records = writer.finish();
         assert_eq!(records.len(), 2, "closed after the big section");
         let mut seen = Vec::new();
@@ -153,10 +153,7 @@ mod tests {
     #[test]
     fn a_truncated_record_is_an_error_not_a_panic() {
         let mut writer = RecordWriter::default();
-        writer.section(
-            "p",
-            [(&b"key"[..], &Change::Set(b"value"[..].into()))].into_iter(),
-        );
+        writer.section("p", &[(&b"key"[..], &Change::Set(b"value"[..].into()))]);
         let record = writer.finish().remove(0);
         for cut in 0..record.len() {
             let result = read_record(&record[..cut], |_, _, _| Ok(()));

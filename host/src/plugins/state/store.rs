@@ -356,7 +356,7 @@ impl StateStore {
                     written.insert((id, key), commit.call);
                 }
             }
-            records.section(&plugin.name, changes.into_iter());
+            records.section(&plugin.name, &changes);
             for marker in &commit.markers {
                 let key = marker_key(&plugin.name, &marker.channel, marker.location);
                 batch.insert(&self.applied, key, marker.id.0);
@@ -389,7 +389,7 @@ impl StateStore {
             let mut hot = commit.plugin.hot();
             for touched in commit.keys {
                 if let Some(change) = touched.change {
-                    hot.commit(touched.hash, touched.key, change, seq, commit.call);
+                    hot.commit(touched.hash, touched.key, change, seq);
                 }
             }
             dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
