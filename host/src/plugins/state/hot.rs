@@ -141,16 +141,26 @@ impl HotKeys {
     /// Whether `commit` read or wrote something another call changed
     /// since its snapshot.
     pub fn conflicts(&self, commit: &Commit) -> bool {
-        let snapshot = commit.snapshot;
+        let keys = commit.keys.iter().map(|t| (t.hash, &*t.key));
+        self.changed_since(commit.snapshot, keys, &commit.prefixes)
+    }
+
+    /// Whether a key of `keys` (hash, key) or one under `prefixes` may
+    /// have changed after commit `snapshot`.
+    fn changed_since<'a>(
+        &self,
+        snapshot: u64,
+        mut keys: impl Iterator<Item = (u64, &'a [u8])>,
+        prefixes: &[Vec<u8>],
+    ) -> bool {
         if snapshot < self.forgotten_through {
             return true;
         }
         let newer = |entry: &Entry| entry.seq() > snapshot;
-        let mut keys = commit.keys.iter();
-        if keys.any(|touched| self.entry(touched.hash, &touched.key).is_some_and(newer)) {
+        if keys.any(|(hash, key)| self.entry(hash, key).is_some_and(newer)) {
             return true;
         }
-        commit.prefixes.iter().any(|prefix| {
+        prefixes.iter().any(|prefix| {
             let dirty = self
                 .dirty
                 .range::<[u8], _>(from(prefix))
@@ -237,8 +247,7 @@ impl HotKeys {
         self.bound();
     }
 
-    /// Forgets everything (the plugin's state was deleted, or an apply
-    /// failed and the partition is read again).
+    /// Forgets everything (the plugin's state was deleted).
     pub fn forget(&mut self, seq: u64) {
         *self = HotKeys {
             generation: self.generation + 1,
@@ -264,5 +273,68 @@ impl HotKeys {
         self.forgotten_through = forgotten;
         self.clean_bytes = 0;
         self.generation += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(value: &[u8]) -> Change {
+        Change::Set(value.into())
+    }
+
+    fn changed(hot: &HotKeys, snapshot: u64, key: &[u8], prefixes: &[&[u8]]) -> bool {
+        let prefixes: Vec<Vec<u8>> = prefixes.iter().map(|p| p.to_vec()).collect();
+        hot.changed_since(snapshot, [(key_hash(key), key)].into_iter(), &prefixes)
+    }
+
+    #[test]
+    fn a_change_after_the_snapshot_conflicts_by_key_and_by_prefix() {
+        let mut hot = HotKeys::default();
+        hot.commit(key_hash(b"sum/1"), b"sum/1"[..].into(), set(b"1"), 5);
+        assert!(changed(&hot, 4, b"sum/1", &[]), "changed after snapshot 4");
+        assert!(!changed(&hot, 5, b"sum/1", &[]), "seen by snapshot 5");
+        assert!(!changed(&hot, 4, b"other", &[]));
+        assert!(
+            changed(&hot, 4, b"other", &[b"sum/"]),
+            "dirty, under the prefix"
+        );
+        assert!(!changed(&hot, 4, b"other", &[b"timer/"]));
+        hot.applied(5);
+        assert!(
+            changed(&hot, 4, b"other", &[b"sum/"]),
+            "applied since the snapshot: found among the clean entries"
+        );
+        assert_eq!(
+            hot.get(key_hash(b"sum/1"), b"sum/1"),
+            Some(Some(b"1"[..].into()))
+        );
+    }
+
+    #[test]
+    fn dropping_clean_entries_keeps_dirty_ones_and_makes_older_snapshots_conflict() {
+        let mut hot = HotKeys::default();
+        hot.commit(key_hash(b"old"), b"old"[..].into(), set(b"1"), 5);
+        hot.applied(5);
+        hot.commit(key_hash(b"new"), b"new"[..].into(), set(b"2"), 6);
+        let before = hot.generation();
+        // One fill past the clean entries' share drops every clean entry.
+        let big = StateBytes::from_vec(vec![0; MAX_CLEAN_BYTES]);
+        hot.fill(key_hash(b"big"), b"big", Some(big), before);
+        assert_eq!(hot.get(key_hash(b"old"), b"old"), None, "clean: dropped");
+        assert_eq!(hot.get(key_hash(b"big"), b"big"), None, "clean: dropped");
+        assert!(hot.get(key_hash(b"new"), b"new").is_some(), "dirty: kept");
+        assert!(
+            changed(&hot, 4, b"never", &[]),
+            "older than what was dropped"
+        );
+        assert!(!changed(&hot, 5, b"never", &[]));
+        hot.fill(key_hash(b"old"), b"old", Some(b"stale"[..].into()), before);
+        assert_eq!(
+            hot.get(key_hash(b"old"), b"old"),
+            None,
+            "a read from before the drop is not taken"
+        );
     }
 }
