@@ -354,24 +354,17 @@ mod tests {
 
     use super::*;
     use crate::plugins::state::commit::Touched;
-    use crate::plugins::state::committer::StateCommitter;
     use crate::plugins::state::limits::{StateLimits, Totals};
     use crate::plugins::state::store::StateStore;
 
     fn state(dir: &std::path::Path, max_total_bytes: u64) -> PluginState {
         let store = Arc::new(StateStore::open(dir, false, Duration::from_secs(1)).unwrap());
-        let plugin = store.plugin("p").unwrap();
-        PluginState {
-            name: plugin.name.clone(),
-            limits: StateLimits {
-                max_key_bytes: 8,
-                max_value_bytes: 32,
-                max_total_bytes,
-            },
-            store,
-            plugin,
-            committer: StateCommitter::detached(),
-        }
+        let limits = StateLimits {
+            max_key_bytes: 8,
+            max_value_bytes: 32,
+            max_total_bytes,
+        };
+        PluginState::detached(&store, "p", limits)
     }
 
     fn changes(commit: &Commit) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {

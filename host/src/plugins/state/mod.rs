@@ -48,6 +48,22 @@ pub struct PluginState {
     pub committer: StateCommitter,
 }
 
+#[cfg(test)]
+impl PluginState {
+    /// Plugin `name`'s door to `store`, committing nowhere (unit tests
+    /// commit through the store directly).
+    pub fn detached(store: &Arc<StateStore>, name: &str, limits: StateLimits) -> PluginState {
+        let plugin = store.plugin(name).expect("a plugin name");
+        PluginState {
+            name: plugin.name.clone(),
+            limits,
+            store: store.clone(),
+            plugin,
+            committer: StateCommitter::detached(),
+        }
+    }
+}
+
 /// The broker's one store, opened when the first plugin granted state
 /// loads (a broker without such plugins keeps no state files).
 #[derive(Debug)]

@@ -501,7 +501,6 @@ mod tests {
     use crate::broker::message::MessageId;
     use crate::plugins::state::PluginState;
     use crate::plugins::state::call::CallState;
-    use crate::plugins::state::committer::StateCommitter;
     use crate::plugins::state::limits::StateLimits;
 
     const LIMITS: StateLimits = StateLimits {
@@ -515,14 +514,7 @@ mod tests {
     }
 
     fn state(store: &Arc<StateStore>, name: &str) -> PluginState {
-        let plugin = store.plugin(name).unwrap();
-        PluginState {
-            name: plugin.name.clone(),
-            limits: LIMITS,
-            store: store.clone(),
-            plugin,
-            committer: StateCommitter::detached(),
-        }
+        PluginState::detached(store, name, LIMITS)
     }
 
     fn marker(segment: u64, id: u8) -> Marker {
