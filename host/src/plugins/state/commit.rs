@@ -25,6 +25,14 @@ impl Change {
             Change::Delete => None,
         }
     }
+
+    /// [`Change::value`], taken.
+    pub fn into_value(self) -> Option<StateBytes> {
+        match self {
+            Change::Set(value) => Some(value),
+            Change::Delete => None,
+        }
+    }
 }
 
 /// A key a call read or wrote, with what it commits there (`None`: it

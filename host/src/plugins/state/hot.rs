@@ -23,7 +23,6 @@ use std::sync::OnceLock;
 
 use hashbrown::HashTable;
 
-use super::commit::{Change, Commit};
 use super::limits::StateBytes;
 
 /// Clean entries kept at most (keys, values and per-entry overhead).
@@ -138,16 +137,10 @@ impl HotKeys {
         self.bound();
     }
 
-    /// Whether `commit` read or wrote something another call changed
-    /// since its snapshot.
-    pub fn conflicts(&self, commit: &Commit) -> bool {
-        let keys = commit.keys.iter().map(|t| (t.hash, &*t.key));
-        self.changed_since(commit.snapshot, keys, &commit.prefixes)
-    }
-
     /// Whether a key of `keys` (hash, key) or one under `prefixes` may
-    /// have changed after commit `snapshot`.
-    fn changed_since<'a>(
+    /// have changed after commit `snapshot`: what a call that looked at
+    /// them then conflicts with.
+    pub fn changed_since<'a>(
         &self,
         snapshot: u64,
         mut keys: impl Iterator<Item = (u64, &'a [u8])>,
@@ -177,13 +170,9 @@ impl HotKeys {
         })
     }
 
-    /// Takes commit `seq` changing `key` (hashed: `hash`): dirty until
-    /// applied.
-    pub fn commit(&mut self, hash: u64, key: StateBytes, change: Change, seq: u64) {
-        let value = match change {
-            Change::Set(value) => Some(value),
-            Change::Delete => None,
-        };
+    /// Takes commit `seq` setting `key` (hashed: `hash`) to `value`
+    /// (`None`: deleting it): dirty until applied.
+    pub fn commit(&mut self, hash: u64, key: StateBytes, value: Option<StateBytes>, seq: u64) {
         let added = size(&key, &value);
         match self.entries.find_mut(hash, |entry| entry.key == key) {
             Some(entry) => {
@@ -280,8 +269,8 @@ impl HotKeys {
 mod tests {
     use super::*;
 
-    fn set(value: &[u8]) -> Change {
-        Change::Set(value.into())
+    fn set(value: &[u8]) -> Option<StateBytes> {
+        Some(value.into())
     }
 
     fn changed(hot: &HotKeys, snapshot: u64, key: &[u8], prefixes: &[&[u8]]) -> bool {

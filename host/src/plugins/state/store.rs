@@ -341,8 +341,13 @@ impl StateStore {
             // Nothing committed since the call first looked (one worker
             // alone, mostly): nothing to conflict with.
             let checked = commit.snapshot < visible || !written.is_empty();
+            let keys = commit.keys.iter().map(|t| (t.hash, &*t.key));
             if checked
-                && (commit.plugin.hot().conflicts(commit) || conflicts_in_group(&written, commit))
+                && (commit
+                    .plugin
+                    .hot()
+                    .changed_since(commit.snapshot, keys, &commit.prefixes)
+                    || conflicts_in_group(&written, commit))
             {
                 outcomes.push(Committed::Conflict);
                 continue;
@@ -389,7 +394,7 @@ impl StateStore {
             let mut hot = commit.plugin.hot();
             for touched in commit.keys {
                 if let Some(change) = touched.change {
-                    hot.commit(touched.hash, touched.key, change, seq);
+                    hot.commit(touched.hash, touched.key, change.into_value(), seq);
                 }
             }
             dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
