@@ -7,7 +7,7 @@
 //! dead-lettered to jobs.dead). The load:
 //! - a TCP publisher (pipelined PUBs) and an HTTP publisher (text /mpub)
 //!   share `--rate` messages a second between `words` and `jobs`; one job
-//!   in [`FAIL_EVERY`] asks to fail;
+//!   in [`books::FAIL_EVERY`] asks to fail;
 //! - an external consumer shares the plugin's channel `words/upper`;
 //! - a slow consumer on `words/slow` takes a tenth of what arrives there,
 //!   so that channel backs up to disk (`--mem-queue-size 1000`) and is read
@@ -25,25 +25,22 @@
 //! load is more than `--max-growth` percent above its value at the end of
 //! the warm-up (each the median of three samples).
 
+mod books;
+mod load;
+
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::task::JoinHandle;
-use wasq_testkit::async_client::AsyncClient;
-use wasq_testkit::memory::{body, resident_bytes};
-use wasq_testkit::{FrameType, Wasqd};
-use wasq_wire::command;
+use wasq_testkit::Wasqd;
+use wasq_testkit::memory::resident_bytes;
 
-/// One job in this many asks to fail (and is dead-lettered).
-const FAIL_EVERY: u64 = 5000;
-/// Publishers send a batch every tick.
-const TICK: Duration = Duration::from_millis(10);
-/// The marker in a failing job's body.
-const FAIL: &str = " fail ";
+use books::{Books, Ledger};
+use load::{consume, publish_http, publish_tcp, reload_every, subscribe};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct SoakArgs {
@@ -68,156 +65,6 @@ pub struct SoakArgs {
     /// largest growth allowed after warm-up, in percent
     #[arg(long, default_value_t = 10.0)]
     max_growth: f64,
-}
-
-/// Which sequence numbers of one stream were marked, as a bitset.
-#[derive(Default)]
-struct Ledger {
-    bits: Mutex<Vec<u64>>,
-    unique: AtomicU64,
-    repeats: AtomicU64,
-}
-
-impl Ledger {
-    fn mark(&self, seq: u64) {
-        let (word, bit) = ((seq / 64) as usize, seq % 64);
-        let mut bits = self.bits.lock().expect("ledger lock");
-        if bits.len() <= word {
-            bits.resize(word + 1, 0);
-        }
-        if bits[word] & (1 << bit) == 0 {
-            bits[word] |= 1 << bit;
-            self.unique.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.repeats.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// A copy of the bitset, to check many numbers against.
-    fn snapshot(&self) -> Vec<u64> {
-        self.bits.lock().expect("ledger lock").clone()
-    }
-
-    fn count(&self) -> u64 {
-        self.unique.load(Ordering::Relaxed)
-    }
-
-    /// Every marked sequence number, ascending.
-    fn marked(&self) -> impl Iterator<Item = u64> {
-        let bits = self.snapshot();
-        (0..bits.len() as u64 * 64).filter(move |&seq| has(&bits, seq))
-    }
-}
-
-fn has(bits: &[u64], seq: u64) -> bool {
-    bits.get((seq / 64) as usize)
-        .is_some_and(|w| w & (1 << (seq % 64)) != 0)
-}
-
-/// Everything the run counts.
-#[derive(Default)]
-struct Books {
-    words_next: AtomicU64,
-    jobs_next: AtomicU64,
-    words_acked: Ledger,
-    jobs_acked: Ledger,
-    /// `words` messages seen by the external consumer or in words.upper.
-    words_upper: Ledger,
-    words_slow: Ledger,
-    jobs_done: Ledger,
-    jobs_dead: Ledger,
-}
-
-impl Books {
-    /// A new body for `topic`, with its sequence number.
-    fn next(&self, topic: Topic, size: usize) -> (u64, Vec<u8>) {
-        let seq = match topic {
-            Topic::Words => self.words_next.fetch_add(1, Ordering::Relaxed),
-            Topic::Jobs => self.jobs_next.fetch_add(1, Ordering::Relaxed),
-        };
-        let mut message = body(seq as usize, size);
-        if topic == Topic::Jobs && seq % FAIL_EVERY == 0 {
-            message[10..10 + FAIL.len()].copy_from_slice(FAIL.as_bytes());
-        }
-        (seq, message)
-    }
-
-    fn acked(&self, topic: Topic, seq: u64) {
-        match topic {
-            Topic::Words => self.words_acked.mark(seq),
-            Topic::Jobs => self.jobs_acked.mark(seq),
-        }
-    }
-
-    fn delivered(&self) -> u64 {
-        [
-            &self.words_upper,
-            &self.words_slow,
-            &self.jobs_done,
-            &self.jobs_dead,
-        ]
-        .iter()
-        .map(|l| l.count())
-        .sum()
-    }
-
-    /// Acknowledged messages that have not yet reached every place they
-    /// must: how many, and the first few.
-    fn missing(&self) -> (usize, Vec<String>) {
-        let mut count = 0;
-        let mut examples = Vec::new();
-        let mut note = |what: String| {
-            count += 1;
-            if examples.len() < 5 {
-                examples.push(what);
-            }
-        };
-        let (upper, slow) = (self.words_upper.snapshot(), self.words_slow.snapshot());
-        for seq in self.words_acked.marked() {
-            if !has(&upper, seq) {
-                note(format!(
-                    "words {seq}: neither in words/upper nor in words.upper"
-                ));
-            }
-            if !has(&slow, seq) {
-                note(format!("words {seq}: not in words/slow"));
-            }
-        }
-        let (done, dead) = (self.jobs_done.snapshot(), self.jobs_dead.snapshot());
-        for seq in self.jobs_acked.marked() {
-            let (bits, place) = if seq % FAIL_EVERY == 0 {
-                (&dead, "jobs.dead")
-            } else {
-                (&done, "jobs.done")
-            };
-            if !has(bits, seq) {
-                note(format!("jobs {seq}: not in {place}"));
-            }
-        }
-        (count, examples)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Topic {
-    Words,
-    Jobs,
-}
-
-impl Topic {
-    fn name(self) -> &'static str {
-        match self {
-            Topic::Words => "words",
-            Topic::Jobs => "jobs",
-        }
-    }
-}
-
-/// The sequence number at the start of a body (after `v2:` if the
-/// `prefixed` version of the plugin wrote it).
-fn sequence(body: &[u8]) -> Option<u64> {
-    let body = body.strip_prefix(b"v2:").unwrap_or(body);
-    std::str::from_utf8(body.get(..10)?).ok()?.parse().ok()
 }
 
 /// A resident-memory sample.
@@ -354,7 +201,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<()> {
         &books.jobs_dead,
     ]
     .iter()
-    .map(|l| l.repeats.load(Ordering::Relaxed))
+    .map(|l| l.repeats())
     .sum();
     println!(
         "\npublished {published} (words {}, jobs {}); delivered {} (words/upper or words.upper {}, words/slow {}, jobs.done {}, jobs.dead {}), {repeats} delivered again; drained in {:.1} s; uppercase swapped {} times, at the end {plugin}",
@@ -458,159 +305,6 @@ fn memory_verdict(samples: &[Sample], warmup: Duration, max_growth: f64) -> anyh
         bail!("resident memory grew {growth:.1}% after warm-up (allowed {max_growth:.0}%)");
     }
     Ok(())
-}
-
-/// Publishes `per_second` messages over one TCP connection, alternating
-/// `words` and `jobs`, as pipelined PUBs: a tick's batch, then its OKs.
-async fn publish_tcp(
-    tcp: SocketAddr,
-    books: Arc<Books>,
-    publishing: Arc<AtomicBool>,
-    per_second: u64,
-    size: usize,
-) -> anyhow::Result<()> {
-    let mut client = AsyncClient::connect(tcp).await?;
-    let mut tick = tokio::time::interval(TICK);
-    let per_tick = per_tick(per_second);
-    while publishing.load(Ordering::Relaxed) {
-        tick.tick().await;
-        let mut frames = Vec::new();
-        let mut sent = Vec::new();
-        for i in 0..per_tick {
-            let topic = if i % 2 == 0 {
-                Topic::Words
-            } else {
-                Topic::Jobs
-            };
-            let (seq, body) = books.next(topic, size);
-            command::publish(&mut frames, topic.name(), &body);
-            sent.push((topic, seq));
-        }
-        client.send(&frames).await?;
-        for (topic, seq) in sent {
-            client.expect_ok().await?;
-            books.acked(topic, seq);
-        }
-    }
-    Ok(())
-}
-
-/// Publishes `per_second` messages over HTTP: each tick one text /mpub to
-/// `words` and one to `jobs`, on one keep-alive connection.
-fn publish_http(
-    http: SocketAddr,
-    books: &Books,
-    publishing: &AtomicBool,
-    per_second: u64,
-    size: usize,
-) -> anyhow::Result<()> {
-    let agent = ureq::Agent::new_with_defaults();
-    let per_tick = per_tick(per_second);
-    let mut next = Instant::now();
-    while publishing.load(Ordering::Relaxed) {
-        next += TICK;
-        std::thread::sleep(next.saturating_duration_since(Instant::now()));
-        for topic in [Topic::Words, Topic::Jobs] {
-            let batch: Vec<(u64, Vec<u8>)> = (0..per_tick.div_ceil(2))
-                .map(|_| books.next(topic, size))
-                .collect();
-            let lines: Vec<&[u8]> = batch.iter().map(|(_, b)| b.as_slice()).collect();
-            agent
-                .post(&format!("http://{http}/mpub?topic={}", topic.name()))
-                .send(lines.join(&b'\n'))
-                .with_context(|| format!("/mpub to {}", topic.name()))?;
-            for (seq, _) in batch {
-                books.acked(topic, seq);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn per_tick(per_second: u64) -> u64 {
-    (per_second * TICK.as_millis() as u64 / 1000).max(1)
-}
-
-/// Subscribes to `topic/channel` with RDY `rdy`.
-async fn subscribe(
-    tcp: SocketAddr,
-    topic: &str,
-    channel: &str,
-    rdy: u64,
-) -> anyhow::Result<AsyncClient> {
-    let mut client = AsyncClient::connect(tcp).await?;
-    client
-        .send(&command::encode(|out| command::sub(out, topic, channel)))
-        .await?;
-    client.expect_ok().await?;
-    client
-        .send(&command::encode(|out| command::rdy(out, rdy)))
-        .await?;
-    Ok(client)
-}
-
-/// Consumes what a subscribed client receives, FINing every message and
-/// reporting its sequence number; while `pace` says slow, one message at a
-/// time (the client's RDY is 1) with a pause after each.
-async fn consume(
-    mut client: AsyncClient,
-    topic: &'static str,
-    channel: &'static str,
-    pace: Option<(Arc<AtomicBool>, Duration)>,
-    seen: impl Fn(u64),
-) -> anyhow::Result<()> {
-    let mut fast = pace.is_none();
-    let mut finishes = Vec::new();
-    loop {
-        let frame = client.read_frame().await?;
-        match frame.frame_type {
-            FrameType::Message => {
-                let message = frame.message()?;
-                let seq = sequence(&message.body).with_context(|| {
-                    format!("{topic}/{channel}: a body without a sequence number")
-                })?;
-                seen(seq);
-                command::fin(&mut finishes, &message.id.0);
-            }
-            FrameType::Response if frame.is_heartbeat() => command::nop(&mut finishes),
-            FrameType::Response => {}
-            FrameType::Error => bail!("{topic}/{channel}: {}", frame.text()),
-        }
-        if let Some((slow, pause)) = &pace
-            && !fast
-        {
-            client.send(&finishes).await?;
-            finishes.clear();
-            if slow.load(Ordering::Relaxed) {
-                tokio::time::sleep(*pause).await;
-            } else {
-                fast = true;
-                client
-                    .send(&command::encode(|out| command::rdy(out, 200)))
-                    .await?;
-            }
-        }
-        if !client.has_buffered_frame() && !finishes.is_empty() {
-            client.send(&finishes).await?;
-            finishes.clear();
-        }
-    }
-}
-
-/// Swaps the module file between the two versions every `every`.
-async fn reload_every(
-    file: std::path::PathBuf,
-    versions: [Vec<u8>; 2],
-    every: Duration,
-    swaps: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
-    let mut next = 1;
-    loop {
-        tokio::time::sleep(every).await;
-        tokio::fs::write(&file, &versions[next]).await?;
-        swaps.fetch_add(1, Ordering::Relaxed);
-        next = 1 - next;
-    }
 }
 
 /// The uppercase plugin's state and its last reload, from /plugins.
