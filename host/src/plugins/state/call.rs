@@ -89,6 +89,8 @@ impl CallWrites {
         marker_of: impl Fn(usize) -> Option<Marker>,
     ) -> Option<(Commit, Vec<usize>)> {
         let mut last = vec![None; self.slots.len()];
+        // Messages write in order (the message under way only moves on),
+        // so the writers come out in order, each once.
         let mut writers: Vec<usize> = Vec::new();
         for (index, write) in self.writes.iter().enumerate() {
             if write.live && successes.binary_search(&write.message).is_ok() {
@@ -101,8 +103,6 @@ impl CallWrites {
         if writers.is_empty() {
             return None;
         }
-        writers.sort_unstable();
-        writers.dedup();
         let markers = writers
             .iter()
             .filter_map(|&index| marker_of(index))
@@ -218,7 +218,7 @@ impl CallState {
         state.limits.check_key(key)?;
         state.limits.check_value(value)?;
         let slot = self.slot(state, key)?;
-        self.write(state, index, slot, key, Change::Set(value.into()))
+        self.write(state, index, slot, Change::Set(value.into()))
     }
 
     /// Deletes `key`; true if it had a value. Never over a limit.
@@ -231,7 +231,7 @@ impl CallState {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
         let had = self.value_of(slot).is_some();
-        self.write(state, index, slot, key, Change::Delete)?;
+        self.write(state, index, slot, Change::Delete)?;
         Ok(had)
     }
 
@@ -250,7 +250,7 @@ impl CallState {
         let current = self.value_of(slot).map_or(Ok(0), parse_counter)?;
         let new = current.checked_add(by).ok_or(StateError::NotANumber)?;
         let text = StateBytes::from_slice(itoa::Buffer::new().format(new).as_bytes());
-        self.write(state, index, slot, key, Change::Set(text))?;
+        self.write(state, index, slot, Change::Set(text))?;
         Ok(new)
     }
 
@@ -317,17 +317,17 @@ impl CallState {
         }
     }
 
-    /// Records message `index`'s `change` of `slot` (`key`) if the
-    /// plugin's total stays within its limit.
+    /// Records message `index`'s `change` of `slot` if the plugin's total
+    /// stays within its limit.
     fn write(
         &mut self,
         state: &PluginState,
         index: usize,
         slot: usize,
-        key: &[u8],
         change: Change,
     ) -> Result<(), StateError> {
-        let added = TotalsDelta::replacing(key.len(), self.value_of(slot), change.value());
+        let key_len = self.slots[slot].key.len();
+        let added = TotalsDelta::replacing(key_len, self.value_of(slot), change.value());
         let delta = self.delta.plus(added);
         if added.bytes > 0 {
             state

@@ -155,9 +155,7 @@ impl HotKeys {
         }
         prefixes.iter().any(|prefix| {
             let dirty = self
-                .dirty
-                .range::<[u8], _>(from(prefix))
-                .take_while(|key| key.starts_with(prefix))
+                .dirty_keys_under(prefix)
                 .any(|key| self.entry(key_hash(key), key).is_some_and(newer));
             // Changes applied since the snapshot left `dirty`: look at
             // every entry (rare: only a scan spanning an apply).
@@ -204,23 +202,26 @@ impl HotKeys {
 
     /// The dirty keys and values, in key order: what an apply writes.
     pub fn dirty(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        self.dirty.iter().map(|key| {
-            let value = self.entry(key_hash(key), key);
-            (&**key, value.and_then(|e| e.value.as_deref()))
-        })
+        self.dirty.iter().map(|key| (&**key, self.dirty_value(key)))
     }
 
     /// The dirty entries under `prefix`, in key order (`None`: deleted).
     pub fn dirty_under(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.dirty_keys_under(prefix)
+            .map(|key| (key.to_vec(), self.dirty_value(key).map(<[u8]>::to_vec)))
+            .collect()
+    }
+
+    /// The dirty keys under `prefix`, in key order.
+    fn dirty_keys_under<'a>(&'a self, prefix: &'a [u8]) -> impl Iterator<Item = &'a StateBytes> {
         self.dirty
             .range::<[u8], _>(from(prefix))
-            .take_while(|key| key.starts_with(prefix))
-            .map(|key| {
-                let value = self.entry(key_hash(key), key);
-                let value = value.and_then(|e| e.value.as_deref());
-                (key.to_vec(), value.map(<[u8]>::to_vec))
-            })
-            .collect()
+            .take_while(move |key| key.starts_with(prefix))
+    }
+
+    /// The value of dirty `key` (`None`: deleted).
+    fn dirty_value(&self, key: &[u8]) -> Option<&[u8]> {
+        self.entry(key_hash(key), key)?.value.as_deref()
     }
 
     /// The dirty values are in the partition now (commits through `seq`).
