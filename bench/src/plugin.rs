@@ -53,12 +53,9 @@ impl TrivialPlugin {
 
     /// [`TrivialPlugin::start`] with more wasqd flags.
     pub fn start_with(args: &PluginArgs, extra: &[&str]) -> anyhow::Result<TrivialPlugin> {
-        let module = example_module("trivial.wasm")?;
-        let plugins = tempfile::tempdir()?;
-        std::fs::copy(&module, plugins.path().join("trivial.wasm"))?;
-        std::fs::write(
-            plugins.path().join("trivial.toml"),
-            format!(
+        let plugins = plugins_dir(
+            "trivial",
+            &format!(
                 "topic = \"bench_plugin\"\nchannel = \"p\"\nconcurrency = {}\nmax_in_flight = {}\n",
                 args.concurrency, args.rdy
             ),
@@ -77,17 +74,48 @@ impl TrivialPlugin {
     /// its channel is paused while the backlog is published, then
     /// unpaused; the clock runs until it has finished them all.
     pub async fn drain(&self, messages: usize, size: usize) -> anyhow::Result<f64> {
-        let (tcp, http) = (self.broker.tcp, self.broker.http);
-        let before = finished(&http, "trivial")?;
-        post(&http, "/channel/pause?topic=bench_plugin&channel=p")?;
-        publish_backlog(tcp, "bench_plugin", messages, size).await?;
-        let start = Instant::now();
-        post(&http, "/channel/unpause?topic=bench_plugin&channel=p")?;
-        while finished(&http, "trivial")? < before + messages as u64 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(messages as f64 / start.elapsed().as_secs_f64())
+        let backlog = publish_backlog(self.broker.tcp, "bench_plugin", messages, size);
+        drain_paused(
+            self.broker.http,
+            "trivial",
+            "bench_plugin",
+            messages,
+            backlog,
+        )
+        .await
     }
+}
+
+/// A plugins directory holding the example module `NAME.wasm` and the
+/// manifest `NAME.toml` with `manifest` in it.
+pub(crate) fn plugins_dir(name: &str, manifest: &str) -> anyhow::Result<tempfile::TempDir> {
+    let plugins = tempfile::tempdir()?;
+    let module = format!("{name}.wasm");
+    std::fs::copy(example_module(&module)?, plugins.path().join(&module))?;
+    std::fs::write(plugins.path().join(format!("{name}.toml")), manifest)?;
+    Ok(plugins)
+}
+
+/// Messages per second plugin `plugin` (subscribed to `topic`, channel
+/// `p`) drains from a backlog of `messages`: the channel is paused while
+/// `publish` puts the backlog, then unpaused; the clock runs until the
+/// plugin has finished them all.
+pub(crate) async fn drain_paused(
+    http: SocketAddr,
+    plugin: &str,
+    topic: &str,
+    messages: usize,
+    publish: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<f64> {
+    let before = finished(&http, plugin)?;
+    post(&http, &format!("/channel/pause?topic={topic}&channel=p"))?;
+    publish.await?;
+    let start = Instant::now();
+    post(&http, &format!("/channel/unpause?topic={topic}&channel=p"))?;
+    while finished(&http, plugin)? < before + messages as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(messages as f64 / start.elapsed().as_secs_f64())
 }
 
 /// A release build of an example core-module plugin.

@@ -14,9 +14,8 @@
 //! to the baseline.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
-use crate::plugin::{example_module, finished, post};
+use crate::plugin::{drain_paused, plugins_dir};
 use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
 use wasq_testkit::Wasqd;
 use wasq_testkit::async_client::AsyncClient;
@@ -58,20 +57,15 @@ impl Setup {
         state: bool,
         flags: &[&str],
     ) -> anyhow::Result<Setup> {
-        let plugins = tempfile::tempdir()?;
         let data = tempfile::tempdir()?;
-        std::fs::copy(
-            example_module("tally.wasm")?,
-            plugins.path().join("tally.wasm"),
-        )?;
         let grant = if state {
             "state = true\n"
         } else {
             "[config]\nstateless = \"true\"\n"
         };
-        std::fs::write(
-            plugins.path().join("tally.toml"),
-            format!(
+        let plugins = plugins_dir(
+            "tally",
+            &format!(
                 "topic = \"{TOPIC}\"\nchannel = \"p\"\nconcurrency = {}\nmax_in_flight = {}\n{grant}",
                 args.concurrency, args.rdy
             ),
@@ -90,16 +84,8 @@ impl Setup {
     /// Messages per second `tally` drains from a backlog of `messages`
     /// (keys `k0`, `k1`, … in turn), published while its channel is paused.
     async fn drain(&self, messages: usize, keys: usize) -> anyhow::Result<f64> {
-        let (tcp, http) = (self.broker.tcp, self.broker.http);
-        let before = finished(&http, "tally")?;
-        post(&http, &format!("/channel/pause?topic={TOPIC}&channel=p"))?;
-        publish_keys(tcp, messages, keys).await?;
-        let start = Instant::now();
-        post(&http, &format!("/channel/unpause?topic={TOPIC}&channel=p"))?;
-        while finished(&http, "tally")? < before + messages as u64 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        Ok(messages as f64 / start.elapsed().as_secs_f64())
+        let backlog = publish_keys(self.broker.tcp, messages, keys);
+        drain_paused(self.broker.http, "tally", TOPIC, messages, backlog).await
     }
 }
 
