@@ -13,7 +13,7 @@
 //! waiting on the executor's few threads. Wasm never runs on the broker's
 //! async threads, so a slow guest cannot stall connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -47,10 +47,12 @@ const MARKER_UPKEEP: Duration = Duration::from_secs(5);
 /// What a plugin with state needs while it handles a round of messages.
 struct Committing<'a> {
     state: &'a PluginState,
-    /// Where each message sits in the channel's disk queue (its marker).
-    locations: &'a HashMap<MessageId, Location>,
-    /// Messages whose commit conflicted: handled again next round.
-    conflicted: &'a mut Vec<Message>,
+    /// Where each message of the round sits in the channel's disk queue
+    /// (its marker; `None`: in memory only).
+    locations: &'a [Option<Location>],
+    /// Messages whose commit conflicted, with their locations: handled
+    /// again next round.
+    conflicted: &'a mut Vec<(Message, Option<Location>)>,
     /// Messages whose writes committed without a marker (not from disk).
     unmarked: &'a mut Vec<MessageId>,
 }
@@ -287,13 +289,14 @@ impl PluginRun {
                     .store(ready_count, Ordering::Release);
                 let capacity = ready_count - self.client.in_flight.load(Ordering::Acquire);
                 let want = (capacity.max(0) as usize).min(share);
-                let messages = if want > 0 {
-                    channel.take(&self.client, want, msg_timeout, 0)
-                } else {
-                    Vec::new()
+                let taken = match (want, &self.link.state) {
+                    (0, _) => Default::default(),
+                    (_, Some(_)) => channel.take_located(&self.client, want, msg_timeout),
+                    (_, None) => (channel.take(&self.client, want, msg_timeout, 0), Vec::new()),
                 };
-                (messages, pause_ends)
+                (taken, pause_ends)
             };
+            let (messages, locations) = messages;
             if messages.is_empty() {
                 let pause = async {
                     match pause_ends {
@@ -312,6 +315,7 @@ impl PluginRun {
             self.handle_taken(
                 &channel,
                 messages,
+                locations,
                 &mut instance,
                 &mut successes,
                 &mut results,
@@ -328,10 +332,13 @@ impl PluginRun {
     /// statistics are added once per take, always before the broker sees
     /// the outcomes they count: whoever sees the channel settled sees the
     /// counters final.
+    /// `locations`: where each message sits in the disk queue, for a
+    /// plugin with state (empty for one without).
     async fn handle_taken(
         &self,
         channel: &Arc<Channel>,
         messages: Vec<Message>,
+        locations: Vec<Option<Location>>,
         instance: &mut Option<GuestInstance>,
         successes: &mut Vec<MessageId>,
         results: &mut Vec<Result<Outcome, GuestError>>,
@@ -344,7 +351,7 @@ impl PluginRun {
             self.client.wake.notify_waiters();
             return;
         };
-        let (mut round, mut locations) = self.skip_applied(channel, &state, messages, successes);
+        let (mut round, mut locations) = self.skip_applied(&state, messages, locations, successes);
         let mut unmarked = Vec::new();
         let mut reruns = 0;
         while !round.is_empty() {
@@ -371,7 +378,7 @@ impl PluginRun {
             if reruns > MAX_RERUNS {
                 // Handled again and again while other instances change the
                 // same keys: back to the channel, with the usual delay.
-                for message in &conflicted {
+                for (message, _) in &conflicted {
                     self.settle(channel, message, Ok(Outcome::Retry), successes)
                         .await;
                 }
@@ -379,7 +386,8 @@ impl PluginRun {
             }
             // One of them may have been committed meanwhile by the worker
             // it timed out from: not again.
-            (round, locations) = self.skip_applied(channel, &state, conflicted, successes);
+            let (messages, places) = conflicted.into_iter().unzip();
+            (round, locations) = self.skip_applied(&state, messages, places, successes);
         }
         self.finish_successes(channel, successes, &unmarked);
         self.client.wake.notify_waiters();
@@ -387,45 +395,48 @@ impl PluginRun {
 
     /// A plugin with state: the messages whose writes already committed
     /// (delivered again after a crash, or after their FIN was refused) are
-    /// finished without calling the handler; the rest are returned, with
-    /// where each sits in the channel's disk queue.
+    /// finished without calling the handler; the rest are returned, each
+    /// with where it sits in the channel's disk queue (`locations`).
     fn skip_applied(
         &self,
-        channel: &Channel,
         state: &PluginState,
         messages: Vec<Message>,
+        locations: Vec<Option<Location>>,
         successes: &mut Vec<MessageId>,
-    ) -> (Vec<Message>, HashMap<MessageId, Location>) {
-        let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
-        let places = channel.disk_locations(&self.client, &ids);
-        let mut locations = HashMap::new();
-        let mut rest = Vec::with_capacity(messages.len());
+    ) -> (Vec<Message>, Vec<Option<Location>>) {
         let mut from_memory = self.applied_from_memory.lock();
-        for (message, place) in messages.into_iter().zip(places) {
-            if place.is_none() && !from_memory.is_empty() && from_memory.remove(&message.id) {
+        if from_memory.is_empty() && locations.iter().all(Option::is_none) {
+            // In memory only, none remembered: none can have committed.
+            return (messages, locations);
+        }
+        let mut rest = Vec::with_capacity(messages.len());
+        let mut rest_locations = Vec::with_capacity(messages.len());
+        for (message, location) in messages.into_iter().zip(locations) {
+            let applied = match location {
+                None => from_memory.remove(&message.id),
+                Some(location) => {
+                    let marker = self.marker(message.id, location);
+                    state
+                        .store
+                        .was_applied(&state.name, &marker)
+                        .unwrap_or_else(|e| {
+                            tracing::error!(plugin = %self.link.name, error = %e, "STATE: cannot look up whether a message was applied");
+                            false
+                        })
+                }
+            };
+            if applied {
                 PluginStats::bump(&self.link.stats.state.replayed);
+                if location.is_some() {
+                    tracing::info!(plugin = %self.link.name, id = %message.id, "STATE: delivered again after its writes committed; finished without calling the handler");
+                }
                 successes.push(message.id);
                 continue;
             }
-            if let Some(location) = place {
-                let marker = self.marker(message.id, location);
-                match state.store.was_applied(&state.name, &marker) {
-                    Ok(true) => {
-                        PluginStats::bump(&self.link.stats.state.replayed);
-                        tracing::info!(plugin = %self.link.name, id = %message.id, "STATE: delivered again after its writes committed; finished without calling the handler");
-                        successes.push(message.id);
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::error!(plugin = %self.link.name, error = %e, "STATE: cannot look up whether a message was applied");
-                    }
-                }
-                locations.insert(message.id, location);
-            }
             rest.push(message);
+            rest_locations.push(location);
         }
-        (rest, locations)
+        (rest, rest_locations)
     }
 
     fn marker(&self, id: MessageId, location: Location) -> Marker {
@@ -443,6 +454,7 @@ impl PluginRun {
     async fn commit_state(
         &self,
         committing: &mut Committing<'_>,
+        offset: usize,
         done: &[Message],
         results: &mut [Result<Outcome, GuestError>],
         writes: CallWrites,
@@ -454,11 +466,9 @@ impl PluginRun {
             .filter(|(_, result)| matches!(result, Ok(Outcome::Success)))
             .map(|(index, _)| index)
             .collect();
-        let marker_of = |index: usize| {
-            let id = done[index].id;
-            let location = committing.locations.get(&id)?;
-            Some(self.marker(id, *location))
-        };
+        // `done` starts at `offset` in the round.
+        let location_of = |index: usize| committing.locations[offset + index];
+        let marker_of = |index: usize| Some(self.marker(done[index].id, location_of(index)?));
         let Some((commit, writers)) = writes.commit(committing.state, &successes, marker_of) else {
             return keep;
         };
@@ -468,7 +478,8 @@ impl PluginRun {
                 let rerun = successes.len() as u64;
                 stats.conflicts.fetch_add(rerun, Ordering::Relaxed);
                 for &index in &successes {
-                    committing.conflicted.push(done[index].clone());
+                    let message = done[index].clone();
+                    committing.conflicted.push((message, location_of(index)));
                     keep[index] = false;
                 }
             }
@@ -476,10 +487,12 @@ impl PluginRun {
                 stats
                     .committed
                     .fetch_add(writers.len() as u64, Ordering::Relaxed);
-                let unmarked = writers.into_iter().map(|index| done[index].id);
+                let unmarked = writers
+                    .into_iter()
+                    .filter(|&index| location_of(index).is_none());
                 committing
                     .unmarked
-                    .extend(unmarked.filter(|id| !committing.locations.contains_key(id)));
+                    .extend(unmarked.map(|index| done[index].id));
             }
             Err(error) => {
                 *self.last_error.lock() = Some(format!("state commit failed: {error}"));
@@ -565,10 +578,12 @@ impl PluginRun {
             }
             // Those after the outcomes were not handled (the instance
             // failed first): the next instance gets them.
+            let offset = messages.len() - rest.len();
             let (done, later) = rest.split_at(results.len());
             let keep = match (&mut committing, writes) {
                 (Some(committing), Some(writes)) => {
-                    self.commit_state(committing, done, results, writes).await
+                    self.commit_state(committing, offset, done, results, writes)
+                        .await
                 }
                 _ => vec![true; done.len()],
             };

@@ -194,35 +194,32 @@ fn check_imports(module: &Module) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The index in the call under way of the message the guest is handling
-/// now: 0 outside a batch call; in one, the first without an outcome.
-/// The writes of the messages found finished since the last look, with a
-/// failure as their outcome, are dropped here, before the next message
-/// can read them.
-pub(super) fn message_under_way(caller: &mut Caller<'_, CoreState>) -> usize {
-    let Some((memory, start, count)) = caller
-        .data()
-        .batch
-        .as_ref()
-        .map(|watch| (watch.memory, watch.start, watch.count))
-    else {
-        return 0;
-    };
-    let (guest, data) = memory.data_and_store_mut(&mut *caller);
-    let Some(table) = guest.get(start..start + count * abi::BATCH_ENTRY_SIZE) else {
-        return 0;
-    };
-    while data.state_seen < count {
-        let value = abi::batch_outcome(table, data.state_seen);
-        if value == abi::NOT_HANDLED {
-            break;
+impl CoreState {
+    /// The index in the call under way of the message the guest is
+    /// handling now (`guest`: its memory): 0 outside a batch call; in one,
+    /// the first without an outcome. The writes of the messages found
+    /// finished since the last look, with a failure as their outcome, are
+    /// dropped here, before the next message can read them.
+    pub(super) fn message_under_way(&mut self, guest: &[u8]) -> usize {
+        let Some(watch) = &self.batch else {
+            return 0;
+        };
+        let (start, count) = (watch.start, watch.count);
+        let Some(table) = guest.get(start..start + count * abi::BATCH_ENTRY_SIZE) else {
+            return 0;
+        };
+        while self.state_seen < count {
+            let value = abi::batch_outcome(table, self.state_seen);
+            if value == abi::NOT_HANDLED {
+                break;
+            }
+            if Outcome::decode(value) != Ok(Outcome::Success) {
+                self.state.discard(self.state_seen);
+            }
+            self.state_seen += 1;
         }
-        if Outcome::decode(value) != Ok(Outcome::Success) {
-            data.state.discard(data.state_seen);
-        }
-        data.state_seen += 1;
+        self.state_seen.min(count - 1)
     }
-    data.state_seen.min(count - 1)
 }
 
 /// A copy of `len` bytes at `ptr` in the caller's memory, if in bounds.

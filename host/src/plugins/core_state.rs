@@ -1,15 +1,13 @@
 //! The state imports of ABI v1 (guest-sdk/ABI.md, "State"): thin adapters
 //! from pointers and statuses to the call's [`CallState`], for the message
-//! the guest is handling ([`message_under_way`]).
+//! the guest is handling ([`CoreState::message_under_way`]).
 
 use std::ops::Range;
 
 use wasmtime::{Caller, Linker};
 
 use super::abi::{self, status};
-use super::core_module::{
-    CoreState, answer_with_bytes, guest_memory, in_bounds, message_under_way,
-};
+use super::core_module::{CoreState, answer_with_bytes, guest_memory, in_bounds};
 use super::imports;
 use super::state::PluginState;
 use super::state::call::CallState;
@@ -49,9 +47,9 @@ fn with_state<T, const N: usize>(
     if caller.data().link.state.is_none() {
         return Err(status::NO_STATE);
     }
-    let index = message_under_way(caller);
     let done = {
         let (guest, data) = memory.data_and_store_mut(&mut *caller);
+        let index = data.message_under_way(guest);
         let ranges = pointers.map(|(ptr, len)| in_bounds(guest.len(), ptr, len));
         if ranges.iter().any(Option::is_none) {
             return Err(status::BAD_POINTER);

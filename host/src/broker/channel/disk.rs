@@ -10,8 +10,7 @@ use wasq_storage::{
 };
 
 use super::{Channel, ChannelState, Queued};
-use crate::broker::client::Client;
-use crate::broker::message::{Message, MessageId, now_nanos};
+use crate::broker::message::{Message, now_nanos};
 use crate::broker::queues::{Cleared, Held, held_records};
 
 impl Channel {
@@ -123,17 +122,6 @@ impl Channel {
         let written = self.state.lock().backing.put_back(held_records(messages));
         self.messages_ready.notify_waiters();
         written
-    }
-
-    /// Where in the channel's disk queue each of `ids` (held by `client`)
-    /// was read from: `None` for one not from disk or no longer held.
-    /// Plugin state marks a message applied at its location, which a crash
-    /// redelivers it from.
-    pub fn disk_locations(&self, client: &Client, ids: &[MessageId]) -> Vec<Option<Location>> {
-        let state = self.state.lock();
-        ids.iter()
-            .map(|id| state.in_flight.get(client.id, id).and_then(|e| e.disk))
-            .collect()
     }
 
     /// The read checkpoint last saved to disk: after a crash, messages

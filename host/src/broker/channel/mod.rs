@@ -218,12 +218,44 @@ impl Channel {
         timeout: Duration,
         sample_rate: i32,
     ) -> Vec<Message> {
+        let mut taken = Vec::new();
+        self.take_into(client, max, timeout, sample_rate, &mut taken, None);
+        taken
+    }
+
+    /// [`Channel::take`] for a consumer that needs where each message sits
+    /// in the disk queue (a plugin with state marks its writes with it):
+    /// the messages, and beside each its location (`None`: in memory only).
+    pub fn take_located(
+        &self,
+        client: &Arc<Client>,
+        max: usize,
+        timeout: Duration,
+    ) -> (Vec<Message>, Vec<Option<Location>>) {
+        let (mut taken, mut located) = (Vec::new(), Vec::new());
+        self.take_into(client, max, timeout, 0, &mut taken, Some(&mut located));
+        (taken, located)
+    }
+
+    fn take_into(
+        &self,
+        client: &Arc<Client>,
+        max: usize,
+        timeout: Duration,
+        sample_rate: i32,
+        taken: &mut Vec<Message>,
+        mut located: Option<&mut Vec<Option<Location>>>,
+    ) {
         if max == 0 || self.is_paused() {
-            return Vec::new();
+            return;
         }
         let deadline = Instant::now() + timeout;
         let mut state = self.state.lock();
-        let mut taken = Vec::with_capacity(max.min(state.ready.len()));
+        let room = max.min(state.ready.len());
+        taken.reserve(room);
+        if let Some(located) = located.as_deref_mut() {
+            located.reserve(room);
+        }
         while taken.len() < max {
             let Some(Queued { mut message, disk }) = state.ready.pop_front() else {
                 break;
@@ -247,6 +279,9 @@ impl Channel {
                 continue;
             }
             taken.push(message);
+            if let Some(located) = located.as_deref_mut() {
+                located.push(disk);
+            }
         }
         state.ready.release_spare();
         // Memory running low while more waits on disk: read ahead, so the
@@ -263,7 +298,6 @@ impl Channel {
                 .message_count
                 .fetch_add(taken.len() as u64, Ordering::Relaxed);
         }
-        taken
     }
 
     pub fn pause(&self) {

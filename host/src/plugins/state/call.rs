@@ -18,7 +18,7 @@
 
 use super::PluginState;
 use super::commit::{Change, Commit, Marker, Touched};
-use super::hot::key_hash;
+use super::hot::{key_hash, same_key};
 use super::limits::{Entries, StateBytes, StateError, TotalsDelta, parse_counter};
 use super::overlay::overlay;
 
@@ -89,11 +89,15 @@ impl CallWrites {
         marker_of: impl Fn(usize) -> Option<Marker>,
     ) -> Option<(Commit, Vec<usize>)> {
         let mut last = vec![None; self.slots.len()];
+        let mut succeeded = vec![false; successes.last().map_or(0, |&last| last + 1)];
+        for &index in successes {
+            succeeded[index] = true;
+        }
         // Messages write in order (the message under way only moves on),
         // so the writers come out in order, each once.
         let mut writers: Vec<usize> = Vec::new();
         for (index, write) in self.writes.iter().enumerate() {
-            if write.live && successes.binary_search(&write.message).is_ok() {
+            if write.live && succeeded.get(write.message) == Some(&true) {
                 last[write.slot] = Some(index);
                 if writers.last() != Some(&write.message) {
                     writers.push(write.message);
@@ -218,7 +222,12 @@ impl CallState {
         state.limits.check_key(key)?;
         state.limits.check_value(value)?;
         let slot = self.slot(state, key)?;
-        self.write(state, index, slot, Change::Set(value.into()))
+        self.write(
+            state,
+            index,
+            slot,
+            Change::Set(StateBytes::from_slice(value)),
+        )
     }
 
     /// Deletes `key`; true if it had a value. Never over a limit.
@@ -290,14 +299,17 @@ impl CallState {
     fn slot(&mut self, state: &PluginState, key: &[u8]) -> Result<usize, StateError> {
         let hash = key_hash(key);
         let slots = &self.slots;
-        if let Some(&slot) = self.keys.find(hash, |&slot| *slots[slot].key == *key) {
+        if let Some(&slot) = self
+            .keys
+            .find(hash, |&slot| same_key(&slots[slot].key, key))
+        {
             return Ok(slot);
         }
         self.begin(state);
         let base = state.plugin.get_hashed(hash, key)?;
         let slot = self.slots.len();
         self.slots.push(Slot {
-            key: key.into(),
+            key: StateBytes::from_slice(key),
             hash,
             base,
             latest: None,

@@ -75,6 +75,20 @@ impl Entry {
     }
 }
 
+/// Whether two keys are equal: most keys are a few bytes, compared here
+/// without the call to `memcmp` a slice comparison makes (a lookup
+/// compares at least once, and a handler looks up keys per message).
+#[inline]
+pub fn same_key(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() > 16 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 fn rehash(entry: &Entry) -> u64 {
     key_hash(&entry.key)
 }
@@ -108,13 +122,16 @@ pub struct HotKeys {
 
 impl HotKeys {
     fn entry(&self, hash: u64, key: &[u8]) -> Option<&Entry> {
-        self.entries.find(hash, |entry| *entry.key == *key)
+        self.entries.find(hash, |entry| same_key(&entry.key, key))
     }
 
     /// The value of `key` (hashed: `hash`) if known here (`Some(None)`:
     /// it has none).
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<Option<StateBytes>> {
-        self.entry(hash, key).map(|entry| entry.value.clone())
+        // Not `clone`: smallvec clones byte by byte.
+        let copy = |value: &[u8]| StateBytes::from_slice(value);
+        self.entry(hash, key)
+            .map(|entry| entry.value.as_deref().map(copy))
     }
 
     pub fn generation(&self) -> u64 {
@@ -128,7 +145,7 @@ impl HotKeys {
             return;
         }
         let entry = Entry {
-            key: key.into(),
+            key: StateBytes::from_slice(key),
             value,
             seq_dirty: 0,
         };
@@ -172,7 +189,10 @@ impl HotKeys {
     /// (`None`: deleting it): dirty until applied.
     pub fn commit(&mut self, hash: u64, key: StateBytes, value: Option<StateBytes>, seq: u64) {
         let added = size(&key, &value);
-        match self.entries.find_mut(hash, |entry| entry.key == key) {
+        match self
+            .entries
+            .find_mut(hash, |entry| same_key(&entry.key, &key))
+        {
             Some(entry) => {
                 if entry.dirty() {
                     self.dirty_bytes -= entry.size();
@@ -184,7 +204,7 @@ impl HotKeys {
                 entry.seq_dirty = seq | DIRTY;
             }
             None => {
-                self.dirty.insert(key.clone());
+                self.dirty.insert(StateBytes::from_slice(&key));
                 let entry = Entry {
                     key,
                     value,

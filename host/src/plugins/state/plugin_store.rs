@@ -60,7 +60,8 @@ impl PluginStore {
             .get(key)
             .map_err(io)?
             .map(|v| StateBytes::from_slice(&v));
-        self.hot.lock().fill(hash, key, value.clone(), generation);
+        let copy = value.as_deref().map(StateBytes::from_slice);
+        self.hot.lock().fill(hash, key, copy, generation);
         Ok(value)
     }
 
