@@ -167,7 +167,7 @@ impl OfflinePlugin {
                 let mut written: Vec<_> = commits
                     .iter()
                     .flat_map(|c| c.changes())
-                    .map(|(key, change)| (key.to_vec(), change.value().map(<[u8]>::to_vec)))
+                    .map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec)))
                     .collect();
                 written.sort();
                 match executor.block_on(state.committer.commit(commits)) {

@@ -3,13 +3,18 @@
 //! messages' FINs (or are dropped with a retry, a dead-letter or a trap).
 //!
 //! A single call has one message; a batch call (`wasq_handle_batch`) has
-//! many. Every write is kept in order with the message that made it, and
-//! each key the call touches has one slot: the value committed when the
-//! call first looked, and its latest write. So a read costs one hash
-//! lookup at any message of a batch; a message that fails has its writes
-//! undone as soon as its outcome is seen (before the next message reads
-//! them); and the commit carries, per key, the last write of a message
-//! that succeeded.
+//! many. Each key the call touches has one slot holding its value as the
+//! call sees it: what the store had when the call first looked, or the
+//! call's latest write. Every write also leaves an undo record (the
+//! message, the value it replaced), so a read costs one hash lookup at any
+//! message of a batch, and a message that fails has its writes undone as
+//! soon as its outcome is seen, before the next message reads them. The
+//! commit hands the slots over as they are: each written one carries the
+//! last write of a message that succeeded.
+//!
+//! A message's writes are attributed to the message under way, the first
+//! of the batch without an outcome, which only moves on; so the undo
+//! records are in message order and a failed message's are the last ones.
 //!
 //! Every write is checked against the plugin's limits as it is made, with
 //! the plugin's committed totals plus what this call adds, so a guest
@@ -17,7 +22,7 @@
 //! kept as decimal text ("42").
 
 use super::PluginState;
-use super::commit::{Change, Commit, Marker, Touched};
+use super::commit::{Commit, Marker, Touched};
 use super::hot::{key_hash, same_key};
 use super::limits::{Entries, StateBytes, StateError, TotalsDelta, parse_counter};
 use super::overlay::overlay;
@@ -25,28 +30,15 @@ use super::overlay::overlay;
 /// The most entries one scan returns.
 pub const MAX_SCAN: usize = 10_000;
 
-/// A key the call touched.
+/// What a write replaced, to undo it if its message fails.
 #[derive(Debug)]
-struct Slot {
-    key: StateBytes,
-    /// Its [`key_hash`].
-    hash: u64,
-    /// Its committed value when the call first looked.
-    base: Option<StateBytes>,
-    /// Its latest write not undone (an index into `writes`).
-    latest: Option<usize>,
-}
-
-#[derive(Debug)]
-struct Write {
+struct Undo {
     /// The message's index in the call.
     message: usize,
     slot: usize,
-    change: Change,
-    /// The slot's latest write before this one.
-    previous: Option<usize>,
-    /// False once its message failed.
-    live: bool,
+    /// The slot's value before the write, and whether that was a write.
+    previous: Option<StateBytes>,
+    previous_written: bool,
 }
 
 #[derive(Debug, Default)]
@@ -57,8 +49,9 @@ pub struct CallState {
     /// The slots by key (indices into `slots`, hashed by their key).
     keys: hashbrown::HashTable<usize>,
     /// Every key touched, in the order first touched.
-    slots: Vec<Slot>,
-    writes: Vec<Write>,
+    slots: Vec<Touched>,
+    /// Every live write, in order.
+    undo: Vec<Undo>,
     prefixes: Vec<Vec<u8>>,
     /// What the live writes change in the plugin's totals.
     delta: TotalsDelta,
@@ -72,9 +65,10 @@ pub struct CallState {
 pub struct CallWrites {
     snapshot: u64,
     call: u64,
-    slots: Vec<Slot>,
-    writes: Vec<Write>,
+    slots: Vec<Touched>,
+    undo: Vec<Undo>,
     prefixes: Vec<Vec<u8>>,
+    delta: TotalsDelta,
 }
 
 impl CallWrites {
@@ -88,20 +82,24 @@ impl CallWrites {
         successes: &[usize],
         marker_of: impl Fn(usize) -> Option<Marker>,
     ) -> Option<(Commit, Vec<usize>)> {
-        let mut last = vec![None; self.slots.len()];
         let mut succeeded = vec![false; successes.last().map_or(0, |&last| last + 1)];
         for &index in successes {
             succeeded[index] = true;
         }
-        // Messages write in order (the message under way only moves on),
-        // so the writers come out in order, each once.
+        // The last messages' outcomes were not seen during the call: the
+        // writes of those that did not succeed are the last ones.
+        while let Some(undo) = self.undo.last() {
+            if succeeded.get(undo.message) == Some(&true) {
+                break;
+            }
+            let undo = self.undo.pop().expect("looked at");
+            self.delta = self.delta.plus(undone(&mut self.slots, undo));
+        }
+        // In message order: each writer once.
         let mut writers: Vec<usize> = Vec::new();
-        for (index, write) in self.writes.iter().enumerate() {
-            if write.live && succeeded.get(write.message) == Some(&true) {
-                last[write.slot] = Some(index);
-                if writers.last() != Some(&write.message) {
-                    writers.push(write.message);
-                }
+        for undo in &self.undo {
+            if writers.last() != Some(&undo.message) {
+                writers.push(undo.message);
             }
         }
         if writers.is_empty() {
@@ -111,34 +109,12 @@ impl CallWrites {
             .iter()
             .filter_map(|&index| marker_of(index))
             .collect();
-        let mut delta = TotalsDelta::default();
-        let keys = self
-            .slots
-            .into_iter()
-            .zip(last)
-            .map(|(slot, last)| {
-                let change = last
-                    .map(|index| std::mem::replace(&mut self.writes[index].change, Change::Delete));
-                if let Some(change) = &change {
-                    delta = delta.plus(TotalsDelta::replacing(
-                        slot.key.len(),
-                        slot.base.as_deref(),
-                        change.value(),
-                    ));
-                }
-                Touched {
-                    key: slot.key,
-                    hash: slot.hash,
-                    change,
-                }
-            })
-            .collect();
         let commit = Commit {
             plugin: state.plugin.clone(),
-            keys,
+            keys: self.slots,
             prefixes: self.prefixes,
             markers,
-            delta,
+            delta: self.delta,
             snapshot: self.snapshot,
             call: self.call,
         };
@@ -146,33 +122,31 @@ impl CallWrites {
     }
 }
 
+/// Puts back what `undo`'s write replaced; returns what that changes in
+/// the totals.
+fn undone(slots: &mut [Touched], undo: Undo) -> TotalsDelta {
+    let slot = &mut slots[undo.slot];
+    let delta = TotalsDelta::replacing(
+        slot.key.len(),
+        slot.value.as_deref(),
+        undo.previous.as_deref(),
+    );
+    slot.value = undo.previous;
+    slot.written = undo.previous_written;
+    delta
+}
+
 impl CallState {
-    /// Undoes message `index`'s writes (its outcome was a failure).
+    /// Undoes message `index`'s writes (its outcome was a failure). They
+    /// are the last ones: no later message has written yet.
     pub fn discard(&mut self, index: usize) {
-        // Messages write in order: its writes are at the end, unless a
-        // later message's outcome came first.
-        let mut undone = Vec::new();
-        for write in self.writes.iter_mut().rev() {
-            if write.message < index {
+        while let Some(undo) = self.undo.last() {
+            debug_assert!(undo.message <= index, "a later message wrote first");
+            if undo.message != index {
                 break;
             }
-            if write.message == index && write.live {
-                write.live = false;
-                undone.push(write.slot);
-            }
-        }
-        undone.sort_unstable();
-        undone.dedup();
-        for slot in undone {
-            let before = self.value_of(slot).map(<[u8]>::to_vec);
-            let mut latest = self.slots[slot].latest;
-            while let Some(at) = latest.filter(|&at| !self.writes[at].live) {
-                latest = self.writes[at].previous;
-            }
-            self.slots[slot].latest = latest;
-            let key_len = self.slots[slot].key.len();
-            let change = TotalsDelta::replacing(key_len, before.as_deref(), self.value_of(slot));
-            self.delta = self.delta.plus(change);
+            let undo = self.undo.pop().expect("looked at");
+            self.delta = self.delta.plus(undone(&mut self.slots, undo));
         }
     }
 
@@ -186,18 +160,18 @@ impl CallState {
     /// again for the next call.
     pub fn finish(&mut self) -> CallWrites {
         if self.started.is_some() {
-            self.last_sizes = (self.slots.len(), self.writes.len());
+            self.last_sizes = (self.slots.len(), self.undo.len());
         }
         let (snapshot, call) = self.started.take().unwrap_or_default();
         // The table keeps its room for the next call.
         self.keys.clear();
-        self.delta = TotalsDelta::default();
         CallWrites {
             snapshot,
             call,
             slots: std::mem::take(&mut self.slots),
-            writes: std::mem::take(&mut self.writes),
+            undo: std::mem::take(&mut self.undo),
             prefixes: std::mem::take(&mut self.prefixes),
+            delta: std::mem::take(&mut self.delta),
         }
     }
 
@@ -209,7 +183,10 @@ impl CallState {
     ) -> Result<Option<StateBytes>, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        Ok(self.value_of(slot).map(StateBytes::from_slice))
+        Ok(self.slots[slot]
+            .value
+            .as_deref()
+            .map(StateBytes::from_slice))
     }
 
     pub fn set(
@@ -222,12 +199,7 @@ impl CallState {
         state.limits.check_key(key)?;
         state.limits.check_value(value)?;
         let slot = self.slot(state, key)?;
-        self.write(
-            state,
-            index,
-            slot,
-            Change::Set(StateBytes::from_slice(value)),
-        )
+        self.write(state, index, slot, Some(StateBytes::from_slice(value)))
     }
 
     /// Deletes `key`; true if it had a value. Never over a limit.
@@ -239,8 +211,8 @@ impl CallState {
     ) -> Result<bool, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        let had = self.value_of(slot).is_some();
-        self.write(state, index, slot, Change::Delete)?;
+        let had = self.slots[slot].value.is_some();
+        self.write(state, index, slot, None)?;
         Ok(had)
     }
 
@@ -256,10 +228,13 @@ impl CallState {
     ) -> Result<i64, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        let current = self.value_of(slot).map_or(Ok(0), parse_counter)?;
+        let current = self.slots[slot]
+            .value
+            .as_deref()
+            .map_or(Ok(0), parse_counter)?;
         let new = current.checked_add(by).ok_or(StateError::NotANumber)?;
         let text = StateBytes::from_slice(itoa::Buffer::new().format(new).as_bytes());
-        self.write(state, index, slot, Change::Set(text))?;
+        self.write(state, index, slot, Some(text))?;
         Ok(new)
     }
 
@@ -277,10 +252,11 @@ impl CallState {
         if !self.prefixes.iter().any(|p| p == prefix) {
             self.prefixes.push(prefix.to_vec());
         }
-        let mut written: Vec<(&[u8], Option<&[u8]>)> = (0..self.slots.len())
-            .filter(|&slot| self.slots[slot].key.starts_with(prefix))
-            .filter(|&slot| self.slots[slot].latest.is_some())
-            .map(|slot| (&*self.slots[slot].key, self.value_of(slot)))
+        let mut written: Vec<(&[u8], Option<&[u8]>)> = self
+            .slots
+            .iter()
+            .filter(|slot| slot.written && slot.key.starts_with(prefix))
+            .map(|slot| (&*slot.key, slot.value.as_deref()))
             .collect();
         written.sort_unstable_by_key(|&(key, _)| key);
         overlay(&written, limit, |asked| state.plugin.scan(prefix, asked))
@@ -291,7 +267,7 @@ impl CallState {
         if self.started.is_none() {
             self.started = Some((state.store.snapshot(), state.store.new_call()));
             self.slots.reserve(self.last_sizes.0);
-            self.writes.reserve(self.last_sizes.1);
+            self.undo.reserve(self.last_sizes.1);
         }
     }
 
@@ -306,13 +282,13 @@ impl CallState {
             return Ok(slot);
         }
         self.begin(state);
-        let base = state.plugin.get_hashed(hash, key)?;
+        let value = state.plugin.get_hashed(hash, key)?;
         let slot = self.slots.len();
-        self.slots.push(Slot {
+        self.slots.push(Touched {
             key: StateBytes::from_slice(key),
             hash,
-            base,
-            latest: None,
+            value,
+            written: false,
         });
         let slots = &self.slots;
         self.keys
@@ -320,26 +296,21 @@ impl CallState {
         Ok(slot)
     }
 
-    /// The value of `slot` as the call sees it now.
-    fn value_of(&self, slot: usize) -> Option<&[u8]> {
-        let slot = &self.slots[slot];
-        match slot.latest {
-            Some(write) => self.writes[write].change.value(),
-            None => slot.base.as_deref(),
-        }
-    }
-
-    /// Records message `index`'s `change` of `slot` if the plugin's total
-    /// stays within its limit.
+    /// Records message `index`'s write of `value` (`None`: deleting) at
+    /// `slot` if the plugin's total stays within its limit.
     fn write(
         &mut self,
         state: &PluginState,
         index: usize,
         slot: usize,
-        change: Change,
+        value: Option<StateBytes>,
     ) -> Result<(), StateError> {
-        let key_len = self.slots[slot].key.len();
-        let added = TotalsDelta::replacing(key_len, self.value_of(slot), change.value());
+        let current = &self.slots[slot];
+        let added = TotalsDelta::replacing(
+            current.key.len(),
+            current.value.as_deref(),
+            value.as_deref(),
+        );
         let delta = self.delta.plus(added);
         if added.bytes > 0 {
             state
@@ -347,13 +318,12 @@ impl CallState {
                 .check_total(delta.applied_to(state.plugin.totals()))?;
         }
         self.delta = delta;
-        let previous = self.slots[slot].latest.replace(self.writes.len());
-        self.writes.push(Write {
+        let current = &mut self.slots[slot];
+        self.undo.push(Undo {
             message: index,
             slot,
-            change,
-            previous,
-            live: true,
+            previous: std::mem::replace(&mut current.value, value),
+            previous_written: std::mem::replace(&mut current.written, true),
         });
         Ok(())
     }
@@ -382,7 +352,7 @@ mod tests {
     fn changes(commit: &Commit) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut changes: Vec<_> = commit
             .changes()
-            .map(|(key, change)| (key.to_vec(), change.value().map(<[u8]>::to_vec)))
+            .map(|(key, value)| (key.to_vec(), value.map(<[u8]>::to_vec)))
             .collect();
         changes.sort();
         changes

@@ -10,39 +10,19 @@ use super::limits::{StateBytes, TotalsDelta};
 use super::plugin_store::PluginStore;
 use crate::broker::message::MessageId;
 
-/// A key's new value, or its deletion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    Set(StateBytes),
-    Delete,
-}
-
-impl Change {
-    /// The value after the change (`None`: no value).
-    pub fn value(&self) -> Option<&[u8]> {
-        match self {
-            Change::Set(value) => Some(value),
-            Change::Delete => None,
-        }
-    }
-
-    /// [`Change::value`], taken.
-    pub fn into_value(self) -> Option<StateBytes> {
-        match self {
-            Change::Set(value) => Some(value),
-            Change::Delete => None,
-        }
-    }
-}
-
-/// A key a call read or wrote, with what it commits there (`None`: it
-/// only read it).
+/// A key a call read or wrote: its slot while the call runs, and what
+/// the call commits there.
 #[derive(Debug)]
 pub struct Touched {
     pub key: StateBytes,
     /// Its [`super::hot::key_hash`].
     pub hash: u64,
-    pub change: Option<Change>,
+    /// Its value as the call sees it (`None`: no value): the committed
+    /// value the call read, or its latest write.
+    pub value: Option<StateBytes>,
+    /// Whether `value` is a write (committed with the call) rather than
+    /// what the call read.
+    pub written: bool,
 }
 
 /// Where a message sits in its channel: what a crash redelivers it from.
@@ -58,8 +38,8 @@ pub struct Marker {
 #[derive(Debug)]
 pub struct Commit {
     pub plugin: Arc<PluginStore>,
-    /// Every key the call looked at, each with its last write by a
-    /// successful message.
+    /// Every key the call looked at, those written with the last write
+    /// of a successful message.
     pub keys: Vec<Touched>,
     /// Prefixes the call scanned.
     pub prefixes: Vec<Vec<u8>>,
@@ -74,11 +54,12 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// The keys it writes, with their changes.
-    pub fn changes(&self) -> impl Iterator<Item = (&[u8], &Change)> {
+    /// The keys it writes, with their new values (`None`: deleted).
+    pub fn changes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> + Clone {
         self.keys
             .iter()
-            .filter_map(|touched| Some((&*touched.key, touched.change.as_ref()?)))
+            .filter(|touched| touched.written)
+            .map(|touched| (&*touched.key, touched.value.as_deref()))
     }
 }
 

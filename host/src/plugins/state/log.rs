@@ -10,11 +10,40 @@
 //! bytes). Integers are little-endian. A record holds whole sections and
 //! closes past [`RECORD_BYTES`].
 
-use super::commit::Change;
 use super::limits::StateError;
 
 /// The size past which a record is closed and the next one begun.
 pub const RECORD_BYTES: usize = 4 << 20;
+
+/// Appends one commit's section to `out`: plugin `plugin`'s `changes`,
+/// keys with their new values (`None`: deleted).
+fn encode_section<'a>(
+    out: &mut Vec<u8>,
+    plugin: &str,
+    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+) {
+    let (mut count, mut size) = (0u32, 6 + plugin.len());
+    for (key, value) in changes.clone() {
+        count += 1;
+        size += 7 + key.len() + value.map_or(0, <[u8]>::len);
+    }
+    out.reserve(size);
+    out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
+    out.extend_from_slice(plugin.as_bytes());
+    out.extend_from_slice(&count.to_le_bytes());
+    for (key, value) in changes {
+        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+        out.extend_from_slice(key);
+        match value {
+            None => out.push(0),
+            Some(value) => {
+                out.push(1);
+                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                out.extend_from_slice(value);
+            }
+        }
+    }
+}
 
 /// Builds a group's records.
 #[derive(Debug, Default)]
@@ -24,28 +53,14 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Adds one commit's `changes` of plugin `plugin`.
-    pub fn section(&mut self, plugin: &str, changes: &[(&[u8], &Change)]) {
-        let out = &mut self.open;
-        let size = |(key, change): &(&[u8], &Change)| {
-            7 + key.len() + change.value().map_or(0, <[u8]>::len)
-        };
-        out.reserve(6 + plugin.len() + changes.iter().map(size).sum::<usize>());
-        out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
-        out.extend_from_slice(plugin.as_bytes());
-        out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
-        for &(key, change) in changes {
-            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-            out.extend_from_slice(key);
-            match change {
-                Change::Delete => out.push(0),
-                Change::Set(value) => {
-                    out.push(1);
-                    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-                    out.extend_from_slice(value);
-                }
-            }
-        }
+    /// Adds one commit's section: plugin `plugin`'s `changes`, keys with
+    /// their new values (`None`: deleted).
+    pub fn section<'a>(
+        &mut self,
+        plugin: &str,
+        changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
+    ) {
+        encode_section(&mut self.open, plugin, changes);
         if self.open.len() >= RECORD_BYTES {
             self.closed.push(std::mem::take(&mut self.open));
         }
@@ -60,11 +75,11 @@ impl RecordWriter {
     }
 }
 
-/// Reads `record`, calling `apply(plugin, key, change)` per change in
-/// order.
+/// Reads `record`, calling `apply(plugin, key, value)` per change in
+/// order (`value` `None`: the key was deleted).
 pub fn read_record(
     record: &[u8],
-    mut apply: impl FnMut(&str, &[u8], Change) -> Result<(), StateError>,
+    mut apply: impl FnMut(&str, &[u8], Option<&[u8]>) -> Result<(), StateError>,
 ) -> Result<(), StateError> {
     let mut input = Input(record);
     while !input.0.is_empty() {
@@ -76,15 +91,15 @@ pub fn read_record(
         for _ in 0..count {
             let key_len = usize::from(u16::from_le_bytes(input.array()?));
             let key = input.take(key_len)?;
-            let change = match input.array::<1>()?[0] {
-                0 => Change::Delete,
+            let value = match input.array::<1>()?[0] {
+                0 => None,
                 1 => {
                     let value_len = u32::from_le_bytes(input.array()?) as usize;
-                    Change::Set(input.take(value_len)?.into())
+                    Some(input.take(value_len)?)
                 }
                 _ => return Err(corrupt()),
             };
-            apply(&plugin, key, change)?;
+            apply(&plugin, key, value)?;
         }
     }
     Ok(())
@@ -117,25 +132,18 @@ mod tests {
 
     #[test]
     fn records_read_back_in_order_and_close_past_their_size() {
-        let big = Change::Set(smallvec::smallvec![7; RECORD_BYTES]);
-        let small = Change::Set(b"1"[..].into());
+        let big = vec![7; RECORD_BYTES];
         let mut writer = RecordWriter::default();
-        writer.section(
-            "counter",
-            &[(&b"k/a"[..], &small), (b"k/b", &Change::Delete)],
-        );
-        writer.section("other", &[(&b"big"[..], &big)]);
-        writer.section("counter", &[]);
+        let small: [(&[u8], Option<&[u8]>); 2] = [(b"k/a", Some(b"1")), (b"k/b", None)];
+        writer.section("counter", small.into_iter());
+        writer.section("other", [(&b"big"[..], Some(&big[..]))].into_iter());
+        writer.section("counter", std::iter::empty());
         let records = writer.finish();
         assert_eq!(records.len(), 2, "closed after the big section");
         let mut seen = Vec::new();
         for record in &records {
-            read_record(record, |plugin, key, change| {
-                seen.push((
-                    plugin.to_owned(),
-                    key.to_vec(),
-                    change.value().map(<[u8]>::len),
-                ));
+            read_record(record, |plugin, key, value| {
+                seen.push((plugin.to_owned(), key.to_vec(), value.map(<[u8]>::len)));
                 Ok(())
             })
             .unwrap();
@@ -152,9 +160,12 @@ mod tests {
 
     #[test]
     fn a_truncated_record_is_an_error_not_a_panic() {
-        let mut writer = RecordWriter::default();
-        writer.section("p", &[(&b"key"[..], &Change::Set(b"value"[..].into()))]);
-        let record = writer.finish().remove(0);
+        let mut record = Vec::new();
+        encode_section(
+            &mut record,
+            "p",
+            [(&b"key"[..], Some(&b"value"[..]))].into_iter(),
+        );
         for cut in 0..record.len() {
             let result = read_record(&record[..cut], |_, _, _| Ok(()));
             assert!(cut == 0 || result.is_err(), "cut at {cut}");

@@ -38,7 +38,6 @@ use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMo
 use parking_lot::Mutex;
 use wasq_storage::Location;
 
-use super::commit::Change;
 pub use super::commit::{Commit, Committed, Marker};
 use super::limits::{Entries, StateBytes, StateError, Totals};
 use super::log::{RecordWriter, read_record};
@@ -207,11 +206,11 @@ impl StateStore {
         let mut records = 0;
         for entry in self.log.iter() {
             let (number, record) = entry.map_err(io)?;
-            read_record(&record, |plugin, key, change| {
+            read_record(&record, |plugin, key, value| {
                 let plugin = self.plugin(plugin)?;
-                match change {
-                    Change::Set(value) => batch.insert(plugin.partition(), key, &*value),
-                    Change::Delete => batch.remove(plugin.partition(), key),
+                match value {
+                    Some(value) => batch.insert(plugin.partition(), key, value),
+                    None => batch.remove(plugin.partition(), key),
                 }
                 Ok(())
             })?;
@@ -355,13 +354,12 @@ impl StateStore {
             outcomes.push(Committed::Applied);
             let plugin = &*commit.plugin;
             let id = Arc::as_ptr(&commit.plugin) as usize;
-            let changes: Vec<(&[u8], &Change)> = commit.changes().collect();
             if group.len() > 1 {
-                for (key, _) in &changes {
+                for (key, _) in commit.changes() {
                     written.insert((id, key), commit.call);
                 }
             }
-            records.section(&plugin.name, &changes);
+            records.section(&plugin.name, commit.changes());
             for marker in &commit.markers {
                 let key = marker_key(&plugin.name, &marker.channel, marker.location);
                 batch.insert(&self.applied, key, marker.id.0);
@@ -392,10 +390,8 @@ impl StateStore {
         for (commit, _) in applied.filter(|(_, o)| **o == Committed::Applied) {
             seq += 1;
             let mut hot = commit.plugin.hot();
-            for touched in commit.keys {
-                if let Some(change) = touched.change {
-                    hot.commit(touched.hash, touched.key, change.into_value(), seq);
-                }
+            for touched in commit.keys.into_iter().filter(|t| t.written) {
+                hot.commit(touched.hash, touched.key, touched.value, seq);
             }
             dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
         }
