@@ -44,6 +44,7 @@ mod spinning_client;
 mod state_counter;
 mod state_store;
 mod steal;
+mod thread_cpu;
 mod versus;
 mod webhook;
 mod workload;

@@ -5,6 +5,7 @@
 //! Both drain a prepared backlog of the same size with the same RDY, so the
 //! ratio isolates the delivery path: in-broker Wasm versus TCP to a client.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use tokio_nsq::{
     NSQChannel, NSQConfigShared, NSQConsumerConfig, NSQConsumerConfigSources, NSQTopic,
 };
 
-use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
+use crate::{IN_MEMORY, spawn_wasqd_with_plugins, thread_cpu};
 use wasq_testkit::Wasqd;
 use wasq_testkit::async_client::AsyncClient;
 use wasq_wire::command;
@@ -75,14 +76,9 @@ impl TrivialPlugin {
     /// unpaused; the clock runs until it has finished them all.
     pub async fn drain(&self, messages: usize, size: usize) -> anyhow::Result<f64> {
         let backlog = publish_backlog(self.broker.tcp, "bench_plugin", messages, size);
-        drain_paused(
-            self.broker.http,
-            "trivial",
-            "bench_plugin",
-            messages,
-            backlog,
-        )
-        .await
+        let broker = &self.broker;
+        let drained = drain_paused(broker, "trivial", "bench_plugin", messages, backlog).await?;
+        Ok(drained.per_second)
     }
 }
 
@@ -96,26 +92,40 @@ pub(crate) fn plugins_dir(name: &str, manifest: &str) -> anyhow::Result<tempfile
     Ok(plugins)
 }
 
-/// Messages per second plugin `plugin` (subscribed to `topic`, channel
-/// `p`) drains from a backlog of `messages`: the channel is paused while
-/// `publish` puts the backlog, then unpaused; the clock runs until the
-/// plugin has finished them all.
+/// What a plugin's drain of a backlog took.
+pub(crate) struct Drained {
+    pub per_second: f64,
+    /// Nanoseconds each of wasqd's threads (by name) ran meanwhile.
+    pub thread_nanos: HashMap<String, u64>,
+}
+
+/// How fast plugin `plugin` (subscribed to `topic`, channel `p`) drains a
+/// backlog of `messages` from `broker`: the channel is paused while
+/// `publish` puts the backlog, then unpaused; the clock (and the count of
+/// the threads' CPU time) runs until the plugin has finished them all.
 pub(crate) async fn drain_paused(
-    http: SocketAddr,
+    broker: &Wasqd,
     plugin: &str,
     topic: &str,
     messages: usize,
     publish: impl Future<Output = anyhow::Result<()>>,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Drained> {
+    let http = broker.http;
     let before = finished(&http, plugin)?;
     post(&http, &format!("/channel/pause?topic={topic}&channel=p"))?;
     publish.await?;
+    let cpu_before = thread_cpu::by_name(broker.pid());
     let start = Instant::now();
     post(&http, &format!("/channel/unpause?topic={topic}&channel=p"))?;
     while finished(&http, plugin)? < before + messages as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(messages as f64 / start.elapsed().as_secs_f64())
+    let per_second = messages as f64 / start.elapsed().as_secs_f64();
+    let thread_nanos = thread_cpu::between(&cpu_before, &thread_cpu::by_name(broker.pid()));
+    Ok(Drained {
+        per_second,
+        thread_nanos,
+    })
 }
 
 /// A release build of an example core-module plugin.
