@@ -3,6 +3,8 @@
 //! - [`manifest`]: the manifest, `plugins/NAME.toml`
 //! - [`abi`]: the host side of guest-sdk/ABI.md
 //! - [`runtime`]: engine, linkers, epoch deadlines, compiled-artifact cache
+//! - [`function_cache`]: compiled functions kept across versions (a new
+//!   JavaScript or Python version compiles only what changed)
 //! - [`executor`]: the threads every guest call runs on, apart from the broker's
 //! - [`core_module`]: core modules speaking ABI v1
 //! - [`component`]: components of the WIT world guest-sdk/wit (JS, Python, …)
@@ -38,6 +40,7 @@ mod core_state;
 pub mod epoch;
 pub mod executor;
 pub mod files;
+mod function_cache;
 pub mod imports;
 pub mod instance;
 mod log_stream;

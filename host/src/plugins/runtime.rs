@@ -21,6 +21,7 @@ use super::component::{self, ComponentState};
 use super::core_module::{self, CoreState};
 use super::epoch::EpochClock;
 use super::executor::WasmExecutor;
+use super::function_cache::FunctionCache;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::stats::PluginStats;
@@ -84,6 +85,8 @@ pub struct WasmRuntime {
     component_linker: wasmtime::component::Linker<ComponentState>,
     /// Where compiled modules are kept, keyed by the module's hash.
     cache_dir: Option<PathBuf>,
+    /// Compiled functions, across modules (function_cache.rs).
+    functions: Option<Arc<FunctionCache>>,
     /// Plugin state, for the plugins granted it.
     pub state: super::state::SharedStore,
 }
@@ -99,9 +102,16 @@ impl WasmRuntime {
         cache_dir: Option<PathBuf>,
         state: super::state::SharedStore,
     ) -> anyhow::Result<WasmRuntime> {
-        let engine = pooled_engine().or_else(|e| {
+        let functions = cache_dir.as_deref().and_then(|dir| {
+            let dir = dir.join("functions");
+            FunctionCache::open(&dir)
+                .inspect_err(|e| tracing::warn!(dir = %dir.display(), error = %e, "PLUGINS: no compiled-function cache: every new version compiles in full"))
+                .ok()
+                .map(Arc::new)
+        });
+        let engine = pooled_engine(functions.clone()).or_else(|e| {
             tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-            Ok::<_, anyhow::Error>(Engine::new(&base_config())?)
+            Ok::<_, anyhow::Error>(Engine::new(&base_config(functions.clone())?)?)
         })?;
         let mut core_linker = core_module::linker(&engine)?;
         super::core_state::add_state_imports(&mut core_linker)?;
@@ -114,6 +124,7 @@ impl WasmRuntime {
             core_linker,
             component_linker,
             cache_dir,
+            functions,
             state,
         })
     }
@@ -222,10 +233,13 @@ impl WasmRuntime {
             let started = std::time::Instant::now();
             let artifact = A::compile(&self.engine, bytes)
                 .map_err(|e| anyhow::Error::from(e).context(format!("invalid {}", A::WHAT)))?;
+            let (cached, compiled) = self.functions.as_ref().map_or((0, 0), |f| f.flush());
             tracing::info!(
                 hash,
                 bytes = bytes.len(),
                 ms = started.elapsed().as_millis() as u64,
+                functions_cached = cached,
+                functions_compiled = compiled,
                 "PLUGINS: compiled a {}",
                 A::WHAT
             );
@@ -275,15 +289,20 @@ fn load_compiled<A: Artifact>(engine: &Engine, path: &Path) -> anyhow::Result<A>
 
 /// What every engine here has: epoch deadlines, and fibers of this size
 /// for the async calls (wasmtime 48 needs no switch for those).
-fn base_config() -> Config {
+/// The engine's configuration; `functions`: the compiled-function cache
+/// Cranelift looks each function up in before compiling it.
+fn base_config(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Config> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
         .async_stack_size(GUEST_STACK_BYTES);
-    config
+    if let Some(functions) = functions {
+        config.enable_incremental_compilation(functions)?;
+    }
+    Ok(config)
 }
 
-fn pooled_engine() -> anyhow::Result<Engine> {
+fn pooled_engine(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(POOL_INSTANCES)
         .total_memories(POOL_MEMORIES)
@@ -292,7 +311,7 @@ fn pooled_engine() -> anyhow::Result<Engine> {
         .total_component_instances(POOL_COMPONENTS)
         .max_memory_size((super::manifest::MAX_MEMORY_MIB as usize) << 20)
         .table_elements(MAX_TABLE_ELEMENTS);
-    let mut config = base_config();
+    let mut config = base_config(functions)?;
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Ok(Engine::new(&config)?)
 }
