@@ -225,7 +225,7 @@ impl PluginRun {
             let mut capacity_freed = std::pin::pin!(self.client.wake.notified());
             messages_ready.as_mut().enable();
             capacity_freed.as_mut().enable();
-            let (messages, pause_ends) = {
+            let ((messages, locations), pause_ends) = {
                 let _taking = self.taking.lock();
                 let (ready_count, pause_ends) = self
                     .backoff
@@ -243,7 +243,6 @@ impl PluginRun {
                 };
                 (taken, pause_ends)
             };
-            let (messages, locations) = messages;
             if messages.is_empty() {
                 let pause = async {
                     match pause_ends {

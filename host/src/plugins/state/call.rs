@@ -88,13 +88,8 @@ impl CallWrites {
         }
         // The last messages' outcomes were not seen during the call: the
         // writes of those that did not succeed are the last ones.
-        while let Some(undo) = self.undo.last() {
-            if succeeded.get(undo.message) == Some(&true) {
-                break;
-            }
-            let undo = self.undo.pop().expect("looked at");
-            self.delta = self.delta.plus(undone(&mut self.slots, undo));
-        }
+        let failed = |message: usize| succeeded.get(message) != Some(&true);
+        undo_last(&mut self.slots, &mut self.undo, &mut self.delta, failed);
         // In message order: each writer once.
         let mut writers: Vec<usize> = Vec::new();
         for undo in &self.undo {
@@ -122,32 +117,37 @@ impl CallWrites {
     }
 }
 
-/// Puts back what `undo`'s write replaced; returns what that changes in
-/// the totals.
-fn undone(slots: &mut [Touched], undo: Undo) -> TotalsDelta {
-    let slot = &mut slots[undo.slot];
-    let delta = TotalsDelta::replacing(
-        slot.key.len(),
-        slot.value.as_deref(),
-        undo.previous.as_deref(),
-    );
-    slot.value = undo.previous;
-    slot.written = undo.previous_written;
-    delta
+/// Undoes the last writes, as long as their message is one of `undone`:
+/// puts back what each replaced in `slots`, and takes it out of `delta`.
+fn undo_last(
+    slots: &mut [Touched],
+    undo: &mut Vec<Undo>,
+    delta: &mut TotalsDelta,
+    undone: impl Fn(usize) -> bool,
+) {
+    while let Some(last) = undo.pop_if(|last| undone(last.message)) {
+        let slot = &mut slots[last.slot];
+        let change = TotalsDelta::replacing(
+            slot.key.len(),
+            slot.value.as_deref(),
+            last.previous.as_deref(),
+        );
+        *delta = delta.plus(change);
+        slot.value = last.previous;
+        slot.written = last.previous_written;
+    }
 }
 
 impl CallState {
     /// Undoes message `index`'s writes (its outcome was a failure). They
     /// are the last ones: no later message has written yet.
     pub fn discard(&mut self, index: usize) {
-        while let Some(undo) = self.undo.last() {
-            debug_assert!(undo.message <= index, "a later message wrote first");
-            if undo.message != index {
-                break;
-            }
-            let undo = self.undo.pop().expect("looked at");
-            self.delta = self.delta.plus(undone(&mut self.slots, undo));
-        }
+        debug_assert!(
+            self.undo.last().is_none_or(|last| last.message <= index),
+            "a later message wrote first"
+        );
+        let this = |message: usize| message == index;
+        undo_last(&mut self.slots, &mut self.undo, &mut self.delta, this);
     }
 
     /// Drops whatever a call left (one that ended without a commit),
@@ -183,10 +183,7 @@ impl CallState {
     ) -> Result<Option<StateBytes>, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        Ok(self.slots[slot]
-            .value
-            .as_deref()
-            .map(StateBytes::from_slice))
+        Ok(self.value_of(slot).map(StateBytes::from_slice))
     }
 
     pub fn set(
@@ -211,7 +208,7 @@ impl CallState {
     ) -> Result<bool, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        let had = self.slots[slot].value.is_some();
+        let had = self.value_of(slot).is_some();
         self.write(state, index, slot, None)?;
         Ok(had)
     }
@@ -228,10 +225,7 @@ impl CallState {
     ) -> Result<i64, StateError> {
         state.limits.check_key(key)?;
         let slot = self.slot(state, key)?;
-        let current = self.slots[slot]
-            .value
-            .as_deref()
-            .map_or(Ok(0), parse_counter)?;
+        let current = self.value_of(slot).map_or(Ok(0), parse_counter)?;
         let new = current.checked_add(by).ok_or(StateError::NotANumber)?;
         let text = StateBytes::from_slice(itoa::Buffer::new().format(new).as_bytes());
         self.write(state, index, slot, Some(text))?;
@@ -296,6 +290,11 @@ impl CallState {
         Ok(slot)
     }
 
+    /// The value of `slot` as the call sees it now.
+    fn value_of(&self, slot: usize) -> Option<&[u8]> {
+        self.slots[slot].value.as_deref()
+    }
+
     /// Records message `index`'s write of `value` (`None`: deleting) at
     /// `slot` if the plugin's total stays within its limit.
     fn write(
@@ -305,12 +304,8 @@ impl CallState {
         slot: usize,
         value: Option<StateBytes>,
     ) -> Result<(), StateError> {
-        let current = &self.slots[slot];
-        let added = TotalsDelta::replacing(
-            current.key.len(),
-            current.value.as_deref(),
-            value.as_deref(),
-        );
+        let key_len = self.slots[slot].key.len();
+        let added = TotalsDelta::replacing(key_len, self.value_of(slot), value.as_deref());
         let delta = self.delta.plus(added);
         if added.bytes > 0 {
             state

@@ -11,8 +11,9 @@
 //! Each entry remembers the commit that last changed it (its sequence
 //! number), which is the conflict check between a plugin's instances: a
 //! call's commit is refused if another call changed what it read since it
-//! first looked (a call commits once, so a change since is another's). So every committed result is one a serial run could have
-//! produced: two counters incremented at once never lose an increment.
+//! first looked (a call commits once, so a change since is another's). So
+//! every committed result is one a serial run could have produced: two
+//! counters incremented at once never lose an increment.
 //! Changes whose entries were dropped are no longer known: a call whose
 //! snapshot is older than the drop conflicts (it cannot be shown not to).
 
@@ -189,10 +190,7 @@ impl HotKeys {
     /// (`None`: deleting it): dirty until applied.
     pub fn commit(&mut self, hash: u64, key: StateBytes, value: Option<StateBytes>, seq: u64) {
         let added = size(&key, &value);
-        match self
-            .entries
-            .find_mut(hash, |entry| same_key(&entry.key, &key))
-        {
+        match self.entries.find_mut(hash, |e| same_key(&e.key, &key)) {
             Some(entry) => {
                 if entry.dirty() {
                     self.dirty_bytes -= entry.size();
@@ -247,7 +245,9 @@ impl HotKeys {
     /// The dirty values are in the partition now (commits through `seq`).
     pub fn applied(&mut self, seq: u64) {
         for key in std::mem::take(&mut self.dirty) {
-            let entry = self.entries.find_mut(key_hash(&key), |e| e.key == key);
+            let entry = self
+                .entries
+                .find_mut(key_hash(&key), |e| same_key(&e.key, &key));
             if let Some(entry) = entry {
                 entry.seq_dirty &= !DIRTY;
             }

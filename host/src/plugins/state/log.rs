@@ -15,36 +15,6 @@ use super::limits::StateError;
 /// The size past which a record is closed and the next one begun.
 pub const RECORD_BYTES: usize = 4 << 20;
 
-/// Appends one commit's section to `out`: plugin `plugin`'s `changes`,
-/// keys with their new values (`None`: deleted).
-fn encode_section<'a>(
-    out: &mut Vec<u8>,
-    plugin: &str,
-    changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
-) {
-    let (mut count, mut size) = (0u32, 6 + plugin.len());
-    for (key, value) in changes.clone() {
-        count += 1;
-        size += 7 + key.len() + value.map_or(0, <[u8]>::len);
-    }
-    out.reserve(size);
-    out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
-    out.extend_from_slice(plugin.as_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
-    for (key, value) in changes {
-        out.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        out.extend_from_slice(key);
-        match value {
-            None => out.push(0),
-            Some(value) => {
-                out.push(1);
-                out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-                out.extend_from_slice(value);
-            }
-        }
-    }
-}
-
 /// Builds a group's records.
 #[derive(Debug, Default)]
 pub struct RecordWriter {
@@ -60,7 +30,28 @@ impl RecordWriter {
         plugin: &str,
         changes: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + Clone,
     ) {
-        encode_section(&mut self.open, plugin, changes);
+        let out = &mut self.open;
+        let (mut count, mut size) = (0u32, 6 + plugin.len());
+        for (key, value) in changes.clone() {
+            count += 1;
+            size += 7 + key.len() + value.map_or(0, <[u8]>::len);
+        }
+        out.reserve(size);
+        out.extend_from_slice(&(plugin.len() as u16).to_le_bytes());
+        out.extend_from_slice(plugin.as_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        for (key, value) in changes {
+            out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+            out.extend_from_slice(key);
+            match value {
+                None => out.push(0),
+                Some(value) => {
+                    out.push(1);
+                    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+                    out.extend_from_slice(value);
+                }
+            }
+        }
         if self.open.len() >= RECORD_BYTES {
             self.closed.push(std::mem::take(&mut self.open));
         }
@@ -160,12 +151,9 @@ mod tests {
 
     #[test]
     fn a_truncated_record_is_an_error_not_a_panic() {
-        let mut record = Vec::new();
-        encode_section(
-            &mut record,
-            "p",
-            [(&b"key"[..], Some(&b"value"[..]))].into_iter(),
-        );
+        let mut writer = RecordWriter::default();
+        writer.section("p", [(&b"key"[..], Some(&b"value"[..]))].into_iter());
+        let record = writer.finish().remove(0);
         for cut in 0..record.len() {
             let result = read_record(&record[..cut], |_, _, _| Ok(()));
             assert!(cut == 0 || result.is_err(), "cut at {cut}");
