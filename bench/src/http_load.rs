@@ -49,9 +49,12 @@ pub fn pub_request(topic: &str, size: usize) -> Vec<u8> {
 /// `POST /mpub?topic=TOPIC` with `count` bodies of `size` bytes, one per
 /// line (nsqd's text form).
 pub fn mpub_request(topic: &str, size: usize, count: usize) -> Vec<u8> {
-    let line = vec![b'x'; size];
-    let body = vec![line; count].join(&b'\n');
-    post(&format!("/mpub?topic={topic}"), &body)
+    post(&format!("/mpub?topic={topic}"), &mpub_body(size, count))
+}
+
+/// The body of an `/mpub` of `count` bodies of `size` bytes, one per line.
+pub fn mpub_body(size: usize, count: usize) -> Vec<u8> {
+    vec![vec![b'x'; size]; count].join(&b'\n')
 }
 
 /// A whole `POST` request for `path` with `body`.

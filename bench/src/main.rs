@@ -30,6 +30,7 @@ use anyhow::Context;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
+mod external_clients;
 mod guests;
 mod http_load;
 mod memory;

@@ -216,13 +216,19 @@ pub(crate) fn post(http: &SocketAddr, path: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// GET /plugins, parsed.
-fn plugins(http: &SocketAddr) -> anyhow::Result<serde_json::Value> {
-    let body = ureq::get(&format!("http://{http}/plugins"))
-        .call()?
+/// `GET path` (with its query), parsed as JSON.
+pub(crate) fn get_json(http: &SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let body = ureq::get(&format!("http://{http}{path}"))
+        .call()
+        .with_context(|| format!("GET {path}"))?
         .body_mut()
         .read_to_string()?;
     Ok(serde_json::from_str(&body)?)
+}
+
+/// GET /plugins, parsed.
+fn plugins(http: &SocketAddr) -> anyhow::Result<serde_json::Value> {
+    get_json(http, "/plugins")
 }
 
 /// One plugin's entry in GET /plugins.

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::tool_rows::{Target, is_tool_row, tool_row};
 use super::{SINGLE_ROUND_TRIPS, VersusArgs};
 use crate::http_load;
 use crate::plugin::unique;
@@ -128,6 +129,7 @@ pub(super) async fn broker_row(
             tokio::time::sleep(Duration::from_millis(500)).await;
             Ok(resident_bytes(broker.pid)? as f64 / 1e6)
         }
+        id if is_tool_row(id) => tool_row(id, args, workload, broker, &topic, Target::Broker).await,
         other => anyhow::bail!("no row {other}"),
     }
 }

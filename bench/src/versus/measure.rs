@@ -6,6 +6,7 @@ use super::broker_rows::{Broker, broker_row};
 use super::figure::{Figure, NO_FIGURE, figure};
 use super::plugin_rows::{plugin_latency, start_trivial};
 use super::rows::Setup;
+use super::tool_rows::{Target, is_tool_row, tool_row};
 use crate::nsqd::Nsqd;
 use crate::ok_server::{OkServer, Protocol};
 use crate::plugin::tokio_nsq_drain;
@@ -94,19 +95,26 @@ pub(super) async fn measure(
     Ok((figures[0], figures[1]))
 }
 
-/// The PUB and /pub rows measured against an [`OkServer`] (one that only
-/// answers OK) with the same client, right after the brokers; `None` for
-/// the other rows.
+/// The round-trip rows and the rows of outside clients measured against an
+/// [`OkServer`] (one that only answers OK, or streams one message) with the
+/// same client, right after the brokers; `None` for the other rows.
 pub(super) async fn measure_ok_server(
     id: &str,
     args: &VersusArgs,
     workload: &Workload,
 ) -> anyhow::Result<Option<f64>> {
     let protocol = match id {
-        "tcp_pub" | "tcp_pub_sleeping" | "tcp_pub_pipelined" | "tcp_pub_pipelined_write_each" => {
-            Protocol::NsqPub
+        "tcp_pub"
+        | "tcp_pub_sleeping"
+        | "tcp_pub_pipelined"
+        | "tcp_pub_pipelined_write_each"
+        | "bench_writer" => Protocol::NsqPub,
+        "bench_reader" => Protocol::NsqSub {
+            body_size: workload.size,
+        },
+        "http_pub" | "http_pub_sleeping" | "ab_pub_c1" | "ab_pub_c4" | "ab_mpub_c4" => {
+            Protocol::Http
         }
-        "http_pub" | "http_pub_sleeping" => Protocol::Http,
         _ => return Ok(None),
     };
     let server = OkServer::start(protocol)?;
@@ -116,5 +124,9 @@ pub(super) async fn measure_ok_server(
         http: at,
         pid: std::process::id(),
     };
-    Ok(Some(broker_row(id, args, workload, &broker).await?))
+    Ok(Some(if is_tool_row(id) {
+        tool_row(id, args, workload, &broker, "ok_server", Target::OkServer).await?
+    } else {
+        broker_row(id, args, workload, &broker).await?
+    }))
 }

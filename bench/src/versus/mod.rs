@@ -3,8 +3,8 @@
 //!
 //! Each round of each row starts fresh brokers (so no row inherits another's
 //! queues or memory), measures wasqd and its baseline one after the other,
-//! alternating which goes first, and the medians of `--rounds` rounds give
-//! the ratio. The baseline is nsqd, except for the plugin row that compares
+//! alternating which goes first, and the median of the `--rounds` rounds'
+//! ratios is the row's ratio. The baseline is nsqd, except for the plugin row that compares
 //! with a tokio-nsq consumer on the same wasqd. Besides the table, each
 //! row prints one `BENCH {json}` line for scripts.
 
@@ -15,6 +15,7 @@ mod plugin_rows;
 mod rows;
 mod spinners;
 mod summary;
+mod tool_rows;
 
 use std::path::PathBuf;
 
@@ -25,16 +26,29 @@ use figure::both_figures;
 use measure::{measure, measure_ok_server};
 use rows::{ROWS, Row};
 use spinners::Spinners;
-use summary::{Summary, format_value};
+use summary::{Summary, format_value, times_better};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct VersusArgs {
     /// the nsqd binary to compare with (built from NSQ's source; see bench/README.md)
     #[arg(long)]
     pub nsqd: PathBuf,
-    /// rounds per row (the median is reported)
+    /// rounds per row (the median of per-round ratios is reported)
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// NSQ's bench_writer (built from NSQ v1.3.0's source); default: beside --nsqd
+    #[arg(long)]
+    pub bench_writer: Option<PathBuf>,
+    /// NSQ's bench_reader; default: beside --nsqd
+    #[arg(long)]
+    pub bench_reader: Option<PathBuf>,
+    /// ApacheBench (Debian's apache2-utils)
+    #[arg(long, default_value = "ab")]
+    pub ab: PathBuf,
+    /// how long bench_writer and ab run per figure (bench_reader: half of
+    /// it, so that the backlog bench_writer left lasts)
+    #[arg(long, default_value_t = 5)]
+    pub tool_seconds: u64,
     /// only these rows (ids as printed), comma-separated
     #[arg(long, value_delimiter = ',')]
     pub rows: Vec<String>,
@@ -118,9 +132,10 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("row {}, round {}: OK server", row.id, round + 1))?;
             println!(
-                "  round {}: {}{}",
+                "  round {}: {}  ratio {:.2}x{}",
                 round + 1,
                 both_figures(a, row.baseline, b),
+                times_better(row.better, a.value, b.value),
                 match ok_server {
                     Some(c) => format!("  do-nothing OK server {}", format_value(c)),
                     None => String::new(),
@@ -141,8 +156,10 @@ pub async fn run(args: VersusArgs, workload: &Workload) -> anyhow::Result<()> {
         println!("BENCH {}", summary.json());
         results.push(summary);
     }
-    println!("\n| row | wasqd | baseline | ratio | target | met | of do-nothing | max steal |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "\n| row | wasqd | baseline | ratio | target | met | do-nothing server | its ratio | wasqd of it | max steal |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for summary in &results {
         println!("{}", summary.markdown());
     }

@@ -106,6 +106,31 @@ pub(super) const ROWS: &[Row] = &[
         "spilling (--mem-queue-size 10000): consume, 4 connections",
         2.0,
     ),
+    throughput(
+        "bench_writer",
+        "NSQ's bench_writer --size=200 --batch-size=200 (its defaults: a connection per CPU, one MPUB in flight on each), memory queue, a channel present",
+        2.0,
+    ),
+    throughput(
+        "bench_reader",
+        "NSQ's bench_reader --size=200 (its defaults: RDY 2500, a connection per CPU) on the backlog bench_writer left",
+        2.0,
+    ),
+    throughput(
+        "ab_pub_c1",
+        "ApacheBench ab -k -c 1: HTTP /pub of 200 B on one keep-alive connection",
+        3.0,
+    ),
+    throughput(
+        "ab_pub_c4",
+        "ApacheBench ab -k -c 4: HTTP /pub of 200 B on four keep-alive connections",
+        2.0,
+    ),
+    throughput(
+        "ab_mpub_c4",
+        "ApacheBench ab -k -c 4: HTTP /mpub of 200 x 200 B (messages per second)",
+        2.0,
+    ),
     Row {
         id: "plugin_drain",
         what: "trivial plugin (FIN only) draining the backlog vs nsqd consumers draining it",
