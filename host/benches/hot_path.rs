@@ -107,7 +107,7 @@ fn channel_put_take_finish(c: &mut Criterion) {
             },
             |batch| {
                 assert!(
-                    channel.put(&batch).is_empty(),
+                    channel.put(batch).is_empty(),
                     "in memory: nothing to wait for"
                 );
                 let taken = channel.take(&client, BATCH, Duration::from_secs(60), 0);

@@ -306,18 +306,22 @@ impl Broker {
     /// arrived in ([`message::owned_body`]), and the time of this call:
     /// one clock read per publish, not per message (an MPUB's messages
     /// arrived together; the clock was 2 % of an HTTP /mpub's time).
-    pub fn publish<B: AsRef<[u8]>>(
+    pub fn publish<I>(
         &self,
         topic_name: &str,
-        bodies: &[B],
+        bodies: I,
         defer: Duration,
-    ) -> Result<PendingSync, PublishError> {
+    ) -> Result<PendingSync, PublishError>
+    where
+        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+    {
         let timestamp = message::now_nanos();
+        let bodies = bodies.into_iter();
+        let ids = self.ids.next_ids(bodies.len());
         let messages: Vec<Message> = bodies
-            .iter()
-            .map(|body| {
-                let body = message::owned_body(body.as_ref());
-                Message::published_at(self.ids.next_id(), timestamp, body)
+            .zip(ids)
+            .map(|(body, id)| {
+                Message::published_at(id, timestamp, message::owned_body(body.as_ref()))
             })
             .collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
@@ -333,12 +337,15 @@ impl Broker {
 
     /// [`Broker::publish`], returning once the messages are as safe as a
     /// PUB's OK says (fsynced in durable mode).
-    pub async fn publish_and_wait<B: AsRef<[u8]>>(
+    pub async fn publish_and_wait<I>(
         &self,
         topic_name: &str,
-        bodies: &[B],
+        bodies: I,
         defer: Duration,
-    ) -> Result<(), PublishError> {
+    ) -> Result<(), PublishError>
+    where
+        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+    {
         let pending = self.publish(topic_name, bodies, defer)?;
         Ok(pending.wait().await?)
     }

@@ -112,11 +112,11 @@ fn hand_on(topic: &Topic, batch: ReadBatch) -> Option<(PendingSync, Vec<Location
         match stored.due_unix_nanos {
             Some(due) if due > now => {
                 let due = Some(due_from_unix_nanos(due));
-                pending.extend([fan_out(state.channels.values(), &[stored.message], due)]);
+                pending.extend([fan_out(state.channels.values(), vec![stored.message], due)]);
             }
             _ => immediate.push(stored.message),
         }
     }
-    pending.extend([fan_out(state.channels.values(), &immediate, None)]);
+    pending.extend([fan_out(state.channels.values(), immediate, None)]);
     Some((pending, locations))
 }

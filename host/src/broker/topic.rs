@@ -128,7 +128,7 @@ impl Topic {
         if state.channels.is_empty() || self.is_paused() || state.disk_waiting() {
             Ok(self.hold(&mut state, messages, due))
         } else {
-            Ok(fan_out(state.channels.values(), &messages, due))
+            Ok(fan_out(state.channels.values(), messages, due))
         }
     }
 
@@ -389,14 +389,23 @@ impl TopicState {
 /// Gives each channel its copy of `messages` (bodies shared, not copied).
 pub(super) fn fan_out<'a>(
     channels: impl Iterator<Item = &'a Arc<Channel>>,
-    messages: &[Message],
+    mut messages: Vec<Message>,
     due: Option<Instant>,
 ) -> PendingSync {
     let mut pending = PendingSync::default();
-    for channel in channels {
+    let mut channels = channels.peekable();
+    while let Some(channel) = channels.next() {
+        // The last channel takes the messages themselves: a body's first
+        // clone allocates its shared count, which a topic with one channel
+        // (the common case) so never pays.
+        let theirs = if channels.peek().is_some() {
+            messages.clone()
+        } else {
+            std::mem::take(&mut messages)
+        };
         pending.extend([match due {
-            Some(due) if due > Instant::now() => channel.put_deferred(messages, due),
-            _ => channel.put(messages),
+            Some(due) if due > Instant::now() => channel.put_deferred(theirs, due),
+            _ => channel.put(theirs),
         }]);
     }
     pending
@@ -413,13 +422,13 @@ fn drain_backlog(state: &mut TopicState) {
         match held.due {
             Some(due) => pending.extend([fan_out(
                 state.channels.values(),
-                std::slice::from_ref(&held.message),
+                vec![held.message],
                 Some(due),
             )]),
             None => immediate.push(held.message),
         }
     }
-    pending.extend([fan_out(state.channels.values(), &immediate, None)]);
+    pending.extend([fan_out(state.channels.values(), immediate, None)]);
     if !pending.is_empty()
         && let Ok(runtime) = tokio::runtime::Handle::try_current()
     {

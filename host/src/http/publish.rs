@@ -127,7 +127,7 @@ pub async fn multi_publish(
         let limits = Limits::from_options(options);
         // nsqd answers binary-mode errors with 413 and the code minus "E_".
         let messages = parse_mpub_body(body, &limits).map_err(|e| too_big(&e.code[2..]))?;
-        publish_and_wait(broker, topic, &messages, Duration::ZERO).await
+        publish_and_wait(broker, topic, messages.iter(), Duration::ZERO).await
     } else {
         let messages = split_lines(&body, options.max_msg_size)?;
         publish_and_wait(broker, topic, &messages, Duration::ZERO).await
@@ -138,12 +138,10 @@ pub async fn multi_publish(
 /// configuration promises (after the group fsync in durable mode). A topic
 /// being deleted is nsqd's 503 EXITING; a storage failure (disk full,
 /// permissions) is a 500 naming the cause, and is logged.
-async fn publish_and_wait<B: AsRef<[u8]>>(
-    broker: &Broker,
-    topic: &str,
-    bodies: &[B],
-    defer: Duration,
-) -> ApiResult {
+async fn publish_and_wait<I>(broker: &Broker, topic: &str, bodies: I, defer: Duration) -> ApiResult
+where
+    I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+{
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(topic, error = %e, "HTTP: publish failed");
         ApiError::new(

@@ -65,7 +65,7 @@ pub enum Command {
     },
     Mpub {
         topic: String,
-        bodies: Vec<Bytes>,
+        bodies: MpubBodies,
     },
     Dpub {
         topic: String,
@@ -342,45 +342,99 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
     Parser::new(*limits).parse(buf, &Open)
 }
 
+/// MPUB's messages, each a span of the one body they arrived in: a
+/// `Bytes` per message would count a reference up and down for each of
+/// them, and they are copied out as they are published anyway
+/// (`broker::message::owned_body`).
+#[derive(Debug, Clone, Default)]
+pub struct MpubBodies {
+    body: Bytes,
+    spans: Vec<(usize, usize)>,
+}
+
+impl MpubBodies {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.spans
+            .iter()
+            .map(|&(start, end)| &self.body[start..end])
+    }
+}
+
+impl PartialEq for MpubBodies {
+    fn eq(&self, other: &MpubBodies) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for MpubBodies {}
+
+/// The bodies laid end to end in one buffer, as an MPUB would bring them.
+impl<T: AsRef<[u8]>> FromIterator<T> for MpubBodies {
+    fn from_iter<I: IntoIterator<Item = T>>(bodies: I) -> MpubBodies {
+        let mut body = Vec::new();
+        let mut spans = Vec::new();
+        for one in bodies {
+            let start = body.len();
+            body.extend_from_slice(one.as_ref());
+            spans.push((start, body.len()));
+        }
+        MpubBodies {
+            body: body.into(),
+            spans,
+        }
+    }
+}
+
 /// Parses MPUB's body: `[count u32]` then `[size u32][bytes]` per message,
 /// with nsqd's error codes. Also used by HTTP /mpub?binary=true.
-pub fn parse_mpub_body(mut body: Bytes, limits: &Limits) -> Result<Vec<Bytes>, ClientError> {
+pub fn parse_mpub_body(body: Bytes, limits: &Limits) -> Result<MpubBodies, ClientError> {
     if body.len() < 4 {
         return Err(ClientError::fatal(
             "E_BAD_BODY",
             "MPUB failed to read message count",
         ));
     }
-    let count = body.get_i32();
+    let count = read_i32(&body);
     check_mpub_count(count, limits)?;
-    let mut messages = Vec::with_capacity(count as usize);
+    let mut spans = Vec::with_capacity(count as usize);
+    let mut at = 4;
     for i in 0..count {
-        if body.len() < 4 {
+        if body.len() - at < 4 {
             return Err(ClientError::fatal(
                 "E_BAD_MESSAGE",
                 format!("MPUB failed to read message({i}) body size"),
             ));
         }
-        let size = body.get_i32();
+        let size = read_i32(&body[at..]);
         check_mpub_message_size(i, size, limits)?;
-        if body.len() < size as usize {
+        at += 4;
+        if body.len() - at < size as usize {
             return Err(ClientError::fatal(
                 "E_BAD_MESSAGE",
                 "MPUB failed to read message body",
             ));
         }
-        messages.push(body.split_to(size as usize));
+        spans.push((at, at + size as usize));
+        at += size as usize;
     }
-    if !body.is_empty() {
+    if at != body.len() {
         return Err(ClientError::fatal(
             "E_BAD_BODY",
             format!(
                 "MPUB body has {} bytes beyond its {count} messages",
-                body.len()
+                body.len() - at
             ),
         ));
     }
-    Ok(messages)
+    Ok(MpubBodies { body, spans })
 }
 
 fn topic_param(
@@ -659,7 +713,7 @@ mod tests {
             commands[0],
             Command::Mpub {
                 topic: "t".into(),
-                bodies: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"c")]
+                bodies: [&b"ab"[..], b"c"].into_iter().collect()
             }
         );
 

@@ -346,13 +346,13 @@ impl Connection {
         no_suspend(match command {
             Command::Identify(body) => return self.identify(&body),
             Command::Auth(body) => return self.auth(&body),
-            Command::Pub { topic, body } => self.publish("PUB", &topic, vec![body], 0),
-            Command::Mpub { topic, bodies } => self.publish("MPUB", &topic, bodies, 0),
+            Command::Pub { topic, body } => self.publish("PUB", &topic, [body], 0),
+            Command::Mpub { topic, bodies } => self.publish("MPUB", &topic, bodies.iter(), 0),
             Command::Dpub {
                 topic,
                 defer_ms,
                 body,
-            } => self.publish("DPUB", &topic, vec![body], defer_ms),
+            } => self.publish("DPUB", &topic, [body], defer_ms),
             Command::Line(verb, params) => match verb {
                 Verb::Sub => self.subscribe(&params),
                 Verb::Rdy => self.ready(&params),

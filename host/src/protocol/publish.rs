@@ -3,31 +3,33 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::connection::Connection;
 use super::error::ClientError;
 use crate::broker::topic::PublishError;
 use wasq_wire::frame;
 
 impl Connection {
-    pub(super) fn publish(
+    pub(super) fn publish<I>(
         &mut self,
         command: &'static str,
         topic: &str,
-        bodies: Vec<Bytes>,
+        bodies: I,
         defer_ms: i64,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), ClientError>
+    where
+        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+    {
         if command != "MPUB" {
             // nsqd authorizes PUB and DPUB once their body is read (MPUB
             // was authorized before its body, in `command`).
             self.check_auth(command, topic, "")?;
         }
+        let bodies = bodies.into_iter();
         let count = bodies.len() as u64;
         let defer = Duration::from_millis(defer_ms.max(0) as u64);
         let pending = self
             .broker
-            .publish(topic, &bodies, defer)
+            .publish(topic, bodies, defer)
             .map_err(|e| publish_failed(command, topic, &e))?;
         self.client.record_published(topic, count);
         self.respond_after_sync(frame::OK, pending, command, topic);

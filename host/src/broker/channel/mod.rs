@@ -146,9 +146,11 @@ impl Channel {
     /// disk, the rest to disk. An ephemeral channel drops what does not
     /// fit, as nsqd does. Answer the publisher only once the returned
     /// writes are done (written, and fsynced in durable mode).
-    pub fn put(&self, messages: &[Message]) -> PendingSync {
+    pub fn put(&self, messages: impl Into<Vec<Message>>) -> PendingSync {
+        let mut messages = messages.into();
         let mut pending = PendingSync::default();
-        if messages.is_empty() {
+        let count = messages.len() as u64;
+        if count == 0 {
             return pending;
         }
         let (had_nothing, written) = {
@@ -156,13 +158,14 @@ impl Channel {
             let had_nothing = state.ready.is_empty() && state.backing.is_empty();
             let older = !state.backing.is_empty();
             let room = memory_room(self.memory_limit, state.ready.len(), older);
-            let (memory, rest) = messages.split_at(room.min(messages.len()));
-            state.ready.extend(memory.iter().map(Queued::copy_of));
-            let written = state.backing.append(rest, None);
+            let rest = messages.split_off(room.min(messages.len()));
+            state
+                .ready
+                .extend(messages.into_iter().map(Queued::published));
+            let written = state.backing.append(&rest, None);
             (had_nothing, written)
         };
-        self.message_count
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        self.message_count.fetch_add(count, Ordering::Relaxed);
         if had_nothing {
             self.messages_ready.notify_waiters();
         }
@@ -172,7 +175,9 @@ impl Channel {
 
     /// Holds messages back until `due` (DPUB). In durable mode
     /// (`--mem-queue-size=0`) they go to disk with their due time.
-    pub fn put_deferred(&self, messages: &[Message], due: Instant) -> PendingSync {
+    pub fn put_deferred(&self, messages: impl Into<Vec<Message>>, due: Instant) -> PendingSync {
+        let messages = messages.into();
+        let count = messages.len() as u64;
         let mut pending = PendingSync::default();
         let had_nothing = {
             let mut state = self.state.lock();
@@ -180,17 +185,20 @@ impl Channel {
             // Only a durable queue has no memory (an ephemeral one keeps
             // EPHEMERAL_MIN_MEMORY).
             if self.memory_limit == 0 {
-                pending.extend(state.backing.append(messages, Some(due_to_unix_nanos(due))));
+                pending.extend(
+                    state
+                        .backing
+                        .append(&messages, Some(due_to_unix_nanos(due))),
+                );
             } else {
                 for message in messages {
-                    state.deferred.push(due, Queued::copy_of(message));
+                    state.deferred.push(due, Queued::published(message));
                 }
                 self.schedule_timer(&mut state, due);
             }
             had_nothing
         };
-        self.message_count
-            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        self.message_count.fetch_add(count, Ordering::Relaxed);
         // On disk, a deferred message sits in the queue a consumer reads
         // (and moves aside when it is not due): a waiting consumer must
         // look, or later messages queued behind it would never wake it.
@@ -374,10 +382,10 @@ struct Queued {
 }
 
 impl Queued {
-    /// The channel's own copy of a published message (not on its disk).
-    fn copy_of(message: &Message) -> Queued {
+    /// A published message, the channel's own (not on its disk).
+    fn published(message: Message) -> Queued {
         Queued {
-            message: message.clone(),
+            message,
             disk: None,
         }
     }

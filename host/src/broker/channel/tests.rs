@@ -148,7 +148,7 @@ async fn a_disk_backlog_is_read_back_in_order_off_the_lock() {
     let channel = Channel::new("t", "c", &durable(dir.path()));
     let c = client(1);
     channel
-        .put(&(1..=5).map(message).collect::<Vec<_>>())
+        .put((1..=5).map(message).collect::<Vec<_>>())
         .wait()
         .await
         .unwrap();
