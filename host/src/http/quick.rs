@@ -115,6 +115,12 @@ impl AsyncRead for QuickStream {
                 this.yielding = None;
                 return Poll::Pending;
             }
+            if this.yielding.is_none() {
+                // Lets a thread waiting for this CPU (the client, on a
+                // machine with few cores) run first: a spin only uses time
+                // nobody else wants.
+                std::thread::yield_now();
+            }
             let yielding = this
                 .yielding
                 .get_or_insert_with(|| Box::pin(tokio::task::yield_now()));

@@ -268,6 +268,10 @@ impl Connection {
     async fn read_if_quick(&mut self) -> Option<std::io::Result<usize>> {
         let until = Instant::now() + QUICK_SPIN;
         loop {
+            // Lets a thread waiting for this CPU (the client, on a machine
+            // with few cores) run first: a spin only uses time nobody
+            // else wants.
+            std::thread::yield_now();
             tokio::task::yield_now().await;
             let read = std::pin::pin!(self.transport.read(&mut self.read_buf));
             let mut look = std::task::Context::from_waker(std::task::Waker::noop());
