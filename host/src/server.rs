@@ -150,17 +150,15 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         ));
     }
     if let (Some(listener), Some(acceptor)) = (https_listener, security.tls.clone()) {
-        let listener = http::https::TlsListener::new(listener, acceptor, shutdown.clone())?;
-        let state = state.clone();
-        let https_shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve_https(listener, state, https_shutdown).await {
-                tracing::error!(error = %e, "HTTPS server failed");
-            }
-        }));
+        tasks.push(http::spawn_serve(
+            listener,
+            state.clone(),
+            shutdown.clone(),
+            http::Scheme::Https(acceptor),
+        )?);
     }
     let http_shutdown = shutdown.clone();
-    let http_task = http::spawn_serve(http_listener, state, http_shutdown)?;
+    let http_task = http::spawn_serve(http_listener, state, http_shutdown, http::Scheme::Http)?;
     if let Some(path) = ready_file {
         let mut listening = wasq_nsq::ready::Listening::from([
             ("tcp".to_string(), addresses.tcp),

@@ -1,50 +1,45 @@
 //! The HTTPS listener (`--https-address`): the same API over TLS, and what
 //! a handler learns about the connection it serves ([`Peer`]).
 //!
-//! Handshakes run in their own tasks, so a client that stalls in one
-//! (or never finishes) holds up nobody else's connection.
+//! It runs on threads of its own as plain HTTP does (one per CPU,
+//! [`super::threads`]), and its connections look for a quick client's next
+//! request the same way ([`QuickStream`]). Handshakes run in their own
+//! tasks, so a client that stalls in one (or never finishes) holds up
+//! nobody else's connection.
 
 use std::net::SocketAddr;
 
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use super::quick::QuickListener;
+use super::quick::{QuickListener, QuickStream};
 use crate::protocol::transport::TLS_HANDSHAKE_TIMEOUT;
 
 /// Connections whose TLS handshake is done, handed to axum in turn.
 pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    ready: mpsc::Receiver<(TlsStream<QuickStream>, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl TlsListener {
-    /// Accepts on `listener` until `shutdown`, handshaking with `acceptor`.
+    /// Handshakes with `acceptor` on the connections `inner` hands over
+    /// (an HTTPS thread's share, [`super::threads`]) until `shutdown`.
     pub fn new(
-        listener: TcpListener,
+        mut inner: QuickListener,
         acceptor: TlsAcceptor,
         shutdown: CancellationToken,
-    ) -> std::io::Result<TlsListener> {
-        let local = listener.local_addr()?;
+    ) -> TlsListener {
+        let local = inner.address();
         let (sender, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let accepted = tokio::select! {
+                let (stream, remote) = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let (stream, remote) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        tracing::error!(error = %e, "HTTPS: accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
+                    accepted = Listener::accept(&mut inner) => accepted,
                 };
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
@@ -64,12 +59,12 @@ impl TlsListener {
                 });
             }
         });
-        Ok(TlsListener { ready, local })
+        TlsListener { ready, local }
     }
 }
 
 impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<QuickStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -31,7 +31,7 @@ use crate::plugins::PluginHost;
 use crate::security::Security;
 use https::{Peer, TlsListener};
 use quick::QuickListener;
-pub use threads::spawn_serve;
+pub use threads::{Scheme, spawn_serve};
 
 /// Changes the process's log level (PUT /config/log_level).
 pub type LogControl = Arc<dyn Fn(LogLevel) -> Result<(), String> + Send + Sync>;
@@ -104,27 +104,34 @@ async fn serve(
     } else {
         router(state)
     };
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        main,
-        threads::in_main_runtime,
-    ));
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// Serves the same API over TLS (`--https-address`) until `shutdown`.
-pub async fn serve_https(
-    listener: TlsListener,
-    state: AppState,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(state).into_make_service_with_connect_info::<Peer>(),
+        in_main_runtime(app, main).into_make_service_with_connect_info::<Peer>(),
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await
+}
+
+async fn serve_https(
+    listener: TlsListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    main: tokio::runtime::Handle,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        in_main_runtime(router(state), main).into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
+}
+
+/// `app` with every handler run in the main runtime ([`threads::in_main_runtime`]).
+fn in_main_runtime(app: Router, main: tokio::runtime::Handle) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(
+        main,
+        threads::in_main_runtime,
+    ))
 }
 
 /// nsqd's answer on plain HTTP when TLS is required (its exact bytes).

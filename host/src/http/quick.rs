@@ -28,6 +28,11 @@ impl QuickListener {
     pub fn new(incoming: mpsc::UnboundedReceiver<Accepted>, local: SocketAddr) -> QuickListener {
         QuickListener { incoming, local }
     }
+
+    /// The address of the listening socket.
+    pub fn address(&self) -> SocketAddr {
+        self.local
+    }
 }
 
 impl Listener for QuickListener {

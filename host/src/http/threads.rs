@@ -1,6 +1,6 @@
-//! The plain HTTP API's threads: one single-thread Tokio runtime per CPU,
-//! each serving the connections an acceptor on the main runtime hands it in
-//! turn.
+//! The HTTP and HTTPS API's threads: one single-thread Tokio runtime per
+//! CPU for each listener, each serving the connections an acceptor on the
+//! main runtime hands it in turn (over TLS: handshaking them first).
 //!
 //! Why single-thread runtimes: hyper hands a request's body to the handler
 //! through a channel inside the connection's task, and the handler asking
@@ -30,17 +30,36 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
+use super::https::TlsListener;
 use super::quick::QuickListener;
+use tokio_rustls::TlsAcceptor;
 
 /// A connection handed from the acceptor to an HTTP thread.
 pub type Accepted = (std::net::TcpStream, SocketAddr);
 
-/// Serves the plain HTTP API on [`http_threads`] threads until `shutdown`;
-/// the returned task (on the calling runtime) ends when all have stopped.
+/// What an HTTP thread speaks to its connections.
+#[derive(Clone)]
+pub enum Scheme {
+    Http,
+    Https(TlsAcceptor),
+}
+
+impl Scheme {
+    fn name(&self) -> &'static str {
+        match self {
+            Scheme::Http => "HTTP",
+            Scheme::Https(_) => "HTTPS",
+        }
+    }
+}
+
+/// Serves the API on [`http_threads`] threads until `shutdown`; the
+/// returned task (on the calling runtime) ends when all have stopped.
 pub fn spawn_serve(
     mut listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    scheme: Scheme,
 ) -> io::Result<tokio::task::JoinHandle<()>> {
     let main = tokio::runtime::Handle::current();
     let local = listener.local_addr()?;
@@ -57,13 +76,23 @@ pub fn spawn_serve(
             .build()?;
         let (done, wait_done) = oneshot::channel::<()>();
         let (state, shutdown, main) = (state.clone(), shutdown.clone(), main.clone());
+        let scheme = scheme.clone();
         std::thread::Builder::new()
-            .name(format!("http-{index}"))
+            .name(format!("{}-{index}", scheme.name().to_lowercase()))
             .spawn(move || {
+                let name = scheme.name();
                 let listener = QuickListener::new(incoming, local);
-                let served = runtime.block_on(super::serve(listener, state, shutdown, main));
+                let served = runtime.block_on(async move {
+                    match scheme {
+                        Scheme::Http => super::serve(listener, state, shutdown, main).await,
+                        Scheme::Https(acceptor) => {
+                            let listener = TlsListener::new(listener, acceptor, shutdown.clone());
+                            super::serve_https(listener, state, shutdown, main).await
+                        }
+                    }
+                });
                 if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP server failed");
+                    tracing::error!(error = %e, "{name} server failed");
                 }
                 let _ = done.send(());
             })?;
@@ -82,7 +111,7 @@ pub fn spawn_serve(
             let stream = match stream.into_std() {
                 Ok(stream) => stream,
                 Err(e) => {
-                    tracing::warn!(peer = %address, error = %e, "cannot hand an HTTP connection to a thread");
+                    tracing::warn!(peer = %address, error = %e, "cannot hand an {} connection to a thread", scheme.name());
                     continue;
                 }
             };
