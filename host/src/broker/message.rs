@@ -29,6 +29,38 @@ pub fn owned_body(body: &[u8]) -> Bytes {
     Bytes::copy_from_slice(body)
 }
 
+/// A published body, becoming the broker's own ([`owned_body`]): slices of
+/// a larger buffer are copied out; a `Vec` made for this one body (a
+/// plugin's publish, read out of its memory) is kept as it is, so that
+/// body is copied once, not twice.
+pub trait IntoBody {
+    fn into_body(self) -> Bytes;
+}
+
+impl<T: AsRef<[u8]> + ?Sized> IntoBody for &T {
+    fn into_body(self) -> Bytes {
+        owned_body(self.as_ref())
+    }
+}
+
+impl IntoBody for Bytes {
+    fn into_body(self) -> Bytes {
+        owned_body(&self)
+    }
+}
+
+impl IntoBody for Vec<u8> {
+    fn into_body(self) -> Bytes {
+        // A few spare bytes are kept; a buffer much larger than its body
+        // is not (the same reason as `owned_body`).
+        if self.capacity() - self.len() <= self.len() / 8 {
+            Bytes::from(self)
+        } else {
+            owned_body(&self)
+        }
+    }
+}
+
 /// Makes unique message ids without a lock, laid out as nsqd's: a
 /// timestamp in 2^20-nanosecond units since nsqd's epoch (42 bits), the
 /// node id (`--node-id`, 10 bits) and a sequence (12 bits), written as 16
@@ -139,6 +171,19 @@ mod tests {
         assert_eq!(&body[..], &buffer[100..300]);
         // The buffer's only owner is `buffer`: the body holds none of it.
         assert!(buffer.is_unique());
+    }
+
+    #[test]
+    fn a_vec_made_for_its_body_is_kept_and_a_roomy_one_copied() {
+        let exact = vec![1u8; 200];
+        let at = exact.as_ptr();
+        assert_eq!(exact.into_body().as_ptr(), at);
+        let mut roomy = Vec::with_capacity(4096);
+        roomy.extend_from_slice(&[2u8; 200]);
+        let at = roomy.as_ptr();
+        let body = roomy.into_body();
+        assert_ne!(body.as_ptr(), at);
+        assert_eq!(&body[..], &[2u8; 200][..]);
     }
 
     #[test]

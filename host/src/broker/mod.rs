@@ -55,7 +55,7 @@ use crate::config::{LogLevel, Options};
 use channel::consumers::JoinError;
 use channel::{Channel, Exiting};
 use client::{Client, ClientStats};
-use message::{IdGenerator, Message};
+use message::{IdGenerator, IntoBody, Message};
 use queues::{Cleared, QueueSettings};
 use topic::{PublishError, Topic, TopicStats};
 use wasq_storage::{DiskStore, PendingSync};
@@ -313,16 +313,14 @@ impl Broker {
         defer: Duration,
     ) -> Result<PendingSync, PublishError>
     where
-        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+        I: IntoIterator<Item: IntoBody, IntoIter: ExactSizeIterator>,
     {
         let timestamp = message::now_nanos();
         let bodies = bodies.into_iter();
         let ids = self.ids.next_ids(bodies.len());
         let messages: Vec<Message> = bodies
             .zip(ids)
-            .map(|(body, id)| {
-                Message::published_at(id, timestamp, message::owned_body(body.as_ref()))
-            })
+            .map(|(body, id)| Message::published_at(id, timestamp, body.into_body()))
             .collect();
         let due = (!defer.is_zero()).then(|| Instant::now() + defer);
         // A topic is removed from the map before it is closed, so a second
@@ -344,7 +342,7 @@ impl Broker {
         defer: Duration,
     ) -> Result<(), PublishError>
     where
-        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+        I: IntoIterator<Item: IntoBody, IntoIter: ExactSizeIterator>,
     {
         let pending = self.publish(topic_name, bodies, defer)?;
         Ok(pending.wait().await?)

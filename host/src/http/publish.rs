@@ -11,6 +11,7 @@ use super::authorize::authorize_publish;
 use super::https::Peer;
 use super::{ApiError, ApiResponse, ApiResult, AppState, Query};
 use crate::broker::Broker;
+use crate::broker::message::IntoBody;
 use crate::broker::names::is_valid_name;
 use crate::broker::topic::PublishError;
 use crate::protocol::command::{Limits, parse_mpub_body};
@@ -140,7 +141,7 @@ pub async fn multi_publish(
 /// permissions) is a 500 naming the cause, and is logged.
 async fn publish_and_wait<I>(broker: &Broker, topic: &str, bodies: I, defer: Duration) -> ApiResult
 where
-    I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+    I: IntoIterator<Item: IntoBody, IntoIter: ExactSizeIterator>,
 {
     let failed = |e: &dyn std::fmt::Display| {
         tracing::error!(topic, error = %e, "HTTP: publish failed");

@@ -107,7 +107,7 @@ pub async fn publish(
     }
     match link
         .broker
-        .publish_and_wait(topic_name, &[body], delay)
+        .publish_and_wait(topic_name, [body], delay)
         .await
     {
         Ok(()) => {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::connection::Connection;
 use super::error::ClientError;
+use crate::broker::message::IntoBody;
 use crate::broker::topic::PublishError;
 use wasq_wire::frame;
 
@@ -17,7 +18,7 @@ impl Connection {
         defer_ms: i64,
     ) -> Result<(), ClientError>
     where
-        I: IntoIterator<Item: AsRef<[u8]>, IntoIter: ExactSizeIterator>,
+        I: IntoIterator<Item: IntoBody, IntoIter: ExactSizeIterator>,
     {
         if command != "MPUB" {
             // nsqd authorizes PUB and DPUB once their body is read (MPUB
