@@ -52,15 +52,8 @@ pub async fn bench_writer(
     batch: usize,
     runfor: Duration,
 ) -> anyhow::Result<f64> {
-    let mut command = Command::new(tool);
-    command
-        .arg(format!("--nsqd-tcp-address={tcp}"))
-        .arg(format!("--topic={topic}"))
-        .arg(format!("--size={size}"))
-        .arg(format!("--batch-size={batch}"))
-        .arg(format!("--runfor={}ms", runfor.as_millis()));
-    let output = run(command, "bench_writer").await?;
-    nsq_tool_rate(&output).with_context(|| format!("no rate in bench_writer's output: {output}"))
+    let batch = format!("--batch-size={batch}");
+    nsq_tool("bench_writer", tool, tcp, topic, size, runfor, &batch).await
 }
 
 /// NSQ's `bench_reader --size=SIZE` for `runfor` on `topic`/`channel`:
@@ -74,15 +67,30 @@ pub async fn bench_reader(
     size: usize,
     runfor: Duration,
 ) -> anyhow::Result<f64> {
+    let channel = format!("--channel={channel}");
+    nsq_tool("bench_reader", tool, tcp, topic, size, runfor, &channel).await
+}
+
+/// Runs NSQ's bench tool `name` (at `tool`) with the flags both take and
+/// `flag`: the rate it reports.
+async fn nsq_tool(
+    name: &str,
+    tool: &Path,
+    tcp: SocketAddr,
+    topic: &str,
+    size: usize,
+    runfor: Duration,
+    flag: &str,
+) -> anyhow::Result<f64> {
     let mut command = Command::new(tool);
     command
         .arg(format!("--nsqd-tcp-address={tcp}"))
         .arg(format!("--topic={topic}"))
-        .arg(format!("--channel={channel}"))
         .arg(format!("--size={size}"))
+        .arg(flag)
         .arg(format!("--runfor={}ms", runfor.as_millis()));
-    let output = run(command, "bench_reader").await?;
-    nsq_tool_rate(&output).with_context(|| format!("no rate in bench_reader's output: {output}"))
+    let output = run(command, name).await?;
+    nsq_tool_rate(&output).with_context(|| format!("no rate in {name}'s output: {output}"))
 }
 
 /// ApacheBench's figures of one run.

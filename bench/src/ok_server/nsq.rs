@@ -16,28 +16,58 @@ const MESSAGES_PER_WRITE: u64 = 512;
 /// `AUTH`) with `OK`, until the client goes away.
 pub(super) fn answer_publishes(stream: TcpStream) -> io::Result<()> {
     let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    reader.read_exact(&mut [0; 4])?;
-    let mut line = Vec::new();
-    let mut body = Vec::new();
+    let mut commands = Commands::new(stream)?;
     let mut answers = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        if has_body(&line) {
-            read_body(&mut reader, &mut body)?;
+    while let Some(line) = commands.next()? {
+        if has_body(line) {
             answers.extend_from_slice(OK_FRAME);
         }
         // The answers to every command of one read go out in one write,
         // as a broker's do (wasqd's; nsqd writes one per PUB): a
         // pipelining client's row then shows what the client and the
         // loopback cost at the fewest system calls.
-        if reader.buffer().is_empty() && !answers.is_empty() {
+        if commands.caught_up() && !answers.is_empty() {
             writer.write_all(&answers)?;
             answers.clear();
         }
+    }
+    Ok(())
+}
+
+/// A client's commands one by one, after its magic.
+struct Commands {
+    reader: BufReader<TcpStream>,
+    line: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Commands {
+    fn new(stream: TcpStream) -> io::Result<Commands> {
+        let mut reader = BufReader::with_capacity(64 * 1024, stream);
+        reader.read_exact(&mut [0; 4])?;
+        Ok(Commands {
+            reader,
+            line: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// The next command's line (its body, if it has one, read and
+    /// dropped); `None` once the client closed the connection.
+    fn next(&mut self) -> io::Result<Option<&[u8]>> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            return Ok(None);
+        }
+        if has_body(&self.line) {
+            read_body(&mut self.reader, &mut self.body)?;
+        }
+        Ok(Some(&self.line))
+    }
+
+    /// Whether every byte received so far has been read.
+    fn caught_up(&self) -> bool {
+        self.reader.buffer().is_empty()
     }
 }
 
@@ -95,20 +125,10 @@ pub(super) fn stream_messages(stream: TcpStream, body_size: usize) -> io::Result
 }
 
 fn read_consumer_commands(stream: TcpStream, flow: &SharedFlow) -> io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    reader.read_exact(&mut [0; 4])?;
-    let mut line = Vec::new();
-    let mut body = Vec::new();
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
-        }
-        if has_body(&line) {
-            read_body(&mut reader, &mut body)?;
-        }
+    let mut commands = Commands::new(stream)?;
+    while let Some(line) = commands.next()? {
         let mut state = flow.0.lock().expect("flow");
-        match command_name(&line) {
+        match command_name(line) {
             b"IDENTIFY" | b"SUB" => state.oks += 1,
             b"RDY" => {
                 let count = line.strip_prefix(b"RDY ").unwrap_or_default();
@@ -120,6 +140,7 @@ fn read_consumer_commands(stream: TcpStream, flow: &SharedFlow) -> io::Result<()
         drop(state);
         flow.1.notify_one();
     }
+    Ok(())
 }
 
 /// Writes what the consumer is owed, as much as there is in one write.
