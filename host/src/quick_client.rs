@@ -20,6 +20,14 @@ use std::time::Duration;
 /// How long a connection spins for the next request before it sleeps.
 pub const QUICK_SPIN: Duration = Duration::from_micros(100);
 
+/// After spinning this long, each look first lets a thread waiting for the
+/// CPU run (`sched_yield`): on a machine with few cores that thread may be
+/// the client, which cannot send its next request while the spin holds
+/// its CPU (NSQ's bench_writer, ApacheBench with four connections). The
+/// quickest clients (a polling one, 15-20 µs round trips) are answered
+/// before it matters, and a yield per look would slow them by a third.
+pub const YIELD_AFTER: Duration = Duration::from_micros(20);
+
 /// A client is quick when its last request came this soon after the
 /// connection went to wait: a synchronous publisher in a loop, whose gaps
 /// are its own round trip plus the vCPU wake-ups a spin may save.

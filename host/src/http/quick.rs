@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::threads::Accepted;
-use crate::quick_client::{QUICK_SPIN, SpinPolicy};
+use crate::quick_client::{QUICK_SPIN, SpinPolicy, YIELD_AFTER};
 
 /// The connections one HTTP thread serves, as the acceptor hands them over
 /// ([`super::threads`]).
@@ -120,10 +120,7 @@ impl AsyncRead for QuickStream {
                 this.yielding = None;
                 return Poll::Pending;
             }
-            if this.yielding.is_none() {
-                // Lets a thread waiting for this CPU (the client, on a
-                // machine with few cores) run first: a spin only uses time
-                // nobody else wants.
+            if this.yielding.is_none() && now - wait.since > YIELD_AFTER {
                 std::thread::yield_now();
             }
             let yielding = this

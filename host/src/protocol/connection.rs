@@ -27,7 +27,7 @@ use crate::broker::client::{Client, ClientState};
 use crate::broker::message::MessageId;
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
-use crate::quick_client::{QUICK_SPIN, SpinPolicy};
+use crate::quick_client::{QUICK_SPIN, SpinPolicy, YIELD_AFTER};
 use crate::security::Security;
 use wasq_storage::PendingSync;
 use wasq_wire::frame::{self, FrameType};
@@ -266,12 +266,12 @@ impl Connection {
     /// Each look yields first, so other tasks run and the runtime polls
     /// its sockets (without blocking) in between.
     async fn read_if_quick(&mut self) -> Option<std::io::Result<usize>> {
-        let until = Instant::now() + QUICK_SPIN;
+        let since = Instant::now();
+        let until = since + QUICK_SPIN;
         loop {
-            // Lets a thread waiting for this CPU (the client, on a machine
-            // with few cores) run first: a spin only uses time nobody
-            // else wants.
-            std::thread::yield_now();
+            if since.elapsed() > YIELD_AFTER {
+                std::thread::yield_now();
+            }
             tokio::task::yield_now().await;
             let read = std::pin::pin!(self.transport.read(&mut self.read_buf));
             let mut look = std::task::Context::from_waker(std::task::Waker::noop());
