@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::broker::Broker;
 use super::tool_rows::{Target, is_tool_row, tool_row};
 use super::{SINGLE_ROUND_TRIPS, VersusArgs};
 use crate::http_load;
@@ -24,13 +25,6 @@ async fn spinning(
         spinning_client::round_trips(addr, greeting, &request, SINGLE_ROUND_TRIPS, answer_length)
     })
     .await?
-}
-
-/// Where a broker under test listens, and its process.
-pub(super) struct Broker {
-    pub tcp: SocketAddr,
-    pub http: SocketAddr,
-    pub pid: u32,
 }
 
 /// A row measured the same way on either broker.

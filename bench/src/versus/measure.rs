@@ -2,7 +2,8 @@
 //! do-nothing server some rows are measured against as well.
 
 use super::VersusArgs;
-use super::broker_rows::{Broker, broker_row};
+use super::broker::Broker;
+use super::broker_rows::broker_row;
 use super::figure::{Figure, NO_FIGURE, figure};
 use super::plugin_rows::{plugin_latency, start_trivial};
 use super::rows::Setup;

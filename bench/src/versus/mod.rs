@@ -8,6 +8,7 @@
 //! with a tokio-nsq consumer on the same wasqd. Besides the table, each
 //! row prints one `BENCH {json}` line for scripts.
 
+mod broker;
 mod broker_rows;
 mod figure;
 mod measure;

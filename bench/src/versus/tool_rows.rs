@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::VersusArgs;
-use super::broker_rows::Broker;
+use super::broker::Broker;
 use crate::external_clients::{apache_bench, bench_reader, bench_writer};
 use crate::http_load::mpub_body;
 use crate::plugin::get_json;
