@@ -26,7 +26,15 @@ pub const QUICK_SPIN: Duration = Duration::from_micros(100);
 /// its CPU (NSQ's bench_writer, ApacheBench with four connections). The
 /// quickest clients (a polling one, 15-20 µs round trips) are answered
 /// before it matters, and a yield per look would slow them by a third.
-pub const YIELD_AFTER: Duration = Duration::from_micros(20);
+const YIELD_AFTER: Duration = Duration::from_micros(20);
+
+/// One look of a spin that has lasted `spun` so far: past [`YIELD_AFTER`]
+/// it first lets a thread waiting for this CPU run.
+pub fn give_way(spun: Duration) {
+    if spun > YIELD_AFTER {
+        std::thread::yield_now();
+    }
+}
 
 /// A client is quick when its last request came this soon after the
 /// connection went to wait: a synchronous publisher in a loop, whose gaps

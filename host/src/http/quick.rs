@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::threads::Accepted;
-use crate::quick_client::{QUICK_SPIN, SpinPolicy, YIELD_AFTER};
+use crate::quick_client::{QUICK_SPIN, SpinPolicy, give_way};
 
 /// The connections one HTTP thread serves, as the acceptor hands them over
 /// ([`super::threads`]).
@@ -120,8 +120,8 @@ impl AsyncRead for QuickStream {
                 this.yielding = None;
                 return Poll::Pending;
             }
-            if this.yielding.is_none() && now - wait.since > YIELD_AFTER {
-                std::thread::yield_now();
+            if this.yielding.is_none() {
+                give_way(now - wait.since);
             }
             let yielding = this
                 .yielding

@@ -346,7 +346,7 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Command>, Cli
 /// `Bytes` per message would count a reference up and down for each of
 /// them, and they are copied out as they are published anyway
 /// (`broker::message::owned_body`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MpubBodies {
     body: Bytes,
     spans: Vec<(usize, usize)>,

@@ -27,7 +27,7 @@ use crate::broker::client::{Client, ClientState};
 use crate::broker::message::MessageId;
 use crate::broker::topic::PublishError;
 use crate::broker::topic::Topic;
-use crate::quick_client::{QUICK_SPIN, SpinPolicy, YIELD_AFTER};
+use crate::quick_client::{QUICK_SPIN, SpinPolicy, give_way};
 use crate::security::Security;
 use wasq_storage::PendingSync;
 use wasq_wire::frame::{self, FrameType};
@@ -269,9 +269,7 @@ impl Connection {
         let since = Instant::now();
         let until = since + QUICK_SPIN;
         loop {
-            if since.elapsed() > YIELD_AFTER {
-                std::thread::yield_now();
-            }
+            give_way(since.elapsed());
             tokio::task::yield_now().await;
             let read = std::pin::pin!(self.transport.read(&mut self.read_buf));
             let mut look = std::task::Context::from_waker(std::task::Waker::noop());
