@@ -69,6 +69,9 @@ pub enum Route {
     /// Delivered, and REQ'd as delivered with an hour's delay (deferred in
     /// the channel).
     Requeue,
+    /// Queued in a channel's memory (TCP PUB), then held in flight by
+    /// consumers that do not finish them: the common case.
+    InFlight,
     /// Written to disk (`--mem-queue-size 0`), read back for consumers that
     /// hold them in flight.
     DiskReadBack,
@@ -78,7 +81,7 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 14] = [
+    pub const ALL: [Route; 15] = [
         Route::TcpPipelined,
         Route::TcpRoundTrip,
         Route::TcpConnections,
@@ -91,6 +94,7 @@ impl Route {
         Route::PluginPublish,
         Route::DeadLetter,
         Route::Requeue,
+        Route::InFlight,
         Route::DiskReadBack,
         Route::Restored,
     ];
@@ -110,6 +114,7 @@ impl Route {
             Route::PluginPublish => "plugin publish (uppercase example)",
             Route::DeadLetter => "dead-lettered by a plugin",
             Route::Requeue => "REQ with delay as delivered (deferred)",
+            Route::InFlight => "queued in memory, in flight",
             Route::DiskReadBack => "read back from disk, in flight",
             Route::Restored => "restored at start-up, in flight",
         }
@@ -123,6 +128,7 @@ impl Route {
             Route::PluginPublish => through_plugin(count, size, false),
             Route::DeadLetter => through_plugin(count, size, true),
             Route::Requeue => requeued(count, size),
+            Route::InFlight => in_flight(count, size),
             Route::DiskReadBack => read_back(count, size),
             Route::Restored => restored(count, size),
             publish => {
@@ -405,6 +411,19 @@ fn requeued(count: usize, size: usize) -> anyhow::Result<Growth> {
     Ok(Growth::new(before, broker.resident_bytes()?, count))
 }
 
+/// Queued in the channel's memory; consumers then hold it all in flight.
+fn in_flight(count: usize, size: usize) -> anyhow::Result<Growth> {
+    let broker = Wasqd::try_start(&["--no-embedded-lookupd"])?;
+    create_channel(&broker, "warmup")?;
+    Route::TcpPipelined.publish(&broker, "warmup", count / 50, size)?;
+    let _warm = hold_in_flight(&broker, "warmup", count / 50)?;
+    create_channel(&broker, "queued")?;
+    let before = broker.resident_bytes()?;
+    Route::TcpPipelined.publish(&broker, "queued", count, size)?;
+    let _consumers = hold_in_flight(&broker, "queued", count)?;
+    Ok(Growth::new(before, broker.resident_bytes()?, count))
+}
+
 /// Everything goes to disk first; consumers then hold it all in flight.
 fn read_back(count: usize, size: usize) -> anyhow::Result<Growth> {
     let broker = Wasqd::try_start(&["--no-embedded-lookupd", "--mem-queue-size", "0"])?;
@@ -419,20 +438,23 @@ fn read_back(count: usize, size: usize) -> anyhow::Result<Growth> {
 }
 
 /// Queued in a channel's memory, saved by a clean stop, then restored by a
-/// new wasqd on the same data path and held in flight by consumers.
+/// new wasqd on the same data path and held in flight by consumers. The
+/// new wasqd reads part of the backlog back as it starts, so the growth is
+/// measured from the first one's resident set before it was given the
+/// messages (the same build with the same flags).
 fn restored(count: usize, size: usize) -> anyhow::Result<Growth> {
     let data = tempfile::tempdir()?;
     let data_path = data.path().to_str().context("data path")?;
     let args = ["--no-embedded-lookupd", "--data-path", data_path];
     let first = Wasqd::try_start(&args)?;
     create_channel(&first, "queued")?;
+    let before = first.resident_bytes()?;
     Route::TcpPipelined.publish(&first, "queued", count, size)?;
     let status = first.terminate();
     if !status.success() {
         bail!("wasqd did not stop cleanly: {status}");
     }
     let broker = Wasqd::try_start(&args)?;
-    let before = broker.resident_bytes()?;
     let _consumers = hold_in_flight(&broker, "queued", count)?;
     Ok(Growth::new(before, broker.resident_bytes()?, count))
 }

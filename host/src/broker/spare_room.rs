@@ -16,7 +16,7 @@ use std::hash::{BuildHasher, Hash};
 const KEEP_CAPACITY: usize = 256;
 
 /// The capacity to shrink to, if a collection this full should shrink.
-fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
+pub fn shrunk_capacity(len: usize, capacity: usize) -> Option<usize> {
     (capacity > KEEP_CAPACITY && len < capacity / 4).then(|| (len * 2).max(KEEP_CAPACITY))
 }
 
