@@ -6,8 +6,8 @@
 // logged and retried.
 //
 // Manifest: state = true, publish = ["counts"] (or the output topic).
-import { getConfig, log, publish } from "wasq:plugin/host@1.2.0";
-import * as state from "wasq:plugin/state@1.2.0";
+import { getConfig, log, publish } from "wasq:plugin/host@1.3.0";
+import * as state from "wasq:plugin/state@1.3.0";
 
 const encoder = new TextEncoder();
 

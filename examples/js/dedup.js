@@ -7,8 +7,8 @@
 // or publish error is logged and retried.
 //
 // Manifest: state = true, publish = ["unique"] (or the output topic).
-import { getConfig, log, publish } from "wasq:plugin/host@1.2.0";
-import * as state from "wasq:plugin/state@1.2.0";
+import { getConfig, log, publish } from "wasq:plugin/host@1.3.0";
+import * as state from "wasq:plugin/state@1.3.0";
 
 const strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const lenient = new TextDecoder("utf-8", { ignoreBOM: true });

@@ -1,7 +1,7 @@
 // flaky in JavaScript: consumes `jobs`. A body containing "fail" asks to be
 // retried (so after the manifest's max_attempts it is dead-lettered); any
 // other body is published to `jobs.done.js`.
-import { log, publish } from "wasq:plugin/host@1.2.0";
+import { log, publish } from "wasq:plugin/host@1.3.0";
 
 const FAIL = [0x66, 0x61, 0x69, 0x6c]; // "fail"
 

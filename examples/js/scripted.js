@@ -3,7 +3,7 @@
 // the contract. Not an example to copy; see uppercase.js and flaky.js.
 // Bodies: ok, retry, retry-after MS, fatal REASON, throw, publish TOPIC [BODY],
 // print TEXT. A publish's result goes to TOPIC.results (the consumed topic's).
-import { log, publish } from "wasq:plugin/host@1.2.0";
+import { log, publish } from "wasq:plugin/host@1.3.0";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();

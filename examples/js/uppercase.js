@@ -1,6 +1,6 @@
 // uppercase in JavaScript: publishes each body of `words`, ASCII letters
 // uppercased (every other byte unchanged), to `words.upper.js`.
-import { log, publish } from "wasq:plugin/host@1.2.0";
+import { log, publish } from "wasq:plugin/host@1.3.0";
 
 export function handle(message) {
   const upper = message.body.map((b) => (b >= 0x61 && b <= 0x7a ? b - 0x20 : b));

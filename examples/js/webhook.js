@@ -7,7 +7,7 @@
 // Manifest: as examples/webhook's (allowed_outbound_hosts,
 // required_config = ["url"], [config] url, optional authorization and
 // content_type).
-import { getConfig, log } from "wasq:plugin/host@1.2.0";
+import { getConfig, log } from "wasq:plugin/host@1.3.0";
 
 export async function handle(message) {
   const url = getConfig("url");

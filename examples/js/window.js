@@ -11,8 +11,8 @@
 // added twice).
 //
 // Manifest: state = true, publish = ["sums", and the consumed topic].
-import { getConfig, log, publish, publishDeferred } from "wasq:plugin/host@1.2.0";
-import * as state from "wasq:plugin/state@1.2.0";
+import { getConfig, log, publish, publishDeferred } from "wasq:plugin/host@1.3.0";
+import * as state from "wasq:plugin/state@1.3.0";
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();

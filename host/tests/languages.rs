@@ -72,9 +72,10 @@ const MEMORY_SLACK: u64 = 4 << 20;
 /// between two messages once it has used 3/4 of the headroom it started
 /// with, so its memory stays bounded and no message is retried.
 const LEAKING_RUNTIMES: [&str; 2] = ["js", "python"];
-/// Languages whose bindings export `wasq_handle_batch` (the WAT examples
-/// are one call per message; components have no batch export).
-const BATCHING: [&str; 5] = ["rust", "c", "zig", "assemblyscript", "go"];
+/// Languages whose bindings export `wasq_handle_batch`, or `handle-batch`
+/// for the Rust components (the WAT examples are one call per message;
+/// the JavaScript and Python ones, of world `consumer`, too).
+const BATCHING: [&str; 6] = ["rust", "c", "zig", "assemblyscript", "go", "rust-component"];
 /// The plugins' memory limit (the manifest default).
 const MEMORY_LIMIT: u64 = 64 << 20;
 

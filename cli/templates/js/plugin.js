@@ -1,7 +1,7 @@
 // {{name}}: consumes `{{name}}` and publishes each body, its ASCII letters
 // uppercased, to `{{name}}.upper`. Built into a component of the WIT world
 // in wit/ (throw { tag: "retry" } or { tag: "fatal" } to not finish).
-import { log, publish } from "wasq:plugin/host@1.2.0";
+import { log, publish } from "wasq:plugin/host@1.3.0";
 
 export function handle(message) {
   const upper = message.body.map((b) => (b >= 0x61 && b <= 0x7a ? b - 0x20 : b));

@@ -1,9 +1,12 @@
-//! Components: the WIT world `wasq:plugin/consumer@1.2.0`
+//! Components: the WIT world `wasq:plugin/consumer@1.3.0`
 //! (guest-sdk/wit/plugin.wit), the same contract as ABI v1 in the component
 //! model's types. The checks a component must pass before it links, the
 //! `host` interface (over [`super::imports`], as ABI v1's imports are), WASI
 //! 0.2 without files, sockets, environment or HTTP, and one instance whose
-//! `handle` result becomes the same [`Outcome`] a core module returns.
+//! `handle` result becomes the same [`Outcome`] a core module returns. A
+//! component of a `batch-consumer` world also gets many messages in one
+//! `handle-batch` call, each outcome reported through `batch.done` as it
+//! is known (component_batch.rs).
 //!
 //! Calls are async on wasmtime's side (a fiber per call, as for core
 //! modules), so an import that waits suspends the guest without holding
@@ -20,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::abi::Outcome;
+use super::component_batch::BatchOutcomes;
 use super::imports::{self, Refusal};
 use super::instance::{Deadline, GuestError, GuestLimits, classify, end_of_slice, sandboxed_wasi};
 use super::outbound::wasi_http::GuestEgress;
@@ -34,36 +38,44 @@ mod bindings {
         path: "../guest-sdk/wit",
         world: "consumer",
         ownership: Borrowing { duplicate_if_necessary: true },
-        imports: { default: async },
+        // `batch.done` is called per message of a batch and never waits:
+        // a plain call, without an async host call's future and fiber
+        // switch.
+        imports: { default: async, "wasq:plugin/batch.done": trappable },
         exports: { default: async },
     });
 }
 
 use bindings::wasq::plugin::state::StateError;
-use bindings::wasq::plugin::types::{self as wit, Failure, Level, PublishError};
+pub(super) use bindings::wasq::plugin::types::{self as wit, Failure};
+use bindings::wasq::plugin::types::{Level, PublishError};
 use bindings::{Consumer, ConsumerIndices};
 
 /// The WIT package this host implements, as components import it.
 pub const PACKAGE: &str = "wasq:plugin";
-pub const PACKAGE_VERSION: &str = "1.2.0";
+pub const PACKAGE_VERSION: &str = "1.3.0";
 /// Versions of the package a component may import: 1.1.0 added
-/// `host.get-config`, 1.2.0 the `state` interface; a component built
-/// against an earlier one links unchanged.
-const ACCEPTED_VERSIONS: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];
+/// `host.get-config`, 1.2.0 the `state` interface, 1.3.0 `batch`; a
+/// component built against an earlier one links unchanged.
+const ACCEPTED_VERSIONS: [&str; 4] = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"];
 /// The optional start-up export (world `consumer-with-init`).
 const EXPORT_INIT: &str = "init";
+/// The optional batch export (the `batch-consumer` worlds).
+pub(super) const EXPORT_HANDLE_BATCH: &str = "handle-batch";
 
 /// The data of one component instance's `Store`.
 pub struct ComponentState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: GuestLimits,
-    link: Arc<PluginLink>,
+    pub(super) link: Arc<PluginLink>,
     http: WasiHttpCtx,
     /// Where `wasi:http` requests go: the plugin's outbound HTTP.
-    egress: GuestEgress,
+    pub(super) egress: GuestEgress,
     /// The state the call under way read and wrote.
-    state: CallState,
+    pub(super) state: CallState,
+    /// The outcomes of a `handle-batch` call under way.
+    pub(super) batch: Option<BatchOutcomes>,
 }
 
 impl WasiHttpView for ComponentState {
@@ -122,38 +134,47 @@ impl bindings::wasq::plugin::host::Host for ComponentState {
 
 impl bindings::wasq::plugin::state::Host for ComponentState {
     async fn get(&mut self, key: Vec<u8>) -> Result<Option<Vec<u8>>, StateError> {
-        self.with_state(|call, state| call.get(state, 0, &key))
+        self.with_state(|call, state, index| call.get(state, index, &key))
             .map(|value| value.map(smallvec::SmallVec::into_vec))
     }
 
     async fn set(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), StateError> {
-        self.with_state(|call, state| call.set(state, 0, &key, &value))
+        self.with_state(|call, state, index| call.set(state, index, &key, &value))
     }
 
     async fn delete(&mut self, key: Vec<u8>) -> Result<bool, StateError> {
-        self.with_state(|call, state| call.delete(state, 0, &key))
+        self.with_state(|call, state, index| call.delete(state, index, &key))
     }
 
     async fn increment(&mut self, key: Vec<u8>, by: i64) -> Result<i64, StateError> {
-        self.with_state(|call, state| call.increment(state, 0, &key, by))
+        self.with_state(|call, state, index| call.increment(state, index, &key, by))
     }
 
     async fn scan(&mut self, prefix: Vec<u8>, limit: u32) -> Result<Entries, StateError> {
-        self.with_state(|call, state| call.scan(state, 0, &prefix, limit as usize))
+        self.with_state(|call, state, index| call.scan(state, index, &prefix, limit as usize))
+    }
+}
+
+impl bindings::wasq::plugin::batch::Host for ComponentState {
+    fn done(&mut self, outcome: Result<(), Failure>) -> wasmtime::Result<()> {
+        self.batch_done(outcome);
+        Ok(())
     }
 }
 
 impl ComponentState {
-    /// Runs `operation` on the call's state (a component's call is one
-    /// message); a refusal is counted and becomes the WIT error.
+    /// Runs `operation` on the call's state for the message under way (the
+    /// first of a batch without an outcome; 0 in a single call); a refusal
+    /// is counted and becomes the WIT error.
     fn with_state<T>(
         &mut self,
-        operation: impl FnOnce(&mut CallState, &PluginState) -> Result<T, limits::StateError>,
+        operation: impl FnOnce(&mut CallState, &PluginState, usize) -> Result<T, limits::StateError>,
     ) -> Result<T, StateError> {
         let Some(state) = self.link.state.clone() else {
             return Err(StateError::NoState);
         };
-        operation(&mut self.state, &state).map_err(|error| {
+        let index = self.batch.as_ref().map_or(0, BatchOutcomes::under_way);
+        operation(&mut self.state, &state, index).map_err(|error| {
             imports::state_refused(&self.link, &error);
             match error {
                 limits::StateError::EmptyKey | limits::StateError::KeyTooLarge => {
@@ -185,6 +206,7 @@ pub struct ComponentPre {
     pre: InstancePre<ComponentState>,
     indices: Arc<ConsumerIndices>,
     has_init: bool,
+    has_batch: bool,
 }
 
 /// The linker every component is linked with: WASI 0.2, `wasi:http`'s
@@ -208,7 +230,8 @@ pub fn link(
     for (name, _) in ty.imports(engine) {
         check_import(name)?;
     }
-    let init = ty.exports(engine).find(|(name, _)| *name == EXPORT_INIT);
+    let exports = |wanted: &str| ty.exports(engine).any(|(name, _)| name == wanted);
+    let (has_init, has_batch) = (exports(EXPORT_INIT), exports(EXPORT_HANDLE_BATCH));
     let pre = linker
         .instantiate_pre(component)
         .map_err(|e| anyhow::Error::from(e).context("cannot link the component's imports"))?;
@@ -220,7 +243,8 @@ pub fn link(
     Ok(ComponentPre {
         pre,
         indices: Arc::new(indices),
-        has_init: init.is_some(),
+        has_init,
+        has_batch,
     })
 }
 
@@ -237,7 +261,7 @@ fn check_import(name: &str) -> anyhow::Result<()> {
                 "the component imports `{name}`; this host implements {PACKAGE}@{PACKAGE_VERSION} (and the versions before it: {ACCEPTED_VERSIONS:?})"
             );
         }
-        if ["types", "host", "state"].contains(&ours) {
+        if ["types", "host", "state", "batch"].contains(&ours) {
             return Ok(());
         }
     } else if interface.starts_with("wasi:")
@@ -253,9 +277,11 @@ fn check_import(name: &str) -> anyhow::Result<()> {
 }
 
 pub struct ComponentInstance {
-    store: Store<ComponentState>,
+    pub(super) store: Store<ComponentState>,
     consumer: Consumer,
-    deadline: Deadline,
+    pub(super) deadline: Deadline,
+    /// `handle-batch`, if the component exports it.
+    pub(super) handle_batch: Option<wasmtime::component::Func>,
 }
 
 impl ComponentInstance {
@@ -281,6 +307,7 @@ impl ComponentInstance {
             http: WasiHttpCtx::new(),
             egress,
             state: CallState::default(),
+            batch: None,
         };
         let mut store = Store::new(pre.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
@@ -298,6 +325,10 @@ impl ComponentInstance {
             .indices
             .load(&mut store, &instance)
             .map_err(|e| GuestError::Abi(format!("{e:#}")))?;
+        let handle_batch = pre
+            .has_batch
+            .then(|| instance.get_func(&mut store, EXPORT_HANDLE_BATCH))
+            .flatten();
         if pre.has_init {
             run_init(&mut store, &instance, &deadline).await?;
         }
@@ -305,6 +336,7 @@ impl ComponentInstance {
             store,
             consumer,
             deadline,
+            handle_batch,
         })
     }
 
@@ -324,39 +356,57 @@ impl ComponentInstance {
         topic: &str,
         channel: &str,
     ) -> Result<Outcome, GuestError> {
-        // Borrowed (the bindings are generated with `Borrowing`): lowering
-        // copies straight from the broker's message into guest memory,
-        // without four host allocations and copies first.
-        let id = &message.id.0;
-        let borrowed = wit::Message {
-            id,
-            attempts: message.attempts,
-            timestamp: message.timestamp,
-            topic,
-            channel,
-            body: &message.body,
-        };
-        self.deadline.arm(&mut self.store);
-        let data = self.store.data_mut();
-        data.egress.call_deadline = data.link.call_deadline_from_now();
-        data.state.clear();
+        let borrowed = borrow_message(message, topic, channel);
+        self.start_call();
         let result = self
             .consumer
             .call_handle(&mut self.store, borrowed)
             .await
             .map_err(classify)?;
-        Ok(match result {
-            Ok(()) => Outcome::Success,
-            Err(Failure::Retry) => Outcome::Retry,
-            Err(Failure::RetryAfter(ms)) => {
-                Outcome::RetryAfter(std::time::Duration::from_millis(u64::from(ms)))
-            }
-            Err(Failure::Fatal(reason)) => {
-                let link = &self.store.data().link;
-                tracing::warn!(plugin = %link.name, id = %String::from_utf8_lossy(id), "handler failed fatally: {reason}");
-                Outcome::Fatal
-            }
-        })
+        Ok(outcome_of(&self.store.data().link, &message.id.0, result))
+    }
+
+    /// Arms the deadline of the call about to start, and of its first (or
+    /// only) message; the state starts empty.
+    pub(super) fn start_call(&mut self) {
+        self.deadline.arm(&mut self.store);
+        let data = self.store.data_mut();
+        data.egress.call_deadline = data.link.call_deadline_from_now();
+        data.state.clear();
+    }
+}
+
+/// A message as `handle` takes it, borrowed (the bindings are generated
+/// with `Borrowing`): lowering copies straight from the broker's message
+/// into guest memory, without four host allocations and copies first.
+pub(super) fn borrow_message<'a>(
+    message: &'a Message,
+    topic: &'a str,
+    channel: &'a str,
+) -> wit::Message<'a> {
+    wit::Message {
+        id: &message.id.0,
+        attempts: message.attempts,
+        timestamp: message.timestamp,
+        topic,
+        channel,
+        body: &message.body,
+    }
+}
+
+/// What `handle`'s result (or a `batch.done`) means for message `id`; a
+/// fatal failure's reason goes to the log.
+pub(super) fn outcome_of(link: &PluginLink, id: &[u8], result: Result<(), Failure>) -> Outcome {
+    match result {
+        Ok(()) => Outcome::Success,
+        Err(Failure::Retry) => Outcome::Retry,
+        Err(Failure::RetryAfter(ms)) => {
+            Outcome::RetryAfter(std::time::Duration::from_millis(u64::from(ms)))
+        }
+        Err(Failure::Fatal(reason)) => {
+            tracing::warn!(plugin = %link.name, id = %String::from_utf8_lossy(id), "handler failed fatally: {reason}");
+            Outcome::Fatal
+        }
     }
 }
 
@@ -389,6 +439,7 @@ mod tests {
             "wasq:plugin/types@1.0.0",
             "wasq:plugin/host@1.1.0",
             "wasq:plugin/state@1.2.0",
+            "wasq:plugin/batch@1.3.0",
             "wasi:http/outgoing-handler@0.2.10",
             "wasi:http/types@0.2.12",
             "wasi:cli/stdout@0.2.9",
@@ -398,8 +449,8 @@ mod tests {
             assert!(check_import(ok).is_ok(), "{ok}");
         }
         for (bad, says) in [
-            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.2.0"),
-            ("wasq:plugin/host@1.3.0", "implements wasq:plugin@1.2.0"),
+            ("wasq:plugin/host@2.0.0", "implements wasq:plugin@1.3.0"),
+            ("wasq:plugin/host@1.4.0", "implements wasq:plugin@1.3.0"),
             ("wasi:http/incoming-handler@0.2.0", "unknown import"),
             ("wasq:plugin/other@1.0.0", "unknown import"),
             ("wasi:cli/stdout@0.3.0", "unknown import"),

@@ -157,7 +157,8 @@ impl GuestInstance {
     }
 
     /// Hands the guest the first of `messages` (a core module exporting
-    /// `wasq_handle_batch`: as many as one batch holds) and pushes one
+    /// `wasq_handle_batch` or a component exporting `handle-batch`: as
+    /// many as one batch holds) and pushes one
     /// outcome per message handled, in order, at least one. Returns false
     /// if the instance failed (then the last outcome pushed is the failure,
     /// unless the guest failed after its last message) and must be
@@ -172,8 +173,9 @@ impl GuestInstance {
         match &mut self.live {
             LiveGuest::Core(core) => core.handle_many(messages, topic, channel, results).await,
             LiveGuest::Component(component) => {
-                let result = component.handle(&messages[0], topic, channel).await;
-                push_single(results, result)
+                component
+                    .handle_many(messages, topic, channel, results)
+                    .await
             }
         }
     }

@@ -34,6 +34,7 @@
 pub mod abi;
 pub mod backoff;
 pub mod component;
+pub mod component_batch;
 pub mod consumer;
 pub mod core_module;
 mod core_state;

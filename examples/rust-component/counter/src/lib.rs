@@ -3,7 +3,7 @@
 //! <count>` to `output` (default `counts`) every `every`-th time (default
 //! 10). The count commits with the message's FIN.
 
-wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer" });
+wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "batch-consumer" });
 
 use wasq::plugin::host::{Level, get_config, log, publish};
 use wasq::plugin::state;
@@ -32,6 +32,8 @@ impl Guest for Counter {
         }
         Ok(())
     }
+
+    wasq_component_batch::handle_batch_with_handle!();
 }
 
 export!(Counter);

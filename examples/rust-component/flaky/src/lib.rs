@@ -2,7 +2,7 @@
 //! be retried (so after the manifest's max_attempts it is dead-lettered);
 //! any other body is published to `jobs.done.rs-component`.
 
-wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer" });
+wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "batch-consumer" });
 
 use wasq::plugin::host::{Level, log, publish};
 
@@ -23,6 +23,8 @@ impl Guest for Flaky {
         }
         publish("jobs.done.rs-component", &message.body).map_err(|_| Failure::Retry)
     }
+
+    wasq_component_batch::handle_batch_with_handle!();
 }
 
 export!(Flaky);

@@ -1,15 +1,17 @@
-//! scripted, as a component of the world `consumer-with-init`: does what
+//! scripted, as a component of the world `batch-consumer-with-init`: does what
 //! each message's body says, so the host's tests can drive every part of
 //! the contract (outcomes, traps, deadlines, memory, publish refusals,
 //! WASI limits) through a real component. Not an example to copy.
 //!
 //! Bodies: `ok`, `retry`, `retry-after MS`, `fatal REASON`, `trap`,
-//! `spin`, `grow MIB`, `publish TOPIC [BODY]`, `publish-deferred TOPIC MS`,
-//! `print TEXT`, `sandbox`. Results of `publish*` and `sandbox` are
+//! `spin`, `busy MS` (computes for MS milliseconds), `grow MIB`, `publish TOPIC [BODY]`, `publish-deferred TOPIC MS`,
+//! `print TEXT`, `sandbox`, `count KEY` (increments KEY in the plugin's
+//! state), `count-retry KEY` (increments it, then asks for a retry, so
+//! the write must not commit). Results of `publish*` and `sandbox` are
 //! published to TOPIC.results (the consumed topic's), as the JavaScript
 //! and Python `scripted` do.
 
-wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer-with-init" });
+wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "batch-consumer-with-init" });
 
 use wasq::plugin::host::{Level, PublishError, log, publish, publish_deferred};
 
@@ -39,6 +41,14 @@ impl Guest for Scripted {
             "spin" => loop {
                 std::hint::black_box(());
             },
+            "busy" => {
+                let until = std::time::Duration::from_millis(rest.parse().unwrap_or(0));
+                let started = std::time::Instant::now();
+                while started.elapsed() < until {
+                    std::hint::black_box(());
+                }
+                Ok(())
+            }
             "grow" => {
                 let mib: usize = rest.parse().unwrap_or(1);
                 let block = vec![1u8; mib << 20];
@@ -56,6 +66,14 @@ impl Guest for Scripted {
                     publish_deferred(topic, b"deferred", delay.parse().unwrap_or(0)),
                 )
             }
+            "count" | "count-retry" => {
+                wasq::plugin::state::increment(rest.as_bytes(), 1).map_err(|_| Failure::Retry)?;
+                if command == "count" {
+                    Ok(())
+                } else {
+                    Err(Failure::Retry)
+                }
+            }
             "print" => {
                 println!("{rest}");
                 Ok(())
@@ -71,6 +89,8 @@ impl Guest for Scripted {
             _ => Err(Failure::Fatal(format!("unknown command {command:?}"))),
         }
     }
+
+    wasq_component_batch::handle_batch_with_handle!();
 }
 
 /// Publishes the result of a publish (`ok` or the error's name).

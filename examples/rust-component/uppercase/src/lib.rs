@@ -1,7 +1,7 @@
 //! uppercase, as a component: publishes each body of `words`, ASCII
 //! letters uppercased (other bytes unchanged), to `words.upper.rs-component`.
 
-wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "consumer" });
+wit_bindgen::generate!({ path: "../../../guest-sdk/wit", world: "batch-consumer" });
 
 use wasq::plugin::host::{Level, log, publish};
 
@@ -18,6 +18,8 @@ impl Guest for Uppercase {
             Failure::Retry
         })
     }
+
+    wasq_component_batch::handle_batch_with_handle!();
 }
 
 export!(Uppercase);
