@@ -8,6 +8,7 @@
 // Manifest: state = true, publish = ["counts"] (or the output topic).
 import { getConfig, log, publish } from "wasq:plugin/host@1.3.0";
 import * as state from "wasq:plugin/state@1.3.0";
+import { handleEach } from "../../guest-sdk/js/batch.js";
 
 const encoder = new TextEncoder();
 
@@ -66,3 +67,6 @@ function describe(error) {
   if (payload?.tag === undefined) return String(error);
   return payload.val === undefined ? payload.tag : `${payload.tag}: ${payload.val}`;
 }
+
+// Many messages per call (world batch-consumer), each to `handle`.
+export const handleBatch = handleEach(handle);

@@ -2,6 +2,7 @@
 // retried (so after the manifest's max_attempts it is dead-lettered); any
 // other body is published to `jobs.done.js`.
 import { log, publish } from "wasq:plugin/host@1.3.0";
+import { handleEach } from "../../guest-sdk/js/batch.js";
 
 const FAIL = [0x66, 0x61, 0x69, 0x6c]; // "fail"
 
@@ -24,3 +25,6 @@ export function handle(message) {
     throw { tag: "retry" };
   }
 }
+
+// Many messages per call (world batch-consumer), each to `handle`.
+export const handleBatch = handleEach(handle);

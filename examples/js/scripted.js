@@ -4,6 +4,7 @@
 // Bodies: ok, retry, retry-after MS, fatal REASON, throw, publish TOPIC [BODY],
 // print TEXT. A publish's result goes to TOPIC.results (the consumed topic's).
 import { log, publish } from "wasq:plugin/host@1.3.0";
+import { handleEach } from "../../guest-sdk/js/batch.js";
 
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
@@ -46,3 +47,6 @@ export function handle(message) {
       throw { tag: "fatal", val: `unknown command ${command}` };
   }
 }
+
+// Many messages per call (world batch-consumer), each to `handle`.
+export const handleBatch = handleEach(handle);

@@ -13,6 +13,7 @@
 // Manifest: state = true, publish = ["sums", and the consumed topic].
 import { getConfig, log, publish, publishDeferred } from "wasq:plugin/host@1.3.0";
 import * as state from "wasq:plugin/state@1.3.0";
+import { handleEach } from "../../guest-sdk/js/batch.js";
 
 const decoder = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
@@ -141,3 +142,6 @@ function describe(error) {
   if (payload?.tag === undefined) return String(error);
   return payload.val === undefined ? payload.tag : `${payload.tag}: ${payload.val}`;
 }
+
+// Many messages per call (world batch-consumer), each to `handle`.
+export const handleBatch = handleEach(handle);

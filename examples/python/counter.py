@@ -14,11 +14,12 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host, state
 from wit_world.imports.types import Failure_Retry, Level, Message
+from wasq_batch import HandleEach
 
 DECIMAL = re.compile(rb"[+-]?[0-9]+")
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(HandleEach, wit_world.WitWorld):
     def handle(self, message: Message) -> None:
         every = config_number("every", "10", 1)
         output = config("output", "counts")

@@ -16,11 +16,12 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host, state
 from wit_world.imports.types import Failure_Fatal, Failure_Retry, Level, Message
+from wasq_batch import HandleEach
 
 DECIMAL = re.compile(rb"[+-]?[0-9]+")
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(HandleEach, wit_world.WitWorld):
     def handle(self, message: Message) -> None:
         ttl_ms = config_number("ttl_ms", "60000", -(2**63))  # < 1: no dedup
         output = config("output", "unique")

@@ -17,6 +17,7 @@ from wit_world.imports.types import (
     Message,
     PublishError,
 )
+from wasq_batch import HandleEach
 
 RESULT_NAMES = {
     PublishError.FORBIDDEN: "forbidden",
@@ -27,7 +28,7 @@ RESULT_NAMES = {
 }
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(HandleEach, wit_world.WitWorld):
     def init(self) -> None:
         host.log(Level.INFO, "init ran in python")
 

@@ -18,12 +18,13 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host, state
 from wit_world.imports.types import Failure_Fatal, Failure_Retry, Level, Message
+from wasq_batch import HandleEach
 
 DECIMAL = re.compile(rb"[+-]?[0-9]+")
 TICK = b"tick "
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(HandleEach, wit_world.WitWorld):
     def handle(self, message: Message) -> None:
         # It bounds publish-deferred's delay: at most 2^31 - 1, as in
         # window.js, whose componentize-js passes larger u32s wrongly (the

@@ -1,8 +1,9 @@
 //! `handle-batch` end to end (WIT 1.3.0, the `batch-consumer` worlds): a
-//! real wasqd hands the Rust `scripted` component many messages per call,
-//! and each message still gets its own outcome, its own deadline, its own
-//! state writes, and is handled once even when another message of its
-//! batch traps; as core modules' `wasq_handle_batch` (batches.rs).
+//! real wasqd hands the `scripted` component (Rust; JavaScript and Python
+//! through their SDKs' batch loops) many messages per call, and each
+//! message still gets its own outcome, its own deadline, its own state
+//! writes, and is handled once even when another message of its batch
+//! traps; as core modules' `wasq_handle_batch` (batches.rs).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use wasq_testkit::{Http, PluginDir, RawClient, Wasqd};
 /// Long enough that a message still on its way would have arrived.
 const QUIET: Duration = Duration::from_millis(500);
 
-/// A wasqd running `scripted` (a Rust component exporting `handle-batch`)
-/// on `work`, and consumers of some of its topics.
+/// A wasqd running `scripted` (a component exporting `handle-batch`) on
+/// `work`, and consumers of some of its topics.
 struct Run {
     _plugins: PluginDir,
     wasqd: Wasqd,
@@ -25,13 +26,18 @@ struct Run {
 /// `watch`, publishes `bodies` to `work` in one MPUB (so they wait
 /// together and are taken as a batch) and waits until every one is settled.
 fn publish_and_settle(extra: &str, watch: &[&str], bodies: &[String]) -> Run {
+    publish_and_settle_in("rust-component", extra, watch, bodies)
+}
+
+/// [`publish_and_settle`] with the `scripted` of `language`.
+fn publish_and_settle_in(language: &str, extra: &str, watch: &[&str], bodies: &[String]) -> Run {
     let plugins = PluginDir::default();
     let manifest = format!(
         "topic = \"work\"\nchannel = \"c\"\nmax_in_flight = 100\nmax_attempts = 2\n\
          dead_letter_topic = \"work.dead\"\nbackoff_min_ms = 10\nbackoff_max_ms = 50\n\
          publish = [\"seen\", \"work.results\"]\n{extra}"
     );
-    plugins.guest("rust-component", "scripted", "batcher", &manifest);
+    plugins.guest(language, "scripted", "batcher", &manifest);
     let wasqd = plugins.start();
     let http = wasqd.http();
     let consumers = watch
@@ -154,4 +160,38 @@ fn each_message_of_a_component_batch_commits_its_own_state_writes() {
     let (status, value) = run.http.get_json("/plugins/batcher/state/hits");
     assert_eq!(status, 200, "{value}");
     assert_eq!(value["value"], "9", "{value}");
+}
+
+#[test]
+fn javascript_and_python_batches_keep_each_outcome() {
+    let bodies = [
+        "publish seen 1",
+        "throw",
+        "publish seen 2",
+        "fatal bad input",
+        "publish seen 3",
+        "retry",
+        "publish seen 4",
+    ]
+    .map(String::from);
+    for language in ["js", "python"] {
+        let mut run = publish_and_settle_in(language, "", &["seen", "work.dead"], &bodies);
+        let status = run.http.plugin("batcher");
+        let mut dead_letters: Vec<String> =
+            drain_counts(&mut run.consumers[1]).into_keys().collect();
+        dead_letters.sort();
+        assert_eq!(
+            dead_letters,
+            ["fatal bad input", "retry", "throw"],
+            "{language}: {status}"
+        );
+        let seen = drain_counts(&mut run.consumers[0]);
+        let expected: HashMap<String, usize> = (1..=4).map(|i| (i.to_string(), 1)).collect();
+        assert_eq!(seen, expected, "{language}: each once");
+        let counter = |name: &str| run.http.counter("batcher", name);
+        assert_eq!(counter("traps"), 2, "{language}: {status}");
+        assert_eq!(counter("finished"), 4, "{language}: {status}");
+        assert_eq!(counter("dead_lettered"), 3, "{language}: {status}");
+        assert!(counter("batched") > 1, "{language}: {status}");
+    }
 }

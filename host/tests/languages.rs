@@ -73,9 +73,17 @@ const MEMORY_SLACK: u64 = 4 << 20;
 /// with, so its memory stays bounded and no message is retried.
 const LEAKING_RUNTIMES: [&str; 2] = ["js", "python"];
 /// Languages whose bindings export `wasq_handle_batch`, or `handle-batch`
-/// for the Rust components (the WAT examples are one call per message;
-/// the JavaScript and Python ones, of world `consumer`, too).
-const BATCHING: [&str; 6] = ["rust", "c", "zig", "assemblyscript", "go", "rust-component"];
+/// for components (the WAT examples are one call per message).
+const BATCHING: [&str; 8] = [
+    "rust",
+    "c",
+    "zig",
+    "assemblyscript",
+    "go",
+    "rust-component",
+    "js",
+    "python",
+];
 /// The plugins' memory limit (the manifest default).
 const MEMORY_LIMIT: u64 = 64 << 20;
 

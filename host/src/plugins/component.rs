@@ -157,8 +157,7 @@ impl bindings::wasq::plugin::state::Host for ComponentState {
 
 impl bindings::wasq::plugin::batch::Host for ComponentState {
     fn done(&mut self, outcome: Result<(), Failure>) -> wasmtime::Result<()> {
-        self.batch_done(outcome);
-        Ok(())
+        self.batch_done(outcome).map_err(wasmtime::Error::msg)
     }
 }
 

@@ -21,8 +21,6 @@ pub struct BatchOutcomes {
     /// The batch's message ids, in order.
     ids: Vec<MessageId>,
     outcomes: Vec<Outcome>,
-    /// `done` was called more often than the batch has messages.
-    overrun: bool,
 }
 
 impl BatchOutcomes {
@@ -34,16 +32,19 @@ impl BatchOutcomes {
 }
 
 impl ComponentState {
-    /// `batch.done`: the outcome of the message under way.
-    pub(super) fn batch_done(&mut self, result: Result<(), Failure>) {
+    /// `batch.done`: the outcome of the message under way. Called outside
+    /// a `handle-batch` call, or more often than the batch has messages,
+    /// it is a trap (an ABI error: the instance is replaced).
+    pub(super) fn batch_done(&mut self, result: Result<(), Failure>) -> Result<(), String> {
         let Some(batch) = &mut self.batch else {
-            tracing::warn!(plugin = %self.link.name, "PLUGIN: batch.done called outside handle-batch: ignored");
-            return;
+            return Err("batch.done called outside handle-batch".into());
         };
         let index = batch.outcomes.len();
         let Some(id) = batch.ids.get(index) else {
-            batch.overrun = true;
-            return;
+            return Err(format!(
+                "batch.done called more often than the batch has messages ({})",
+                batch.ids.len()
+            ));
         };
         let outcome = outcome_of(&self.link, &id.0, result);
         batch.outcomes.push(outcome);
@@ -53,6 +54,7 @@ impl ComponentState {
         }
         // The next message's deadline starts now.
         self.egress.call_deadline = self.link.call_deadline_from_now();
+        Ok(())
     }
 }
 
@@ -107,7 +109,6 @@ impl ComponentInstance {
         self.store.data_mut().batch = Some(BatchOutcomes {
             ids: batch.iter().map(|message| message.id).collect(),
             outcomes: Vec::with_capacity(batch.len()),
-            overrun: false,
         });
         let called = typed
             .call_async(&mut self.store, (&borrowed,))
@@ -132,10 +133,6 @@ impl ComponentInstance {
         if let Err(error) = called {
             // Every message has its outcome, but the instance is not to be trusted.
             tracing::warn!(plugin = %name, %error, "PLUGIN: handle-batch failed after its last outcome; instance replaced");
-            return false;
-        }
-        if outcomes.overrun {
-            tracing::warn!(plugin = %name, "PLUGIN: batch.done called more often than the batch has messages; instance replaced");
             return false;
         }
         true
