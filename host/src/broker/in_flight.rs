@@ -24,7 +24,7 @@
 //! slots), so an entry is kept packed ([`Stored`]): the id only inside the
 //! message (a `HashTable`, not a map with the id again as its key), the
 //! deadline as nanoseconds from the queue's own origin, the disk place
-//! without an `Option`'s tag: 104 bytes instead of 136.
+//! without an `Option`'s tag ([`DiskPlace`]): 104 bytes instead of 136.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use hashbrown::HashTable;
 
+use super::disk_place::DiskPlace;
 use super::message::{Message, MessageId};
 use super::spare_room::shrunk_capacity;
 use wasq_storage::Location;
@@ -79,8 +80,7 @@ type GroupKey = (Instant, u64);
 #[derive(Debug)]
 struct Stored {
     message: Message,
-    /// [`InFlight::disk`], [`NOT_ON_DISK`] for none.
-    disk: Location,
+    disk: DiskPlace,
     owner_id: u64,
     /// [`InFlight::deadline`] in nanoseconds from the queue's origin.
     deadline: i64,
@@ -88,12 +88,6 @@ struct Stored {
 }
 
 const _: () = assert!(std::mem::size_of::<Stored>() == 104);
-
-/// No message sits at this segment: disk segments are numbered from 0.
-const NOT_ON_DISK: Location = Location {
-    segment: u64::MAX,
-    offset: 0,
-};
 
 /// Deadlines as the queue keeps them: nanoseconds before or after its
 /// origin (±292 years).
@@ -188,7 +182,7 @@ impl InFlightQueue {
     fn unpack(&self, stored: Stored) -> InFlight {
         InFlight {
             deadline: self.clock.to_instant(stored.deadline),
-            disk: (stored.disk != NOT_ON_DISK).then_some(stored.disk),
+            disk: stored.disk.get(),
             owner_id: stored.owner_id,
             message: stored.message,
         }
@@ -215,7 +209,7 @@ impl InFlightQueue {
         );
         vacant.insert(Stored {
             deadline: self.clock.to_nanos(entry.deadline),
-            disk: entry.disk.unwrap_or(NOT_ON_DISK),
+            disk: entry.disk.into(),
             owner_id: entry.owner_id,
             message: entry.message,
             group,

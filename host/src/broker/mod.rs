@@ -30,6 +30,7 @@
 pub mod channel;
 pub mod client;
 pub mod deferred;
+mod disk_place;
 pub mod in_flight;
 pub mod latency;
 pub mod message;

@@ -46,10 +46,7 @@ impl Channel {
             }
             let now = now_nanos();
             for (stored, location) in batch.records {
-                let message = Queued {
-                    message: stored.message,
-                    disk: Some(location),
-                };
+                let message = Queued::read_back(stored.message, location);
                 match stored.due_unix_nanos {
                     Some(due) if due > now => {
                         let due = due_from_unix_nanos(due);
@@ -108,10 +105,10 @@ impl Channel {
             keep(entry.message, None, entry.disk);
         }
         for queued in ready.drain(..) {
-            keep(queued.message, None, queued.disk);
+            keep(queued.message, None, queued.disk.get());
         }
         for (due, queued) in deferred.drain() {
-            keep(queued.message, Some(due), queued.disk);
+            keep(queued.message, Some(due), queued.disk.get());
         }
         Held::take(backing.as_mut(), self.ephemeral, held, forget)
     }

@@ -33,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
 use super::deferred::DeferredQueue;
+use super::disk_place::DiskPlace;
 use super::in_flight::{InFlight, InFlightQueue};
 use super::latency::LatencyWindow;
 use super::message::Message;
@@ -268,6 +269,7 @@ impl Channel {
             let Some(Queued { mut message, disk }) = state.ready.pop_front() else {
                 break;
             };
+            let disk = disk.get();
             if sample_rate > 0 && fastrand::i32(0..100) > sample_rate {
                 state.release(disk);
                 continue;
@@ -378,15 +380,25 @@ fn finish_time() -> (Instant, i64) {
 #[derive(Debug)]
 struct Queued {
     message: Message,
-    disk: Option<Location>,
+    disk: DiskPlace,
 }
+
+const _: () = assert!(std::mem::size_of::<Queued>() == 80);
 
 impl Queued {
     /// A published message, the channel's own (not on its disk).
     fn published(message: Message) -> Queued {
         Queued {
             message,
-            disk: None,
+            disk: DiskPlace::NONE,
+        }
+    }
+
+    /// A message read back from the channel's disk queue at `location`.
+    fn read_back(message: Message, location: Location) -> Queued {
+        Queued {
+            message,
+            disk: Some(location).into(),
         }
     }
 
@@ -394,7 +406,7 @@ impl Queued {
     fn returned(entry: InFlight) -> Queued {
         Queued {
             message: entry.message,
-            disk: entry.disk,
+            disk: entry.disk.into(),
         }
     }
 }
