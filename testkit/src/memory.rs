@@ -413,20 +413,20 @@ fn requeued(count: usize, size: usize) -> anyhow::Result<Growth> {
 
 /// Queued in the channel's memory; consumers then hold it all in flight.
 fn in_flight(count: usize, size: usize) -> anyhow::Result<Growth> {
-    let broker = Wasqd::try_start(&["--no-embedded-lookupd"])?;
-    create_channel(&broker, "warmup")?;
-    Route::TcpPipelined.publish(&broker, "warmup", count / 50, size)?;
-    let _warm = hold_in_flight(&broker, "warmup", count / 50)?;
-    create_channel(&broker, "queued")?;
-    let before = broker.resident_bytes()?;
-    Route::TcpPipelined.publish(&broker, "queued", count, size)?;
-    let _consumers = hold_in_flight(&broker, "queued", count)?;
-    Ok(Growth::new(before, broker.resident_bytes()?, count))
+    held_in_flight(count, size, &[])
 }
 
 /// Everything goes to disk first; consumers then hold it all in flight.
 fn read_back(count: usize, size: usize) -> anyhow::Result<Growth> {
-    let broker = Wasqd::try_start(&["--no-embedded-lookupd", "--mem-queue-size", "0"])?;
+    held_in_flight(count, size, &["--mem-queue-size", "0"])
+}
+
+/// Published to a channel of a wasqd started with `flags`, then all held
+/// in flight by consumers (after a warm-up of the same on another topic).
+fn held_in_flight(count: usize, size: usize, flags: &[&str]) -> anyhow::Result<Growth> {
+    let mut args = vec!["--no-embedded-lookupd"];
+    args.extend_from_slice(flags);
+    let broker = Wasqd::try_start(&args)?;
     create_channel(&broker, "warmup")?;
     Route::TcpPipelined.publish(&broker, "warmup", count / 50, size)?;
     let _warm = hold_in_flight(&broker, "warmup", count / 50)?;
