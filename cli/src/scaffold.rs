@@ -198,6 +198,7 @@ impl Language {
             ],
             Language::Js => vec![
                 ("{{name}}.js", include_str!("../templates/js/plugin.js")),
+                ("wasq-batch.js", include_str!("../../guest-sdk/js/batch.js")),
                 (
                     "wit/plugin.wit",
                     include_str!("../../guest-sdk/wit/plugin.wit"),
@@ -210,6 +211,10 @@ impl Language {
                 (
                     "{{crate}}.py",
                     include_str!("../templates/python/plugin.py"),
+                ),
+                (
+                    "wasq_batch.py",
+                    include_str!("../../guest-sdk/python/wasq_batch.py"),
                 ),
                 (
                     "wit/plugin.wit",
@@ -308,13 +313,17 @@ pub fn scaffold(
             Some(handler) if path == language.handler() => {
                 handler.replace("../../guest-sdk/assemblyscript/wasq", "./wasq")
             }
-            Some(_) if path == "build.sh" && language == Language::Js => template.replace(
-                "--disable stdio random clocks http fetch-event",
-                "--disable stdio random fetch-event",
-            ),
+            // The webhook handler takes one message per call (it awaits
+            // fetch): the world without batches.
+            Some(_) if path == "build.sh" && language == Language::Js => template
+                .replace(
+                    "--disable stdio random clocks http fetch-event",
+                    "--disable stdio random fetch-event",
+                )
+                .replace("--world-name batch-consumer ", "--world-name consumer "),
             // Python calls out through the world that imports wasi:http.
             Some(_) if path == "build.sh" && language == Language::Python => {
-                template.replace("--world consumer ", "--world consumer-http ")
+                template.replace("--world batch-consumer ", "--world consumer-http ")
             }
             _ => template.to_string(),
         };
@@ -376,6 +385,30 @@ mod tests {
                 "not over a scaffold"
             );
         }
+    }
+
+    #[test]
+    fn component_scaffolds_take_batches_but_the_webhook() {
+        for (language, world, helper) in [
+            (
+                Language::Js,
+                "--world-name batch-consumer ",
+                "wasq-batch.js",
+            ),
+            (Language::Python, "--world batch-consumer ", "wasq_batch.py"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("demo");
+            scaffold("demo", language, Template::Uppercase, &target).unwrap();
+            let build = std::fs::read_to_string(target.join("build.sh")).unwrap();
+            assert!(build.contains(world), "{build}");
+            assert!(target.join(helper).exists(), "{helper}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("hook");
+        scaffold("hook", Language::Js, Template::Webhook, &target).unwrap();
+        let build = std::fs::read_to_string(target.join("build.sh")).unwrap();
+        assert!(build.contains("--world-name consumer "), "{build}");
     }
 
     #[test]

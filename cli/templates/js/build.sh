@@ -3,6 +3,6 @@
 set -eu
 cd "$(dirname "$0")"
 [ -x node_modules/.bin/componentize-js ] || npm install --no-audit --no-fund --loglevel=error
-node_modules/.bin/componentize-js {{name}}.js --wit wit --world-name consumer \
+node_modules/.bin/componentize-js {{name}}.js --wit wit --world-name batch-consumer \
     --disable stdio random clocks http fetch-event --out {{name}}.wasm >/dev/null
 echo "built {{name}}.wasm"

@@ -6,9 +6,10 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports import host
 from wit_world.imports.types import Failure_Retry, Level, Message
+from wasq_batch import HandleEach
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(HandleEach, wit_world.WitWorld):
     def handle(self, message: Message) -> None:
         try:
             host.publish("{{name}}.upper", message.body.upper())
