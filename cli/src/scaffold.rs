@@ -235,6 +235,10 @@ impl Language {
     }
 }
 
+/// The component SDKs' batch loops, copied into a scaffold that takes
+/// batches.
+const BATCH_HELPERS: [&str; 2] = ["wasq-batch.js", "wasq_batch.py"];
+
 /// A name every language's tools accept for a package, crate or module.
 fn check_name(name: &str) -> Result<(), String> {
     let mut bytes = name.bytes();
@@ -306,6 +310,10 @@ pub fn scaffold(
     ));
     let mut written = Vec::new();
     for (path, template) in files {
+        // The webhook handlers take one message per call: no batch loop.
+        if webhook.is_some() && BATCH_HELPERS.contains(&path.as_str()) {
+            continue;
+        }
         // The webhook template: the example in place of the uppercasing
         // handler, reading the SDK copied beside it; JavaScript keeps fetch,
         // Python gets wasi:http.
@@ -409,6 +417,7 @@ mod tests {
         scaffold("hook", Language::Js, Template::Webhook, &target).unwrap();
         let build = std::fs::read_to_string(target.join("build.sh")).unwrap();
         assert!(build.contains("--world-name consumer "), "{build}");
+        assert!(!target.join("wasq-batch.js").exists(), "not used there");
     }
 
     #[test]
