@@ -6,10 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use tokio::process::Command;
 
 /// What `bench_writer` and `bench_reader` print last:
 /// `duration: 5.0s - 280.012mb/s - 1468100.123ops/s - 0.681us/op`.
@@ -19,11 +19,13 @@ fn nsq_tool_rate(output: &str) -> Option<f64> {
     rate.trim_end_matches("ops/s").trim().parse().ok()
 }
 
+/// Runs a tool to its end (each is given a time limit) on a blocking
+/// thread: the broker under test runs in another process, and Tokio's
+/// own child processes would cost every runtime a look for exited
+/// children at each park (see the workspace's Tokio features).
 async fn run(mut command: Command, what: &str) -> anyhow::Result<String> {
-    let output = command
-        .kill_on_drop(true)
-        .output()
-        .await
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await?
         .with_context(|| format!("cannot run {what}"))?;
     let text = format!(
         "{}{}",
