@@ -23,7 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::abi::Outcome;
-use super::component_batch::BatchOutcomes;
+use super::component_batch::{BatchOutcomes, batch_typed};
 use super::imports::{self, Refusal};
 use super::instance::{Deadline, GuestError, GuestLimits, classify, end_of_slice, sandboxed_wasi};
 use super::outbound::wasi_http::GuestEgress;
@@ -328,6 +328,11 @@ impl ComponentInstance {
             .has_batch
             .then(|| instance.get_func(&mut store, EXPORT_HANDLE_BATCH))
             .flatten();
+        if let Some(func) = handle_batch {
+            // Checked once here, so a version whose export has another
+            // type fails to load instead of failing every batch.
+            batch_typed(func, &store)?;
+        }
         if pre.has_init {
             run_init(&mut store, &instance, &deadline).await?;
         }

@@ -8,6 +8,9 @@
 //! costs only the message under way: those before it keep their outcomes,
 //! those after it go to a fresh instance.
 
+use wasmtime::Store;
+use wasmtime::component::{Func, TypedFunc};
+
 use super::abi::{self, Outcome};
 use super::component::{
     ComponentInstance, ComponentState, Failure, borrow_message, outcome_of, wit,
@@ -58,6 +61,18 @@ impl ComponentState {
     }
 }
 
+/// The `handle-batch` export, type-checked against the WIT.
+pub(super) fn batch_typed<'a>(
+    func: Func,
+    store: &Store<ComponentState>,
+) -> Result<TypedFunc<(&'a [wit::Message<'a>],), ()>, GuestError> {
+    func.typed(store).map_err(|error| {
+        GuestError::Abi(format!(
+            "export `handle-batch` must be `func(messages: list<message>)`: {error:#}"
+        ))
+    })
+}
+
 impl ComponentInstance {
     /// Hands the guest the first of `messages`, or as many as one batch
     /// holds (about 64 KiB, as for core modules) if it exports
@@ -91,13 +106,10 @@ impl ComponentInstance {
         results: &mut Vec<Result<Outcome, GuestError>>,
     ) -> bool {
         let func = self.handle_batch.expect("only called with handle-batch");
-        let typed = match func.typed::<(&[wit::Message<'_>],), ()>(&self.store) {
+        let typed = match batch_typed(func, &self.store) {
             Ok(typed) => typed,
             Err(error) => {
-                let why = format!(
-                    "export `handle-batch` must be `func(messages: list<message>)`: {error:#}"
-                );
-                results.push(Err(GuestError::Abi(why)));
+                results.push(Err(error));
                 return false;
             }
         };
