@@ -2,12 +2,18 @@
 //!
 //! - `wasq plugin new NAME --lang LANG`: a plugin scaffold that builds as is
 //! - `wasq plugin test MODULE`: a plugin run on messages without a broker
+//! - `wasq plugin deploy MODULE`, `ls`, `rm NAME`: plugins on every node of
+//!   a cluster, through each node's plugin API
 //! - `wasq pub TOPIC`: stdin lines to a topic (as `to_nsq`)
 //! - `wasq tail TOPIC`: a topic's messages to stdout (as `nsq_tail`)
 //!
 //! Bad input is one line on stderr and exit status 2; a plugin test whose
-//! outcome is not what was expected exits 1.
+//! outcome is not what was expected exits 1, and so does a deploy that was
+//! rolled back.
 
+mod cluster;
+mod cluster_ls;
+mod deploy;
 mod log_capture;
 mod nsq_tcp;
 mod plugin_test;
@@ -17,6 +23,7 @@ mod topics;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::prelude::*;
@@ -160,6 +167,59 @@ enum PluginCommand {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+
+    /// Deploy a plugin to every node: one node first, then the rest; rolled
+    /// back everywhere if a node refuses it or it fails within the settle time
+    #[command(after_help = "Examples:\n  \
+        wasq plugin deploy shout.wasm --lookupd-http-address 10.0.0.1:4161 --token-file deploy.token\n  \
+        wasq plugin deploy shout.wasm --manifest prod/shout.toml --nsqd-http-address 10.0.0.5:4151 --all-at-once\n\n\
+        Each node must run wasqd --plugin-admin (see the README, \"Running a cluster\").\n\
+        Exits 1 when the deploy was rolled back, 2 on bad input or a node that cannot be asked.")]
+    Deploy {
+        /// The plugin: NAME.wasm (core module or component) or NAME.wat
+        module: PathBuf,
+        /// Its manifest (default: NAME.toml beside the module)
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// The plugin's name on the nodes (default: the module's file name without extension)
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        cluster: cluster::ClusterFlags,
+        /// Every node at once, not one node first
+        #[arg(long)]
+        all_at_once: bool,
+        /// How long each node's new version must keep running without failing
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        settle: Duration,
+        /// Traps and timeouts a node's new version may have within the settle time
+        #[arg(long, default_value_t = 0)]
+        max_failures: u64,
+    },
+
+    /// List plugins across the nodes: versions, states, handled and failed per second
+    #[command(after_help = "Examples:\n  \
+        wasq plugin ls --lookupd-http-address 10.0.0.1:4161\n  \
+        wasq plugin ls --nsqd-http-address 10.0.0.5:4151 --nsqd-http-address 10.0.0.6:4151 --json\n\n\
+        FAILED counts traps and timeouts.")]
+    Ls {
+        #[command(flatten)]
+        cluster: cluster::ClusterFlags,
+        /// Time between the two looks the rates come from
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// One JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+
+    /// Remove a plugin from every node (its state and channel stay)
+    Rm {
+        /// The plugin's name
+        name: String,
+        #[command(flatten)]
+        cluster: cluster::ClusterFlags,
+    },
 }
 
 fn single_byte(text: &str) -> Result<u8, String> {
@@ -262,6 +322,58 @@ fn main() -> ExitCode {
                 Err(e) => refuse(&e),
             }
         }
+        Command::Plugin(PluginCommand::Deploy {
+            module,
+            manifest,
+            name,
+            cluster,
+            all_at_once,
+            settle,
+            max_failures,
+        }) => {
+            let deploy = match read_deploy(module, manifest, name) {
+                Ok((name, version)) => deploy::Deploy {
+                    name,
+                    version,
+                    all_at_once,
+                    settle,
+                    max_failures,
+                },
+                Err(e) => return refuse(&e),
+            };
+            let nodes = match cluster.nodes() {
+                Ok(nodes) => nodes,
+                Err(e) => return refuse(&e),
+            };
+            match deploy::deploy(&nodes, &deploy) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(deploy::NotDeployed::NotStarted(e)) => refuse(&e),
+                Err(deploy::NotDeployed::RolledBack(e)) => {
+                    eprintln!("wasq: {}", one_line(&e));
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Plugin(PluginCommand::Ls {
+            cluster,
+            interval,
+            json,
+        }) => match cluster
+            .nodes()
+            .and_then(|nodes| cluster_ls::list(&nodes, interval, json))
+        {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => refuse(&e),
+        },
+        Command::Plugin(PluginCommand::Rm { name, cluster }) => {
+            match cluster
+                .nodes()
+                .and_then(|nodes| deploy::remove(&nodes, &name))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => refuse(&e),
+            }
+        }
         Command::Pub {
             topic,
             nodes,
@@ -294,4 +406,37 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The plugin's name and version from the deploy's files.
+fn read_deploy(
+    module: PathBuf,
+    manifest: Option<PathBuf>,
+    name: Option<String>,
+) -> Result<(String, cluster::Version), String> {
+    let name = match name {
+        Some(name) => name,
+        None => module
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| {
+                format!(
+                    "{}: no file name to take the plugin's name from",
+                    module.display()
+                )
+            })?
+            .to_string(),
+    };
+    if !wasq_host::plugins::is_plugin_name(&name) {
+        return Err(format!(
+            "{name:?} is not a plugin name ([A-Za-z0-9_.-], not starting with '.'); give --name"
+        ));
+    }
+    let manifest = manifest.unwrap_or_else(|| module.with_extension("toml"));
+    let version = cluster::Version {
+        module: std::fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?,
+        manifest: std::fs::read_to_string(&manifest)
+            .map_err(|e| format!("{}: {e}", manifest.display()))?,
+    };
+    Ok((name, version))
 }

@@ -113,7 +113,23 @@ impl Connection {
 /// Asks lookupds where to reach nsqd nodes: those with `topic` when given
 /// and any has it, else every node they know. Addresses as `host:tcp_port`.
 pub fn lookup(lookupds: &[String], topic: Option<&str>) -> Result<Vec<String>, String> {
-    let mut found = Vec::new();
+    Ok(lookup_producers(lookupds, topic)?
+        .into_iter()
+        .map(|p| format!("{}:{}", p.broadcast_address, p.tcp_port))
+        .collect())
+}
+
+/// A node as lookupd lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Producer {
+    pub broadcast_address: String,
+    pub tcp_port: u64,
+    pub http_port: u64,
+}
+
+/// [`lookup`], with each node's HTTP port too.
+pub fn lookup_producers(lookupds: &[String], topic: Option<&str>) -> Result<Vec<Producer>, String> {
+    let mut found: Vec<Producer> = Vec::new();
     let mut errors = Vec::new();
     for lookupd in lookupds {
         let base = if lookupd.starts_with("http") {
@@ -133,11 +149,16 @@ pub fn lookup(lookupds: &[String], topic: Option<&str>) -> Result<Vec<String>, S
                 Ok(answer) => {
                     let producers = answer["producers"].as_array().cloned().unwrap_or_default();
                     for p in producers {
-                        let host = p["broadcast_address"].as_str().unwrap_or_default();
-                        let port = p["tcp_port"].as_u64().unwrap_or_default();
-                        let address = format!("{host}:{port}");
-                        if !found.contains(&address) {
-                            found.push(address);
+                        let producer = Producer {
+                            broadcast_address: p["broadcast_address"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            tcp_port: p["tcp_port"].as_u64().unwrap_or_default(),
+                            http_port: p["http_port"].as_u64().unwrap_or_default(),
+                        };
+                        if !found.contains(&producer) {
+                            found.push(producer);
                         }
                     }
                     if !found.is_empty() {

@@ -128,6 +128,22 @@ pub struct Options {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub plugins_watch: bool,
 
+    /// serve the plugin API (PUT and DELETE /plugins/NAME, GET /plugins/NAME/module): deploy plugins over HTTP; off loopback it needs --plugin-admin-token-file or verified client certificates
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub plugin_admin: bool,
+
+    /// file of bearer tokens for the plugin API, one per line: NAME:TOKEN (NAME is who the log says made a change) or TOKEN alone
+    #[arg(long)]
+    pub plugin_admin_token_file: Option<PathBuf>,
+
+    /// client certificate common name allowed to use the plugin API over HTTPS (repeatable; default: any certificate --tls-root-ca-file verifies, with --tls-client-auth-policy=require-verify)
+    #[arg(long = "plugin-admin-cert-cn")]
+    pub plugin_admin_cert_cns: Vec<String>,
+
+    /// largest module, in bytes, the plugin API takes
+    #[arg(long, default_value_t = 64 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub plugin_admin_max_module_size: u64,
+
     /// TCP address of the embedded lookupd (protocol V1)
     #[arg(long, default_value = "127.0.0.1:4160", value_parser = parse_listen_address)]
     pub lookupd_embedded_tcp_address: SocketAddr,
@@ -453,6 +469,7 @@ const SWITCHES: &[&str] = &[
     "--help",
     "--exit-on-stdin-eof",
     "--plugins-watch",
+    "--plugin-admin",
     "--tls-required",
     "--snappy",
     "--deflate",

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, ListenAddresses};
 use crate::config::Options;
+use crate::http::admin_access::AdminAccess;
 use crate::http::{self, AppState, LogControl};
 use crate::plugins::{PluginHost, watcher};
 use crate::protocol;
@@ -35,6 +36,9 @@ pub struct Running {
 /// Binds both listeners and starts serving.
 pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<Running> {
     let security = Arc::new(Security::from_options(&options)?);
+    let plugin_admin = AdminAccess::from_options(&options)?.map(Arc::new);
+    let plugin_admin_max_module =
+        usize::try_from(options.plugin_admin_max_module_size).unwrap_or(usize::MAX);
     let listeners = wasq_nsq::listen::bind(options.tcp_address, options.http_address).await?;
     let https_listener = match &security.tls {
         Some(_) => Some(
@@ -139,6 +143,8 @@ pub async fn start(options: Options, log_control: LogControl) -> anyhow::Result<
         security: security.clone(),
         plugins: plugins.clone(),
         log_control,
+        plugin_admin,
+        plugin_admin_max_module,
     };
     let mut tasks = Vec::new();
     if let Some(settings) = crate::statsd::StatsdSettings::from_broker(&broker) {

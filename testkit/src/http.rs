@@ -65,6 +65,44 @@ impl Http {
         )
     }
 
+    /// `PUT /plugins/NAME` (the plugin API): `module` and `manifest` as
+    /// a multipart form, with `token` as the bearer if given.
+    pub fn put_plugin(
+        &self,
+        name: &str,
+        module: &[u8],
+        manifest: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        use ureq::unversioned::multipart::{Form, Part};
+        let form = Form::new()
+            .part("module", Part::bytes(module).file_name("module.wasm"))
+            .text("manifest", manifest);
+        let request = Http::agent().put(&format!("{}/plugins/{name}", self.base));
+        Http::read(with_bearer(request, token).send(form))
+    }
+
+    /// A GET with `token` as the bearer if given; the body as bytes.
+    pub fn get_with_token(&self, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let request = Http::agent().get(&format!("{}{}", self.base, path));
+        let mut response = with_bearer(request, token)
+            .call()
+            .expect("an HTTP response");
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(u64::MAX)
+            .read_to_vec()
+            .unwrap_or_default();
+        (response.status().as_u16(), body)
+    }
+
+    /// A DELETE with `token` as the bearer if given.
+    pub fn delete_with_token(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let request = Http::agent().delete(&format!("{}{}", self.base, path));
+        Http::read(with_bearer(request, token).call())
+    }
+
     /// `GET /plugins/NAME/state?prefix=&limit=`: the entries listed, as
     /// text, and whether there are more.
     pub fn state_entries(
@@ -216,4 +254,14 @@ impl Http {
 
 fn parse_or_string(body: String) -> Value {
     serde_json::from_str(&body).unwrap_or(Value::String(body))
+}
+
+fn with_bearer<B>(
+    request: ureq::RequestBuilder<B>,
+    token: Option<&str>,
+) -> ureq::RequestBuilder<B> {
+    match token {
+        Some(token) => request.header("Authorization", format!("Bearer {token}")),
+        None => request,
+    }
 }

@@ -4,12 +4,14 @@
 //! or an error status with `{"message":"CODE"}`, always with the
 //! `X-NSQ-Content-Type: nsq; version=1.0` header that clients look for.
 
+pub mod admin_access;
 mod authorize;
 mod config;
 mod dashboard;
 pub mod https;
 mod info;
 mod metrics;
+mod plugin_admin;
 mod plugin_state;
 mod plugins;
 mod publish;
@@ -21,14 +23,16 @@ mod topic_channel;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::config::{LogLevel, TlsRequired};
 use crate::plugins::PluginHost;
 use crate::security::Security;
+use admin_access::AdminAccess;
 use https::{Peer, TlsListener};
 use quick::QuickListener;
 pub use threads::{Scheme, spawn_serve};
@@ -42,6 +46,10 @@ pub struct AppState {
     pub security: Arc<Security>,
     pub plugins: Arc<PluginHost>,
     pub log_control: LogControl,
+    /// The plugin API's guard; `None`: the API is off (`--plugin-admin`).
+    pub plugin_admin: Option<Arc<AdminAccess>>,
+    /// The largest module the plugin API takes.
+    pub plugin_admin_max_module: usize,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -70,6 +78,18 @@ pub fn router(state: AppState) -> Router {
             get(config::get_option).put(config::put_option),
         )
         .route("/plugins", get(plugins::list))
+        .route(
+            "/plugins/{name}",
+            get(plugins::one).delete(plugin_admin::delete).merge(
+                put(plugin_admin::put).layer(DefaultBodyLimit::max(
+                    state
+                        .plugin_admin_max_module
+                        .saturating_add(plugin_admin::FORM_OVERHEAD),
+                )),
+            ),
+        )
+        .route("/plugins/{name}/module", get(plugin_admin::module))
+        .route("/plugins/{name}/manifest", get(plugin_admin::manifest))
         .route("/plugins/{name}/reload", post(plugins::reload))
         .route(
             "/plugins/{name}/state",

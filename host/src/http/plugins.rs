@@ -1,5 +1,6 @@
 //! GET /plugins: every plugin the host knows, running, failed or removed,
-//! with counters, handler-time percentiles and reload history; and
+//! with counters, handler-time percentiles and reload history (GET
+//! /plugins/NAME: one of them); and
 //! POST /plugins/NAME/reload for operators who run with --plugins-watch=false.
 
 use axum::extract::{Path, State};
@@ -13,6 +14,15 @@ pub async fn list(State(state): State<AppState>) -> ApiResult {
     Ok(ApiResponse::Json(
         json!({ "plugins": state.plugins.status() }),
     ))
+}
+
+/// One plugin's status, as in GET /plugins; 404 if the host knows no
+/// plugin by that name.
+pub async fn one(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+    match state.plugins.status_of(&name) {
+        Some(status) => Ok(ApiResponse::Json(json!(status))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "PLUGIN_NOT_FOUND")),
+    }
 }
 
 /// Reloads one plugin from its files now. 200 with the outcome and status

@@ -60,7 +60,11 @@ impl PluginFiles {
 
 /// Reads and checks a plugin's manifest (blocking).
 pub fn read_manifest(file: &Path, name: &str) -> Result<Manifest, String> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("{}: cannot read the manifest: {e}", file.display()))?;
-    Manifest::parse(name, file, &text)
+    Manifest::parse(name, file, &read_manifest_text(file)?)
+}
+
+/// A manifest's text (blocking).
+pub fn read_manifest_text(file: &Path) -> Result<String, String> {
+    std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read the manifest: {e}", file.display()))
 }

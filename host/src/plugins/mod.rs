@@ -22,6 +22,7 @@
 //! - [`files`]: which files make a plugin, and its name rules
 //! - [`prepare`]: reading, checking, compiling and trying a version
 //! - [`reload`]: the load/reload/remove state machine and its history
+//! - [`install`]: writing and removing a plugin's files for the plugin API
 //! - [`status`]: what GET /plugins reports
 //!
 //! Here: the host, which owns every plugin by name. Loading, reloading and
@@ -43,6 +44,7 @@ pub mod executor;
 pub mod files;
 mod function_cache;
 pub mod imports;
+pub mod install;
 pub mod instance;
 mod log_stream;
 pub mod manifest;
@@ -107,6 +109,7 @@ struct Live {
     manifest: Manifest,
     kind: instance::GuestKind,
     load: prepare::LoadReport,
+    files: prepare::VersionFiles,
 }
 
 impl PluginHost {
@@ -266,7 +269,7 @@ impl Plugin {
 
     fn record(
         &mut self,
-        trigger: Trigger,
+        cause: &reload::Cause,
         old_hash: Option<String>,
         new_hash: Option<String>,
         result: ReloadResult,
@@ -281,7 +284,8 @@ impl Plugin {
             .unwrap_or(0);
         self.history.push_back(ReloadRecord {
             time_ms,
-            trigger,
+            trigger: cause.trigger,
+            by: cause.by.clone(),
             old_hash,
             new_hash,
             result,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::files::read_manifest;
+use super::files::read_manifest_text;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::outbound::Outbound;
@@ -21,6 +21,17 @@ pub(super) struct Prepared {
     pub(super) link: Arc<PluginLink>,
     pub(super) module_hash: String,
     pub(super) load: LoadReport,
+    pub(super) files: VersionFiles,
+}
+
+/// A version's files as they were read: what GET /plugins/NAME/module and
+/// /manifest give back (to roll a deploy back to), whatever is on disk
+/// since. Kept in memory while the version is live: a component's module
+/// is megabytes, small beside its compiled code.
+#[derive(Debug, Clone)]
+pub struct VersionFiles {
+    pub module: Arc<[u8]>,
+    pub manifest: Arc<str>,
 }
 
 /// How a version was loaded, for GET /plugins.
@@ -62,7 +73,10 @@ pub(super) fn prepare(
     let bytes = std::fs::read(module_file)
         .map_err(|e| fail(None, format!("{}: cannot read: {e}", module_file.display())))?;
     let module_hash = hex(&Sha256::digest(&bytes));
-    let manifest = read_manifest(manifest_file, name).map_err(|e| fail(Some(&module_hash), e))?;
+    let manifest_text =
+        read_manifest_text(manifest_file).map_err(|e| fail(Some(&module_hash), e))?;
+    let manifest = Manifest::parse(name, manifest_file, &manifest_text)
+        .map_err(|e| fail(Some(&module_hash), e))?;
     if live
         .as_ref()
         .is_some_and(|l| l.module_hash == module_hash && l.manifest == manifest)
@@ -121,6 +135,10 @@ pub(super) fn prepare(
         link,
         module_hash,
         load,
+        files: VersionFiles {
+            module: bytes.into(),
+            manifest: manifest_text.into(),
+        },
     })
 }
 

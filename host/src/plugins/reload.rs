@@ -21,6 +21,22 @@ pub enum Trigger {
     Watch,
     /// `POST /plugins/NAME/reload`.
     Http,
+    /// The plugin API (`PUT` or `DELETE /plugins/NAME`).
+    Admin,
+}
+
+/// Why the host looked at a plugin's files, and who asked (the plugin
+/// API's caller), as the history records it.
+#[derive(Debug, Clone)]
+pub(super) struct Cause {
+    pub(super) trigger: Trigger,
+    pub(super) by: Option<String>,
+}
+
+impl From<Trigger> for Cause {
+    fn from(trigger: Trigger) -> Cause {
+        Cause { trigger, by: None }
+    }
 }
 
 /// How many loads and reloads ended each way since the host started (the
@@ -71,6 +87,9 @@ pub struct ReloadRecord {
     /// Unix milliseconds.
     pub time_ms: i64,
     pub trigger: Trigger,
+    /// Who made the change through the plugin API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub old_hash: Option<String>,
     pub new_hash: Option<String>,
     pub result: ReloadResult,
@@ -94,6 +113,11 @@ impl PluginHost {
     /// nothing if they did not change. Errors are logged and kept for /plugins.
     pub async fn sync_plugin(&self, name: &str, trigger: Trigger) -> SyncResult {
         let _one_at_a_time = self.sync_lock.lock().await;
+        self.sync_locked(name, &trigger.into()).await
+    }
+
+    /// [`PluginHost::sync_plugin`], with `sync_lock` held by the caller.
+    pub(super) async fn sync_locked(&self, name: &str, cause: &Cause) -> SyncResult {
         let (dir, plugin) = (self.dir.clone(), name.to_string());
         let found = tokio::task::spawn_blocking(move || PluginFiles::find(&dir, &plugin)).await;
         let PluginFiles {
@@ -107,7 +131,7 @@ impl PluginHost {
         let known = self.plugins.lock().contains_key(name);
         if module_file.is_none() && !manifest_exists {
             return if known {
-                self.remove(name, trigger, "its files were removed").await
+                self.remove(name, cause, "its files were removed").await
             } else {
                 SyncResult::Unknown
             };
@@ -118,7 +142,7 @@ impl PluginHost {
                 manifest_file.display()
             );
             return self
-                .remove_or_fail(name, trigger, &manifest_file, None, why)
+                .remove_or_fail(name, cause, &manifest_file, None, why)
                 .await;
         };
         if !manifest_exists {
@@ -127,7 +151,7 @@ impl PluginHost {
                 module_file.display()
             );
             return self
-                .remove_or_fail(name, trigger, &manifest_file, Some(module_file), why)
+                .remove_or_fail(name, cause, &manifest_file, Some(module_file), why)
                 .await;
         }
 
@@ -167,7 +191,7 @@ impl PluginHost {
             Err(PrepareError::Failed(new_hash, why)) => {
                 self.record_failure(
                     name,
-                    trigger,
+                    cause,
                     &manifest_file,
                     Some(module_file),
                     new_hash,
@@ -176,7 +200,7 @@ impl PluginHost {
                 SyncResult::Failed(why)
             }
             Ok(prepared) => {
-                self.go_live(name, trigger, module_file, manifest_file, prepared)
+                self.go_live(name, cause, module_file, manifest_file, prepared)
                     .await
             }
         }
@@ -186,7 +210,7 @@ impl PluginHost {
     async fn go_live(
         &self,
         name: &str,
-        trigger: Trigger,
+        cause: &Cause,
         module_file: PathBuf,
         manifest_file: PathBuf,
         prepared: Prepared,
@@ -200,7 +224,7 @@ impl PluginHost {
                 let why = format!("{}: {e:#}", module_file.display());
                 self.record_failure(
                     name,
-                    trigger,
+                    cause,
                     &manifest_file,
                     Some(module_file),
                     Some(prepared.module_hash),
@@ -215,6 +239,7 @@ impl PluginHost {
             manifest,
             kind,
             load: prepared.load,
+            files: prepared.files,
         };
         let old = {
             let mut plugins = self.plugins.lock();
@@ -231,12 +256,7 @@ impl PluginHost {
             } else {
                 ReloadResult::Loaded
             };
-            plugin.record(
-                trigger,
-                old_hash,
-                Some(prepared.module_hash.clone()),
-                result,
-            );
+            plugin.record(cause, old_hash, Some(prepared.module_hash.clone()), result);
             old
         };
         match old {
@@ -256,25 +276,25 @@ impl PluginHost {
     async fn remove_or_fail(
         &self,
         name: &str,
-        trigger: Trigger,
+        cause: &Cause,
         manifest_file: &Path,
         module_file: Option<PathBuf>,
         why: String,
     ) -> SyncResult {
         if self.live_version(name).is_some() {
-            let result = self.remove(name, trigger, &why).await;
+            let result = self.remove(name, cause, &why).await;
             if let Some(plugin) = self.plugins.lock().get_mut(name) {
                 plugin.error = Some(why);
             }
             return result;
         }
-        self.record_failure(name, trigger, manifest_file, module_file, None, why.clone());
+        self.record_failure(name, cause, manifest_file, module_file, None, why.clone());
         SyncResult::Failed(why)
     }
 
     /// Stops a plugin. Its in-flight messages finish; its channel and the
     /// messages queued there stay, as when a consumer disconnects.
-    async fn remove(&self, name: &str, trigger: Trigger, why: &str) -> SyncResult {
+    async fn remove(&self, name: &str, cause: &Cause, why: &str) -> SyncResult {
         let old = {
             let mut plugins = self.plugins.lock();
             let Some(plugin) = plugins.get_mut(name) else {
@@ -283,7 +303,7 @@ impl PluginHost {
             let old = plugin.live.take();
             plugin.removed = true;
             plugin.record(
-                trigger,
+                cause,
                 old.as_ref().map(|o| o.module_hash.clone()),
                 None,
                 ReloadResult::Removed,
@@ -300,7 +320,7 @@ impl PluginHost {
     fn record_failure(
         &self,
         name: &str,
-        trigger: Trigger,
+        cause: &Cause,
         manifest_file: &Path,
         module_file: Option<PathBuf>,
         new_hash: Option<String>,
@@ -322,12 +342,7 @@ impl PluginHost {
         } else {
             tracing::error!(plugin = name, "PLUGIN: not loaded: {why}");
         }
-        plugin.record(
-            trigger,
-            old_hash,
-            new_hash,
-            ReloadResult::Failed(why.clone()),
-        );
+        plugin.record(cause, old_hash, new_hash, ReloadResult::Failed(why.clone()));
         plugin.error = Some(why);
     }
 
