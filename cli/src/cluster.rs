@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use crate::nsq_tcp::lookup_producers;
+use wasq_host::lookupd_nodes::{base_url, producers};
 
 /// How long one request to a node may take (a large component's upload
 /// and compilation included).
@@ -60,9 +60,13 @@ impl ClusterFlags {
         }
         let agent = self.agent()?;
         let token = self.token()?;
-        let mut bases: Vec<String> = self.nsqd_http_addresses.iter().map(|a| url(a)).collect();
+        let mut bases: Vec<String> = self
+            .nsqd_http_addresses
+            .iter()
+            .map(|a| base_url(a))
+            .collect();
         if !self.lookupd_http_addresses.is_empty() {
-            for producer in lookup_producers(&self.lookupd_http_addresses, None)? {
+            for producer in producers(&self.lookupd_http_addresses, None)? {
                 let base = format!(
                     "http://{}:{}",
                     producer.broadcast_address, producer.http_port
@@ -145,14 +149,6 @@ fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {
         return Err("no certificate in it".into());
     }
     Ok(certs)
-}
-
-fn url(address: &str) -> String {
-    if address.starts_with("http://") || address.starts_with("https://") {
-        address.trim_end_matches('/').to_string()
-    } else {
-        format!("http://{address}")
-    }
 }
 
 /// A node's answer: its status and body.

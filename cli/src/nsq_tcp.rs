@@ -5,7 +5,7 @@
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use wasq_wire::frame::{self, Frame, FrameType};
 use wasq_wire::{Message, command};
 
@@ -113,74 +113,8 @@ impl Connection {
 /// Asks lookupds where to reach nsqd nodes: those with `topic` when given
 /// and any has it, else every node they know. Addresses as `host:tcp_port`.
 pub fn lookup(lookupds: &[String], topic: Option<&str>) -> Result<Vec<String>, String> {
-    Ok(lookup_producers(lookupds, topic)?
+    Ok(wasq_host::lookupd_nodes::producers(lookupds, topic)?
         .into_iter()
         .map(|p| format!("{}:{}", p.broadcast_address, p.tcp_port))
         .collect())
-}
-
-/// A node as lookupd lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Producer {
-    pub broadcast_address: String,
-    pub tcp_port: u64,
-    pub http_port: u64,
-}
-
-/// [`lookup`], with each node's HTTP port too.
-pub fn lookup_producers(lookupds: &[String], topic: Option<&str>) -> Result<Vec<Producer>, String> {
-    let mut found: Vec<Producer> = Vec::new();
-    let mut errors = Vec::new();
-    for lookupd in lookupds {
-        let base = if lookupd.starts_with("http") {
-            lookupd.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{lookupd}")
-        };
-        let urls = match topic {
-            Some(topic) => vec![
-                format!("{base}/lookup?topic={topic}"),
-                format!("{base}/nodes"),
-            ],
-            None => vec![format!("{base}/nodes")],
-        };
-        for url in urls {
-            match get_json(&url) {
-                Ok(answer) => {
-                    let producers = answer["producers"].as_array().cloned().unwrap_or_default();
-                    for p in producers {
-                        let producer = Producer {
-                            broadcast_address: p["broadcast_address"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string(),
-                            tcp_port: p["tcp_port"].as_u64().unwrap_or_default(),
-                            http_port: p["http_port"].as_u64().unwrap_or_default(),
-                        };
-                        if !found.contains(&producer) {
-                            found.push(producer);
-                        }
-                    }
-                    if !found.is_empty() {
-                        break;
-                    }
-                }
-                // 404 TOPIC_NOT_FOUND: fall through to /nodes.
-                Err(e) => errors.push(e),
-            }
-        }
-    }
-    if found.is_empty() && !errors.is_empty() && errors.len() >= lookupds.len() {
-        return Err(errors.join("; "));
-    }
-    Ok(found)
-}
-
-fn get_json(url: &str) -> Result<Value, String> {
-    let mut response = ureq::get(url).call().map_err(|e| format!("{url}: {e}"))?;
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| format!("{url}: {e}"))?;
-    serde_json::from_str(&text).map_err(|e| format!("{url}: not JSON: {e}"))
 }

@@ -160,6 +160,10 @@ pub struct Options {
     #[arg(long = "lookupd-tcp-address")]
     pub lookupd_tcp_addresses: Vec<String>,
 
+    /// lookupd HTTP address whose nodes the dashboard shows beside this one (repeatable; the cluster view, as nsqadmin's flag)
+    #[arg(long = "lookupd-http-address")]
+    pub lookupd_http_addresses: Vec<String>,
+
     /// <addr>:<port> to listen on for HTTPS clients (only with --tls-cert and --tls-key)
     #[arg(long, default_value = "127.0.0.1:4152", value_parser = parse_listen_address)]
     pub https_address: SocketAddr,
@@ -454,6 +458,7 @@ const CONFIG_NAMES: ConfigNames = ConfigNames {
     renamed: &[
         ("node-id", "id"),
         ("lookupd-tcp-address", "nsqlookupd_tcp_addresses"),
+        ("lookupd-http-address", "lookupd_http_addresses"),
         ("auth-http-address", "auth_http_addresses"),
         (
             "e2e-processing-latency-percentile",

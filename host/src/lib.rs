@@ -5,6 +5,7 @@
 //! - [`protocol`]: the TCP protocol V2 that NSQ clients speak
 //! - [`http`]: nsqd's HTTP API
 //! - [`lookup`]: registration with nsqlookupd (embedded and configured ones)
+//! - [`lookupd_nodes`]: asking lookupds which nodes they know
 //! - [`metrics`]: GET /metrics for Prometheus
 //! - [`plugins`]: WebAssembly consumers inside the broker
 //! - [`server`]: start-up, listeners and shutdown
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod config;
 pub mod http;
 pub mod lookup;
+pub mod lookupd_nodes;
 pub mod metrics;
 pub mod plugins;
 pub mod protocol;

@@ -117,3 +117,54 @@ test('the dashboard shows a new topic and a plugin\'s counters live', { timeout:
     fs.rmSync(plugins, { recursive: true, force: true })
   }
 })
+
+test('given lookupds, the dashboard shows every node, each row with its node, and a hung one as unreachable', { timeout: 120000 }, async () => {
+  // The first node's embedded lookupd is the cluster's; the others register
+  // with it, and the second node's dashboard asks it for the cluster.
+  const first = await startWasqd(['--broadcast-address', '127.0.0.1'])
+  const cluster = ['--no-embedded-lookupd', '--lookupd-tcp-address', first.lookupdTcp, '--broadcast-address', '127.0.0.1']
+  const second = await startWasqd([...cluster, '--lookupd-http-address', first.lookupdHttp])
+  const third = await startWasqd(cluster)
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync']
+  })
+  try {
+    await publish(first.http, 'dash_first', 'a')
+    await publish(third.http, 'dash_third', 'b')
+    const page = await browser.newPage()
+    const errors = []
+    page.on('pageerror', error => errors.push(error.message))
+    await page.goto(`http://${second.http}/`)
+    const thirdTopic = page.locator(`tr.topic[data-node="${third.http}"][data-topic="dash_third"]`)
+    await thirdTopic.waitFor({ timeout: 60000 })
+    assert.strictEqual(await thirdTopic.locator('td[data-field="node"]').textContent(), third.http)
+    assert.ok(await thirdTopic.locator('td[data-field="node"]').isVisible(), 'the node column shows')
+    await page.locator(`tr.topic[data-node="${first.http}"][data-topic="dash_first"]`).waitFor({ timeout: 30000 })
+    await page.waitForFunction(
+      () => document.querySelector('[data-card="nodes"] .value').textContent === '3 of 3',
+      null, { timeout: 30000 })
+
+    // A hung node stays registered with lookupd: the page names it as
+    // unreachable, and shows it again once it answers.
+    third.child.kill('SIGSTOP')
+    await page.waitForFunction(() => document.querySelector('[data-card="nodes"] .value').textContent === '2 of 3',
+      null, { timeout: 30000 })
+    const status = await page.locator('#status').textContent()
+    assert.ok(status.includes(`${third.http} unreachable`), status)
+    third.child.kill('SIGCONT')
+    await page.waitForFunction(() => document.querySelector('[data-card="nodes"] .value').textContent === '3 of 3',
+      null, { timeout: 30000 })
+
+    // A node that stops unregisters: its rows go.
+    third.stop()
+    await page.waitForFunction(() => document.querySelector('[data-card="nodes"] .value').textContent === '2 of 2',
+      null, { timeout: 30000 })
+    assert.strictEqual(await page.locator(`tr[data-node="${third.http}"]`).count(), 0)
+    assert.deepStrictEqual(errors, [], 'the page ran without script errors')
+  } finally {
+    await browser.close()
+    for (const node of [first, second, third]) node.stop()
+  }
+})

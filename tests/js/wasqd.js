@@ -39,6 +39,8 @@ function startWasqd (args = []) {
           child,
           tcp: listening.tcp,
           http: listening.http,
+          lookupdTcp: listening.lookupd_tcp,
+          lookupdHttp: listening.lookupd_http,
           stop () {
             child.stdin.end()
             child.kill()

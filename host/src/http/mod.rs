@@ -6,6 +6,7 @@
 
 pub mod admin_access;
 mod authorize;
+mod cluster;
 mod config;
 mod dashboard;
 pub mod https;
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .route("/mpub", post(publish::multi_publish))
         .route("/stats", get(stats::stats))
         .route("/metrics", get(metrics::metrics))
+        .route("/cluster", get(cluster::cluster))
         .route("/topic/create", post(topic_channel::create_topic))
         .route("/topic/delete", post(topic_channel::delete_topic))
         .route("/topic/empty", post(topic_channel::empty_topic))

@@ -2,10 +2,15 @@
 // second and redraws. Rates are the change of a message count between two
 // polls. Names come from clients and plugins, so every value is set as text,
 // never as HTML.
+//
+// Given --lookupd-http-address, wasqd's /cluster lists every node those
+// lookupds know with its /stats: the page then shows them all, each row
+// with its node (the cluster view, as nsqadmin's).
 'use strict'
 
 const POLL_MS = 1000
 const previous = { at: 0, counts: new Map() }
+const cluster = { on: false }
 
 function el (tag, attributes = {}, ...children) {
   const node = document.createElement(tag)
@@ -88,22 +93,29 @@ function nameMaybePaused (name, paused) {
   return el('span', {}, name, paused ? ' ' : null, paused ? el('span', { class: 'badge paused' }, 'paused') : null)
 }
 
-function drawTopics (topics, now, seen) {
+// The node column's cell (hidden unless the page shows a cluster).
+function nodeCell (node) {
+  return cell(node, 'node', 'text node-col')
+}
+
+function drawTopics (views, now, seen) {
   const rows = []
-  for (const topic of topics) {
+  for (const { node, stats } of views) for (const topic of stats.topics || []) {
     const inFlight = topic.channels.reduce((sum, c) => sum + c.in_flight_count, 0)
-    rows.push(el('tr', { class: 'topic', 'data-topic': topic.topic_name },
+    rows.push(el('tr', { class: 'topic', 'data-node': node, 'data-topic': topic.topic_name },
+      nodeCell(node),
       cell(nameMaybePaused(topic.topic_name, topic.paused), 'name'),
       cell(number(topic.depth), 'depth'),
       cell(number(topic.backend_depth), 'backend_depth'),
       cell(number(inFlight), 'in_flight'),
       cell('', 'deferred'), cell('', 'requeued'), cell('', 'timed_out'),
       cell(number(topic.message_count), 'messages'),
-      cell(rate('t/' + topic.topic_name, topic.message_count, now, seen), 'rate'),
+      cell(rate(`${node}/t/${topic.topic_name}`, topic.message_count, now, seen), 'rate'),
       cell('', 'clients'),
       cell(latency(topic.e2e_processing_latency), 'latency')))
     for (const channel of topic.channels) {
-      rows.push(el('tr', { class: 'channel', 'data-topic': topic.topic_name, 'data-channel': channel.channel_name },
+      rows.push(el('tr', { class: 'channel', 'data-node': node, 'data-topic': topic.topic_name, 'data-channel': channel.channel_name },
+        nodeCell(node),
         cell(nameMaybePaused(channel.channel_name, channel.paused), 'name'),
         cell(number(channel.depth), 'depth'),
         cell(number(channel.backend_depth), 'backend_depth'),
@@ -112,7 +124,7 @@ function drawTopics (topics, now, seen) {
         cell(number(channel.requeue_count), 'requeued'),
         cell(number(channel.timeout_count), 'timed_out'),
         cell(number(channel.message_count), 'messages'),
-        cell(rate(`c/${topic.topic_name}/${channel.channel_name}`, channel.message_count, now, seen), 'rate'),
+        cell(rate(`${node}/c/${topic.topic_name}/${channel.channel_name}`, channel.message_count, now, seen), 'rate'),
         cell(number(channel.client_count), 'clients'),
         cell(latency(channel.e2e_processing_latency), 'latency')))
     }
@@ -120,18 +132,19 @@ function drawTopics (topics, now, seen) {
   replaceRows('topics', rows)
 }
 
-function drawPlugins (plugins, now, seen) {
+function drawPlugins (views, now, seen) {
   const rows = []
-  for (const plugin of plugins) {
+  for (const { node, stats } of views) for (const plugin of stats.plugins || []) {
     const c = plugin.counters
     const where = plugin.topic ? `${plugin.topic} / ${plugin.channel}` : '–'
-    rows.push(el('tr', { class: 'plugin', 'data-plugin': plugin.name },
+    rows.push(el('tr', { class: 'plugin', 'data-node': node, 'data-plugin': plugin.name },
+      nodeCell(node),
       cell(plugin.name, 'name'),
       cell(el('span', { class: `badge ${plugin.state}` }, plugin.state), 'state', 'text'),
       cell(where, 'subscription', 'text'),
       cell(number(plugin.instances), 'instances'),
       cell(number(c.handled), 'handled'),
-      cell(rate('p/' + plugin.name, c.handled, now, seen), 'rate'),
+      cell(rate(`${node}/p/${plugin.name}`, c.handled, now, seen), 'rate'),
       cell(number(c.finished), 'finished'),
       cell(number(c.requeued), 'requeued'),
       cell(number(c.dead_lettered), 'dead_lettered'),
@@ -168,12 +181,14 @@ function drawPlugins (plugins, now, seen) {
       const items = plugin.history.slice(-5).reverse().map(record => {
         const when = new Date(record.time_ms).toLocaleTimeString()
         const hashes = `${(record.old_hash || '–').slice(0, 8)} → ${(record.new_hash || '–').slice(0, 8)}`
-        return el('li', {}, `${when} ${record.trigger}: ${record.result} (${hashes})`)
+        const by = record.by ? ` by ${record.by}` : ''
+        return el('li', {}, `${when} ${record.trigger}${by}: ${record.result} (${hashes})`)
       })
       details.push(el('div', {}, 'Reloads (latest first):', el('ul', { class: 'history', 'data-field': 'history' }, ...items)))
     }
     if (details.length) {
-      rows.push(el('tr', { class: 'detail', 'data-plugin-detail': plugin.name }, el('td', { colspan: 13 }, ...details)))
+      rows.push(el('tr', { class: 'detail', 'data-node': node, 'data-plugin-detail': plugin.name },
+        el('td', { class: 'node-col' }), el('td', { colspan: 13 }, ...details)))
     }
   }
   replaceRows('plugins', rows)
@@ -191,9 +206,10 @@ function connection (client) {
   return parts.join(', ') || 'plain'
 }
 
-function drawClients (stats) {
+function drawClients (views) {
   const rows = []
-  const row = (client, subscription) => el('tr', { 'data-client': client.client_id },
+  const row = (node, client, subscription) => el('tr', { 'data-node': node, 'data-client': client.client_id },
+    nodeCell(node),
     cell(client.client_id || client.hostname, 'id'),
     cell(client.remote_address, 'address', 'text'),
     cell(client.user_agent || '–', 'user_agent', 'text'),
@@ -206,26 +222,31 @@ function drawClients (stats) {
     cell(number(client.requeue_count), 'requeued'),
     cell(connection(client), 'connection', 'text'),
     cell(since(client.connect_ts), 'connected'))
-  for (const topic of stats.topics || []) {
-    for (const channel of topic.channels) {
-      for (const client of channel.clients) rows.push(row(client, `${topic.topic_name} / ${channel.channel_name}`))
+  for (const { node, stats } of views) {
+    for (const topic of stats.topics || []) {
+      for (const channel of topic.channels) {
+        for (const client of channel.clients) rows.push(row(node, client, `${topic.topic_name} / ${channel.channel_name}`))
+      }
     }
-  }
-  for (const producer of stats.producers || []) {
-    const topics = (producer.pub_counts || []).map(p => `${p.topic} (${number(p.count)})`).join(', ')
-    rows.push(row(producer, topics ? 'publishes to ' + topics : 'producer'))
+    for (const producer of stats.producers || []) {
+      const topics = (producer.pub_counts || []).map(p => `${p.topic} (${number(p.count)})`).join(', ')
+      rows.push(row(node, producer, topics ? 'publishes to ' + topics : 'producer'))
+    }
   }
   replaceRows('clients', rows)
 }
 
-function drawSummary (stats) {
-  const topics = stats.topics || []
+function drawSummary (views, down) {
+  const topics = views.flatMap(v => v.stats.topics || [])
+  const plugins = views.flatMap(v => v.stats.plugins || [])
   const channels = topics.flatMap(t => t.channels)
   const depth = topics.reduce((sum, t) => sum + t.depth, 0) + channels.reduce((sum, c) => sum + c.depth, 0)
   const inFlight = channels.reduce((sum, c) => sum + c.in_flight_count, 0)
-  const running = stats.plugins.filter(p => p.state === 'running').length
-  const failed = stats.plugins.filter(p => p.state === 'failed').length
+  const running = plugins.filter(p => p.state === 'running').length
+  const failed = plugins.filter(p => p.state === 'failed').length
+  const nodes = cluster.on ? [card('nodes answering', `${views.length} of ${views.length + down.length}`, 'nodes')] : []
   document.getElementById('summary').replaceChildren(
+    ...nodes,
     card('topics', number(topics.length), 'topics'),
     card('channels', number(channels.length), 'channels'),
     card('messages queued', number(depth), 'depth'),
@@ -234,28 +255,54 @@ function drawSummary (stats) {
     card('plugins failed', number(failed), 'plugins_failed'))
 }
 
+// This node's stats, or every node's in the cluster view: the views that
+// answered ({node, stats}) and the nodes that did not ({node, error}).
+async function fetchViews () {
+  if (!cluster.on) {
+    const response = await fetch('/stats?format=json', { cache: 'no-store' })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    return { views: [{ node: '', stats: await response.json() }], down: [] }
+  }
+  const response = await fetch('/cluster', { cache: 'no-store' })
+  if (!response.ok) throw new Error(`HTTP ${response.status}`)
+  const answer = await response.json()
+  if (answer.error) throw new Error(answer.error)
+  const nodes = answer.nodes || []
+  return { views: nodes.filter(n => n.stats), down: nodes.filter(n => !n.stats) }
+}
+
 async function poll () {
   const status = document.getElementById('status')
   try {
-    const response = await fetch('/stats?format=json', { cache: 'no-store' })
-    if (!response.ok) throw new Error(`HTTP ${response.status}`)
-    const stats = await response.json()
+    const { views, down } = await fetchViews()
     const now = Date.now()
     const seen = new Map()
-    drawSummary(stats)
-    drawTopics(stats.topics || [], now, seen)
-    drawPlugins(stats.plugins || [], now, seen)
-    drawClients(stats)
+    drawSummary(views, down)
+    drawTopics(views, now, seen)
+    drawPlugins(views, now, seen)
+    drawClients(views)
     previous.at = now
     previous.counts = seen
-    status.textContent = 'updated ' + new Date(now).toLocaleTimeString()
-    status.className = 'status'
+    const unreachable = down.map(d => `${d.node} unreachable (${d.error})`).join('; ')
+    status.textContent = 'updated ' + new Date(now).toLocaleTimeString() + (unreachable ? ' · ' + unreachable : '')
+    status.className = down.length ? 'status down' : 'status'
   } catch (error) {
     status.textContent = 'cannot reach wasqd: ' + error.message
     status.className = 'status down'
   } finally {
     setTimeout(poll, POLL_MS)
   }
+}
+
+// Whether this wasqd shows a cluster (it was given lookupds to ask).
+async function findCluster () {
+  try {
+    const answer = await (await fetch('/cluster', { cache: 'no-store' })).json()
+    cluster.on = (answer.lookupd || []).length > 0
+  } catch (error) {
+    cluster.on = false
+  }
+  document.body.classList.toggle('cluster', cluster.on)
 }
 
 async function describeNode () {
@@ -269,4 +316,4 @@ async function describeNode () {
 }
 
 describeNode()
-poll()
+findCluster().then(poll)
