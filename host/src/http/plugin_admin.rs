@@ -11,12 +11,14 @@
 //! - `GET /plugins/NAME/module` and `/manifest`: the live version's files
 //!   as they were loaded, to roll back to.
 //!
-//! Every route asks [`AdminAccess`] who the caller is; every change is
-//! logged with that name and kept in the plugin's reload history (`by`).
+//! Every route asks [`AdminAccess`](super::admin_access::AdminAccess) who
+//! the caller is ([`Admin`]); every change is logged with that name and
+//! kept in the plugin's reload history (`by`).
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -29,37 +31,45 @@ use crate::plugins::{SyncResult, is_plugin_name};
 /// Room in a request beside the module: the manifest and the form's framing.
 pub const FORM_OVERHEAD: usize = 1 << 20;
 
-/// The caller's name, or why the request is refused.
-fn caller(state: &AppState, peer: &Peer, headers: &HeaderMap) -> Result<String, ApiError> {
-    match &state.plugin_admin {
-        None => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "PLUGIN_ADMIN_DISABLED",
-        )),
-        Some(access) => access.caller(peer, headers),
-    }
+/// A caller the plugin API lets in, and the plugin
+/// named in the path: what every route starts from.
+pub struct Admin {
+    by: String,
+    name: String,
 }
 
-fn checked_name(name: &str) -> Result<(), ApiError> {
-    if is_plugin_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request("INVALID_PLUGIN_NAME"))
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
+        let Some(access) = &state.plugin_admin else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "PLUGIN_ADMIN_DISABLED",
+            ));
+        };
+        let ConnectInfo(peer) = ConnectInfo::<Peer>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let by = access.caller(&peer, &parts.headers)?;
+        let Path(name) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::bad_request("INVALID_PLUGIN_NAME"))?;
+        if !is_plugin_name(&name) {
+            return Err(ApiError::bad_request("INVALID_PLUGIN_NAME"));
+        }
+        Ok(Admin { by, name })
     }
 }
 
 pub async fn put(
     State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
-    Path(name): Path<String>,
+    admin: Result<Admin, ApiError>,
     request: Request,
 ) -> ApiResult {
     let limit = state.plugin_admin_max_module;
-    let by = match caller(&state, &peer, request.headers()).and_then(|by| {
-        checked_name(&name)?;
-        Ok(by)
-    }) {
-        Ok(by) => by,
+    let Admin { by, name } = match admin {
+        Ok(admin) => admin,
         Err(refusal) => {
             // Read what the client sends before answering: a client that
             // is still writing when the connection closes sees a broken
@@ -83,14 +93,7 @@ pub async fn put(
     answer(&state, &name, &by, "PUT", result)
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> ApiResult {
-    let by = caller(&state, &peer, &headers)?;
-    checked_name(&name)?;
+pub async fn delete(State(state): State<AppState>, Admin { by, name }: Admin) -> ApiResult {
     tracing::info!(plugin = %name, by, "PLUGIN API: DELETE");
     let result = state.plugins.uninstall(&name, &by).await;
     answer(&state, &name, &by, "DELETE", result)
@@ -98,14 +101,8 @@ pub async fn delete(
 
 /// The live module, `application/wasm` (or the text format as text), with
 /// its hash in `X-Wasq-Module-Hash`.
-pub async fn module(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    caller(&state, &peer, &headers)?;
-    let live = live(&state, &name)?;
+pub async fn module(State(state): State<AppState>, admin: Admin) -> Result<Response, ApiError> {
+    let live = live(&state, &admin.name)?;
     let module = live.files.module;
     let content_type = match module_extension(&module) {
         "wasm" => "application/wasm",
@@ -119,14 +116,8 @@ pub async fn module(
 }
 
 /// The live version's manifest, as it was loaded.
-pub async fn manifest(
-    State(state): State<AppState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    caller(&state, &peer, &headers)?;
-    let live = live(&state, &name)?;
+pub async fn manifest(State(state): State<AppState>, admin: Admin) -> Result<Response, ApiError> {
+    let live = live(&state, &admin.name)?;
     Ok(file_response(
         Body::from(live.files.manifest.to_string()),
         "application/toml",
@@ -135,7 +126,6 @@ pub async fn manifest(
 }
 
 fn live(state: &AppState, name: &str) -> Result<crate::plugins::install::LiveFiles, ApiError> {
-    checked_name(name)?;
     state
         .plugins
         .live_files(name)
