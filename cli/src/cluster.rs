@@ -232,6 +232,32 @@ impl Node {
         }
     }
 
+    /// The messages waiting in `topic`/`channel` (0 if there is no such
+    /// channel), from `/stats`.
+    pub fn channel_depth(&self, topic: &str, channel: &str) -> Result<u64, String> {
+        let path = "/stats";
+        let request = self
+            .with_token(self.agent.get(self.url(path)))
+            .query("format", "json")
+            .query("topic", topic)
+            .query("channel", channel);
+        let answer = self.answer(&format!("GET {path}"), request.call())?;
+        if answer.status != 200 {
+            return Err(format!("{}: GET {path}: {}", self.base, answer.message()));
+        }
+        let stats = answer.json().map_err(|e| format!("{}: {e}", self.base))?;
+        let depth = stats["topics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["topic_name"] == topic)
+            .flat_map(|t| t["channels"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["channel_name"] == channel)
+            .map(|c| c["depth"].as_u64().unwrap_or(0))
+            .sum();
+        Ok(depth)
+    }
+
     /// The version running now, `None` if none runs.
     pub fn live_version(&self, name: &str) -> Result<Option<Version>, String> {
         let module = self.get(&format!("/plugins/{name}/module"))?;

@@ -103,8 +103,8 @@ fn install(node: &Node, deploy: &Deploy, hash: &str) -> Result<String, String> {
 }
 
 /// Watches `name` on `node` for `settle`: it must stay running version
-/// `hash`, with at most `max_failures` traps and timeouts. Returns how
-/// many messages it handled meanwhile.
+/// `hash`, with at most `max_failures` traps and timeouts, and handle
+/// messages if any wait for it. Returns how many it handled meanwhile.
 fn settle(
     node: &Node,
     name: &str,
@@ -140,7 +140,22 @@ fn settle(
             ));
         }
         if started.elapsed() >= settle {
-            return Ok(handled.saturating_sub(handled_before));
+            let handled = handled.saturating_sub(handled_before);
+            if handled == 0 {
+                // Nothing handled: fine if there was nothing to handle,
+                // not if messages wait for a version that does not take them.
+                let (topic, channel) = (
+                    status["topic"].as_str().unwrap_or(""),
+                    status["channel"].as_str().unwrap_or(""),
+                );
+                let waiting = node.channel_depth(topic, channel)?;
+                if waiting > 0 {
+                    return Err(format!(
+                        "not handling: {waiting} message(s) wait in {topic}/{channel}, none was handled within the settle time"
+                    ));
+                }
+            }
+            return Ok(handled);
         }
         std::thread::sleep(POLL);
     }

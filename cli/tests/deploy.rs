@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cluster::{Cluster, WAIT, bad, good, manifest, sha256};
 use wasq_testkit::certs::{CLIENT_COMMON_NAME, Certificates};
-use wasq_testkit::{PluginDir, Wasqd};
+use wasq_testkit::{PluginDir, Wasqd, wat_plugin};
 
 /// Publishes `n<node>-<seq>` to `words` on each node until stopped.
 struct Publishers {
@@ -159,30 +159,54 @@ fn a_rolling_deploy_rolls_a_bad_version_back_everywhere_and_loses_no_message() {
 }
 
 #[test]
+fn a_version_that_takes_no_message_while_messages_wait_is_rolled_back() {
+    let cluster = Cluster::start(1, 1, &[]);
+    let node = cluster.nodes[0].wasqd();
+    let manifest = manifest("words", "out");
+    let v1 = good("out", 1);
+    let (code, stdout, stderr) = cluster.deploy(&v1, &manifest);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let publishers = Publishers::start(&[node]);
+    // Loops until its deadline (5 s): within the settle time it neither
+    // finishes a message nor fails one, while messages pile up.
+    let stuck = wat_plugin("", "(loop (br 0)) (i64.const 0)");
+    let (code, stdout, stderr) = cluster.deploy(&stuck, &manifest);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("not handling"), "{stdout}");
+    assert_eq!(cluster.live_hashes("up"), vec![Some(sha256(v1.as_bytes()))]);
+    publishers.stop();
+}
+
+#[test]
 fn a_node_that_verifies_client_certificates_takes_a_deploy_over_https() {
     let certs = Certificates::new();
-    let mut args = certs.server_flags();
-    args.extend(
-        [
-            "--tls-client-auth-policy",
-            "require-verify",
-            // Plain HTTP stays open (for the test's own looks); the plugin
-            // API there needs a token, which this node has none of.
-            "--tls-required",
-            "tcp-https",
-            "--plugin-admin",
-            "--plugin-admin-cert-cn",
-            CLIENT_COMMON_NAME,
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let node = PluginDir::default().start_with(&args);
+    // Plain HTTP stays open (for the test's own looks); the plugin API
+    // there needs a token, which these nodes have none of.
+    let start_node = |allowed_name: &str| {
+        let mut args = certs.server_flags();
+        args.extend(
+            [
+                "--tls-client-auth-policy",
+                "require-verify",
+                "--tls-required",
+                "tcp-https",
+                "--plugin-admin",
+                "--plugin-admin-cert-cn",
+                allowed_name,
+            ]
+            .map(String::from),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        PluginDir::default().start_with(&args)
+    };
+    let node = start_node(CLIENT_COMMON_NAME);
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("up.wat"), good("out", 1)).unwrap();
     std::fs::write(files.path().join("up.toml"), manifest("words", "out")).unwrap();
-    let https = format!("https://localhost:{}", node.https.expect("https").port());
-    let deploy = |extra: &[&str]| {
+    let https_of =
+        |node: &Wasqd| format!("https://localhost:{}", node.https.expect("https").port());
+    let deploy = |node: &Wasqd, extra: &[&str]| {
+        let https = https_of(node);
         let mut all = vec![
             "plugin",
             "deploy",
@@ -200,19 +224,20 @@ fn a_node_that_verifies_client_certificates_takes_a_deploy_over_https() {
         certs.path("client.pem"),
         certs.path("client.key"),
     );
-    // Without a certificate the handshake itself fails: nothing changes.
-    let (code, stdout, stderr) = deploy(&["--tls-root-ca-file", &ca]);
-    assert_eq!(code, 2, "{stdout}{stderr}");
-    assert_eq!(node.http().plugin("up"), serde_json::Value::Null);
-
-    let (code, stdout, stderr) = deploy(&[
+    let with_certificate = [
         "--tls-root-ca-file",
         &ca,
         "--tls-cert",
         &cert,
         "--tls-key",
         &key,
-    ]);
+    ];
+    // Without a certificate the handshake itself fails: nothing changes.
+    let (code, stdout, stderr) = deploy(&node, &["--tls-root-ca-file", &ca]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(node.http().plugin("up"), serde_json::Value::Null);
+
+    let (code, stdout, stderr) = deploy(&node, &with_certificate);
     assert_eq!(code, 0, "{stdout}{stderr}");
     let history = node.http().plugin("up")["history"].to_string();
     assert!(
@@ -226,4 +251,11 @@ fn a_node_that_verifies_client_certificates_takes_a_deploy_over_https() {
         None,
     );
     assert_eq!(status, 401, "plain HTTP has no certificate: {body}");
+
+    // A node that allows another name refuses this certificate.
+    let other = start_node("deployer");
+    let (code, stdout, stderr) = deploy(&other, &with_certificate);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("PLUGIN_ADMIN_UNAUTHORIZED"), "{stderr}");
+    assert_eq!(other.http().plugin("up"), serde_json::Value::Null);
 }

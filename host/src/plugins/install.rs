@@ -54,10 +54,11 @@ impl PluginHost {
         };
         let extension = module_extension(&upload.module);
         let new = (upload.module, upload.manifest.into_bytes());
-        if let Err(e) = self.write_files(name, extension, new).await {
-            return SyncResult::Failed(format!("cannot write the plugin's files: {e}"));
-        }
-        let result = self.sync_locked(name, &cause).await;
+        let result = match self.write_files(name, extension, new).await {
+            Ok(()) => self.sync_locked(name, &cause).await,
+            // Half written, perhaps: put back what was there, as below.
+            Err(e) => SyncResult::Failed(format!("cannot write the plugin's files: {e}")),
+        };
         if let SyncResult::Failed(why) = &result {
             let live = self.live_files(name);
             let restored = match &live {
