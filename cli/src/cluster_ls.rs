@@ -1,6 +1,6 @@
 //! `wasq plugin ls`: every plugin across the nodes, with the version and
-//! state on each node and its handled and failed messages per second,
-//! summed and per node. The rates come from two looks at each node's
+//! state on each node, the messages it handled, and its handled and failed
+//! messages per second, summed and per node. The rates come from two looks at each node's
 //! `/plugins`, `interval` apart.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,7 @@ struct OnNode {
     node: String,
     state: String,
     module_hash: String,
+    handled: u64,
     handled_per_s: f64,
     failed_per_s: f64,
 }
@@ -46,6 +47,7 @@ pub fn list(nodes: &[Node], interval: Duration, as_json: bool) -> Result<(), Str
                 node: node.base.clone(),
                 state: status["state"].as_str().unwrap_or("").to_string(),
                 module_hash: status["module_hash"].as_str().unwrap_or("").to_string(),
+                handled,
                 handled_per_s: handled.saturating_sub(handled_before) as f64 / seconds,
                 failed_per_s: failed.saturating_sub(failed_before) as f64 / seconds,
             });
@@ -105,24 +107,26 @@ fn states(on_nodes: &[OnNode]) -> String {
 
 fn print_table(plugins: &BTreeMap<String, Vec<OnNode>>) {
     println!(
-        "{:<24} {:>5} {:>8}  {:<22} {:>11} {:>10}",
-        "PLUGIN", "NODES", "VERSIONS", "STATE", "HANDLED/s", "FAILED/s"
+        "{:<24} {:>5} {:>8}  {:<22} {:>10} {:>11} {:>10}",
+        "PLUGIN", "NODES", "VERSIONS", "STATE", "HANDLED", "HANDLED/s", "FAILED/s"
     );
     for (name, on_nodes) in plugins {
+        let total: u64 = on_nodes.iter().map(|o| o.handled).sum();
         let handled: f64 = on_nodes.iter().map(|o| o.handled_per_s).sum();
         let failed: f64 = on_nodes.iter().map(|o| o.failed_per_s).sum();
         println!(
-            "{name:<24} {:>5} {:>8}  {:<22} {handled:>11.1} {failed:>10.1}",
+            "{name:<24} {:>5} {:>8}  {:<22} {total:>10} {handled:>11.1} {failed:>10.1}",
             on_nodes.len(),
             versions(on_nodes).len(),
             states(on_nodes),
         );
         for on in on_nodes {
             println!(
-                "  {:<36} {:<12} {:<9} {:>11.1} {:>10.1}",
+                "  {:<36} {:<12} {:<9} {:>10} {:>11.1} {:>10.1}",
                 on.node,
                 short(&on.module_hash),
                 on.state,
+                on.handled,
                 on.handled_per_s,
                 on.failed_per_s
             );
@@ -137,12 +141,14 @@ fn to_json(plugins: &BTreeMap<String, Vec<OnNode>>, unreachable: &[(String, Stri
             json!({
                 "name": name,
                 "versions": versions(on_nodes),
+                "handled": on_nodes.iter().map(|o| o.handled).sum::<u64>(),
                 "handled_per_s": on_nodes.iter().map(|o| o.handled_per_s).sum::<f64>(),
                 "failed_per_s": on_nodes.iter().map(|o| o.failed_per_s).sum::<f64>(),
                 "nodes": on_nodes.iter().map(|o| json!({
                     "node": o.node,
                     "state": o.state,
                     "module_hash": o.module_hash,
+                    "handled": o.handled,
                     "handled_per_s": o.handled_per_s,
                     "failed_per_s": o.failed_per_s,
                 })).collect::<Vec<_>>(),

@@ -132,6 +132,8 @@ fn a_rolling_deploy_rolls_a_bad_version_back_everywhere_and_loses_no_message() {
     let summary = table.lines().find(|l| l.starts_with("up ")).expect(&table);
     let columns: Vec<&str> = summary.split_whitespace().collect();
     assert_eq!(&columns[1..5], ["3", "1", "3", "running"], "{table}");
+    let handled: u64 = columns[5].parse().expect(&table);
+    assert!(handled > 0, "{table}");
     let (code, json, _) = cluster.wasq(&["ls", "--interval", "200ms", "--json"]);
     assert_eq!(code, 0);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
