@@ -120,8 +120,9 @@ fn a_rolling_deploy_rolls_a_bad_version_back_everywhere_and_loses_no_message() {
     assert_eq!(reached, 1, "only the first node tried it");
 
     let v2 = good("out", 2);
-    let (code, stdout, stderr) = cluster.deploy(&v2, &manifest);
+    let (code, stdout, stderr) = cluster.deploy_with(&v2, &manifest, &["--all-at-once"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("all at once"), "{stdout}");
     assert_eq!(
         cluster.live_hashes("up"),
         vec![Some(sha256(v2.as_bytes())); 3]

@@ -217,9 +217,21 @@ impl Cluster {
 
     /// Deploys `module` with `manifest` as plugin `up` (settle time 1 s).
     pub fn deploy(&self, module: &str, manifest: &str) -> (i32, String, String) {
+        self.deploy_with(module, manifest, &[])
+    }
+
+    /// [`Cluster::deploy`] with more flags.
+    pub fn deploy_with(
+        &self,
+        module: &str,
+        manifest: &str,
+        extra: &[&str],
+    ) -> (i32, String, String) {
         std::fs::write(self.files.path().join("up.wat"), module).unwrap();
         std::fs::write(self.files.path().join("up.toml"), manifest).unwrap();
-        self.wasq(&["deploy", "up.wat", "--settle", "1s"])
+        let mut args = vec!["deploy", "up.wat", "--settle", "1s"];
+        args.extend_from_slice(extra);
+        self.wasq(&args)
     }
 
     pub fn live_hashes(&self, plugin: &str) -> Vec<Option<String>> {
