@@ -82,14 +82,19 @@ impl ClusterFlags {
                 self.lookupd_http_addresses.join(", ")
             ));
         }
-        Ok(bases
+        let nodes = bases
             .into_iter()
             .map(|base| Node {
                 base,
                 agent: agent.clone(),
                 token: token.clone(),
             })
-            .collect())
+            .collect();
+        let wasqd = wasqd_only(nodes);
+        if wasqd.is_empty() {
+            return Err("no wasqd among the nodes (none has /plugins)".into());
+        }
+        Ok(wasqd)
     }
 
     fn token(&self) -> Result<Option<String>, String> {
@@ -135,6 +140,37 @@ impl ClusterFlags {
             .build()
             .into())
     }
+}
+
+/// The nodes that run wasqd. One whose `GET /plugins` is 404 is a plain
+/// nsqd (lookupds list both: the NSQ way mixes them) and has no plugins:
+/// it is left out, with a line on stderr. One that cannot be asked stays,
+/// so the command says why.
+fn wasqd_only(nodes: Vec<Node>) -> Vec<Node> {
+    let statuses: Vec<Option<u16>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = nodes
+            .iter()
+            .map(|node| scope.spawn(|| node.get("/plugins").ok().map(|a| a.status)))
+            .collect();
+        asks.into_iter()
+            .map(|ask| ask.join().ok().flatten())
+            .collect()
+    });
+    nodes
+        .into_iter()
+        .zip(statuses)
+        .filter(|(node, status)| {
+            let plain_nsqd = *status == Some(404);
+            if plain_nsqd {
+                eprintln!(
+                    "wasq: leaving out {}: not a wasqd (no /plugins; a plain nsqd?)",
+                    node.base
+                );
+            }
+            !plain_nsqd
+        })
+        .map(|(node, _)| node)
+        .collect()
 }
 
 fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cluster::{Cluster, WAIT, bad, good, manifest, sha256};
 use wasq_testkit::certs::{CLIENT_COMMON_NAME, Certificates};
-use wasq_testkit::{PluginDir, Wasqd, wat_plugin};
+use wasq_testkit::{Answer, HttpSink, PluginDir, Wasqd, wat_plugin};
 
 /// Publishes `n<node>-<seq>` to `words` on each node until stopped.
 struct Publishers {
@@ -178,6 +178,28 @@ fn a_version_that_takes_no_message_while_messages_wait_is_rolled_back() {
     assert!(stdout.contains("not handling"), "{stdout}");
     assert_eq!(cluster.live_hashes("up"), vec![Some(sha256(v1.as_bytes()))]);
     publishers.stop();
+}
+
+#[test]
+fn a_plain_nsqd_among_the_nodes_is_left_out() {
+    let cluster = Cluster::start(1, 1, &[]);
+    // Stands in for a real nsqd: no /plugins, nothing else either.
+    let nsqd = HttpSink::start();
+    nsqd.answer_with(|_| Answer::status(404).body(r#"{"message":"NOT_FOUND"}"#));
+    let origin = nsqd.origin();
+    let also_nsqd = ["--nsqd-http-address", origin.as_str()];
+    let v1 = good("out", 1);
+    let (code, stdout, stderr) = cluster.deploy_with(&v1, &manifest("words", "out"), &also_nsqd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("not a wasqd"), "{stderr}");
+    assert!(stdout.contains("to 1 node(s)"), "{stdout}");
+    assert_eq!(cluster.live_hashes("up"), vec![Some(sha256(v1.as_bytes()))]);
+    let mut ls = vec!["ls", "--interval", "100ms"];
+    ls.extend_from_slice(&also_nsqd);
+    let (code, table, stderr) = cluster.wasq(&ls);
+    assert_eq!(code, 0, "{table}{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+    assert!(table.lines().any(|l| l.starts_with("up ")), "{table}");
 }
 
 #[test]
