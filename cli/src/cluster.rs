@@ -147,15 +147,7 @@ impl ClusterFlags {
 /// it is left out, with a line on stderr. One that cannot be asked stays,
 /// so the command says why.
 fn wasqd_only(nodes: Vec<Node>) -> Vec<Node> {
-    let statuses: Vec<Option<u16>> = std::thread::scope(|scope| {
-        let asks: Vec<_> = nodes
-            .iter()
-            .map(|node| scope.spawn(|| node.get("/plugins").ok().map(|a| a.status)))
-            .collect();
-        asks.into_iter()
-            .map(|ask| ask.join().ok().flatten())
-            .collect()
-    });
+    let statuses = on_each(&nodes, |node| node.get("/plugins").ok().map(|a| a.status));
     nodes
         .into_iter()
         .zip(statuses)
@@ -171,6 +163,25 @@ fn wasqd_only(nodes: Vec<Node>) -> Vec<Node> {
         })
         .map(|(node, _)| node)
         .collect()
+}
+
+/// `work` on every item at once, one thread each (nodes answer in
+/// parallel); the results in the items' order.
+pub fn on_each<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .iter()
+            .map(|item| scope.spawn(|| work(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 fn certificates(pem: &[u8]) -> Result<Vec<Certificate<'static>>, String> {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cluster::Node;
+use crate::cluster::{Node, on_each};
 use crate::deploy::{counters, short};
 
 /// One plugin on one node.
@@ -69,16 +69,7 @@ pub fn list(nodes: &[Node], interval: Duration, as_json: bool) -> Result<(), Str
 
 /// Every node's plugins, looked at in parallel.
 fn look(nodes: &[Node]) -> Vec<Result<Vec<Value>, String>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = nodes
-            .iter()
-            .map(|node| scope.spawn(|| node.plugins()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("panicked".into())))
-            .collect()
-    })
+    on_each(nodes, Node::plugins)
 }
 
 /// The distinct versions, in order of first appearance.

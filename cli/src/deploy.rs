@@ -12,9 +12,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use wasq_host::plugins::module_hash;
 
-use crate::cluster::{Node, Version};
+use crate::cluster::{Node, Version, on_each};
 
 /// How often a node's plugin is looked at during the settle time.
 const POLL: Duration = Duration::from_millis(200);
@@ -27,14 +27,6 @@ pub struct Deploy {
     pub settle: Duration,
     /// Traps and timeouts tolerated per node within the settle time.
     pub max_failures: u64,
-}
-
-/// The hex SHA-256 of a module: the hash wasqd reports for it.
-pub fn module_hash(module: &[u8]) -> String {
-    Sha256::digest(module)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Why a deploy did not happen.
@@ -72,7 +64,7 @@ pub fn deploy(nodes: &[Node], deploy: &Deploy) -> Result<(), NotDeployed> {
     };
     let mut touched = 0;
     for wave in waves {
-        let outcomes = in_parallel(wave, |node| install(node, deploy, &hash));
+        let outcomes = on_each(wave, |node| install(node, deploy, &hash));
         touched += wave.len();
         let failed = report(wave.iter(), &outcomes, "FAILED");
         if failed {
@@ -170,7 +162,7 @@ pub fn counters(status: &Value) -> (u64, u64) {
 /// Puts each node back on the version it ran before (or none).
 fn roll_back(nodes: &[Node], previous: &[Option<Version>], name: &str) {
     let pairs: Vec<(&Node, &Option<Version>)> = nodes.iter().zip(previous).collect();
-    let outcomes = in_parallel(&pairs, |(node, before)| match before {
+    let outcomes = on_each(&pairs, |(node, before)| match before {
         Some(version) => node.put(name, version).map(|result| {
             format!(
                 "rolled back to {} ({result})",
@@ -186,7 +178,7 @@ fn roll_back(nodes: &[Node], previous: &[Option<Version>], name: &str) {
 
 /// Removes `name` from every node.
 pub fn remove(nodes: &[Node], name: &str) -> Result<(), String> {
-    let outcomes = in_parallel(nodes, |node| {
+    let outcomes = on_each(nodes, |node| {
         node.delete(name)
             .map(|removed| if removed { "removed" } else { "not there" }.to_string())
     });
@@ -213,27 +205,6 @@ fn report<'a>(
         }
     }
     failed
-}
-
-/// `work` on every item at once, one thread each; outcomes in order.
-fn in_parallel<T: Sync>(
-    items: &[T],
-    work: impl Fn(&T) -> Result<String, String> + Sync,
-) -> Vec<Result<String, String>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .iter()
-            .map(|item| scope.spawn(|| work(item)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle
-                    .join()
-                    .unwrap_or_else(|_| Err("the worker thread panicked".into()))
-            })
-            .collect()
-    })
 }
 
 /// The first 12 hex digits of a hash, as the output shows it.

@@ -72,6 +72,7 @@ use stats::PluginStats;
 
 use files::PluginFiles;
 pub use files::{MODULE_EXTENSIONS, is_plugin_name};
+pub use prepare::module_hash;
 pub use reload::{ReloadCounts, ReloadRecord, ReloadResult, SyncResult, Trigger};
 pub use status::{PluginState, PluginStatus};
 

@@ -72,7 +72,7 @@ pub(super) fn prepare(
     let fail = |hash: Option<&String>, why: String| PrepareError::Failed(hash.cloned(), why);
     let bytes = std::fs::read(module_file)
         .map_err(|e| fail(None, format!("{}: cannot read: {e}", module_file.display())))?;
-    let module_hash = hex(&Sha256::digest(&bytes));
+    let module_hash = module_hash(&bytes);
     let manifest_text =
         read_manifest_text(manifest_file).map_err(|e| fail(Some(&module_hash), e))?;
     let manifest = Manifest::parse(name, manifest_file, &manifest_text)
@@ -167,6 +167,11 @@ fn millis(elapsed: Duration) -> u64 {
     u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A module's hash as /plugins reports it: hex SHA-256 of its bytes
+/// (what `wasq plugin deploy` compares a node's live version with).
+pub fn module_hash(module: &[u8]) -> String {
+    Sha256::digest(module)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
