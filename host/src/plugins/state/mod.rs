@@ -7,7 +7,8 @@
 //! - [`commit`]: what a call hands to the store
 //! - [`store`]: the fjall store the writes commit to, with a marker per
 //!   message so that one delivered again is not counted twice
-//! - [`log`]: the store's records of a group of commits
+//! - [`journal`]: the file each group of commits is written to first
+//! - [`record`]: a group's record in it
 //! - [`plugin_store`]: one plugin's part of the store
 //! - [`hot`]: its keys in memory, and the conflict check between its
 //!   instances
@@ -19,10 +20,11 @@ pub mod call;
 pub mod commit;
 pub mod committer;
 pub mod hot;
+pub mod journal;
 pub mod limits;
-pub mod log;
 pub mod overlay;
 pub mod plugin_store;
+pub mod record;
 pub mod stats;
 pub mod store;
 

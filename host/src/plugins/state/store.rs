@@ -1,32 +1,33 @@
 //! Where plugin state lives: one fjall keyspace in the data path
 //! (`plugin-state/`), chosen by measurement over redb (bench/README.md,
-//! "Plugin state: which embedded store").
+//! "Plugin state: which embedded store"), with a journal in front of it
+//! (`plugin-state/commits/`, journal.rs).
 //!
 //! - partition `state.NAME`: plugin NAME's keys and values;
-//! - partition `log`: records of commits not yet applied to those
-//!   partitions (log.rs), numbered in commit order;
-//! - partition `meta`: per plugin, its [`Totals`] (bytes, keys), written in
-//!   the same batch as the commits they count, so they are exact after a
-//!   crash without a scan;
-//! - partition `applied`: a marker per message whose writes committed, in
-//!   the same batch: key plugin NAME, NUL, channel, NUL, the message's
-//!   location in the channel's disk queue (segment, offset: big-endian, so
-//!   markers sort as the queue does); value the message id. A message
-//!   delivered again from that location after a crash (or after its FIN
-//!   was refused) is recognised and finished without its handler counting
-//!   it twice. Markers before the channel's durably saved read checkpoint
-//!   can never match again and are forgotten.
+//! - partition `meta`: per plugin, its [`Totals`] (bytes, keys), so they
+//!   are known without a scan;
+//! - partition `applied`: a marker per message whose writes committed:
+//!   key plugin NAME, NUL, channel, NUL, the message's location in the
+//!   channel's disk queue (segment, offset: big-endian, so markers sort as
+//!   the queue does); value the message id. A message delivered again
+//!   from that location after a crash (or after its FIN was refused) is
+//!   recognised and finished without its handler counting it twice.
+//!   Markers before the channel's durably saved read checkpoint can never
+//!   match again and are forgotten;
+//! - partition `log`: where earlier versions kept their records; replayed
+//!   once if a store they left has any.
 //!
 //! A group of commits (committer.rs) is checked for conflicts (hot.rs),
-//! then written as one atomic batch: its log record(s), markers and
+//! then written to the journal as one record: its changes, markers and
 //! totals, fsynced in durable mode, else written to the OS. Only then do
-//! its values land in the plugins' keys in memory, where reads find them.
+//! its values land in the plugins' keys in memory, where reads find them,
+//! and its markers in the `applied` partition (not yet durable there).
 //! Every [`APPLY_EVERY`] (or sooner, past [`APPLY_LOG_BYTES`]) the values
 //! written since are applied to the partitions, each key once however
-//! often it changed, in one batch that also drops the log records they
-//! came from. Opening the store replays what a crash left in the log.
-//! State is kept by plugin name: it outlives reloads and the plugin's
-//! removal, until [`StateStore::clear`].
+//! often it changed, with the totals, in one fjall batch made durable
+//! with the markers before it; then the journal starts a new file. Opening the store replays what a crash left in the
+//! journal. State is kept by plugin name: it outlives reloads and the
+//! plugin's removal, until [`StateStore::clear`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,9 +40,10 @@ use parking_lot::Mutex;
 use wasq_storage::Location;
 
 pub use super::commit::{Commit, Committed, Marker};
+use super::journal::{Found, Journal};
 use super::limits::{Entries, StateBytes, StateError, Totals};
-use super::log::{RecordWriter, read_record};
 use super::plugin_store::{PluginStore, io};
+use super::record::{Entry, put_changes, put_marker, put_totals, read_legacy_record, read_record};
 
 /// A plugin partition's memtable before it is flushed. Applies write each
 /// changed key once per [`APPLY_EVERY`], so a smaller table than fjall's
@@ -54,7 +56,7 @@ const APPLY_EVERY: Duration = Duration::from_secs(1);
 /// How often the commit thread looks whether an apply is due.
 pub const APPLY_CHECK: Duration = Duration::from_millis(50);
 
-/// Log bytes (or one plugin's values in memory not yet applied) past
+/// Journal bytes (or one plugin's values in memory not yet applied) past
 /// which an apply does not wait for [`APPLY_EVERY`]: what a crash makes
 /// the next start replay, and what memory holds twice, stays small.
 const APPLY_LOG_BYTES: usize = 16 << 20;
@@ -66,29 +68,33 @@ pub struct StateStore {
     keyspace: Keyspace,
     meta: PartitionHandle,
     applied: PartitionHandle,
-    log: PartitionHandle,
     /// Open plugins by name.
     plugins: Mutex<HashMap<String, Arc<PluginStore>>>,
     /// The commit side: one group at a time.
-    writer: Mutex<LogPosition>,
+    writer: Mutex<Writer>,
     /// The last commit sequence number whose writes are visible.
     visible: AtomicU64,
     /// Numbers handler calls (see [`Commit::call`]).
     calls: AtomicU64,
     /// fsync each group (durable mode) rather than write it to the OS.
     durable: bool,
+    /// How often the journal is fdatasynced in the default mode.
+    fsync_every: Duration,
 }
 
-/// The log records not yet applied.
+/// The commit side: the journal, and what is in it not yet applied.
 #[derive(Debug)]
-struct LogPosition {
-    /// Records `first..next` are in the log.
-    first: u64,
-    next: u64,
-    bytes: usize,
+struct Writer {
+    journal: Journal,
+    /// Whether the journal holds records not yet applied.
+    unapplied: bool,
     /// The most bytes of values not yet applied that a plugin holds.
     dirty_bytes: usize,
     last_apply: Instant,
+    /// When the journal was last fdatasynced (default mode).
+    last_sync: Instant,
+    /// Whether it was written since.
+    unsynced: bool,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -157,6 +163,105 @@ fn conflicts_in_group(written: &GroupWrites<'_>, commit: &Commit) -> bool {
         })
 }
 
+/// Plugin `name`'s partition (`state.NAME`), made on first use.
+fn plugin_partition(keyspace: &Keyspace, name: &str) -> Result<PartitionHandle, StateError> {
+    let partition_name = format!("state.{name}");
+    if partition_name.len() > 255 || !crate::plugins::files::is_plugin_name(name) {
+        return Err(StateError::Io(format!("{name:?}: no state for this name")));
+    }
+    keyspace
+        .open_partition(
+            &partition_name,
+            PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
+        )
+        .map_err(io)
+}
+
+/// Applies what a crash left in the journal, durably (its files go when
+/// the journal starts anew).
+fn replay_journal(
+    keyspace: &Keyspace,
+    meta: &PartitionHandle,
+    applied: &PartitionHandle,
+    found: &Found,
+) -> Result<(), StateError> {
+    let mut batch = keyspace.batch();
+    let mut partitions: HashMap<String, PartitionHandle> = HashMap::new();
+    let (records, torn) = found.replay(|record| {
+        read_record(record, |entry| {
+            match entry {
+                Entry::Change { plugin, key, value } => {
+                    if !partitions.contains_key(plugin) {
+                        let partition = plugin_partition(keyspace, plugin)?;
+                        partitions.insert(plugin.to_owned(), partition);
+                    }
+                    let partition = &partitions[plugin];
+                    match value {
+                        Some(value) => batch.insert(partition, key, value),
+                        None => batch.remove(partition, key),
+                    }
+                }
+                Entry::Marker { plugin, marker } => {
+                    let key = marker_key(plugin, &marker.channel, marker.location);
+                    batch.insert(applied, key, marker.id.0);
+                }
+                Entry::Totals { plugin, totals } => {
+                    batch.insert(meta, plugin, encode_totals(totals));
+                }
+            }
+            Ok(())
+        })
+    })?;
+    if records > 0 {
+        batch.commit().map_err(io)?;
+        keyspace.persist(PersistMode::SyncAll).map_err(io)?;
+        tracing::info!(
+            records,
+            "STATE: replayed the commits a crash left in the journal"
+        );
+    }
+    if torn > 0 {
+        tracing::warn!(
+            files = torn,
+            "STATE: the journal ended in a record cut short by a crash; its messages had not been finished"
+        );
+    }
+    Ok(())
+}
+
+/// Applies the records an earlier version left in the `log` partition,
+/// and empties it.
+fn replay_legacy_log(keyspace: &Keyspace, log: &PartitionHandle) -> Result<(), StateError> {
+    let mut batch = keyspace.batch();
+    let mut partitions: HashMap<String, PartitionHandle> = HashMap::new();
+    let mut records = 0;
+    for entry in log.iter() {
+        let (number, record) = entry.map_err(io)?;
+        read_legacy_record(&record, |plugin, key, value| {
+            if !partitions.contains_key(plugin) {
+                partitions.insert(plugin.to_owned(), plugin_partition(keyspace, plugin)?);
+            }
+            let partition = &partitions[plugin];
+            match value {
+                Some(value) => batch.insert(partition, key, value),
+                None => batch.remove(partition, key),
+            }
+            Ok(())
+        })?;
+        batch.remove(log, number);
+        records += 1;
+    }
+    if records > 0 {
+        batch.commit().map_err(io)?;
+        keyspace.persist(PersistMode::SyncAll).map_err(io)?;
+        tracing::info!(
+            records,
+            "STATE: replayed the commits an earlier version left in its log"
+        );
+    }
+    Ok(())
+}
+
 impl StateStore {
     /// Opens (or creates) the store in `dir`, replaying what a crash left
     /// in its log. `durable`: each commit is fsynced before it counts;
@@ -179,53 +284,30 @@ impl StateStore {
                 .open_partition(name, PartitionCreateOptions::default())
                 .map_err(io)
         };
-        let store = StateStore {
-            meta: open("meta")?,
-            applied: open("applied")?,
-            log: open("log")?,
+        let (meta, applied) = (open("meta")?, open("applied")?);
+        replay_legacy_log(&keyspace, &open("log")?)?;
+        let journal_dir = dir.join("commits");
+        let found = Journal::find(&journal_dir)?;
+        replay_journal(&keyspace, &meta, &applied, &found)?;
+        let journal = Journal::start(&journal_dir, found, durable)?;
+        Ok(StateStore {
+            meta,
+            applied,
             keyspace,
             plugins: Mutex::new(HashMap::new()),
-            writer: Mutex::new(LogPosition {
-                first: 0,
-                next: 0,
-                bytes: 0,
+            writer: Mutex::new(Writer {
+                journal,
+                unapplied: false,
                 dirty_bytes: 0,
                 last_apply: Instant::now(),
+                last_sync: Instant::now(),
+                unsynced: false,
             }),
             visible: AtomicU64::new(0),
             calls: AtomicU64::new(0),
             durable,
-        };
-        store.replay()?;
-        Ok(store)
-    }
-
-    /// Applies the log records a crash left, and empties the log.
-    fn replay(&self) -> Result<(), StateError> {
-        let mut batch = self.keyspace.batch();
-        let mut records = 0;
-        for entry in self.log.iter() {
-            let (number, record) = entry.map_err(io)?;
-            read_record(&record, |plugin, key, value| {
-                let plugin = self.plugin(plugin)?;
-                match value {
-                    Some(value) => batch.insert(plugin.partition(), key, value),
-                    None => batch.remove(plugin.partition(), key),
-                }
-                Ok(())
-            })?;
-            batch.remove(&self.log, number);
-            records += 1;
-        }
-        if records > 0 {
-            batch.commit().map_err(io)?;
-            self.keyspace.persist(PersistMode::SyncAll).map_err(io)?;
-            tracing::info!(
-                records,
-                "STATE: replayed the commits a crash left in the log"
-            );
-        }
-        Ok(())
+            fsync_every,
+        })
     }
 
     /// Whether each commit is fsynced before it counts.
@@ -257,17 +339,7 @@ impl StateStore {
         if let Some(plugin) = plugins.get(name) {
             return Ok(plugin.clone());
         }
-        let partition_name = format!("state.{name}");
-        if partition_name.len() > 255 || !crate::plugins::files::is_plugin_name(name) {
-            return Err(StateError::Io(format!("{name:?}: no state for this name")));
-        }
-        let partition = self
-            .keyspace
-            .open_partition(
-                &partition_name,
-                PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
-            )
-            .map_err(io)?;
+        let partition = plugin_partition(&self.keyspace, name)?;
         let totals = self
             .meta
             .get(name)
@@ -326,16 +398,18 @@ impl StateStore {
     }
 
     /// Checks `group` and commits the commits that do not conflict as one
-    /// atomic batch (fsynced in durable mode): their log records, markers
+    /// journal record (fsynced in durable mode): their changes, markers
     /// and their plugins' new totals; then makes their values visible.
     pub fn commit(&self, group: Vec<Commit>) -> Result<Vec<Committed>, StateError> {
-        let mut position = self.writer.lock();
+        let mut writer = self.writer.lock();
+        let writer = &mut *writer;
         let mut outcomes = Vec::with_capacity(group.len());
         let mut written = GroupWrites::default();
-        let mut records = RecordWriter::default();
-        let mut batch = self.keyspace.batch();
-        let mut totals: HashMap<usize, (&PluginStore, Totals)> = HashMap::new();
+        // Mostly one plugin: looked up in a list.
+        let mut totals: Vec<(&PluginStore, Totals)> = Vec::new();
+        let mut markers = self.keyspace.batch();
         let visible = self.visible.load(Ordering::Acquire);
+        let record = writer.journal.record();
         for commit in &group {
             // Nothing committed since the call first looked (one worker
             // alone, mostly): nothing to conflict with.
@@ -353,34 +427,42 @@ impl StateStore {
             }
             outcomes.push(Committed::Applied);
             let plugin = &*commit.plugin;
-            let id = Arc::as_ptr(&commit.plugin) as usize;
             if group.len() > 1 {
+                let id = Arc::as_ptr(&commit.plugin) as usize;
                 for (key, _) in commit.changes() {
                     written.insert((id, key), commit.call);
                 }
             }
-            records.section(&plugin.name, commit.changes());
+            put_changes(record, &plugin.name, commit.changes());
             for marker in &commit.markers {
+                put_marker(record, &plugin.name, marker);
                 let key = marker_key(&plugin.name, &marker.channel, marker.location);
-                batch.insert(&self.applied, key, marker.id.0);
+                markers.insert(&self.applied, key, marker.id.0);
             }
-            let (_, before) = totals.entry(id).or_insert((plugin, plugin.totals()));
-            *before = commit.delta.applied_to(*before);
+            match totals.iter_mut().find(|(p, _)| std::ptr::eq(*p, plugin)) {
+                Some((_, before)) => *before = commit.delta.applied_to(*before),
+                None => totals.push((plugin, commit.delta.applied_to(plugin.totals()))),
+            }
         }
-        for record in records.finish() {
-            position.bytes += record.len();
-            batch.insert(&self.log, position.next.to_be_bytes(), record);
-            position.next += 1;
-        }
-        for (plugin, totals) in totals.values() {
-            batch.insert(&self.meta, &*plugin.name, encode_totals(*totals));
-        }
-        if batch.is_empty() {
+        if totals.is_empty() {
             return Ok(outcomes);
         }
-        batch.commit().map_err(io)?;
-        self.keyspace.persist(self.persist_mode()).map_err(io)?;
-        for (plugin, totals) in totals.into_values() {
+        for (plugin, totals) in &totals {
+            put_totals(record, &plugin.name, *totals);
+        }
+        writer.journal.append()?;
+        writer.unapplied = true;
+        writer.unsynced = true;
+        if !markers.is_empty() {
+            // Found by `was_applied` from now on; made durable by the next
+            // apply before the journal record goes, or replayed from it.
+            // The commit is durable already: a failure here is told, not
+            // undone.
+            if let Err(error) = markers.commit() {
+                tracing::error!(error = %error, "STATE: cannot note the committed messages' markers; a message delivered again before a restart may be handled again");
+            }
+        }
+        for (plugin, totals) in totals {
             plugin.set_totals(totals);
         }
         drop(written);
@@ -396,37 +478,51 @@ impl StateStore {
             dirty_bytes = dirty_bytes.max(hot.dirty_bytes());
         }
         self.visible.store(seq, Ordering::Release);
-        position.dirty_bytes = position.dirty_bytes.max(dirty_bytes);
+        writer.dirty_bytes = writer.dirty_bytes.max(dirty_bytes);
         Ok(outcomes)
     }
 
-    /// Applies the log if it was not applied for [`APPLY_EVERY`], or if
-    /// it (or a plugin's values not yet applied) outgrew
-    /// [`APPLY_LOG_BYTES`]. The commit thread asks after every group and
-    /// every [`APPLY_CHECK`], so a worker never waits for an apply it did
-    /// not need.
+    /// Applies the journal if it was not applied for [`APPLY_EVERY`], or
+    /// if it (or a plugin's values not yet applied) outgrew
+    /// [`APPLY_LOG_BYTES`]; in the default mode, fdatasyncs it every
+    /// `fsync_every`. The commit thread asks after every group and every
+    /// [`APPLY_CHECK`], so a worker never waits for an apply it did not
+    /// need.
     pub fn apply_if_due(&self) {
-        let mut position = self.writer.lock();
-        let due = position.last_apply.elapsed() >= APPLY_EVERY
-            || position.bytes.max(position.dirty_bytes) >= APPLY_LOG_BYTES;
-        if position.first < position.next && due {
-            self.apply_logged(&mut position);
+        let mut writer = self.writer.lock();
+        let journal_bytes = usize::try_from(writer.journal.bytes()).unwrap_or(usize::MAX);
+        let due = writer.last_apply.elapsed() >= APPLY_EVERY
+            || journal_bytes.max(writer.dirty_bytes) >= APPLY_LOG_BYTES;
+        if writer.unapplied && due {
+            self.apply_logged(&mut writer);
+        }
+        if self.durable || !writer.unsynced || writer.last_sync.elapsed() < self.fsync_every {
+            return;
+        }
+        writer.last_sync = Instant::now();
+        writer.unsynced = false;
+        // Synced without the lock: commits go on meanwhile.
+        let file = writer.journal.sync_handle();
+        drop(writer);
+        if let Err(error) = file.and_then(|file| file.sync_data().map_err(io)) {
+            tracing::warn!(error = %error, "STATE: cannot fdatasync the plugin state journal");
         }
     }
 
     /// [`StateStore::apply`], a failure logged (the records stay in the
-    /// log and are applied later, or replayed at the next start).
-    fn apply_logged(&self, position: &mut LogPosition) {
-        if let Err(error) = self.apply(position) {
-            tracing::error!(error = %error, "STATE: cannot apply the log to the plugins' partitions; retrying later");
+    /// journal and are applied later, or replayed at the next start).
+    fn apply_logged(&self, writer: &mut Writer) {
+        if let Err(error) = self.apply(writer) {
+            tracing::error!(error = %error, "STATE: cannot apply the journal to the plugins' partitions; retrying later");
         }
     }
 
     /// Writes every plugin's values changed since the last apply to its
-    /// partition and drops the log records they came from, in one batch.
-    fn apply(&self, position: &mut LogPosition) -> Result<(), StateError> {
-        position.last_apply = Instant::now();
-        if position.first == position.next {
+    /// partition, with the markers and totals, in one batch; then starts
+    /// the journal's next file.
+    fn apply(&self, writer: &mut Writer) -> Result<(), StateError> {
+        writer.last_apply = Instant::now();
+        if !writer.unapplied {
             return Ok(());
         }
         let plugins: Vec<Arc<PluginStore>> = self.plugins.lock().values().cloned().collect();
@@ -439,9 +535,7 @@ impl StateStore {
                     None => batch.remove(plugin.partition(), key),
                 }
             }
-        }
-        for number in position.first..position.next {
-            batch.remove(&self.log, number.to_be_bytes());
+            batch.insert(&self.meta, &*plugin.name, encode_totals(plugin.totals()));
         }
         batch.commit().map_err(io)?;
         self.keyspace.persist(self.persist_mode()).map_err(io)?;
@@ -449,18 +543,20 @@ impl StateStore {
         for plugin in &plugins {
             plugin.hot().applied(seq);
         }
-        position.first = position.next;
-        position.bytes = 0;
-        position.dirty_bytes = 0;
+        writer.dirty_bytes = 0;
+        // Until the journal starts anew, its records are applied again at
+        // the next apply's end or at a start (harmless: they hold values).
+        writer.journal.rotate()?;
+        writer.unapplied = false;
         Ok(())
     }
 
     /// Deletes every key, marker and total of `plugin` (the operator's
     /// `DELETE /plugins/NAME/state`), durably. Returns how many keys went.
     pub fn clear(&self, name: &str) -> Result<u64, StateError> {
-        let mut position = self.writer.lock();
-        // Nothing of the plugin's may wait in the log to come back.
-        self.apply(&mut position)?;
+        let mut writer = self.writer.lock();
+        // Nothing of the plugin's may wait in the journal to come back.
+        self.apply(&mut writer)?;
         let plugin = self.plugin(name)?;
         let keys = plugin.totals().keys;
         // Key by key (a partition dropped and made again under the same
@@ -557,7 +653,12 @@ mod tests {
         }
         let store = open(dir.path());
         assert_eq!(store.get("counter", b"k/a").unwrap(), Some(b"2".to_vec()));
-        assert_eq!(store.log.iter().count(), 0, "the replay emptied the log");
+        let left = Journal::find(&dir.path().join("commits")).unwrap();
+        assert_eq!(
+            left.replay(|_| Ok(())).unwrap(),
+            (0, 0),
+            "the replay started the journal anew"
+        );
         assert_eq!(
             store.scan("counter", b"k/", 10).unwrap(),
             vec![
@@ -670,6 +771,34 @@ mod tests {
         store.apply(&mut store.writer.lock()).unwrap();
         let commit = scanner.finish().commit(&plugin, &[0], |_| None).unwrap().0;
         assert_eq!(store.commit(vec![commit]).unwrap(), [Committed::Conflict]);
+    }
+
+    #[test]
+    fn records_an_earlier_version_left_in_its_log_are_replayed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let keyspace = Config::new(dir.path()).open().unwrap();
+            let log = keyspace
+                .open_partition("log", PartitionCreateOptions::default())
+                .unwrap();
+            // plugin "old", one change: k = 7 (the earlier format).
+            let mut record = vec![3, 0];
+            record.extend_from_slice(b"old");
+            record.extend_from_slice(&1u32.to_le_bytes());
+            record.extend_from_slice(&[1, 0, b'k', 1, 1, 0, 0, 0, b'7']);
+            log.insert(0u64.to_be_bytes(), record).unwrap();
+            keyspace.persist(PersistMode::SyncAll).unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(store.get("old", b"k").unwrap(), Some(b"7".to_vec()));
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.get("old", b"k").unwrap(), Some(b"7".to_vec()));
+        let log = store
+            .keyspace
+            .open_partition("log", PartitionCreateOptions::default())
+            .unwrap();
+        assert_eq!(log.iter().count(), 0, "emptied");
     }
 
     #[test]
