@@ -17,7 +17,6 @@ struct Harness {
     runtime: tokio::runtime::Runtime,
     broker: Arc<Broker>,
     plugins: Arc<PluginHost>,
-    _dir: std::path::PathBuf,
 }
 
 fn harness() -> &'static Harness {
@@ -40,11 +39,13 @@ fn harness() -> &'static Harness {
             plugins.load_all().await;
             (broker, plugins)
         });
+        // Loaded: the plugin runs from memory, and the process (a fuzzer, or
+        // the replay test) never drops the harness to clean up after it.
+        std::fs::remove_dir_all(&dir).unwrap();
         Harness {
             runtime,
             broker,
             plugins,
-            _dir: dir,
         }
     })
 }

@@ -12,10 +12,26 @@ const binary = process.env.WASQD_BIN || path.join(root, 'target', 'debug', 'wasq
 const certsBinary = process.env.WASQ_TEST_CERTS_BIN ||
   path.join(path.dirname(binary), 'wasq-test-certs')
 
+// Scratch directories, removed when the test process exits (and a
+// wasqd's as soon as it exits), so runs leave nothing in the temp dir.
+const scratch = new Set()
+process.on('exit', () => scratch.forEach(removeScratch))
+
+function makeScratch (prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  scratch.add(dir)
+  return dir
+}
+
+function removeScratch (dir) {
+  fs.rmSync(dir, { recursive: true, force: true })
+  scratch.delete(dir)
+}
+
 function startWasqd (args = []) {
   return new Promise((resolve, reject) => {
     // A scratch working directory: no plugins, nothing written in the repository.
-    const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-'))
+    const cwd = makeScratch('wasq-js-')
     // wasqd writes its bound addresses here once it serves (log lines are
     // for people and may be reworded).
     const readyFile = path.join(cwd, '.ready.json')
@@ -29,7 +45,10 @@ function startWasqd (args = []) {
     let log = ''
     child.stderr.setEncoding('utf8')
     child.stderr.on('data', chunk => { log += chunk })
-    child.on('exit', code => reject(new Error(`wasqd exited (${code}): ${log}`)))
+    child.on('exit', code => {
+      removeScratch(cwd)
+      reject(new Error(`wasqd exited (${code}): ${log}`))
+    })
     const started = Date.now()
     const poll = setInterval(() => {
       if (fs.existsSync(readyFile)) {
@@ -67,7 +86,7 @@ async function channelStats (http, topic, channel) {
 
 // Writes ca.pem, server.pem/.key and client.pem/.key into a new directory.
 function makeCertificates () {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wasq-js-certs-'))
+  const dir = makeScratch('wasq-js-certs-')
   execFileSync(certsBinary, [dir])
   const read = name => fs.readFileSync(path.join(dir, name))
   return {
