@@ -109,7 +109,8 @@ pub async fn module(State(state): State<AppState>, admin: Admin) -> Result<Respo
         _ => "text/plain; charset=utf-8",
     };
     Ok(file_response(
-        Body::from(module.to_vec()),
+        // Shared with the live version, not copied.
+        Body::from(bytes::Bytes::from_owner(module)),
         content_type,
         &live.module_hash,
     ))

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::files::MODULE_EXTENSIONS;
 use super::prepare::VersionFiles;
 use super::reload::Cause;
-use super::{PluginHost, SyncResult, Trigger};
+use super::{PluginHost, SyncResult};
 
 /// A version as uploaded.
 pub struct Upload {
@@ -48,10 +48,7 @@ impl PluginHost {
     /// `SyncResult::Failed` the previous version is live and on disk again.
     pub async fn install(&self, name: &str, upload: Upload, by: &str) -> SyncResult {
         let _one_at_a_time = self.sync_lock.lock().await;
-        let cause = Cause {
-            trigger: Trigger::Admin,
-            by: Some(by.to_string()),
-        };
+        let cause = Cause::admin(by);
         let extension = module_extension(&upload.module);
         let new = (upload.module, upload.manifest.into_bytes());
         let result = match self.write_files(name, extension, new).await {
@@ -98,10 +95,7 @@ impl PluginHost {
         if !had_files && self.live_files(name).is_none() {
             return SyncResult::Unknown;
         }
-        let cause = Cause {
-            trigger: Trigger::Admin,
-            by: Some(by.to_string()),
-        };
+        let cause = Cause::admin(by);
         self.sync_locked(name, &cause).await
     }
 

@@ -39,6 +39,16 @@ impl From<Trigger> for Cause {
     }
 }
 
+impl Cause {
+    /// A change made through the plugin API by `by` (who, from where).
+    pub(super) fn admin(by: &str) -> Cause {
+        Cause {
+            trigger: Trigger::Admin,
+            by: Some(by.to_string()),
+        }
+    }
+}
+
 /// How many loads and reloads ended each way since the host started (the
 /// history keeps only the latest few): for /metrics and statsd.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -10,7 +10,7 @@
 
 const POLL_MS = 1000
 const previous = { at: 0, counts: new Map() }
-const cluster = { on: false }
+const cluster = { on: false, first: null }
 
 function el (tag, attributes = {}, ...children) {
   const node = document.createElement(tag)
@@ -263,9 +263,13 @@ async function fetchViews () {
     if (!response.ok) throw new Error(`HTTP ${response.status}`)
     return { views: [{ node: '', stats: await response.json() }], down: [] }
   }
-  const response = await fetch('/cluster', { cache: 'no-store' })
-  if (!response.ok) throw new Error(`HTTP ${response.status}`)
-  const answer = await response.json()
+  let answer = cluster.first
+  cluster.first = null
+  if (!answer) {
+    const response = await fetch('/cluster', { cache: 'no-store' })
+    if (!response.ok) throw new Error(`HTTP ${response.status}`)
+    answer = await response.json()
+  }
   if (answer.error) throw new Error(answer.error)
   const nodes = answer.nodes || []
   return { views: nodes.filter(n => n.stats), down: nodes.filter(n => !n.stats) }
@@ -294,11 +298,13 @@ async function poll () {
   }
 }
 
-// Whether this wasqd shows a cluster (it was given lookupds to ask).
+// Whether this wasqd shows a cluster (it was given lookupds to ask). The
+// answer already holds every node's stats: the first poll draws it.
 async function findCluster () {
   try {
     const answer = await (await fetch('/cluster', { cache: 'no-store' })).json()
     cluster.on = (answer.lookupd || []).length > 0
+    cluster.first = cluster.on ? answer : null
   } catch (error) {
     cluster.on = false
   }
