@@ -11,4 +11,5 @@ pub mod identify_json;
 pub mod lookupd_v1;
 pub mod manifest;
 pub mod plugin_abi;
+pub mod state_journal;
 pub mod v2_commands;

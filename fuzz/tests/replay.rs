@@ -94,5 +94,6 @@ replay_targets!(
     lookupd_v1,
     manifest,
     plugin_abi,
+    state_journal,
     v2_commands,
 );

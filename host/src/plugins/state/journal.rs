@@ -76,18 +76,26 @@ impl Found {
         let (mut records, mut torn) = (0, 0);
         for (_, path) in &self.files {
             let bytes = std::fs::read(path).map_err(io)?;
-            let mut rest = &bytes[..];
-            while let Some((record, after)) = whole_record(rest) {
+            let (whole, cut) = whole_records(&bytes);
+            for record in whole {
                 apply(record)?;
                 records += 1;
-                rest = after;
             }
-            if !rest.is_empty() {
-                torn += 1;
-            }
+            torn += usize::from(cut);
         }
         Ok((records, torn))
     }
+}
+
+/// The whole records of a journal file's `bytes`, in order, up to the
+/// first that is not, and whether one was not (a torn or damaged tail).
+pub fn whole_records(bytes: &[u8]) -> (Vec<&[u8]>, bool) {
+    let (mut records, mut rest) = (Vec::new(), bytes);
+    while let Some((record, after)) = whole_record(rest) {
+        records.push(record);
+        rest = after;
+    }
+    (records, !rest.is_empty())
 }
 
 /// The first record of `bytes` and what follows it, if it is whole.
