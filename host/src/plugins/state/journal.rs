@@ -138,7 +138,12 @@ impl Journal {
     /// Starts a new file after `found` (whose records are applied, and
     /// durably so), and deletes `found`'s files.
     pub fn start(dir: &Path, found: Found, durable: bool) -> Result<Journal, StateError> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            if let Some(parent) = dir.parent().filter(|_| durable) {
+                sync_dir(parent)?;
+            }
+        }
         let number = found.files.last().map_or(0, |(number, _)| number + 1);
         let file = create(dir, number, durable)?;
         let journal = Journal {
@@ -234,9 +239,14 @@ fn create(dir: &Path, number: u64, durable: bool) -> Result<File, StateError> {
         .open(dir.join(file_name(number)))
         .map_err(io)?;
     if durable {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        sync_dir(dir)?;
     }
     Ok(file)
+}
+
+/// fsyncs directory `dir`: the entries made in it survive a power loss.
+fn sync_dir(dir: &Path) -> Result<(), StateError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 #[cfg(test)]
