@@ -9,6 +9,7 @@
 //!   message so that one delivered again is not counted twice
 //! - [`journal`]: the file each group of commits is written to first
 //! - [`record`]: a group's record in it
+//! - [`replay`]: what a crash left, applied when the store opens
 //! - [`plugin_store`]: one plugin's part of the store
 //! - [`hot`]: its keys in memory, and the conflict check between its
 //!   instances
@@ -25,6 +26,7 @@ pub mod limits;
 pub mod overlay;
 pub mod plugin_store;
 pub mod record;
+pub mod replay;
 pub mod stats;
 pub mod store;
 

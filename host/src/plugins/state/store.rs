@@ -40,10 +40,11 @@ use parking_lot::Mutex;
 use wasq_storage::Location;
 
 pub use super::commit::{Commit, Committed, Marker};
-use super::journal::{Found, Journal};
+use super::journal::Journal;
 use super::limits::{Entries, StateBytes, StateError, Totals};
 use super::plugin_store::{PluginStore, io};
-use super::record::{Entry, put_changes, put_marker, put_totals, read_legacy_record, read_record};
+use super::record::{put_changes, put_marker, put_totals};
+use super::replay::{replay_journal, replay_legacy_log};
 
 /// A plugin partition's memtable before it is flushed. Applies write each
 /// changed key once per [`APPLY_EVERY`], so a smaller table than fjall's
@@ -103,7 +104,7 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
-fn encode_totals(totals: Totals) -> [u8; 16] {
+pub(super) fn encode_totals(totals: Totals) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&totals.bytes.to_le_bytes());
     out[8..].copy_from_slice(&totals.keys.to_le_bytes());
@@ -136,7 +137,7 @@ fn markers_of(plugin: &str, channel: Option<&str>) -> Vec<u8> {
     key
 }
 
-fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
+pub(super) fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
     let mut key = markers_of(plugin, Some(channel));
     key.extend_from_slice(&at.segment.to_be_bytes());
     key.extend_from_slice(&at.offset.to_be_bytes());
@@ -164,7 +165,10 @@ fn conflicts_in_group(written: &GroupWrites<'_>, commit: &Commit) -> bool {
 }
 
 /// Plugin `name`'s partition (`state.NAME`), made on first use.
-fn plugin_partition(keyspace: &Keyspace, name: &str) -> Result<PartitionHandle, StateError> {
+pub(super) fn plugin_partition(
+    keyspace: &Keyspace,
+    name: &str,
+) -> Result<PartitionHandle, StateError> {
     let partition_name = format!("state.{name}");
     if partition_name.len() > 255 || !crate::plugins::files::is_plugin_name(name) {
         return Err(StateError::Io(format!("{name:?}: no state for this name")));
@@ -175,91 +179,6 @@ fn plugin_partition(keyspace: &Keyspace, name: &str) -> Result<PartitionHandle, 
             PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
         )
         .map_err(io)
-}
-
-/// Applies what a crash left in the journal, durably (its files go when
-/// the journal starts anew).
-fn replay_journal(
-    keyspace: &Keyspace,
-    meta: &PartitionHandle,
-    applied: &PartitionHandle,
-    found: &Found,
-) -> Result<(), StateError> {
-    let mut batch = keyspace.batch();
-    let mut partitions: HashMap<String, PartitionHandle> = HashMap::new();
-    let (records, torn) = found.replay(|record| {
-        read_record(record, |entry| {
-            match entry {
-                Entry::Change { plugin, key, value } => {
-                    if !partitions.contains_key(plugin) {
-                        let partition = plugin_partition(keyspace, plugin)?;
-                        partitions.insert(plugin.to_owned(), partition);
-                    }
-                    let partition = &partitions[plugin];
-                    match value {
-                        Some(value) => batch.insert(partition, key, value),
-                        None => batch.remove(partition, key),
-                    }
-                }
-                Entry::Marker { plugin, marker } => {
-                    let key = marker_key(plugin, &marker.channel, marker.location);
-                    batch.insert(applied, key, marker.id.0);
-                }
-                Entry::Totals { plugin, totals } => {
-                    batch.insert(meta, plugin, encode_totals(totals));
-                }
-            }
-            Ok(())
-        })
-    })?;
-    if records > 0 {
-        batch.commit().map_err(io)?;
-        keyspace.persist(PersistMode::SyncAll).map_err(io)?;
-        tracing::info!(
-            records,
-            "STATE: replayed the commits a crash left in the journal"
-        );
-    }
-    if torn > 0 {
-        tracing::warn!(
-            files = torn,
-            "STATE: the journal ended in a record cut short by a crash; its messages had not been finished"
-        );
-    }
-    Ok(())
-}
-
-/// Applies the records an earlier version left in the `log` partition,
-/// and empties it.
-fn replay_legacy_log(keyspace: &Keyspace, log: &PartitionHandle) -> Result<(), StateError> {
-    let mut batch = keyspace.batch();
-    let mut partitions: HashMap<String, PartitionHandle> = HashMap::new();
-    let mut records = 0;
-    for entry in log.iter() {
-        let (number, record) = entry.map_err(io)?;
-        read_legacy_record(&record, |plugin, key, value| {
-            if !partitions.contains_key(plugin) {
-                partitions.insert(plugin.to_owned(), plugin_partition(keyspace, plugin)?);
-            }
-            let partition = &partitions[plugin];
-            match value {
-                Some(value) => batch.insert(partition, key, value),
-                None => batch.remove(partition, key),
-            }
-            Ok(())
-        })?;
-        batch.remove(log, number);
-        records += 1;
-    }
-    if records > 0 {
-        batch.commit().map_err(io)?;
-        keyspace.persist(PersistMode::SyncAll).map_err(io)?;
-        tracing::info!(
-            records,
-            "STATE: replayed the commits an earlier version left in its log"
-        );
-    }
-    Ok(())
 }
 
 impl StateStore {
