@@ -8,6 +8,7 @@
 //! - [`store`]: the fjall store the writes commit to, with a marker per
 //!   message so that one delivered again is not counted twice
 //! - [`journal`]: the file each group of commits is written to first
+//! - [`layout`]: where the store keeps things in fjall
 //! - [`record`]: a group's record in it
 //! - [`replay`]: what a crash left, applied when the store opens
 //! - [`plugin_store`]: one plugin's part of the store
@@ -22,6 +23,7 @@ pub mod commit;
 pub mod committer;
 pub mod hot;
 pub mod journal;
+pub mod layout;
 pub mod limits;
 pub mod overlay;
 pub mod plugin_store;

@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use fjall::{Batch, Keyspace, PartitionHandle, PersistMode};
 
 use super::journal::Found;
+use super::layout::{encode_totals, marker_key, plugin_partition};
 use super::limits::StateError;
 use super::plugin_store::io;
 use super::record::{Entry, read_legacy_record, read_record};
-use super::store::{encode_totals, marker_key, plugin_partition};
 
 /// One replay: a batch of everything found, made durable at once.
 struct Replay<'a> {

@@ -41,15 +41,11 @@ use wasq_storage::Location;
 
 pub use super::commit::{Commit, Committed, Marker};
 use super::journal::Journal;
+use super::layout::{decode_totals, encode_totals, marker_key, markers_of, plugin_partition};
 use super::limits::{Entries, StateBytes, StateError, Totals};
 use super::plugin_store::{PluginStore, io};
 use super::record::{put_changes, put_marker, put_totals};
 use super::replay::{replay_journal, replay_legacy_log};
-
-/// A plugin partition's memtable before it is flushed. Applies write each
-/// changed key once per [`APPLY_EVERY`], so a smaller table than fjall's
-/// default keeps flushes short.
-const MEMTABLE_BYTES: u32 = 4 << 20;
 
 /// How often the log is applied to the partitions at least.
 const APPLY_EVERY: Duration = Duration::from_secs(1);
@@ -104,46 +100,6 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
-pub(super) fn encode_totals(totals: Totals) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&totals.bytes.to_le_bytes());
-    out[8..].copy_from_slice(&totals.keys.to_le_bytes());
-    out
-}
-
-fn decode_totals(bytes: &[u8]) -> Totals {
-    let word = |at: usize| {
-        bytes
-            .get(at..at + 8)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u64::from_le_bytes)
-    };
-    Totals {
-        bytes: word(0),
-        keys: word(8),
-    }
-}
-
-/// The start of every marker key of `plugin` on `channel` (`None`: of
-/// every channel).
-fn markers_of(plugin: &str, channel: Option<&str>) -> Vec<u8> {
-    let mut key = Vec::with_capacity(plugin.len() + 2 + 64 + 16);
-    key.extend_from_slice(plugin.as_bytes());
-    key.push(0);
-    if let Some(channel) = channel {
-        key.extend_from_slice(channel.as_bytes());
-        key.push(0);
-    }
-    key
-}
-
-pub(super) fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
-    let mut key = markers_of(plugin, Some(channel));
-    key.extend_from_slice(&at.segment.to_be_bytes());
-    key.extend_from_slice(&at.offset.to_be_bytes());
-    key
-}
-
 /// The keys a group's commits wrote so far, by plugin (its address) and
 /// key, with the call that wrote them.
 type GroupWrites<'a> = HashMap<(usize, &'a [u8]), u64, foldhash::fast::RandomState>;
@@ -162,23 +118,6 @@ fn conflicts_in_group(written: &GroupWrites<'_>, commit: &Commit) -> bool {
                 .iter()
                 .any(|(&(p, key), call)| p == plugin && key.starts_with(prefix) && other(call))
         })
-}
-
-/// Plugin `name`'s partition (`state.NAME`), made on first use.
-pub(super) fn plugin_partition(
-    keyspace: &Keyspace,
-    name: &str,
-) -> Result<PartitionHandle, StateError> {
-    let partition_name = format!("state.{name}");
-    if partition_name.len() > 255 || !crate::plugins::files::is_plugin_name(name) {
-        return Err(StateError::Io(format!("{name:?}: no state for this name")));
-    }
-    keyspace
-        .open_partition(
-            &partition_name,
-            PartitionCreateOptions::default().max_memtable_size(MEMTABLE_BYTES),
-        )
-        .map_err(io)
 }
 
 impl StateStore {
