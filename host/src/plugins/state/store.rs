@@ -25,8 +25,9 @@
 //! Every [`APPLY_EVERY`] (or sooner, past [`APPLY_LOG_BYTES`]) the values
 //! written since are applied to the partitions, each key once however
 //! often it changed, with the totals, in one fjall batch made durable
-//! with the markers before it; then the journal starts a new file. Opening the store replays what a crash left in the
-//! journal. State is kept by plugin name: it outlives reloads and the
+//! with the markers before it; then the journal starts a new file.
+//! Opening the store replays what a crash left in the journal
+//! (replay.rs). State is kept by plugin name: it outlives reloads and the
 //! plugin's removal, until [`StateStore::clear`].
 
 use std::collections::HashMap;
@@ -47,7 +48,7 @@ use super::plugin_store::{PluginStore, io};
 use super::record::{put_changes, put_marker, put_totals};
 use super::replay::{replay_journal, replay_legacy_log};
 
-/// How often the log is applied to the partitions at least.
+/// How often the journal is applied to the partitions at least.
 const APPLY_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the commit thread looks whether an apply is due.
