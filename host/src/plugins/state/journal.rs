@@ -24,6 +24,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::limits::StateError;
 use super::plugin_store::io;
@@ -44,6 +45,10 @@ pub struct Journal {
     buffer: Vec<u8>,
     /// fdatasync each record (durable mode).
     durable: bool,
+    /// In the default mode: when the file was last fdatasynced, and
+    /// whether a record was written since ([`Journal::sync_due`]).
+    synced_at: Instant,
+    unsynced: bool,
     /// A write failed and could not be taken back: nothing more is
     /// appended to this file (a record after a partial one would never be
     /// read), until the next file.
@@ -153,6 +158,8 @@ impl Journal {
             bytes: 0,
             buffer: vec![0; HEADER],
             durable,
+            synced_at: Instant::now(),
+            unsynced: false,
             broken: false,
         };
         for (_, path) in found.files {
@@ -191,6 +198,7 @@ impl Journal {
         match written {
             Ok(()) => {
                 self.bytes += self.buffer.len() as u64;
+                self.unsynced = !self.durable;
                 Ok(())
             }
             Err(error) => {
@@ -210,10 +218,16 @@ impl Journal {
         self.bytes
     }
 
-    /// A handle to the current file, to fdatasync it without holding the
-    /// journal (default mode's periodic sync).
-    pub fn sync_handle(&self) -> Result<File, StateError> {
-        self.file.try_clone().map_err(io)
+    /// In the default mode, once `every` has passed since the last sync
+    /// and records were written since: a handle to the current file, to
+    /// fdatasync it without holding the journal.
+    pub fn sync_due(&mut self, every: Duration) -> Option<Result<File, StateError>> {
+        if self.durable || !self.unsynced || self.synced_at.elapsed() < every {
+            return None;
+        }
+        self.synced_at = Instant::now();
+        self.unsynced = false;
+        Some(self.file.try_clone().map_err(io))
     }
 
     /// Everything in the journal has been applied (durably in durable
@@ -293,6 +307,35 @@ mod tests {
         bytes[HEADER + 1] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert_eq!(replayed(dir.path()), (Vec::new(), 1));
+    }
+
+    #[test]
+    fn the_default_modes_sync_is_due_only_after_a_record_and_its_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::start(dir.path(), Found::default(), false).unwrap();
+        assert!(
+            journal.sync_due(Duration::ZERO).is_none(),
+            "nothing written"
+        );
+        append(&mut journal, b"a");
+        assert!(
+            journal.sync_due(Duration::from_secs(3600)).is_none(),
+            "too soon"
+        );
+        journal
+            .sync_due(Duration::ZERO)
+            .unwrap()
+            .unwrap()
+            .sync_data()
+            .unwrap();
+        assert!(journal.sync_due(Duration::ZERO).is_none(), "synced since");
+        let durable = tempfile::tempdir().unwrap();
+        let mut journal = Journal::start(durable.path(), Found::default(), true).unwrap();
+        append(&mut journal, b"a");
+        assert!(
+            journal.sync_due(Duration::ZERO).is_none(),
+            "each record synced"
+        );
     }
 
     #[test]

@@ -80,19 +80,14 @@ pub struct StateStore {
     fsync_every: Duration,
 }
 
-/// The commit side: the journal, and what is in it not yet applied.
+/// The commit side: the journal (whatever its current file holds is not
+/// yet applied), and the values in memory not yet applied.
 #[derive(Debug)]
 struct Writer {
     journal: Journal,
-    /// Whether the journal holds records not yet applied.
-    unapplied: bool,
     /// The most bytes of values not yet applied that a plugin holds.
     dirty_bytes: usize,
     last_apply: Instant,
-    /// When the journal was last fdatasynced (default mode).
-    last_sync: Instant,
-    /// Whether it was written since.
-    unsynced: bool,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -156,11 +151,8 @@ impl StateStore {
             plugins: Mutex::new(HashMap::new()),
             writer: Mutex::new(Writer {
                 journal,
-                unapplied: false,
                 dirty_bytes: 0,
                 last_apply: Instant::now(),
-                last_sync: Instant::now(),
-                unsynced: false,
             }),
             visible: AtomicU64::new(0),
             calls: AtomicU64::new(0),
@@ -310,8 +302,6 @@ impl StateStore {
             put_totals(record, &plugin.name, *totals);
         }
         writer.journal.append()?;
-        writer.unapplied = true;
-        writer.unsynced = true;
         if !markers.is_empty() {
             // Found by `was_applied` from now on; made durable by the next
             // apply before the journal record goes, or replayed from it.
@@ -352,16 +342,13 @@ impl StateStore {
         let journal_bytes = usize::try_from(writer.journal.bytes()).unwrap_or(usize::MAX);
         let due = writer.last_apply.elapsed() >= APPLY_EVERY
             || journal_bytes.max(writer.dirty_bytes) >= APPLY_LOG_BYTES;
-        if writer.unapplied && due {
+        if journal_bytes > 0 && due {
             self.apply_logged(&mut writer);
         }
-        if self.durable || !writer.unsynced || writer.last_sync.elapsed() < self.fsync_every {
+        let Some(file) = writer.journal.sync_due(self.fsync_every) else {
             return;
-        }
-        writer.last_sync = Instant::now();
-        writer.unsynced = false;
+        };
         // Synced without the lock: commits go on meanwhile.
-        let file = writer.journal.sync_handle();
         drop(writer);
         if let Err(error) = file.and_then(|file| file.sync_data().map_err(io)) {
             tracing::warn!(error = %error, "STATE: cannot fdatasync the plugin state journal");
@@ -381,7 +368,7 @@ impl StateStore {
     /// the journal's next file.
     fn apply(&self, writer: &mut Writer) -> Result<(), StateError> {
         writer.last_apply = Instant::now();
-        if !writer.unapplied {
+        if writer.journal.bytes() == 0 {
             return Ok(());
         }
         let plugins: Vec<Arc<PluginStore>> = self.plugins.lock().values().cloned().collect();
@@ -405,9 +392,7 @@ impl StateStore {
         writer.dirty_bytes = 0;
         // Until the journal starts anew, its records are applied again at
         // the next apply's end or at a start (harmless: they hold values).
-        writer.journal.rotate()?;
-        writer.unapplied = false;
-        Ok(())
+        writer.journal.rotate()
     }
 
     /// Deletes every key, marker and total of `plugin` (the operator's
