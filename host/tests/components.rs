@@ -378,3 +378,57 @@ fn rust_javascript_and_python_components_keep_the_contract_alike() {
         }
     }
 }
+
+#[test]
+fn a_large_component_serves_on_baseline_code_until_its_optimized_code_takes_over() {
+    let dir = PluginDir::default();
+    dir.guest(
+        "js",
+        "uppercase",
+        "upper",
+        "topic = \"words\"\nchannel = \"upper\"\nconcurrency = 2\n\
+         publish = [\"words.upper.js\"]\n",
+    );
+    let wasqd = dir.start();
+    let http = wasqd.http();
+    // Nothing was cached: Winch compiled the runtime, Cranelift follows.
+    assert!(
+        logged(&wasqd, &["baseline compiler", "optimized code follows"]),
+        "{:?}",
+        wasqd.log()
+    );
+    let mut upper = wasqd.consumer("words.upper.js", "check", 100);
+    let mut publisher = wasqd.raw();
+    let mut published = 0;
+    let mut batch = |publisher: &mut RawClient| {
+        let bodies: Vec<String> = (published..published + 20)
+            .map(|i| format!("w{i}"))
+            .collect();
+        publisher.mpub("words", &bodies);
+        published += bodies.len();
+    };
+    // Traffic before, during and after the swap to optimized code.
+    batch(&mut publisher);
+    let optimized = || http.plugin("upper")["load"]["compiler"] == "optimizing";
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !optimized() {
+        assert!(Instant::now() < deadline, "{}", http.plugin("upper"));
+        batch(&mut publisher);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    batch(&mut publisher);
+    let status = http.plugin("upper");
+    let history = status["history"].as_array().unwrap();
+    assert_eq!(history.len(), 1, "the swap is not a new version: {status}");
+    assert_eq!(history[0]["result"], "loaded", "{status}");
+    assert!(
+        logged(&wasqd, &["optimized code live"]),
+        "{:?}",
+        wasqd.log()
+    );
+    // Every message handled, each once.
+    let outputs: BTreeSet<String> = read_bodies(&mut upper, published).into_iter().collect();
+    let expected: BTreeSet<String> = (0..published).map(|i| format!("W{i}")).collect();
+    assert_eq!(outputs, expected);
+    http.wait_settled("words", "upper");
+}

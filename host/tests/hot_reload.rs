@@ -384,8 +384,9 @@ fn compiled_modules_are_cached_under_the_data_path() {
     {
         let wasqd = plugins.start_with(&["--data-path", data_path]);
         assert_eq!(wasqd.http().plugin("uppercase")["state"], "running");
+        // Written in the background once compiled.
         assert!(
-            Path::new(&cached).exists(),
+            eventually(WAIT, || Path::new(&cached).exists()),
             "no cached artifact at {}",
             cached.display()
         );

@@ -208,6 +208,22 @@ impl Http {
         );
     }
 
+    /// Waits until every plugin runs optimized code: a large component goes
+    /// live with baseline code first, and a benchmark measures the code a
+    /// plugin keeps.
+    pub fn wait_for_optimized_code(&self, timeout: std::time::Duration) {
+        let optimized = crate::eventually(timeout, || {
+            self.plugins()
+                .iter()
+                .all(|p| p["load"]["compiler"] != "baseline")
+        });
+        assert!(
+            optimized,
+            "plugins still on baseline code after {timeout:?}: {:?}",
+            self.plugins()
+        );
+    }
+
     /// Waits until wasqd recovered the previous run's disk queues: it
     /// answers while they are still being recovered (`/stats` says how
     /// far it got), and a queue not yet recovered shows no depth.

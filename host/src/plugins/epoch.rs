@@ -24,8 +24,10 @@ pub fn ticks_covering(duration: Duration) -> u64 {
     duration.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64 + 1
 }
 
-/// A handle on the ticker of one engine; the ticker ends with the last
-/// handle or with the engine, whichever goes first.
+/// A handle on the ticker of the runtime's engines (the main one and the
+/// baseline compiler's, ticked together so that a deadline in ticks means
+/// the same on both); the ticker ends with the last handle or with the
+/// last engine, whichever goes first.
 #[derive(Clone)]
 pub struct EpochClock {
     shared: Arc<Shared>,
@@ -50,13 +52,14 @@ struct Shared {
 }
 
 impl EpochClock {
-    /// Starts the ticker thread for `engine`, parked until a deadline is armed.
-    pub fn start(engine: &Engine) -> EpochClock {
-        // Detached: it ends by itself with the clock or the engine.
-        Self::start_ticker(engine).0
+    /// Starts the ticker thread for `engines`, parked until a deadline is
+    /// armed.
+    pub fn start(engines: &[&Engine]) -> EpochClock {
+        // Detached: it ends by itself with the clock or the engines.
+        Self::start_ticker(engines).0
     }
 
-    fn start_ticker(engine: &Engine) -> (EpochClock, std::thread::JoinHandle<()>) {
+    fn start_ticker(engines: &[&Engine]) -> (EpochClock, std::thread::JoinHandle<()>) {
         let shared = Arc::new(Shared {
             ticks: AtomicU64::new(0),
             tick_until: AtomicU64::new(0),
@@ -64,10 +67,10 @@ impl EpochClock {
             ticker: OnceLock::new(),
         });
         let weak_shared = Arc::downgrade(&shared);
-        let engine = engine.weak();
+        let engines: Vec<_> = engines.iter().map(|engine| engine.weak()).collect();
         let thread = std::thread::Builder::new()
             .name("wasm-epoch".into())
-            .spawn(move || tick_while_needed(&weak_shared, &engine))
+            .spawn(move || tick_while_needed(&weak_shared, &engines))
             .expect("spawn the epoch ticker thread");
         let _ = shared.ticker.set(thread.thread().clone());
         (EpochClock { shared }, thread)
@@ -108,9 +111,9 @@ impl Drop for Shared {
 }
 
 /// The ticker thread: ticks every [`EPOCH_TICK`] while a deadline is
-/// pending, parks otherwise, and ends when the clock or the engine is gone
-/// (holding neither strongly in between, so neither leaks).
-fn tick_while_needed(shared: &Weak<Shared>, engine: &wasmtime::EngineWeak) {
+/// pending, parks otherwise, and ends when the clock or every engine is
+/// gone (holding neither strongly in between, so neither leaks).
+fn tick_while_needed(shared: &Weak<Shared>, engines: &[wasmtime::EngineWeak]) {
     loop {
         let Some(clock) = shared.upgrade() else {
             return;
@@ -130,10 +133,17 @@ fn tick_while_needed(shared: &Weak<Shared>, engine: &wasmtime::EngineWeak) {
         }
         drop(clock);
         std::thread::sleep(EPOCH_TICK);
-        let (Some(clock), Some(engine)) = (shared.upgrade(), engine.upgrade()) else {
+        let Some(clock) = shared.upgrade() else {
             return;
         };
-        engine.increment_epoch();
+        let mut alive = engines
+            .iter()
+            .filter_map(|engine| engine.upgrade())
+            .peekable();
+        if alive.peek().is_none() {
+            return;
+        }
+        alive.for_each(|engine| engine.increment_epoch());
         clock.ticks.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -159,7 +169,7 @@ mod tests {
     #[test]
     fn the_clock_ticks_only_until_the_last_deadline_armed() {
         let engine = engine();
-        let clock = EpochClock::start(&engine);
+        let clock = EpochClock::start(&[&engine]);
         std::thread::sleep(EPOCH_TICK * 4);
         assert_eq!(clock.ticks(), 0, "no deadline armed: no ticks");
 
@@ -178,7 +188,7 @@ mod tests {
     #[test]
     fn the_ticker_ends_with_its_clock() {
         let engine = engine();
-        let (clock, ticker) = EpochClock::start_ticker(&engine);
+        let (clock, ticker) = EpochClock::start_ticker(&[&engine]);
         std::thread::sleep(EPOCH_TICK * 2);
         assert!(!ticker.is_finished(), "parked while the clock lives");
         drop(clock);
@@ -188,13 +198,29 @@ mod tests {
     }
 
     #[test]
-    fn the_ticker_ends_with_its_engine() {
-        let engine = engine();
-        let (clock, ticker) = EpochClock::start_ticker(&engine);
+    fn the_ticker_advances_every_engine_and_ends_with_the_last() {
+        let (first, second) = (engine(), engine());
+        let (clock, ticker) = EpochClock::start_ticker(&[&first, &second]);
         clock.tick_for(1_000_000);
-        wait_until("ticks for the deadline", || clock.ticks() > 0);
-        drop(engine);
-        wait_until("the ticking ticker outlived its engine", || {
+        // A store whose deadline is one tick away traps once the clock
+        // ticks, on either engine.
+        for engine in [&first, &second] {
+            let module =
+                wasmtime::Module::new(engine, r#"(module (func (export "spin") (loop (br 0))))"#)
+                    .unwrap();
+            let mut store = wasmtime::Store::new(engine, ());
+            store.set_epoch_deadline(1);
+            let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+            let spin = instance
+                .get_typed_func::<(), ()>(&mut store, "spin")
+                .unwrap();
+            assert!(spin.call(&mut store, ()).is_err(), "interrupted");
+        }
+        drop(first);
+        std::thread::sleep(EPOCH_TICK * 4);
+        assert!(!ticker.is_finished(), "one engine is left");
+        drop(second);
+        wait_until("the ticking ticker outlived its engines", || {
             ticker.is_finished()
         });
     }

@@ -34,6 +34,7 @@
 
 pub mod abi;
 pub mod backoff;
+pub mod baseline;
 pub mod component;
 pub mod component_batch;
 pub mod consumer;
@@ -80,6 +81,9 @@ pub use status::{PluginState, PluginStatus};
 const HISTORY_LEN: usize = 20;
 
 pub struct PluginHost {
+    /// This host, for the tasks it starts that outlive a call (a version's
+    /// optimized compile, baseline.rs).
+    me: std::sync::Weak<PluginHost>,
     broker: Arc<Broker>,
     runtime: Arc<WasmRuntime>,
     dir: PathBuf,
@@ -125,8 +129,10 @@ impl PluginHost {
         let options = &broker.options;
         let state =
             state::SharedStore::new(state_dir, options.sync_every == 1, options.sync_timeout);
-        Ok(Arc::new(PluginHost {
-            runtime: Arc::new(WasmRuntime::new(cache_dir, state)?),
+        let runtime = Arc::new(WasmRuntime::new(cache_dir, state)?);
+        Ok(Arc::new_cyclic(|me| PluginHost {
+            me: me.clone(),
+            runtime,
             broker,
             dir,
             plugins: Mutex::new(BTreeMap::new()),

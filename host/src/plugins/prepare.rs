@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use super::baseline::Compiler;
 use super::files::read_manifest_text;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
@@ -42,6 +43,9 @@ pub struct LoadReport {
     pub load_ms: u64,
     /// Whether the compiled artifact came from the cache under --data-path.
     pub from_cache: bool,
+    /// Which compiler made the live code: `baseline` until the optimized
+    /// build of a large component takes over (baseline.rs).
+    pub compiler: Compiler,
 }
 
 pub(super) enum PrepareError {
@@ -56,6 +60,7 @@ pub(super) enum PrepareError {
 pub(super) struct LiveVersion {
     pub(super) module_hash: String,
     pub(super) manifest: Manifest,
+    pub(super) compiler: Compiler,
 }
 
 /// Reads, checks, compiles and tries a version; CPU work, run off the async threads.
@@ -77,10 +82,13 @@ pub(super) fn prepare(
         read_manifest_text(manifest_file).map_err(|e| fail(Some(&module_hash), e))?;
     let manifest = Manifest::parse(name, manifest_file, &manifest_text)
         .map_err(|e| fail(Some(&module_hash), e))?;
-    if live
-        .as_ref()
-        .is_some_and(|l| l.module_hash == module_hash && l.manifest == manifest)
-    {
+    // The same version again, unless it runs baseline code and its
+    // optimized build is ready.
+    if live.as_ref().is_some_and(|l| {
+        l.module_hash == module_hash
+            && l.manifest == manifest
+            && !(l.compiler == Compiler::Baseline && runtime.has_optimized(&module_hash))
+    }) {
         return Err(PrepareError::Unchanged);
     }
     let compiled = runtime.compile(&bytes, &module_hash).map_err(|e| {
@@ -128,8 +136,9 @@ pub(super) fn prepare(
     let load = LoadReport {
         load_ms: millis(started.elapsed()),
         from_cache: compiled.from_cache,
+        compiler: compiled.compiler,
     };
-    tracing::info!(plugin = name, kind = ?compiled.guest.kind(), load_ms = load.load_ms, from_cache = load.from_cache, "PLUGIN: version ready");
+    tracing::info!(plugin = name, kind = ?compiled.guest.kind(), load_ms = load.load_ms, from_cache = load.from_cache, compiler = ?load.compiler, "PLUGIN: version ready");
     Ok(Prepared {
         guest: compiled.guest,
         link,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::baseline::Compiler;
 use super::consumer::{PluginRun, StopMode};
 use super::files::PluginFiles;
-use super::prepare::{LiveVersion, PrepareError, Prepared, prepare};
+use super::prepare::{LiveVersion, LoadReport, PrepareError, Prepared, prepare};
 use super::{Live, Plugin, PluginHost};
 
 /// What made the host look at a plugin's files.
@@ -23,6 +24,9 @@ pub enum Trigger {
     Http,
     /// The plugin API (`PUT` or `DELETE /plugins/NAME`).
     Admin,
+    /// The optimized build of a version live with baseline code is ready
+    /// (baseline.rs). Its swap is no new version and leaves no record.
+    Optimize,
 }
 
 /// Why the host looked at a plugin's files, and who asked (the plugin
@@ -243,7 +247,8 @@ impl PluginHost {
                 return SyncResult::Failed(why);
             }
         };
-        let new_live = Live {
+        let baseline = prepared.load.compiler == Compiler::Baseline;
+        let mut new_live = Live {
             run,
             module_hash: prepared.module_hash.clone(),
             manifest,
@@ -251,6 +256,7 @@ impl PluginHost {
             load: prepared.load,
             files: prepared.files,
         };
+        let module = new_live.files.module.clone();
         let old = {
             let mut plugins = self.plugins.lock();
             let plugin = plugins
@@ -259,18 +265,40 @@ impl PluginHost {
             plugin.module_file = Some(module_file);
             plugin.removed = false;
             plugin.error = None;
+            let recompiled = plugin.live.as_ref().filter(|old| {
+                old.module_hash == new_live.module_hash && old.manifest == new_live.manifest
+            });
+            if let Some(old) = recompiled {
+                // The same version with optimized code: it keeps the load
+                // time and cache use of its first load.
+                new_live.load = LoadReport {
+                    compiler: new_live.load.compiler,
+                    ..old.load
+                };
+            }
+            let was_recompiled = recompiled.is_some();
             let old = plugin.live.replace(new_live);
-            let old_hash = old.as_ref().map(|o| o.module_hash.clone());
-            let result = if old.is_some() {
-                ReloadResult::Reloaded
-            } else {
-                ReloadResult::Loaded
-            };
-            plugin.record(cause, old_hash, Some(prepared.module_hash.clone()), result);
-            old
+            if !was_recompiled {
+                let old_hash = old.as_ref().map(|o| o.module_hash.clone());
+                let result = if old.is_some() {
+                    ReloadResult::Reloaded
+                } else {
+                    ReloadResult::Loaded
+                };
+                plugin.record(cause, old_hash, Some(prepared.module_hash.clone()), result);
+            }
+            old.map(|old| (old, was_recompiled))
         };
+        if baseline {
+            self.optimize_later(name, module, prepared.module_hash.clone());
+        }
         match old {
-            Some(old) => {
+            Some((old, true)) => {
+                tracing::info!(plugin = name, hash = %prepared.module_hash, "PLUGIN: optimized code live");
+                old.run.stop(StopMode::Drain).await;
+                SyncResult::Reloaded
+            }
+            Some((old, false)) => {
                 tracing::info!(plugin = name, from = %old.module_hash, to = %prepared.module_hash, "PLUGIN: reloaded");
                 old.run.stop(StopMode::Drain).await;
                 SyncResult::Reloaded
@@ -361,6 +389,34 @@ impl PluginHost {
         plugins.get(name)?.live.as_ref().map(|l| LiveVersion {
             module_hash: l.module_hash.clone(),
             manifest: l.manifest.clone(),
+            compiler: l.load.compiler,
         })
+    }
+
+    /// Compiles the optimized build of a version that went live with
+    /// baseline code, on a blocking thread, then swaps it in by a reload
+    /// of the same version (if that version is still the live one).
+    fn optimize_later(&self, name: &str, module: Arc<[u8]>, hash: String) {
+        let (host, runtime, name) = (self.me.clone(), self.runtime.clone(), name.to_string());
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let build_hash = hash.clone();
+            let compiled = tokio::task::spawn_blocking(move || {
+                runtime.compile_optimized(&module, &build_hash)
+            })
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the compile task failed: {e}")));
+            if let Err(e) = compiled {
+                tracing::warn!(plugin = %name, error = %format!("{e:#}"), "PLUGIN: no optimized build; the baseline code stays live");
+                return;
+            }
+            let Some(host) = host.upgrade() else {
+                return;
+            };
+            host.sync_plugin(&name, Trigger::Optimize).await;
+            // Not taken if another version went live meanwhile.
+            host.runtime.drop_optimized(&hash);
+            tracing::debug!(plugin = %name, ms = started.elapsed().as_millis() as u64, "PLUGIN: optimized build handled");
+        });
     }
 }

@@ -2,7 +2,8 @@
 //! process (pooling allocator, epoch interruption, async support), one
 //! linker per kind of guest built once (core modules: `wasq` imports and
 //! WASI preview 1; components: the `wasq:plugin` world and WASI 0.2), a
-//! compiled-artifact cache keyed by the module's hash, the epoch clock
+//! compiled-artifact cache keyed by the module's hash, the baseline
+//! compiler that large components go live with first (baseline.rs), the epoch clock
 //! (epoch.rs) that lets handler deadlines interrupt running guests, and the
 //! executor (executor.rs) every guest call runs on.
 //!
@@ -11,12 +12,17 @@
 //! the fiber instead of blocking a thread. So an instance waiting costs
 //! its memory and a stack, not a thread, and a plugin may hold thousands.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
 
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 
+use super::baseline::{BASELINE_MIN_BYTES, BaselineCompiler, Compiler, OptimizedBuilds};
 use super::component::{self, ComponentState};
 use super::core_module::{self, CoreState};
 use super::epoch::EpochClock;
@@ -87,14 +93,23 @@ pub struct WasmRuntime {
     cache_dir: Option<PathBuf>,
     /// Compiled functions, across modules (function_cache.rs).
     functions: Option<Arc<FunctionCache>>,
+    /// Artifacts being written to `cache_dir`, by module hash: a load of
+    /// the same hash waits for its artifact instead of compiling again.
+    storing: Mutex<HashMap<String, JoinHandle<()>>>,
+    /// Winch, for large components not in the artifact cache.
+    baseline: Option<BaselineCompiler>,
+    /// Optimized builds of versions live with baseline code.
+    optimized: OptimizedBuilds,
     /// Plugin state, for the plugins granted it.
     pub state: super::state::SharedStore,
 }
 
-/// A compiled guest and whether it came from the cache.
+/// A compiled guest, whether it came from the cache, and which compiler
+/// made its code.
 pub struct Compiled {
     pub guest: CompiledGuest,
     pub from_cache: bool,
+    pub compiler: Compiler,
 }
 
 impl WasmRuntime {
@@ -116,7 +131,10 @@ impl WasmRuntime {
         let mut core_linker = core_module::linker(&engine)?;
         super::core_state::add_state_imports(&mut core_linker)?;
         let component_linker = component::linker(&engine)?;
-        let clock = EpochClock::start(&engine);
+        let baseline = BaselineCompiler::new();
+        let mut engines = vec![&engine];
+        engines.extend(baseline.as_ref().map(BaselineCompiler::engine));
+        let clock = EpochClock::start(&engines);
         Ok(WasmRuntime {
             engine,
             clock,
@@ -125,6 +143,9 @@ impl WasmRuntime {
             component_linker,
             cache_dir,
             functions,
+            storing: Mutex::default(),
+            baseline,
+            optimized: OptimizedBuilds::default(),
             state,
         })
     }
@@ -133,22 +154,93 @@ impl WasmRuntime {
     /// (binary or WAT) by its header, checks it against its contract (ABI v1
     /// or the WIT world) and links it. `hash` (the module's SHA-256) keys
     /// the compiled-artifact cache.
+    ///
+    /// A large component not in the artifact cache is compiled by the
+    /// baseline compiler (baseline.rs); its optimized build, once
+    /// [`WasmRuntime::compile_optimized`] has made it, is what the next
+    /// compile of the same hash returns.
     pub fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Compiled> {
-        if is_component(bytes) {
-            let (component, from_cache) = self.cached_or_compiled::<Component>(bytes, hash)?;
-            let pre = component::link(&self.component_linker, &component)?;
-            Ok(Compiled {
-                guest: CompiledGuest::Component(pre),
-                from_cache,
-            })
-        } else {
+        if !is_component(bytes) {
             let (module, from_cache) = self.cached_or_compiled::<Module>(bytes, hash)?;
             let pre = core_module::link(&self.core_linker, &module)?;
-            Ok(Compiled {
+            return Ok(Compiled {
                 guest: CompiledGuest::Core(pre),
                 from_cache,
-            })
+                compiler: Compiler::Optimizing,
+            });
         }
+        if let Some(pre) = self.optimized.take(hash) {
+            return Ok(Compiled {
+                guest: CompiledGuest::Component(pre),
+                from_cache: false,
+                compiler: Compiler::Optimizing,
+            });
+        }
+        if let Some(baseline) = self.baseline_for(bytes, hash) {
+            match baseline.compile(bytes) {
+                Ok(pre) => {
+                    return Ok(Compiled {
+                        guest: CompiledGuest::Component(pre),
+                        from_cache: false,
+                        compiler: Compiler::Baseline,
+                    });
+                }
+                // Cranelift says what is wrong, or compiles what Winch
+                // does not support.
+                Err(e) => {
+                    tracing::info!(hash, error = %format!("{e:#}"), "PLUGINS: the baseline compiler refused a component; compiling it with Cranelift")
+                }
+            }
+        }
+        let (component, from_cache) = self.cached_or_compiled::<Component>(bytes, hash)?;
+        let pre = component::link(&self.component_linker, &component)?;
+        Ok(Compiled {
+            guest: CompiledGuest::Component(pre),
+            from_cache,
+            compiler: Compiler::Optimizing,
+        })
+    }
+
+    /// The baseline compiler, if there is one and `bytes` is a large
+    /// component whose optimized artifact is not cached.
+    fn baseline_for(&self, bytes: &[u8], hash: &str) -> Option<&BaselineCompiler> {
+        let baseline = self.baseline.as_ref()?;
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .is_some_and(|dir| self.artifact_path(dir, hash).exists());
+        (bytes.len() >= BASELINE_MIN_BYTES && !cached).then_some(baseline)
+    }
+
+    /// Compiles a component with Cranelift (through the artifact cache)
+    /// and keeps the linked build for the reload that takes it up: for a
+    /// version live with baseline code.
+    pub fn compile_optimized(&self, bytes: &[u8], hash: &str) -> anyhow::Result<()> {
+        let (component, _) = self.cached_or_compiled::<Component>(bytes, hash)?;
+        let pre = component::link(&self.component_linker, &component)?;
+        self.optimized.put(hash, pre);
+        Ok(())
+    }
+
+    /// Whether the optimized build of `hash` waits to be taken up.
+    pub fn has_optimized(&self, hash: &str) -> bool {
+        self.optimized.has(hash)
+    }
+
+    /// Drops the optimized build of `hash` if no reload took it (a newer
+    /// version went live meanwhile).
+    pub fn drop_optimized(&self, hash: &str) {
+        self.optimized.take(hash);
+    }
+
+    /// Where the artifact of `hash` is cached, once a write of it under way
+    /// has ended.
+    fn artifact_path(&self, dir: &Path, hash: &str) -> PathBuf {
+        let writing = self.storing.lock().remove(hash);
+        if let Some(writing) = writing {
+            let _ = writing.join();
+        }
+        dir.join(format!("{hash}.cwasm"))
     }
 }
 
@@ -170,7 +262,7 @@ fn is_component(bytes: &[u8]) -> bool {
 
 /// What is cached: a core module or a component, compiled by this engine.
 #[allow(unsafe_code)]
-trait Artifact: Sized {
+trait Artifact: Sized + Clone + Send + 'static {
     const WHAT: &'static str;
     fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self>;
     fn serialize(&self) -> wasmtime::Result<Vec<u8>>;
@@ -248,7 +340,7 @@ impl WasmRuntime {
         let Some(dir) = &self.cache_dir else {
             return Ok((compile()?, false));
         };
-        let path = dir.join(format!("{hash}.cwasm"));
+        let path = self.artifact_path(dir, hash);
         if path.exists() {
             match load_compiled::<A>(&self.engine, &path) {
                 Ok(artifact) => return Ok((artifact, true)),
@@ -260,20 +352,45 @@ impl WasmRuntime {
             }
         }
         let artifact = compile()?;
-        match artifact.serialize() {
-            Ok(serialized) => {
-                let temporary = dir.join(format!(".{hash}.cwasm.tmp"));
-                let stored = std::fs::create_dir_all(dir)
-                    .and_then(|()| std::fs::write(&temporary, serialized))
-                    .and_then(|()| std::fs::rename(&temporary, &path));
-                if let Err(e) = stored {
-                    tracing::warn!(file = %path.display(), error = %e, "PLUGINS: cannot cache the compiled module");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "PLUGINS: cannot serialize the compiled module"),
-        }
+        let writing = store_later(artifact.clone(), dir.clone(), hash.to_string());
+        let mut storing = self.storing.lock();
+        storing.retain(|_, write| !write.is_finished());
+        storing.extend(writing.map(|write| (hash.to_string(), write)));
         Ok((artifact, false))
     }
+}
+
+/// Stores a compiled artifact in the cache directory on a thread of its
+/// own: serializing and writing a component's tens of megabytes (a
+/// fraction of a second, longer when the disk is busy) is not on the way
+/// to the version going live. Written beside the final name and renamed,
+/// so a reader never sees part of one; a crash before the rename leaves
+/// only a hidden temporary file, replaced by the next store.
+fn store_later<A: Artifact>(artifact: A, dir: PathBuf, hash: String) -> Option<JoinHandle<()>> {
+    let store = move || {
+        let path = dir.join(format!("{hash}.cwasm"));
+        let serialized = match artifact.serialize() {
+            Ok(serialized) => serialized,
+            Err(e) => {
+                tracing::warn!(error = %e, "PLUGINS: cannot serialize the compiled module");
+                return;
+            }
+        };
+        let temporary = dir.join(format!(".{hash}.cwasm.tmp"));
+        let stored = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&temporary, serialized))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(e) = stored {
+            tracing::warn!(file = %path.display(), error = %e, "PLUGINS: cannot cache the compiled module");
+        }
+    };
+    std::thread::Builder::new()
+        .name("plugin-cache-store".into())
+        .spawn(store)
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "PLUGINS: cannot start storing the compiled module"),
+        )
+        .ok()
 }
 
 /// Loads a precompiled module or component from the cache.
@@ -291,7 +408,7 @@ fn load_compiled<A: Artifact>(engine: &Engine, path: &Path) -> anyhow::Result<A>
 /// for the async calls (wasmtime 48 needs no switch for those).
 /// The engine's configuration; `functions`: the compiled-function cache
 /// Cranelift looks each function up in before compiling it.
-fn base_config(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Config> {
+pub(super) fn base_config(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Config> {
     let mut config = Config::new();
     config
         .epoch_interruption(true)
