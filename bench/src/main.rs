@@ -30,6 +30,7 @@ use anyhow::Context;
 use clap::Parser;
 use wasq_testkit::Wasqd;
 
+mod component_reload;
 mod external_clients;
 mod guests;
 mod http_load;
@@ -119,6 +120,8 @@ enum Mode {
     StateStore(state_store::StateStoreArgs),
     /// what plugin state costs: a counter plugin over 10 000 keys with state (default and durable mode) against the same plugin without state
     StateCounter(state_counter::StateCounterArgs),
+    /// a new version of a JavaScript or Python plugin, never compiled before, renamed into place under traffic: time until it is live, and until its optimized code takes over
+    ComponentReload(component_reload::ComponentReloadArgs),
     /// hot-reload latency: final write of a module file to the first message handled by it
     Reload {
         /// reloads to time
@@ -141,6 +144,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(Mode::Webhook(webhook)) = args.command.clone() {
         return webhook::run(webhook).await;
+    }
+    if let Some(Mode::ComponentReload(reload)) = args.command.clone() {
+        return component_reload::run(reload).await;
     }
     if let Some(Mode::StateCounter(counter)) = args.command.clone() {
         return state_counter::run(counter).await;
@@ -220,16 +226,17 @@ async fn main() -> anyhow::Result<()> {
 const IN_MEMORY: &[&str] = &["--mem-queue-size", "100000000"];
 
 /// Starts wasqd with the plugins in `dir` (and `extra` flags), and waits
-/// until they are loaded: plugins load in the background, and the bench
-/// measures loaded ones.
+/// until they are loaded and run optimized code: plugins load in the
+/// background (a large component on baseline code first), and the bench
+/// measures the code a plugin keeps.
 fn spawn_wasqd_with_plugins(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<Wasqd> {
     let mut args = vec!["--plugins-dir", dir.to_str().context("plugins dir path")?];
     args.extend_from_slice(extra);
     let wasqd = spawn_wasqd(&args)?;
     tokio::task::block_in_place(|| {
-        wasqd
-            .http()
-            .wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT)
+        let http = wasqd.http();
+        http.wait_for_plugins_loaded(wasq_testkit::PLUGINS_LOADED_TIMEOUT);
+        http.wait_for_optimized_code(wasq_testkit::PLUGINS_LOADED_TIMEOUT);
     });
     Ok(wasqd)
 }
