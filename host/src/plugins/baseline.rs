@@ -22,7 +22,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use wasmtime::component::Component;
-use wasmtime::{Engine, Strategy};
+use wasmtime::{Engine, OptLevel, RegallocAlgorithm, Strategy};
 
 use super::component::{self, ComponentPre, ComponentState};
 
@@ -53,9 +53,18 @@ impl BaselineCompiler {
     pub fn new() -> Option<BaselineCompiler> {
         let built = super::runtime::base_config(None).and_then(|mut config| {
             config.strategy(Strategy::Winch);
-            config.cranelift_opt_level(wasmtime::OptLevel::None);
-            config.generate_address_map(false);
-            config.native_unwind_info(false);
+            // Its code lives seconds: no time for what it does not need.
+            // Winch still has Cranelift compile a trampoline for each
+            // function in a table (6 241 in a JavaScript runtime: a third
+            // of the compile), so those are compiled as fast as it can
+            // (not optimised, single-pass register allocation); traps in
+            // baseline code name no Wasm offset, and native debuggers and
+            // profilers get no unwind tables for it.
+            config
+                .cranelift_opt_level(OptLevel::None)
+                .cranelift_regalloc_algorithm(RegallocAlgorithm::SinglePass)
+                .generate_address_map(false)
+                .native_unwind_info(false);
             let engine = Engine::new(&config)?;
             component::linker(&engine)
         });
