@@ -289,7 +289,7 @@ impl Snapshot {
         {
             let mut family = w.family(
                 "wasq_plugin",
-                "A plugin: its subscription, guest kind and live module.",
+                "A plugin: its subscription, guest kind, live module and the compiler of its code (baseline until a large component's optimized code takes over).",
                 None,
                 MetricType::Info,
             )?;
@@ -300,6 +300,10 @@ impl Snapshot {
                     ("channel", p.channel.clone().unwrap_or_default()),
                     ("kind", p.kind.map(|k| k.to_string()).unwrap_or_default()),
                     ("module_hash", p.module_hash.clone().unwrap_or_default()),
+                    (
+                        "compiler",
+                        p.load.map(|l| l.compiler.to_string()).unwrap_or_default(),
+                    ),
                 ];
                 family.encode_info(&info)?;
             }

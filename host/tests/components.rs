@@ -426,6 +426,16 @@ fn a_large_component_serves_on_baseline_code_until_its_optimized_code_takes_over
         "{:?}",
         wasqd.log()
     );
+    let (_, metrics) = http.get("/metrics");
+    let info = |line: &&str| line.contains("plugin=\"upper\"") && line.contains("compiler=");
+    assert!(
+        metrics
+            .lines()
+            .filter(info)
+            .all(|line| line.contains("compiler=\"optimizing\"")),
+        "{metrics}"
+    );
+    assert!(metrics.lines().any(|line| info(&line)), "{metrics}");
     // Every message handled, each once.
     let outputs: BTreeSet<String> = read_bodies(&mut upper, published).into_iter().collect();
     let expected: BTreeSet<String> = (0..published).map(|i| format!("W{i}")).collect();

@@ -41,6 +41,15 @@ pub enum Compiler {
     Optimizing,
 }
 
+impl std::fmt::Display for Compiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Compiler::Baseline => "baseline",
+            Compiler::Optimizing => "optimizing",
+        })
+    }
+}
+
 /// Winch's engine and the component linker built on it.
 pub struct BaselineCompiler {
     linker: wasmtime::component::Linker<ComponentState>,

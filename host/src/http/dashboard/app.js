@@ -154,7 +154,7 @@ function drawPlugins (views, now, seen) {
       cell(`${micros(c.handler_time_us_p50)} / ${micros(c.handler_time_us_p99)}`, 'handler_time')))
     const details = []
     if (plugin.module_hash) {
-      const load = plugin.load ? ` · loaded in ${plugin.load.load_ms} ms${plugin.load.from_cache ? ' from the cache' : ''}` : ''
+      const load = plugin.load ? ` · loaded in ${plugin.load.load_ms} ms${plugin.load.from_cache ? ' from the cache' : ''}${plugin.load.compiler === 'baseline' ? ', on baseline code until its optimized code is compiled' : ''}` : ''
       details.push(el('div', { 'data-field': 'module' }, `${plugin.kind} ${plugin.module_hash.slice(0, 12)}${load} · ${plugin.file || ''}`))
     }
     const out = c.outbound
