@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::plugin::plugin;
+use crate::reload::keep_busy;
 use crate::spawn_wasqd_with_plugins;
 use wasq_testkit::async_client::AsyncClient;
 use wasq_testkit::guest_dir;
@@ -131,17 +132,6 @@ async fn wait_until(
             bail!("upper: no change after {WAIT:?}: {status}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Publishes to `words` about once a millisecond.
-async fn keep_busy(tcp: SocketAddr) -> anyhow::Result<()> {
-    let mut conn = AsyncClient::connect(tcp).await?;
-    let frame = command::encode(|out| command::publish(out, "words", b"ping"));
-    loop {
-        conn.send(&frame).await?;
-        conn.expect_ok().await?;
-        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -45,18 +45,7 @@ pub async fn run(rounds: usize) -> anyhow::Result<()> {
     )?;
     let tcp = broker.tcp;
 
-    // Keep `words` busy: one message every millisecond or so.
-    let publisher = tokio::spawn(async move {
-        let mut conn = AsyncClient::connect(tcp).await?;
-        let frame = command::encode(|out| command::publish(out, "words", b"ping"));
-        loop {
-            conn.send(&frame).await?;
-            conn.expect_ok().await?;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        #[allow(unreachable_code)]
-        anyhow::Ok(())
-    });
+    let publisher = tokio::spawn(keep_busy(tcp));
     let mut consumer = AsyncClient::connect(tcp).await?;
     let mut subscribe = command::encode(|out| command::sub(out, "words.upper", "bench"));
     command::rdy(&mut subscribe, 2500);
@@ -123,4 +112,15 @@ async fn drain(consumer: &mut AsyncClient) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Keeps `words` busy: publishes a message about every millisecond.
+pub(crate) async fn keep_busy(tcp: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut conn = AsyncClient::connect(tcp).await?;
+    let frame = command::encode(|out| command::publish(out, "words", b"ping"));
+    loop {
+        conn.send(&frame).await?;
+        conn.expect_ok().await?;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
