@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::Mutex;
@@ -131,6 +132,9 @@ impl WasmRuntime {
         let mut core_linker = core_module::linker(&engine)?;
         super::core_state::add_state_imports(&mut core_linker)?;
         let component_linker = component::linker(&engine)?;
+        if let Some(dir) = &cache_dir {
+            remove_unfinished_stores(dir);
+        }
         let baseline = BaselineCompiler::new();
         let mut engines = vec![&engine];
         engines.extend(baseline.as_ref().map(BaselineCompiler::engine));
@@ -363,10 +367,12 @@ impl WasmRuntime {
 /// Stores a compiled artifact in the cache directory on a thread of its
 /// own: serializing and writing a component's tens of megabytes (a
 /// fraction of a second, longer when the disk is busy) is not on the way
-/// to the version going live. Written beside the final name and renamed,
-/// so a reader never sees part of one; a crash before the rename leaves
-/// only a hidden temporary file, replaced by the next store.
+/// to the version going live. Written to a hidden temporary file of its
+/// own (two plugins' compiles of one module may end together) and renamed,
+/// so a reader never sees part of one; what a crash leaves before the
+/// rename is removed at the next start ([`remove_unfinished_stores`]).
 fn store_later<A: Artifact>(artifact: A, dir: PathBuf, hash: String) -> Option<JoinHandle<()>> {
+    static STORES: AtomicU64 = AtomicU64::new(0);
     let store = move || {
         let path = dir.join(format!("{hash}.cwasm"));
         let serialized = match artifact.serialize() {
@@ -376,7 +382,8 @@ fn store_later<A: Artifact>(artifact: A, dir: PathBuf, hash: String) -> Option<J
                 return;
             }
         };
-        let temporary = dir.join(format!(".{hash}.cwasm.tmp"));
+        let store = STORES.fetch_add(1, Ordering::Relaxed);
+        let temporary = dir.join(format!(".{hash}.{store}{UNFINISHED}"));
         let stored = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&temporary, serialized))
             .and_then(|()| std::fs::rename(&temporary, &path));
@@ -391,6 +398,23 @@ fn store_later<A: Artifact>(artifact: A, dir: PathBuf, hash: String) -> Option<J
             |e| tracing::warn!(error = %e, "PLUGINS: cannot start storing the compiled module"),
         )
         .ok()
+}
+
+/// How the temporary file of a store under way ends.
+const UNFINISHED: &str = ".cwasm.tmp";
+
+/// Removes what stores cut short by a crash left in the cache directory.
+fn remove_unfinished_stores(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(UNFINISHED) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Loads a precompiled module or component from the cache.
@@ -436,6 +460,19 @@ fn pooled_engine(functions: Option<Arc<FunctionCache>>) -> anyhow::Result<Engine
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_a_crash_left_of_a_store_is_removed_and_stored_artifacts_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str| dir.path().join(name);
+        std::fs::write(file("abc.cwasm"), b"done").unwrap();
+        std::fs::write(file(".abc.7.cwasm.tmp"), b"cut short").unwrap();
+        std::fs::write(file("notes.tmp"), b"not ours").unwrap();
+        remove_unfinished_stores(dir.path());
+        assert!(file("abc.cwasm").exists());
+        assert!(!file(".abc.7.cwasm.tmp").exists());
+        assert!(file("notes.tmp").exists());
+    }
 
     #[test]
     fn components_are_told_from_core_modules_by_their_header() {
