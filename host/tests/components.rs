@@ -389,6 +389,13 @@ fn a_large_component_serves_on_baseline_code_until_its_optimized_code_takes_over
         "topic = \"words\"\nchannel = \"upper\"\nconcurrency = 2\n\
          publish = [\"words.upper.js\"]\n",
     );
+    // The same module under another name: each gets its own optimized build.
+    dir.guest(
+        "js",
+        "uppercase",
+        "twin",
+        "topic = \"quiet\"\nchannel = \"twin\"\npublish = [\"words.upper.js\"]\n",
+    );
     let wasqd = dir.start();
     let http = wasqd.http();
     // Nothing was cached: Winch compiled the runtime, Cranelift follows.
@@ -409,10 +416,14 @@ fn a_large_component_serves_on_baseline_code_until_its_optimized_code_takes_over
     };
     // Traffic before, during and after the swap to optimized code.
     batch(&mut publisher);
-    let optimized = || http.plugin("upper")["load"]["compiler"] == "optimizing";
+    let optimized = || {
+        ["upper", "twin"]
+            .iter()
+            .all(|name| http.plugin(name)["load"]["compiler"] == "optimizing")
+    };
     let deadline = Instant::now() + Duration::from_secs(600);
     while !optimized() {
-        assert!(Instant::now() < deadline, "{}", http.plugin("upper"));
+        assert!(Instant::now() < deadline, "{}", http.get("/plugins").1);
         batch(&mut publisher);
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -105,25 +105,35 @@ impl BaselineCompiler {
 }
 
 /// Optimized builds of versions that are live with baseline code, from
-/// the end of their compile to the reload that takes each up (by module
-/// hash).
+/// the end of their compile to the reload that takes each up: by plugin
+/// name, with the module hash each was compiled from (two plugins may run
+/// the same module, each with its own build).
 #[derive(Default)]
 pub struct OptimizedBuilds {
-    ready: Mutex<HashMap<String, ComponentPre>>,
+    ready: Mutex<HashMap<String, (String, ComponentPre)>>,
 }
 
 impl OptimizedBuilds {
-    pub fn put(&self, hash: &str, pre: ComponentPre) {
-        self.ready.lock().insert(hash.to_string(), pre);
+    pub fn put(&self, plugin: &str, hash: &str, pre: ComponentPre) {
+        self.ready
+            .lock()
+            .insert(plugin.to_string(), (hash.to_string(), pre));
     }
 
-    pub fn has(&self, hash: &str) -> bool {
-        self.ready.lock().contains_key(hash)
+    pub fn has(&self, plugin: &str, hash: &str) -> bool {
+        self.ready
+            .lock()
+            .get(plugin)
+            .is_some_and(|(built, _)| built == hash)
     }
 
-    /// Takes the build of `hash` (the reload that uses it, or a version
-    /// that went live meanwhile and made it useless).
-    pub fn take(&self, hash: &str) -> Option<ComponentPre> {
-        self.ready.lock().remove(hash)
+    /// Takes `plugin`'s build of `hash` (for the reload that uses it, or
+    /// to drop it once another version went live meanwhile).
+    pub fn take(&self, plugin: &str, hash: &str) -> Option<ComponentPre> {
+        let mut ready = self.ready.lock();
+        match ready.get(plugin) {
+            Some((built, _)) if built == hash => ready.remove(plugin).map(|(_, pre)| pre),
+            _ => None,
+        }
     }
 }

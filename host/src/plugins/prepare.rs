@@ -87,16 +87,19 @@ pub(super) fn prepare(
     if live.as_ref().is_some_and(|l| {
         l.module_hash == module_hash
             && l.manifest == manifest
-            && !(l.compiler == Compiler::Baseline && runtime.has_optimized(&module_hash))
+            && !(l.compiler == Compiler::Baseline && runtime.has_optimized(name, &module_hash))
     }) {
         return Err(PrepareError::Unchanged);
     }
-    let compiled = runtime.compile(&bytes, &module_hash).map_err(|e| {
-        fail(
-            Some(&module_hash),
-            format!("{}: {e:#}", module_file.display()),
-        )
-    })?;
+    let compiled = match runtime.take_optimized(name, &module_hash) {
+        Some(optimized) => optimized,
+        None => runtime.compile(&bytes, &module_hash).map_err(|e| {
+            fail(
+                Some(&module_hash),
+                format!("{}: {e:#}", module_file.display()),
+            )
+        })?,
+    };
     let outbound = outbound_for(name, &manifest, manifest_file, &stats).map_err(|e| {
         fail(
             Some(&module_hash),

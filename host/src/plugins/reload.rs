@@ -395,7 +395,7 @@ impl PluginHost {
 
     /// Compiles the optimized build of a version that went live with
     /// baseline code, on a blocking thread, then swaps it in by a reload
-    /// of the same version (if that version is still the live one).
+    /// of the same version, if that version is still the live one.
     fn optimize_later(&self, name: &str, module: Arc<[u8]>, hash: String) {
         let (host, runtime, name) = (self.me.clone(), self.runtime.clone(), name.to_string());
         tokio::spawn(async move {
@@ -406,16 +406,27 @@ impl PluginHost {
             })
             .await
             .unwrap_or_else(|e| Err(anyhow::anyhow!("the compile task failed: {e}")));
-            if let Err(e) = compiled {
-                tracing::warn!(plugin = %name, error = %format!("{e:#}"), "PLUGIN: no optimized build; the baseline code stays live");
-                return;
-            }
+            let pre = match compiled {
+                Ok(pre) => pre,
+                Err(e) => {
+                    tracing::warn!(plugin = %name, error = %format!("{e:#}"), "PLUGIN: no optimized build; the baseline code stays live");
+                    return;
+                }
+            };
             let Some(host) = host.upgrade() else {
                 return;
             };
-            host.sync_plugin(&name, Trigger::Optimize).await;
-            // Not taken if another version went live meanwhile.
-            host.runtime.drop_optimized(&hash);
+            // Under the lock every load takes, so no other version goes
+            // live between the look and the swap.
+            let _one_at_a_time = host.sync_lock.lock().await;
+            let live = host.live_version(&name);
+            if live.is_none_or(|live| live.module_hash != hash) {
+                return;
+            }
+            host.runtime.offer_optimized(&name, &hash, pre);
+            host.sync_locked(&name, &Trigger::Optimize.into()).await;
+            // Not taken if the files changed meanwhile.
+            host.runtime.take_optimized(&name, &hash);
             tracing::debug!(plugin = %name, ms = started.elapsed().as_millis() as u64, "PLUGIN: optimized build handled");
         });
     }

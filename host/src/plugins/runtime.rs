@@ -24,7 +24,7 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Module, PoolingAllocationConfig};
 
 use super::baseline::{BASELINE_MIN_BYTES, BaselineCompiler, Compiler, OptimizedBuilds};
-use super::component::{self, ComponentState};
+use super::component::{self, ComponentPre, ComponentState};
 use super::core_module::{self, CoreState};
 use super::epoch::EpochClock;
 use super::executor::WasmExecutor;
@@ -160,9 +160,7 @@ impl WasmRuntime {
     /// the compiled-artifact cache.
     ///
     /// A large component not in the artifact cache is compiled by the
-    /// baseline compiler (baseline.rs); its optimized build, once
-    /// [`WasmRuntime::compile_optimized`] has made it, is what the next
-    /// compile of the same hash returns.
+    /// baseline compiler (baseline.rs).
     pub fn compile(&self, bytes: &[u8], hash: &str) -> anyhow::Result<Compiled> {
         if !is_component(bytes) {
             let (module, from_cache) = self.cached_or_compiled::<Module>(bytes, hash)?;
@@ -170,13 +168,6 @@ impl WasmRuntime {
             return Ok(Compiled {
                 guest: CompiledGuest::Core(pre),
                 from_cache,
-                compiler: Compiler::Optimizing,
-            });
-        }
-        if let Some(pre) = self.optimized.take(hash) {
-            return Ok(Compiled {
-                guest: CompiledGuest::Component(pre),
-                from_cache: false,
                 compiler: Compiler::Optimizing,
             });
         }
@@ -217,24 +208,33 @@ impl WasmRuntime {
     }
 
     /// Compiles a component with Cranelift (through the artifact cache)
-    /// and keeps the linked build for the reload that takes it up: for a
-    /// version live with baseline code.
-    pub fn compile_optimized(&self, bytes: &[u8], hash: &str) -> anyhow::Result<()> {
+    /// and links it: the optimized build of a version live with baseline
+    /// code.
+    pub fn compile_optimized(&self, bytes: &[u8], hash: &str) -> anyhow::Result<ComponentPre> {
         let (component, _) = self.cached_or_compiled::<Component>(bytes, hash)?;
-        let pre = component::link(&self.component_linker, &component)?;
-        self.optimized.put(hash, pre);
-        Ok(())
+        component::link(&self.component_linker, &component)
     }
 
-    /// Whether the optimized build of `hash` waits to be taken up.
-    pub fn has_optimized(&self, hash: &str) -> bool {
-        self.optimized.has(hash)
+    /// Keeps `plugin`'s optimized build of `hash` for the reload that
+    /// takes it up.
+    pub fn offer_optimized(&self, plugin: &str, hash: &str, pre: ComponentPre) {
+        self.optimized.put(plugin, hash, pre);
     }
 
-    /// Drops the optimized build of `hash` if no reload took it (a newer
-    /// version went live meanwhile).
-    pub fn drop_optimized(&self, hash: &str) {
-        self.optimized.take(hash);
+    /// Whether `plugin`'s optimized build of `hash` waits to be taken up.
+    pub fn has_optimized(&self, plugin: &str, hash: &str) -> bool {
+        self.optimized.has(plugin, hash)
+    }
+
+    /// `plugin`'s optimized build of `hash`, taken: for the reload that
+    /// swaps it in, or dropped if a newer version went live meanwhile.
+    pub fn take_optimized(&self, plugin: &str, hash: &str) -> Option<Compiled> {
+        let pre = self.optimized.take(plugin, hash)?;
+        Some(Compiled {
+            guest: CompiledGuest::Component(pre),
+            from_cache: false,
+            compiler: Compiler::Optimizing,
+        })
     }
 
     /// Where the artifact of `hash` is cached, once a write of it under way
