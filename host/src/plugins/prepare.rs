@@ -60,7 +60,6 @@ pub(super) enum PrepareError {
 pub(super) struct LiveVersion {
     pub(super) module_hash: String,
     pub(super) manifest: Manifest,
-    pub(super) compiler: Compiler,
 }
 
 /// Reads, checks, compiles and tries a version; CPU work, run off the async threads.
@@ -82,12 +81,12 @@ pub(super) fn prepare(
         read_manifest_text(manifest_file).map_err(|e| fail(Some(&module_hash), e))?;
     let manifest = Manifest::parse(name, manifest_file, &manifest_text)
         .map_err(|e| fail(Some(&module_hash), e))?;
-    // The same version again, unless it runs baseline code and its
-    // optimized build is ready.
+    // The same version again, unless its optimized build is ready (one is
+    // offered only for a version live with baseline code).
     if live.as_ref().is_some_and(|l| {
         l.module_hash == module_hash
             && l.manifest == manifest
-            && !(l.compiler == Compiler::Baseline && runtime.has_optimized(name, &module_hash))
+            && !runtime.has_optimized(name, &module_hash)
     }) {
         return Err(PrepareError::Unchanged);
     }

@@ -293,13 +293,12 @@ impl PluginHost {
             self.optimize_later(name, module, prepared.module_hash.clone());
         }
         match old {
-            Some((old, true)) => {
-                tracing::info!(plugin = name, hash = %prepared.module_hash, "PLUGIN: optimized code live");
-                old.run.stop(StopMode::Drain).await;
-                SyncResult::Reloaded
-            }
-            Some((old, false)) => {
-                tracing::info!(plugin = name, from = %old.module_hash, to = %prepared.module_hash, "PLUGIN: reloaded");
+            Some((old, recompiled)) => {
+                if recompiled {
+                    tracing::info!(plugin = name, hash = %prepared.module_hash, "PLUGIN: optimized code live");
+                } else {
+                    tracing::info!(plugin = name, from = %old.module_hash, to = %prepared.module_hash, "PLUGIN: reloaded");
+                }
                 old.run.stop(StopMode::Drain).await;
                 SyncResult::Reloaded
             }
@@ -389,7 +388,6 @@ impl PluginHost {
         plugins.get(name)?.live.as_ref().map(|l| LiveVersion {
             module_hash: l.module_hash.clone(),
             manifest: l.manifest.clone(),
-            compiler: l.load.compiler,
         })
     }
 

@@ -244,8 +244,13 @@ impl WasmRuntime {
         if let Some(writing) = writing {
             let _ = writing.join();
         }
-        dir.join(format!("{hash}.cwasm"))
+        artifact_file(dir, hash)
     }
+}
+
+/// The file the artifact of `hash` is cached in.
+fn artifact_file(dir: &Path, hash: &str) -> PathBuf {
+    dir.join(format!("{hash}.cwasm"))
 }
 
 /// True for a component: its binary header's layer field is 1 (a core
@@ -374,7 +379,7 @@ impl WasmRuntime {
 fn store_later<A: Artifact>(artifact: A, dir: PathBuf, hash: String) -> Option<JoinHandle<()>> {
     static STORES: AtomicU64 = AtomicU64::new(0);
     let store = move || {
-        let path = dir.join(format!("{hash}.cwasm"));
+        let path = artifact_file(&dir, &hash);
         let serialized = match artifact.serialize() {
             Ok(serialized) => serialized,
             Err(e) => {
