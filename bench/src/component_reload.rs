@@ -14,9 +14,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-use crate::plugin::plugin;
+use crate::plugin::{plugin, wait_for_plugin};
 use crate::reload::keep_busy;
 use crate::spawn_wasqd_with_plugins;
 use wasq_testkit::async_client::AsyncClient;
@@ -33,8 +33,8 @@ pub struct ComponentReloadArgs {
     rounds: usize,
 }
 
-/// The longest a version may take to go live, or to get optimized code.
-const WAIT: Duration = Duration::from_secs(600);
+/// How often GET /plugins is asked while a version compiles.
+const POLL: Duration = Duration::from_millis(20);
 
 pub async fn run(args: ComponentReloadArgs) -> anyhow::Result<()> {
     let language = args.language.as_str();
@@ -72,9 +72,15 @@ pub async fn run(args: ComponentReloadArgs) -> anyhow::Result<()> {
         std::fs::write(&staging, with_round(&component, round))?;
         let written = Instant::now();
         std::fs::rename(&staging, &target)?;
-        let status = wait_until(&http, |status| status["module_hash"] != old_hash).await?;
+        let status = wait_for_plugin(&http, "upper", POLL, "the new version live", |status| {
+            status["module_hash"] != old_hash
+        })
+        .await?;
         let live_ms = written.elapsed().as_secs_f64() * 1e3;
-        wait_until(&http, |status| status["load"]["compiler"] != "baseline").await?;
+        wait_for_plugin(&http, "upper", POLL, "optimized code", |status| {
+            status["load"]["compiler"] != "baseline"
+        })
+        .await?;
         let optimized_ms = written.elapsed().as_secs_f64() * 1e3;
         let load_ms = &status["load"]["load_ms"];
         println!("{round:>6} {live_ms:>10.0} {load_ms:>10} {optimized_ms:>14.0}");
@@ -115,24 +121,6 @@ fn with_round(component: &[u8], round: usize) -> Vec<u8> {
     bytes.push(u8::try_from(payload.len()).expect("a short section"));
     bytes.extend_from_slice(&payload);
     bytes
-}
-
-/// Polls GET /plugins/upper until `done`; its last answer.
-async fn wait_until(
-    http: &SocketAddr,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> anyhow::Result<serde_json::Value> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let status = plugin(http, "upper")?;
-        if done(&status) {
-            return Ok(status);
-        }
-        if Instant::now() > deadline {
-            bail!("upper: no change after {WAIT:?}: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Finishes every output the plugin publishes.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::plugin::{finished, plugin, post, publish_backlog};
+use crate::plugin::{finished, plugin, post, publish_backlog, wait_for_plugin};
 use crate::{IN_MEMORY, spawn_wasqd_with_plugins};
 
 pub struct GuestsArgs {
@@ -211,18 +211,15 @@ fn replace(target: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits, polling every millisecond (what follows is timed), until
+/// `name` runs another module than `old`.
 async fn wait_for_hash_change(
     http: &SocketAddr,
     name: &str,
     old: &serde_json::Value,
 ) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while plugin(http, name)?["module_hash"] == *old {
-        if Instant::now() > deadline {
-            bail!("{name} did not reload: {}", plugin(http, name)?);
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    let poll = Duration::from_millis(1);
+    wait_for_plugin(http, name, poll, "a reload", |p| p["module_hash"] != *old).await?;
     Ok(())
 }
 
@@ -230,13 +227,11 @@ async fn wait_for_hash_change(
 /// with baseline code first), so that its optimizing compile does not run
 /// beside what is timed next.
 async fn wait_for_optimized_code(http: &SocketAddr, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while plugin(http, name)?["load"]["compiler"] == "baseline" {
-        if Instant::now() > deadline {
-            bail!("{name} kept baseline code: {}", plugin(http, name)?);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let poll = Duration::from_millis(10);
+    wait_for_plugin(http, name, poll, "optimized code", |p| {
+        p["load"]["compiler"] != "baseline"
+    })
+    .await?;
     Ok(())
 }
 

@@ -241,6 +241,29 @@ pub(crate) fn plugin(http: &SocketAddr, name: &str) -> anyhow::Result<serde_json
         .with_context(|| format!("no plugin {name} in {status}"))
 }
 
+/// Polls plugin `name`'s entry in GET /plugins every `poll` until `done`
+/// says yes (for at most 600 s: a large component compiles for seconds);
+/// its last entry. `what` names what is awaited, for the error.
+pub(crate) async fn wait_for_plugin(
+    http: &SocketAddr,
+    name: &str,
+    poll: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> anyhow::Result<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let status = plugin(http, name)?;
+        if done(&status) {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("{name}: {what}, not after 600 s: {status}");
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
 /// Messages a plugin has finished.
 pub(crate) fn finished(http: &SocketAddr, name: &str) -> anyhow::Result<u64> {
     Ok(plugin(http, name)?["counters"]["finished"]
