@@ -7,13 +7,19 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::reload;
 
+use wasq_host::allocator::compiling;
 use wasq_host::config::Options;
 use wasq_host::http::LogControl;
 use wasq_host::server;
 use wasq_nsq::log_prefix::Prefixed;
 
+/// glibc's malloc for the broker, mimalloc while a plugin compiles.
+#[global_allocator]
+static ALLOCATOR: compiling::WasqdAllocator = compiling::WasqdAllocator;
+
 fn main() -> ExitCode {
     wasq_host::allocator::limit_arenas();
+    let arena = compiling::reserve_arena();
     wasq_nsq::open_files::raise_limit();
     let options = match Options::from_args() {
         Ok(options) => options,
@@ -40,6 +46,12 @@ fn main() -> ExitCode {
                 }),
         )
         .init();
+    if let Err(error) = arena {
+        tracing::warn!(%error, "PLUGINS: no address space of their own for compiles; they allocate from glibc's malloc");
+    }
+    if let Err(error) = compiling::build_compile_pool() {
+        tracing::warn!(error = %error, "PLUGINS: cannot set up the compile threads");
+    }
     let log_control: LogControl = Arc::new(move |level| {
         handle
             .modify(|f| *f = EnvFilter::new(level.filter()))

@@ -25,6 +25,7 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, OptLevel, RegallocAlgorithm, Strategy};
 
 use super::component::{self, ComponentPre, ComponentState};
+use crate::allocator::compiling::compiling;
 
 /// Components at least this large are compiled by Winch first; smaller
 /// ones (a Rust component: about 100 ms with Cranelift) gain nothing worth
@@ -93,7 +94,7 @@ impl BaselineCompiler {
     /// Compiles and links a component with Winch.
     pub fn compile(&self, bytes: &[u8]) -> anyhow::Result<ComponentPre> {
         let started = std::time::Instant::now();
-        let compiled = Component::new(self.engine(), bytes)
+        let compiled = compiling(|| Component::new(self.engine(), bytes))
             .map_err(|e| anyhow::Error::from(e).context("invalid WebAssembly component"))?;
         tracing::info!(
             bytes = bytes.len(),

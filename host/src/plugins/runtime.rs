@@ -32,6 +32,7 @@ use super::function_cache::FunctionCache;
 use super::instance::CompiledGuest;
 use super::manifest::Manifest;
 use super::stats::PluginStats;
+use crate::allocator::compiling::compiling;
 use crate::broker::Broker;
 
 /// Core instances (and tables) the pooling allocator keeps slots for: a
@@ -283,7 +284,7 @@ trait Artifact: Sized + Clone + Send + 'static {
 impl Artifact for Module {
     const WHAT: &'static str = "WebAssembly module";
     fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
-        Module::new(engine, bytes)
+        compiling(|| Module::new(engine, bytes))
     }
     fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         Module::serialize(self)
@@ -298,7 +299,7 @@ impl Artifact for Module {
 impl Artifact for Component {
     const WHAT: &'static str = "WebAssembly component";
     fn compile(engine: &Engine, bytes: &[u8]) -> wasmtime::Result<Self> {
-        Component::new(engine, bytes)
+        compiling(|| Component::new(engine, bytes))
     }
     fn serialize(&self) -> wasmtime::Result<Vec<u8>> {
         Component::serialize(self)

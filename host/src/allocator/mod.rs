@@ -1,5 +1,8 @@
 //! How the process's memory allocator is set up, once, at start-up.
 //!
+//! - [`compiling`]: wasqd's allocator, which sends a plugin compile's
+//!   blocks to mimalloc and the rest to glibc's malloc
+//!
 //! glibc's malloc gives threads their own arenas, up to eight per core, and
 //! a thread keeps the arena it first used. wasqd's threads come and go
 //! (Tokio's blocking threads for disk work leave after ten idle seconds,
@@ -10,6 +13,8 @@
 //! the heap in use stayed flat (heaptrack: 5 MB peak). With two arenas the
 //! same soak stayed within 1.3% and 3 MB lower, at the same throughput
 //! (bench/README.md).
+
+pub mod compiling;
 
 /// Arenas glibc may create; the main one and one more.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -38,7 +43,8 @@ pub struct Heap {
     pub idle_bytes: u64,
 }
 
-/// malloc's figures now; `None` where the allocator is not glibc's.
+/// malloc's figures now; `None` where the allocator is not glibc's. The
+/// blocks of plugin compiles (mimalloc's, [`compiling`]) are not in them.
 pub fn heap() -> Option<Heap> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
