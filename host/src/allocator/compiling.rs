@@ -199,6 +199,28 @@ fn arena_only(block: *mut u8) -> *mut u8 {
     ptr::null_mut()
 }
 
+/// A block for `layout` (`zeroed`: all zero bytes): from the arena while
+/// compiling, else (or if the arena has none) from glibc.
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
+    if COMPILING.get() {
+        // SAFETY: a valid layout, passed on.
+        let block = unsafe { arena_alloc(layout, zeroed) };
+        if !block.is_null() {
+            return block;
+        }
+    }
+    // SAFETY: a valid, non-zero layout (GlobalAlloc's contract).
+    unsafe {
+        if zeroed {
+            System.alloc_zeroed(layout)
+        } else {
+            System.alloc(layout)
+        }
+    }
+}
+
 /// The process's allocator in wasqd (see the module doc).
 pub struct WasqdAllocator;
 
@@ -208,28 +230,14 @@ pub struct WasqdAllocator;
 unsafe impl GlobalAlloc for WasqdAllocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COMPILING.get() {
-            // SAFETY: a valid layout, passed on.
-            let block = unsafe { arena_alloc(layout, false) };
-            if !block.is_null() {
-                return block;
-            }
-        }
         // SAFETY: passed on.
-        unsafe { System.alloc(layout) }
+        unsafe { allocate(layout, false) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COMPILING.get() {
-            // SAFETY: a valid layout, passed on.
-            let block = unsafe { arena_alloc(layout, true) };
-            if !block.is_null() {
-                return block;
-            }
-        }
         // SAFETY: passed on.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { allocate(layout, true) }
     }
 
     #[inline]
