@@ -126,7 +126,10 @@ fn give_back() {
     }
 }
 
-/// Marks this thread as one that only compiles (rayon's pool).
+/// Marks this thread as one that only compiles, for good: for threads
+/// that last as long as the process (rayon's global pool). mimalloc
+/// deletes a thread's heap as the thread ends, so a thread that ends must
+/// not allocate as compiling by then ([`compiling`] unmarks on return).
 pub fn mark_compiling_thread() {
     COMPILING.set(true);
 }
