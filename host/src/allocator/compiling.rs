@@ -108,7 +108,9 @@ pub fn compiling<R>(compile: impl FnOnce() -> R) -> R {
     };
     if outermost {
         give_back();
-        rayon::broadcast(|_| give_back());
+        // Queued behind whatever rayon's threads are compiling for
+        // another plugin; the caller does not wait for it.
+        rayon::spawn_broadcast(|_| give_back());
     }
     compiled
 }
