@@ -12,11 +12,11 @@
 //! handler in each kind of guest (see `guests.rs`); `wasq-bench memory` measures the resident
 //! memory of a queued message by every route it can arrive (see `memory.rs`);
 //! `wasq-bench versus --nsqd PATH` runs every row of the performance table
-//! against wasqd and a real nsqd with ratios (see `versus.rs`);
+//! against wasqd and a real nsqd with ratios (see `versus/`);
 //! `wasq-bench scale` measures how start-up, shutdown, memory and `/stats`
 //! grow with the number of topics, connections and plugins (see
-//! `scale.rs`); `wasq-bench soak` runs a long mixed load and checks that memory stays
-//! flat and nothing is lost (see `soak.rs`).
+//! `scale/`); `wasq-bench soak` runs a long mixed load and checks that
+//! memory stays flat and nothing is lost (see `soak/`).
 //!
 //! By default it starts the `wasqd` built beside it (`target/release/wasqd`)
 //! on ephemeral ports, through the shared test harness (`wasq-testkit`). With
