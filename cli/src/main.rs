@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::prelude::*;
+use wasq_host::allocator::compiling;
 
 #[derive(Parser)]
 #[command(
@@ -248,7 +249,16 @@ fn one_line(message: &str) -> String {
     }
 }
 
+/// As wasqd's: glibc's malloc, mimalloc while `wasq plugin test` compiles
+/// the plugin (a JavaScript component's test run: 0.86-0.96 s before, 0.72-0.76 s).
+#[global_allocator]
+static ALLOCATOR: compiling::WasqdAllocator = compiling::WasqdAllocator;
+
 fn main() -> ExitCode {
+    wasq_host::allocator::limit_arenas();
+    // Without the arena or the pool, compiles allocate from glibc: slower,
+    // not wrong, so neither failing stops the command.
+    let _ = compiling::reserve_arena();
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin(PluginCommand::New {
@@ -306,6 +316,9 @@ fn main() -> ExitCode {
                     .with_filter(tracing_subscriber::EnvFilter::new("wasq_host=debug")),
                 )
                 .init();
+            // wasmtime compiles a module's functions on rayon's pool: its
+            // threads, marked, allocate from the compile arena too.
+            let _ = compiling::build_compile_pool();
             let test = plugin_test::TestRun {
                 module,
                 manifest,
