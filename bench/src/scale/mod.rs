@@ -30,7 +30,7 @@ mod table;
 mod topics;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use broker::Broker;
 use table::Table;
@@ -70,7 +70,7 @@ pub(super) const BODY_SIZE: usize = 100;
 /// HTTP connections creating topics side by side.
 pub(super) const CREATORS: usize = 4;
 /// How long a restart may take to bring every message back.
-pub(super) const RESTORE_LIMIT: Duration = Duration::from_secs(600);
+const RESTORE_LIMIT: Duration = Duration::from_secs(600);
 /// How long a broker may take to exit on SIGTERM.
 pub(super) const STOP_LIMIT: Duration = Duration::from_secs(600);
 
@@ -133,6 +133,24 @@ pub(super) fn per_item(name: &'static str, value: f64, unit: &'static str) -> Fi
         value,
         unit,
         per_item: true,
+    }
+}
+
+/// Asks `look` every 20 ms until it says done (`Ok(None)`); returns the
+/// time since `since`. Once [`RESTORE_LIMIT`] has passed, the last thing
+/// it said was still missing (`Ok(Some(missing))`) is the error.
+pub(super) fn poll_until(
+    since: Instant,
+    mut look: impl FnMut() -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<Duration> {
+    loop {
+        let Some(missing) = look()? else {
+            return Ok(since.elapsed());
+        };
+        if since.elapsed() > RESTORE_LIMIT {
+            anyhow::bail!("{missing} after {RESTORE_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use wasq_testkit::memory::resident_bytes;
 
 use super::broker::{Broker, Running, get_json, time_get};
-use super::{Figure, RESTORE_LIMIT, per_item, seconds, total};
+use super::{Figure, per_item, poll_until, seconds, total};
 
 /// The plugin part at one size (see the module doc).
 pub(super) async fn plugins(count: usize) -> anyhow::Result<Vec<Figure>> {
@@ -73,19 +73,13 @@ fn until_plugins_loaded(
     count: usize,
     since: Instant,
 ) -> anyhow::Result<Duration> {
-    loop {
+    poll_until(since, || {
         let listing = get_json(running.http(), "/plugins")?;
         let plugins = listing["plugins"].as_array().cloned().unwrap_or_default();
         if let Some(failed) = plugins.iter().find(|p| p["state"] == "failed") {
             bail!("a plugin failed to load: {failed}");
         }
         let running_count = plugins.iter().filter(|p| p["state"] == "running").count();
-        if running_count >= count {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() > RESTORE_LIMIT {
-            bail!("{running_count} of {count} plugins running after {RESTORE_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        Ok((running_count < count).then(|| format!("{running_count} of {count} plugins running")))
+    })
 }

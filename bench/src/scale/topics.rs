@@ -4,11 +4,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use wasq_testkit::memory::resident_bytes;
 
 use super::broker::{Broker, Running, get_json, post, time_get};
-use super::{BODY_SIZE, CREATORS, Figure, RESTORE_LIMIT, per_item, seconds, total};
+use super::{BODY_SIZE, CREATORS, Figure, per_item, poll_until, seconds, total};
 use crate::http_load::KeepAlive;
 
 /// The topic part at one size (see the module doc).
@@ -93,17 +92,12 @@ fn until_every_message(
     expected: usize,
     since: Instant,
 ) -> anyhow::Result<Duration> {
-    loop {
+    poll_until(since, || {
         let stats = get_json(running.http(), "/stats?format=json&topic=scale.0")?;
-        if stats.get("restore").is_none_or(|r| r["done"] == true) {
-            break;
-        }
-        if since.elapsed() > RESTORE_LIMIT {
-            bail!("queues still being recovered after {RESTORE_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    loop {
+        let done = stats.get("restore").is_none_or(|r| r["done"] == true);
+        Ok((!done).then(|| "queues still being recovered".to_string()))
+    })?;
+    poll_until(since, || {
         let stats = get_json(running.http(), "/stats?format=json&include_clients=false")?;
         let queued: u64 = stats["topics"]
             .as_array()
@@ -112,12 +106,6 @@ fn until_every_message(
             .flat_map(|t| t["channels"].as_array().into_iter().flatten())
             .map(|c| c["depth"].as_u64().unwrap_or(0))
             .sum();
-        if queued >= expected as u64 {
-            return Ok(since.elapsed());
-        }
-        if since.elapsed() > RESTORE_LIMIT {
-            bail!("{queued} of {expected} messages back after {RESTORE_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        Ok((queued < expected as u64).then(|| format!("{queued} of {expected} messages back")))
+    })
 }
