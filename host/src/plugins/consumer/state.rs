@@ -147,11 +147,19 @@ impl PluginRun {
             // In memory only, none remembered: none can have committed.
             return (messages, locations);
         }
+        // No message past the last marker has committed: only those
+        // delivered again are looked up (all of them if it cannot be read).
+        let last_marked = state
+            .store
+            .last_marked(&state.name, &self.link.manifest.channel)
+            .inspect_err(|e| tracing::error!(plugin = %self.link.name, error = %e, "STATE: cannot read the last marker; looking up every message"))
+            .ok();
         let mut rest = Vec::with_capacity(messages.len());
         let mut rest_locations = Vec::with_capacity(messages.len());
         for (message, location) in messages.into_iter().zip(locations) {
             let applied = match location {
                 None => from_memory.remove(&message.id),
+                Some(location) if last_marked.is_some_and(|last| Some(location) > last) => false,
                 Some(location) => {
                     let marker = self.marker(message.id, location);
                     state

@@ -73,3 +73,14 @@ pub(super) fn marker_key(plugin: &str, channel: &str, at: Location) -> Vec<u8> {
     key.extend_from_slice(&at.offset.to_be_bytes());
     key
 }
+
+/// The location at the end of a marker key (`marker_key`'s last 16
+/// bytes); `None` if the key is too short to hold one.
+pub(super) fn marker_location(key: &[u8]) -> Option<Location> {
+    let at = key.len().checked_sub(16)?;
+    let word = |from: usize| u64::from_be_bytes(key[from..from + 8].try_into().unwrap_or_default());
+    Some(Location {
+        segment: word(at),
+        offset: word(at + 8),
+    })
+}

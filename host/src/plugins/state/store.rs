@@ -42,7 +42,9 @@ use wasq_storage::Location;
 
 pub use super::commit::{Commit, Committed, Marker};
 use super::journal::Journal;
-use super::layout::{decode_totals, encode_totals, marker_key, markers_of, plugin_partition};
+use super::layout::{
+    decode_totals, encode_totals, marker_key, marker_location, markers_of, plugin_partition,
+};
 use super::limits::{Entries, StateBytes, StateError, Totals};
 use super::plugin_store::{PluginStore, io};
 use super::record::{put_changes, put_marker, put_totals};
@@ -74,6 +76,12 @@ pub struct StateStore {
     visible: AtomicU64,
     /// Numbers handler calls (see [`Commit::call`]).
     calls: AtomicU64,
+    /// The last location with a marker, by plugin and channel (the
+    /// [`markers_of`] of both): read from `applied` at the first question,
+    /// then raised by every commit. A message read from disk past it
+    /// cannot have committed, so only a message delivered again (at or
+    /// before it) costs a look-up in `applied`.
+    last_marked: Mutex<HashMap<Vec<u8>, Option<Location>>>,
     /// fsync each group (durable mode) rather than write it to the OS.
     durable: bool,
     /// How often the journal is fdatasynced in the default mode.
@@ -156,6 +164,7 @@ impl StateStore {
             }),
             visible: AtomicU64::new(0),
             calls: AtomicU64::new(0),
+            last_marked: Mutex::new(HashMap::new()),
             durable,
             fsync_every,
         })
@@ -223,6 +232,50 @@ impl StateStore {
             .get(key)
             .map_err(io)?
             .is_some_and(|id| *id == marker.id.0[..]))
+    }
+
+    /// The last location of `channel` whose message's writes `plugin`
+    /// committed (`None`: none): no message after it has a marker. Stale
+    /// only upwards (markers forgotten or cleared since), which costs a
+    /// look-up, never a message counted twice.
+    pub fn last_marked(&self, plugin: &str, channel: &str) -> Result<Option<Location>, StateError> {
+        let prefix = markers_of(plugin, Some(channel));
+        let mut known = self.last_marked.lock();
+        if let Some(last) = known.get(&prefix) {
+            return Ok(*last);
+        }
+        // Under the lock: a commit meanwhile raises what this reads (its
+        // marker is in `applied` before it raises the entry).
+        let last = match self.applied.prefix(&prefix).next_back() {
+            Some(entry) => marker_location(&entry.map_err(io)?.0),
+            None => None,
+        };
+        known.insert(prefix, last);
+        Ok(last)
+    }
+
+    /// Raises the known last markers to those `commits` made (already in
+    /// `applied`). An entry not yet read from `applied` is left to that
+    /// read, which sees them.
+    fn raise_last_marked<'a>(&self, commits: impl Iterator<Item = &'a Commit>) {
+        let mut known = self.last_marked.lock();
+        if known.is_empty() {
+            return;
+        }
+        for commit in commits {
+            let mut markers = commit.markers.iter().peekable();
+            while let Some(first) = markers.next() {
+                // A call's markers are mostly of one channel: one look-up.
+                let mut last = first.location;
+                while let Some(next) = markers.next_if(|m| m.channel == first.channel) {
+                    last = last.max(next.location);
+                }
+                let prefix = markers_of(&commit.plugin.name, Some(&first.channel));
+                if let Some(entry) = known.get_mut(&prefix) {
+                    *entry = (*entry).max(Some(last));
+                }
+            }
+        }
     }
 
     /// Forgets `plugin`'s markers on `channel` before `checkpoint` (the
@@ -310,6 +363,12 @@ impl StateStore {
             if let Err(error) = markers.commit() {
                 tracing::error!(error = %error, "STATE: cannot note the committed messages' markers; a message delivered again before a restart may be handled again");
             }
+            let applied = group.iter().zip(&outcomes);
+            self.raise_last_marked(
+                applied
+                    .filter(|(_, o)| **o == Committed::Applied)
+                    .map(|(c, _)| c),
+            );
         }
         for (plugin, totals) in totals {
             plugin.set_totals(totals);
@@ -536,6 +595,35 @@ mod tests {
         );
         assert!(!store.was_applied("counter", &marker(2, 2)).unwrap());
         assert!(store.was_applied("counter", &marker(3, 3)).unwrap());
+    }
+
+    #[test]
+    fn the_last_marker_is_read_once_then_raised_by_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |segment| Some(Location { segment, offset: 0 });
+        {
+            let store = open(dir.path());
+            let counter = state(&store, "counter");
+            let group = vec![
+                increments(&counter, b"k/a", 5),
+                increments(&counter, b"k/b", 2),
+            ];
+            store.commit(group).unwrap();
+            // Known only from `applied` (a commit raises what was read).
+            assert_eq!(store.last_marked("counter", "ch").unwrap(), at(5));
+            store.commit(vec![increments(&counter, b"k/a", 7)]).unwrap();
+            assert_eq!(store.last_marked("counter", "ch").unwrap(), at(7));
+            store.commit(vec![increments(&counter, b"k/a", 6)]).unwrap();
+            assert_eq!(
+                store.last_marked("counter", "ch").unwrap(),
+                at(7),
+                "an earlier place delivered again does not lower it"
+            );
+        }
+        let store = open(dir.path());
+        assert_eq!(store.last_marked("counter", "ch").unwrap(), at(7));
+        assert_eq!(store.last_marked("counter", "other").unwrap(), None);
+        assert_eq!(store.last_marked("another", "ch").unwrap(), None);
     }
 
     #[test]
