@@ -108,6 +108,7 @@ pub async fn run(args: ScaleArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
 /// One figure of one run: its name, value and unit, and whether it is a
 /// total (grows with the size when linear) or per item (stays flat).
 #[derive(Debug, Clone)]
